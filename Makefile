@@ -1,0 +1,28 @@
+# All set-up is here: `make demo` / `make test` create .venv when missing and install the pinned
+# dependencies (re-installed only when pyproject.toml changes).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m seal bench synth --out $(DEMO_DIR)/bench --n 1 --seed 7 --split test
+	$(PY) -m seal search --image $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.jpg \
+		--annotation $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.json \
+		--localizer oracle --trace-dir $(DEMO_DIR)/trace
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache

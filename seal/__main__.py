@@ -1,0 +1,5 @@
+import sys
+
+from seal.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""``seal`` command line: one sub-command per module in :mod:`seal.cli`.
+
+Each ``seal.cli.cmd_<name>`` module exposes ``register(subparsers)``, which adds its parser and
+sets ``func`` (``args -> exit code``). Errors the user can fix (:class:`InputError`) print one line
+on stderr and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from seal.errors import InputError
+
+
+
+def command_modules() -> list[str]:
+    """Every ``seal.cli.cmd_*`` module, in name order."""
+    import seal.cli
+
+    return sorted(m.name for m in pkgutil.iter_modules(seal.cli.__path__) if m.name.startswith("cmd_"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seal", description="Agentic visual search (SEAL / V*) with a value-of-vision policy.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in command_modules():
+        importlib.import_module(f"seal.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        args.overrides = _dotted_overrides(extra, parser)
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"seal {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"seal {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dotted_overrides(extra: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Unknown ``--section.field=value`` / ``--section.field value`` arguments become overrides."""
+    out: list[str] = []
+    i = 0
+    while i < len(extra):
+        item = extra[i]
+        if not item.startswith("--") or "." not in item.split("=", 1)[0]:
+            parser.error(f"unrecognized argument: {item}")
+        if "=" in item:
+            out.append(item[2:])
+        elif i + 1 < len(extra):
+            out.append(f"{item[2:]}={extra[i + 1]}")
+            i += 1
+        else:
+            parser.error(f"override {item} needs a value")
+        i += 1
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Layered configuration: dataclass defaults <- YAML files (in order) <- dotted overrides.
+
+``load_config(Config, ["base.yaml", "tiny.yaml"], ["search.max_nodes=32"])`` returns a validated
+``Config``. Unknown keys and ill-typed values are errors naming the dotted field and the file they
+came from; nothing is silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+
+from seal.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def load_config(cls: type[T], files: Iterable[str | Path] = (), overrides: Iterable[str] = ()) -> T:
+    """Build ``cls`` from its defaults, then each YAML file, then ``key.path=value`` overrides."""
+    merged: dict[str, Any] = {}
+    for f in files:
+        merged = _deep_merge(merged, read_yaml(f), source=str(f))
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(merged, key, value)
+    return from_dict(cls, merged)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("config file not found", p)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"malformed YAML ({first})", p) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping at the top level, found {type(data).__name__}", p)
+    return data
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"search.max_nodes=32"`` -> ``("search.max_nodes", 32)`` (value parsed as YAML)."""
+    text = item[2:] if item.startswith("--") else item
+    if "=" not in text:
+        raise ConfigError(f"override {item!r} must look like section.field=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Strictly build dataclass ``cls`` from a nested mapping (unknown keys are errors)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, found {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix + unknown[0]!r}; known keys under "
+            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, prefix + name)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {exc}") from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Dataclass -> plain nested dict (YAML/JSON-ready)."""
+    return dataclasses.asdict(obj)
+
+
+def dump_yaml(obj: Any) -> str:
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value if value is not None else {}, prefix=key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected one of {list(args)}, found {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, found {value!r}")
+        inner = args[0] if args else Any
+        items = [_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, found {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, found {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, found {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, found {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, found {value!r}")
+    return value
+
+
+def _deep_merge(base: dict[str, Any], new: dict[str, Any], source: str) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v, source)
+        else:
+            out[k] = v
+    return out
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"override key {key!r} is malformed")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[p] = nxt
+        cur = nxt
+    cur[parts[-1]] = value

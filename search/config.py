@@ -1,0 +1,95 @@
+"""``SearchConfig``: every number the reference V* search hard-coded, as a typed, validated field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from seal.errors import ConfigError
+
+Strategy = Literal["vstar", "bfs", "dfs", "random-bfs", "random-dfs"]
+
+
+@dataclass
+class SearchConfig:
+    strategy: Strategy = "vstar"
+    """Expansion order: ``vstar`` (heatmap-guided best-first) or a blind baseline."""
+
+    confidence_high: float = 0.5
+    """Stop as soon as a visited node holds a detection scoring above this (reference: 0.5)."""
+    confidence_low: float = 0.3
+    """Anytime fallback: when the search ends without a confident hit, return the best box seen if
+    it scores at least this (reference: 0.3); otherwise the target is reported not found."""
+
+    split_aspect_ratio: float = 2.0
+    """A patch whose long/short side ratio is >= this splits into 1x4 / 4x1 strips, else 2x2."""
+    overlap: float = 0.1
+    """Children overlap by this fraction of their size, so objects on tile borders are not cut
+    (reference: 0.0)."""
+    leaf_divisor: int = 4
+    """Leaf rule: a patch is a leaf when its short side <= max(ceil(min(W, H) / leaf_divisor),
+    min_leaf_side) of the full image (reference: 4 and 224)."""
+    min_leaf_side: int = 224
+
+    priority_scorer: Literal["ancestor_decay", "parent_only", "max"] = "ancestor_decay"
+    """How heatmap evidence of a node's ancestors combines into its priority."""
+    level_weight_base: float = 4.0
+    """``ancestor_decay`` weights the evidence seen at level l by ``1 / base**l`` (reference: 4)."""
+    detection_priority_weight: float = 1.0
+    """Weight of a child's own best detection score in its priority (children are scored in one
+    batch when their parent is expanded)."""
+
+    context_cue: bool = True
+    """Ask the localizer where the target is likely to be when the target heatmap is weak."""
+    cue_threshold_base: float = 6.0
+    cue_threshold_decay: float = 0.7
+    cue_threshold_floor: float = 3.0
+    """The target heatmap is weak at level l when its max logit <= max(floor, base * decay**(l-1))
+    (reference: 6.0, 0.7, 3.0 on raw logits)."""
+
+    max_nodes: int = 64
+    """Budget: nodes visited (popped and examined) per target."""
+    max_model_calls: int = 256
+    """Budget: localizer calls (one batched ``locate`` or one ``suggest_region`` each)."""
+    deadline_s: float = 0.0
+    """Budget: wall-clock seconds per target; 0 = none. Budgets never raise: best answer so far."""
+
+    multi_instance: bool = False
+    """Keep searching after the first confident hit and return every instance (counting)."""
+    max_instances: int = 32
+    nms_iou: float = 0.5
+    """Detections overlapping a kept one by more than this IoU are the same instance."""
+    min_priority: float = 0.0
+    """Nodes whose priority is below this are not expanded (prunes multi-instance search)."""
+
+    seed: int = 0
+    """Seed of the random baselines."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.confidence_low <= self.confidence_high <= 1.0:
+            raise ConfigError(
+                "search.confidence_low / confidence_high: need 0 <= low <= high <= 1, found "
+                f"{self.confidence_low} / {self.confidence_high}"
+            )
+        if not 0.0 <= self.overlap < 0.5:
+            raise ConfigError(f"search.overlap: expected 0 <= overlap < 0.5, found {self.overlap}")
+        if self.split_aspect_ratio < 1.0:
+            raise ConfigError(f"search.split_aspect_ratio: expected >= 1, found {self.split_aspect_ratio}")
+        if self.leaf_divisor < 1 or self.min_leaf_side < 1:
+            raise ConfigError("search.leaf_divisor and search.min_leaf_side must be >= 1")
+        if self.level_weight_base <= 0:
+            raise ConfigError(f"search.level_weight_base: expected > 0, found {self.level_weight_base}")
+        if self.max_nodes < 1 or self.max_model_calls < 1:
+            raise ConfigError(
+                f"search.max_nodes / max_model_calls: expected >= 1, found {self.max_nodes} / {self.max_model_calls}"
+            )
+        if self.deadline_s < 0:
+            raise ConfigError(f"search.deadline_s: expected >= 0, found {self.deadline_s}")
+        if self.max_instances < 1:
+            raise ConfigError(f"search.max_instances: expected >= 1, found {self.max_instances}")
+        if not 0.0 < self.nms_iou <= 1.0:
+            raise ConfigError(f"search.nms_iou: expected 0 < iou <= 1, found {self.nms_iou}")
+
+    def cue_threshold(self, level: int) -> float:
+        """Max-logit threshold below which the target heatmap at ``level`` (root = 0) is weak."""
+        return max(self.cue_threshold_floor, self.cue_threshold_base * self.cue_threshold_decay ** max(level - 1, 0))

@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from seal.cli.main import main
+from seal.config import Config, dump_yaml, load
+from seal.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("**/*.yaml"))
+
+
+def test_defaults_validate():
+    cfg = load()
+    assert isinstance(cfg, Config)
+    assert cfg.search.confidence_high == 0.5 and cfg.search.min_leaf_side == 224
+
+
+def test_layering_and_overrides(tmp_path):
+    a = tmp_path / "a.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text("search:\n  max_nodes: 10\n  overlap: 0.2\n")
+    b.write_text("search:\n  max_nodes: 20\n")
+    cfg = load([a, b], ["search.strategy=bfs"])
+    assert cfg.search.max_nodes == 20  # later file wins
+    assert cfg.search.overlap == 0.2  # earlier file kept where not overridden
+    assert cfg.search.strategy == "bfs"
+    assert load([a, b], ["search.max_nodes=32"]).search.max_nodes == 32
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("search.bogus=1", "search.bogus"),
+        ("search.max_nodes=abc", "search.max_nodes"),
+        ("search.strategy=astar", "search.strategy"),
+        ("search.confidence_low=0.9", "confidence_low"),
+        ("search.max_nodes=0", "max_nodes"),
+    ],
+)
+def test_bad_values_name_the_field(override, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load([], [override])
+
+
+def test_malformed_yaml_names_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load([bad])
+
+
+def test_cfg_command_prints_resolved(capsys):
+    assert main(["cfg", "--search.max_nodes=32", "--search.strategy", "dfs"]) == 0
+    out = capsys.readouterr().out
+    assert "max_nodes: 32" in out and "strategy: dfs" in out
+
+
+def test_cfg_command_bad_override_exit_2(capsys):
+    assert main(["cfg", "--search.max_nodes=-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "max_nodes" in err[0]
+
+
+def test_round_trip_dump():
+    import yaml
+
+    cfg = load([], ["search.overlap=0.25"])
+    again = load([], [])
+    from seal.config import from_dict
+
+    assert from_dict(Config, yaml.safe_load(dump_yaml(cfg))) == cfg
+    assert again != cfg
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_recipe_loads(path):
+    load([path])
