@@ -1,0 +1,122 @@
+"""Vision budgets: how many pixels and vision tokens each action may spend.
+
+``VisionBudgetConfig`` sets the coarse and full global views (long side, max pixels), the patch
+size of the fallback token heuristic, the crop budget of the visual working memory, and the
+vision-token pruning proxy (seed 001, B4: keep a ratio of the tokens by ``stride`` or by
+``topk_norm``). :class:`VisionBudget` resizes images to a budget and counts vision tokens
+*exactly* with the model's own processor when one is given; the heuristic is the fallback.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from PIL import Image
+
+from seal.errors import ConfigError
+
+Level = Literal["coarse", "full"]
+
+
+@dataclass
+class VisionBudgetConfig:
+    coarse_long_side: int = 336
+    """Long side (px) of the global view at the coarse budget."""
+    coarse_max_pixels: int = 336 * 336
+    full_long_side: int = 1344
+    """Long side (px) of the global view at the full budget (a dynamic-resolution model sees more
+    tokens; a fixed-resolution model such as LLaVA-1.5 is resized again by its processor)."""
+    full_max_pixels: int = 1344 * 1344
+    patch_size: int = 14
+    """Patch side of the fallback token heuristic ``ceil(w / p) * ceil(h / p)``."""
+    max_crops: int = 4
+    """Crops the visual working memory may add to the full-vision answer."""
+    pruning_mode: Literal["none", "stride", "topk_norm"] = "none"
+    """Vision-token pruning proxy: keep ``pruning_ratio`` of the tokens, every k-th (``stride``) or
+    those with the largest feature norm (``topk_norm``)."""
+    pruning_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("coarse_long_side", "coarse_max_pixels", "full_long_side", "full_max_pixels", "patch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"vision_budget.{name}: expected >= 1, found {getattr(self, name)}")
+        if self.coarse_long_side > self.full_long_side:
+            raise ConfigError(
+                f"vision_budget.coarse_long_side ({self.coarse_long_side}) must not exceed full_long_side "
+                f"({self.full_long_side})"
+            )
+        if self.max_crops < 0:
+            raise ConfigError(f"vision_budget.max_crops: expected >= 0, found {self.max_crops}")
+        if not 0.0 < self.pruning_ratio <= 1.0:
+            raise ConfigError(f"vision_budget.pruning_ratio: expected 0 < ratio <= 1, found {self.pruning_ratio}")
+
+
+class VisionBudget:
+    """Resizes images to a budget level and counts the vision tokens they cost."""
+
+    def __init__(self, cfg: VisionBudgetConfig, processor: Any | None = None) -> None:
+        self.cfg = cfg
+        self.processor = processor
+        self._token_cache: dict[tuple[int, int], int] = {}
+
+    def target_size(self, width: int, height: int, level: Level) -> tuple[int, int]:
+        """``(w, h)`` after fitting ``width x height`` into the level's long side and pixel cap.
+        Never upsamples."""
+        long_side = self.cfg.coarse_long_side if level == "coarse" else self.cfg.full_long_side
+        max_pixels = self.cfg.coarse_max_pixels if level == "coarse" else self.cfg.full_max_pixels
+        scale = min(1.0, long_side / max(width, height), math.sqrt(max_pixels / (width * height)))
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    def resize(self, image: Image.Image, level: Level) -> Image.Image:
+        size = self.target_size(*image.size, level)
+        if size == image.size:
+            return image
+        return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+    def heuristic_tokens(self, width: int, height: int) -> int:
+        p = self.cfg.patch_size
+        return math.ceil(width / p) * math.ceil(height / p)
+
+    def tokens_for(self, image: Image.Image) -> int:
+        """Vision tokens the model spends on ``image`` (after pruning), exact when a processor is set."""
+        key = image.size
+        if key not in self._token_cache:
+            self._token_cache[key] = self._exact_tokens(image) if self.processor is not None else \
+                self.heuristic_tokens(*image.size)
+        return self.kept_tokens(self._token_cache[key])
+
+    def kept_tokens(self, n_tokens: int) -> int:
+        """Tokens left after the pruning proxy keeps ``pruning_ratio`` of ``n_tokens``."""
+        if self.cfg.pruning_mode == "none":
+            return n_tokens
+        return max(1, math.ceil(n_tokens * self.cfg.pruning_ratio))
+
+    def _exact_tokens(self, image: Image.Image) -> int:
+        """Count image placeholder tokens the processor expands one ``<image>`` into."""
+        proc = self.processor
+        image_token = getattr(proc, "image_token", "<image>")
+        out = proc(images=[image], text=[image_token], return_tensors="np")
+        token_id = proc.tokenizer.convert_tokens_to_ids(image_token)
+        return int((out["input_ids"] == token_id).sum())
+
+
+def prune_token_indices(norms, ratio: float, mode: Literal["stride", "topk_norm"]):
+    """Indices of the vision tokens the pruning proxy keeps, in their original order.
+
+    Args:
+        norms: ``(N,)`` per-token feature norms (used by ``topk_norm``; only the length matters for
+            ``stride``). numpy array or torch tensor.
+        ratio: fraction kept, ``0 < ratio <= 1``.
+        mode: ``stride`` keeps evenly spaced tokens, ``topk_norm`` the largest-norm tokens.
+    Returns: ``(K,)`` int64 numpy array, ``K = ceil(N * ratio)``.
+    """
+    import numpy as np
+
+    n = len(norms)
+    k = max(1, math.ceil(n * ratio))
+    if mode == "stride":
+        return np.unique(np.floor(np.arange(k) * (n / k)).astype(np.int64))
+    arr = np.asarray(norms.detach().cpu() if hasattr(norms, "detach") else norms, dtype=np.float64)
+    return np.sort(np.argsort(-arr, kind="stable")[:k]).astype(np.int64)
