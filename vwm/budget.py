@@ -1,7 +1,7 @@
 """Vision budgets: how many pixels and vision tokens each action may spend.
 
 ``VisionBudgetConfig`` sets the coarse and full global views (long side, max pixels), the patch
-size of the fallback token heuristic, the crop budget of the visual working memory, and the
+size of the fallback token heuristic, and the
 vision-token pruning proxy (seed 001, B4: keep a ratio of the tokens by ``stride`` or by
 ``topk_norm``). :class:`VisionBudget` resizes images to a budget and counts vision tokens
 *exactly* with the model's own processor when one is given; the heuristic is the fallback.
@@ -31,8 +31,6 @@ class VisionBudgetConfig:
     full_max_pixels: int = 1344 * 1344
     patch_size: int = 14
     """Patch side of the fallback token heuristic ``ceil(w / p) * ceil(h / p)``."""
-    max_crops: int = 4
-    """Crops the visual working memory may add to the full-vision answer."""
     pruning_mode: Literal["none", "stride", "topk_norm"] = "none"
     """Vision-token pruning proxy: keep ``pruning_ratio`` of the tokens, every k-th (``stride``) or
     those with the largest feature norm (``topk_norm``)."""
@@ -47,8 +45,6 @@ class VisionBudgetConfig:
                 f"vision_budget.coarse_long_side ({self.coarse_long_side}) must not exceed full_long_side "
                 f"({self.full_long_side})"
             )
-        if self.max_crops < 0:
-            raise ConfigError(f"vision_budget.max_crops: expected >= 0, found {self.max_crops}")
         if not 0.0 < self.pruning_ratio <= 1.0:
             raise ConfigError(f"vision_budget.pruning_ratio: expected 0 < ratio <= 1, found {self.pruning_ratio}")
 

@@ -9,6 +9,8 @@ from search.config import SearchConfig
 from search.oracle_config import OracleConfig
 from seal.errors import ConfigError
 from seal.image_io import DEFAULT_MAX_PIXELS
+from vwm.budget import VisionBudgetConfig
+from vwm.layout import VWMConfig
 
 
 @dataclass
@@ -27,3 +29,5 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    vision_budget: VisionBudgetConfig = field(default_factory=VisionBudgetConfig)
+    vwm: VWMConfig = field(default_factory=VWMConfig)

@@ -1,0 +1,167 @@
+"""``VQAModel``: the VQA LLM (a ``transformers`` LLaVA) behind named methods.
+
+- :meth:`VQAModel.answer`: greedy free-form answer (may be the "missing objects" refusal).
+- :meth:`VQAModel.score_options`: mean token log-likelihood of each option as the reply (the
+  official V*Bench protocol: options not shown, reply ends with ``</s>``), one batched forward.
+- :meth:`VQAModel.choose_letter`: options shown as ``(A) ...`` lines, the letter with the highest
+  next-token probability wins (the VLMEvalKit protocol).
+- :meth:`VQAModel.text_pass`: the no-image pass the value-of-vision policy reads.
+
+Image arguments are upright RGB PIL images in full resolution; every prompt is laid out by
+:func:`vwm.layout.build_prompt` (global view, then the working-memory targets, then the question).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from PIL import Image
+
+from seal.models.tokenizer import OPTION_LETTERS, encode_reply
+from seal.vqa.prompts import encode_prompt, letter_question
+from seal.vqa.refusal import parse_missing_targets
+from seal.vqa.scoring import prompt_state, reply_token_logprobs
+from vwm.layout import VisualWorkingMemory, VWMConfig
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+
+
+@dataclass
+class TextPassOutput:
+    """What the text-only pass tells about a question before any pixel is seen.
+
+    Attributes:
+        pooled: (D,) float32, mean over the prompt tokens of the final (normed) hidden states.
+        last_hidden: (D,) float32, final hidden state of the last prompt token (what predicts the reply).
+        next_token_logits: (V,) float32 logits of the first reply token.
+        entropy: entropy (nats) of the next-token distribution.
+        margin: top-1 minus top-2 next-token probability, in [0, 1].
+        letter_probs: with options, the distribution over the option letters (sums to 1); else None.
+    """
+
+    pooled: "torch.Tensor"
+    last_hidden: "torch.Tensor"
+    next_token_logits: "torch.Tensor"
+    entropy: float
+    margin: float
+    letter_probs: list[float] | None = None
+
+
+class VQAModel:
+    """Wraps ``(LlavaForConditionalGeneration, LlavaProcessor)``; all methods run without gradients."""
+
+    def __init__(self, model: "LlavaForConditionalGeneration", processor: "LlavaProcessor",
+                 vwm_config: VWMConfig | None = None) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.vwm_config = vwm_config or VWMConfig()
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", dtype: "torch.dtype | None" = None,
+             vwm_config: VWMConfig | None = None) -> "VQAModel":
+        """Load a checkpoint directory with :func:`seal.models.backbone.load_llava` (local, strict)."""
+        from seal.models.backbone import load_llava
+
+        model, processor = load_llava(path, device=device, dtype=dtype)
+        return cls(model, processor, vwm_config)
+
+    # ---- prompts -------------------------------------------------------------------------------
+    def memory(self, image: Image.Image | None, vwm: VisualWorkingMemory | None) -> VisualWorkingMemory | None:
+        """The working memory a prompt is laid out from.
+
+        ``vwm`` when given (``image``, if also given, must have its global image's size), else the
+        global view alone for ``image``, else None (text only).
+        """
+        if vwm is None:
+            return None if image is None else VisualWorkingMemory(global_image=image, config=self.vwm_config)
+        if image is not None and image.size != vwm.image_size:
+            raise ValueError(f"image size {image.size} differs from the working memory's global image "
+                             f"{vwm.image_size}")
+        return vwm
+
+    # ---- free-form -----------------------------------------------------------------------------
+    def answer(self, image: Image.Image | None, question: str, vwm: VisualWorkingMemory | None = None,
+               max_new_tokens: int = 64) -> str:
+        """Greedy answer to ``question`` about ``image`` (None: text only), decoded and stripped."""
+        import torch
+
+        enc = encode_prompt(self.processor, question, self.memory(image, vwm))
+        inputs = {k: v.to(self.model.device) for k, v in enc.items()}
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                      eos_token_id=self.tokenizer.eos_token_id,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        new_tokens = out[0, inputs["input_ids"].shape[1]:]
+        return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+    def missing_targets(self, image: Image.Image | None, question: str,
+                        vwm: VisualWorkingMemory | None = None, max_new_tokens: int = 64) -> tuple[str, list[str] | None]:
+        """``(answer, targets)``: the greedy answer and the objects it asks to search for (None if it answered)."""
+        text = self.answer(image, question, vwm, max_new_tokens)
+        return text, parse_missing_targets(text)
+
+    # ---- multiple choice ----------------------------------------------------------------------
+    def score_options(self, image: Image.Image | None, question: str, options: Sequence[str],
+                      vwm: VisualWorkingMemory | None = None) -> list[float]:
+        """Mean per-token log-likelihood of each option (plus ``</s>``) as the reply to ``question``.
+
+        The options are not shown in the prompt. Returns ``len(options)`` finite floats (higher is
+        better), computed with the prompt encoded once and the options in one batched forward.
+        """
+        if not options:
+            raise ValueError("score_options needs at least one option")
+        enc = encode_prompt(self.processor, question, self.memory(image, vwm))
+        replies = [encode_reply(self.tokenizer, str(opt)) for opt in options]
+        logps = reply_token_logprobs(self.model, enc, replies, self.tokenizer.pad_token_id)
+        return [float(lp.mean()) for lp in logps]
+
+    def choose_letter(self, image: Image.Image | None, question: str, options: Sequence[str],
+                      vwm: VisualWorkingMemory | None = None) -> tuple[str, list[float]]:
+        """Show the options as ``(A) ...`` lines and pick the most probable letter.
+
+        Returns:
+            ``(letter, probs)``: the chosen letter (``"A"`` for the first option) and the probability
+            of each option's letter, renormalised over the ``len(options)`` letters.
+        """
+        enc = encode_prompt(self.processor, letter_question(question, options), self.memory(image, vwm))
+        probs = self._letter_probs(enc, len(options), prompt_state(self.model, enc)[1])
+        best = max(range(len(probs)), key=probs.__getitem__)
+        return OPTION_LETTERS[best], probs
+
+    def _letter_probs(self, enc, n_options: int, last_logits: "torch.Tensor") -> list[float]:
+        """Letter distribution: next-token logits when every letter is one token, else the letters'
+        full reply log-likelihoods (without ``</s>``)."""
+        import torch
+
+        letters = [encode_reply(self.tokenizer, OPTION_LETTERS[i], add_eos=False) for i in range(n_options)]
+        if all(len(ids) == 1 for ids in letters) and len({ids[0] for ids in letters}) == n_options:
+            scores = last_logits.float()[[ids[0] for ids in letters]]
+        else:
+            logps = reply_token_logprobs(self.model, enc, letters, self.tokenizer.pad_token_id)
+            scores = torch.stack([lp.sum() for lp in logps])
+        return torch.softmax(scores.cpu(), dim=-1).tolist()
+
+    # ---- value-of-vision features -------------------------------------------------------------
+    def text_pass(self, question: str, options: Sequence[str] | None = None) -> TextPassOutput:
+        """The text-only pass (no image): hidden-state summary and next-token uncertainty.
+
+        With ``options`` the prompt shows them as in :meth:`choose_letter` and ``letter_probs`` is set.
+        """
+        import torch
+
+        text = question if options is None else letter_question(question, options)
+        enc = encode_prompt(self.processor, text, None)
+        hidden, logits = prompt_state(self.model, enc)  # (P, D), (V,)
+        probs = torch.softmax(logits, dim=-1)
+        top = torch.topk(probs, k=min(2, probs.numel())).values
+        entropy = float(-(probs * torch.log(probs.clamp_min(1e-30))).sum())
+        margin = float(top[0] - top[1]) if top.numel() > 1 else 1.0
+        letter_probs = None if options is None else self._letter_probs(enc, len(options), logits)
+        return TextPassOutput(pooled=hidden.mean(dim=0).cpu(), last_hidden=hidden[-1].cpu(),
+                              next_token_logits=logits.cpu(), entropy=entropy, margin=margin,
+                              letter_probs=letter_probs)

@@ -1,0 +1,188 @@
+"""The visual working memory (VWM) prompt layout: ONE layout for training and inference.
+
+The VQA LLM sees the global view first, then one line per searched target, for any number of
+targets (the reference used different token layouts in training and at inference, and silently
+injected failed searches; see the reference notes, section 1.2)::
+
+    <image>
+    Additional visual information to focus on:
+    <image>
+    striped star at [0.120, 0.340, 0.151, 0.372]
+    blue circle: not found
+    red square at [0.500, 0.500, 0.520, 0.530]
+    What is the color of the striped star?
+
+- A found target with a crop: its crop image then ``"{name} at [x1, y1, x2, y2]"``; the box is
+  ``xyxy`` normalised to the (unpadded) global image, in ``[0, 1]``, ``coord_decimals`` decimals.
+- A found target past the first ``max_crops`` found ones: the location line only (no image).
+- A failed search: ``"{name}: not found"`` (never a low-confidence box, never a crop).
+- No targets: ``"<image>\\n{question}"``; no image at all (the text-only pass): ``"{question}"``.
+
+Every image is a square RGB PIL image: the global view letterboxed to ``view_side_px``, the crops
+letterboxed to ``crop_side_px`` (see :mod:`vwm.crops`). The number of ``<image>`` placeholders in
+the text always equals the number of images returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from PIL import Image
+
+from search.geometry import normalize_xyxy
+from seal.errors import ConfigError
+from seal.models.tokenizer import IMAGE_TOKEN
+from vwm.crops import extract_crop, letterbox
+
+
+@dataclass
+class VWMConfig:
+    """How found targets are cropped and written into the VQA prompt."""
+
+    crop_scale: float = 2.0
+    """Crop region side / the box's longer side (reference: 1.2 per axis, then stretched)."""
+    min_context_px: int = 64
+    """Minimum crop region side in full-image pixels, so tiny boxes keep some context (reference: none)."""
+    crop_side_px: int = 336
+    """Side of the square (letterboxed) crop images handed to the processor."""
+    view_side_px: int = 672
+    """Side of the square (letterboxed) global view handed to the processor (it resizes again to
+    the model's input); bounds the memory of preprocessing very large images."""
+    max_crops: int = 4
+    """At most this many found targets get a crop image (in target order); later ones get their
+    location line only."""
+    coord_decimals: int = 3
+    """Decimals of the normalised coordinates (reference: 3)."""
+    header: str = "Additional visual information to focus on:"
+    """Line introducing the targets (written only when there is at least one target)."""
+
+    def __post_init__(self) -> None:
+        if self.crop_scale < 1.0:
+            raise ConfigError(f"vwm.crop_scale: expected >= 1 (the crop holds the box), found {self.crop_scale}")
+        for name in ("min_context_px", "crop_side_px", "view_side_px"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"vwm.{name}: expected >= 1, found {getattr(self, name)}")
+        if self.max_crops < 0:
+            raise ConfigError(f"vwm.max_crops: expected >= 0, found {self.max_crops}")
+        if not 1 <= self.coord_decimals <= 6:
+            raise ConfigError(f"vwm.coord_decimals: expected 1..6, found {self.coord_decimals}")
+        if IMAGE_TOKEN in self.header:
+            raise ConfigError(f"vwm.header: must not contain {IMAGE_TOKEN}")
+
+
+@dataclass
+class VWMEntry:
+    """One searched target.
+
+    Attributes:
+        name: the target's name as the VQA LLM asked for it.
+        found: whether the search found it; a failed search carries no box and no crop.
+        box_xyxy: the found box, full-image pixels ``(x1, y1, x2, y2)``, or None.
+        score: the search's confidence for the box (0 when not found).
+        crop: the letterboxed square crop around the box (RGB PIL), or None.
+    """
+
+    name: str
+    found: bool
+    box_xyxy: tuple[float, float, float, float] | None = None
+    score: float = 0.0
+    crop: Image.Image | None = None
+
+    def __post_init__(self) -> None:
+        if self.found and self.box_xyxy is None:
+            raise ValueError(f"VWM entry {self.name!r}: found=True needs box_xyxy")
+        if not self.found and (self.box_xyxy is not None or self.crop is not None):
+            raise ValueError(f"VWM entry {self.name!r}: a failed search carries no box and no crop")
+        if self.box_xyxy is not None:
+            self.box_xyxy = tuple(float(v) for v in self.box_xyxy)
+
+
+@dataclass
+class VisualWorkingMemory:
+    """The global image plus what the search found (or did not find) for each target.
+
+    Attributes:
+        global_image: the full upright RGB image; boxes live in its pixel frame.
+        entries: one :class:`VWMEntry` per target, in the order they are written in the prompt.
+        config: crop and layout settings.
+    """
+
+    global_image: Image.Image
+    entries: list[VWMEntry] = field(default_factory=list)
+    config: VWMConfig = field(default_factory=VWMConfig)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the global image."""
+        return self.global_image.size
+
+    def add_target(self, name: str, box_xyxy: Sequence[float] | None, score: float = 0.0) -> VWMEntry:
+        """Append a target: found (with its crop) when ``box_xyxy`` is given, else marked not found.
+
+        A crop is made only while fewer than ``config.max_crops`` entries hold one.
+        """
+        crop = None
+        if box_xyxy is not None and sum(e.crop is not None for e in self.entries) < self.config.max_crops:
+            cfg = self.config
+            crop = extract_crop(self.global_image, box_xyxy, cfg.crop_scale, cfg.min_context_px,
+                                cfg.crop_side_px).image
+        entry = VWMEntry(name=name, found=box_xyxy is not None,
+                         box_xyxy=None if box_xyxy is None else tuple(box_xyxy),
+                         score=float(score) if box_xyxy is not None else 0.0, crop=crop)
+        self.entries.append(entry)
+        return entry
+
+    @classmethod
+    def from_search_results(cls, image: Image.Image, results: Iterable[Any],
+                            config: VWMConfig | None = None) -> "VisualWorkingMemory":
+        """Build from search results (objects with ``target``, ``found``, ``box_xyxy``, ``score``,
+        e.g. ``search.result.SearchResult``); a result with ``found=False`` is marked not found."""
+        vwm = cls(global_image=image, config=config or VWMConfig())
+        for r in results:
+            vwm.add_target(r.target, r.box_xyxy if r.found else None, r.score)
+        return vwm
+
+
+def build_prompt(question: str, vwm: VisualWorkingMemory | None) -> tuple[str, list[Image.Image]]:
+    """The user turn text (with ``<image>`` placeholders) and its images, in placeholder order.
+
+    Args:
+        question: the question, possibly several lines (any ``<image>`` text in it is neutralised).
+        vwm: the global image and searched targets; None for the text-only prompt.
+
+    Returns:
+        ``(text, images)``; ``text.count("<image>") == len(images)``; images are square RGB PIL.
+    """
+    question = question.replace(IMAGE_TOKEN, "image").strip()
+    if vwm is None:
+        return question, []
+    cfg = vwm.config
+    view, _ = letterbox(vwm.global_image, cfg.view_side_px)
+    images = [view]
+    lines = [IMAGE_TOKEN]
+    if vwm.entries:
+        lines.append(cfg.header)
+    width, height = vwm.image_size
+    for entry in vwm.entries:
+        name = _sanitize(entry.name)
+        if not entry.found:
+            lines.append(f"{name}: not found")
+            continue
+        if entry.crop is not None:
+            lines.append(IMAGE_TOKEN)
+            images.append(entry.crop)
+        lines.append(f"{name} at {format_box(entry.box_xyxy, width, height, cfg.coord_decimals)}")
+    lines.append(question)
+    return "\n".join(lines), images
+
+
+def format_box(box_xyxy: Sequence[float], width: int, height: int, decimals: int = 3) -> str:
+    """``"[x1, y1, x2, y2]"``: a full-image pixel box normalised to ``[0, 1]`` by the image size."""
+    norm = normalize_xyxy(box_xyxy, width, height).clip(0.0, 1.0)
+    return "[" + ", ".join(f"{v:.{decimals}f}" for v in norm) + "]"
+
+
+def _sanitize(text: str) -> str:
+    """One-line target name without image placeholders (they would desynchronise images and tokens)."""
+    return " ".join(text.replace(IMAGE_TOKEN, "image").split())
