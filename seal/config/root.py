@@ -9,6 +9,7 @@ from search.config import SearchConfig
 from search.oracle_config import OracleConfig
 from seal.errors import ConfigError
 from seal.image_io import DEFAULT_MAX_PIXELS
+from seal.policy.config import PolicyConfig
 from vwm.budget import VisionBudgetConfig
 from vwm.layout import VWMConfig
 
@@ -31,3 +32,4 @@ class Config:
     synth: SynthConfig = field(default_factory=SynthConfig)
     vision_budget: VisionBudgetConfig = field(default_factory=VisionBudgetConfig)
     vwm: VWMConfig = field(default_factory=VWMConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)

@@ -1,0 +1,150 @@
+"""``ValuePolicy``: decide NO / COARSE / FULL vision for a question from its text-only pass.
+
+    text pass -> PolicyInputs -> chooser (the learned VoWHead, argmax; or a fixed baseline)
+              -> fallback (NO_VISION may escalate when the text pass is unsure) -> Decision
+
+Every decision says why (``reason``), e.g.
+``"p(full)=0.91 > p(no)=0.06, p(coarse)=0.03; entropy 2.300, margin 0.050"`` and, when the fallback
+changed it, ``"...; fallback: entropy 2.300 > 1.500 -> full"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from seal.errors import ConfigError
+from seal.policy.actions import ALL_ACTIONS, N_ACTIONS, Action
+from seal.policy.baselines import Chooser, Choices, make_baseline
+from seal.policy.config import PolicyConfig
+from seal.policy.fallback import Fallback
+from seal.policy.features import PolicyInputs, TextPass
+
+if TYPE_CHECKING:
+    from seal.policy.head import VoWHead
+
+
+@dataclass
+class Decision:
+    """One question's decision.
+
+    Attributes:
+        action: the action to run (after the fallback).
+        chosen_action: the chooser's action before the fallback.
+        probs: the chooser's distribution over (NO, COARSE, FULL), sums to 1.
+        reason: human-readable explanation of the decision (and of the fallback, if it fired).
+        fallback_fired: the fallback escalated a NO_VISION decision.
+        features: (F,) float32 policy features the decision was made from.
+        entropy: text-pass next-token entropy (nats); margin: top-1 minus top-2 probability.
+    """
+
+    action: Action
+    chosen_action: Action
+    probs: tuple[float, float, float]
+    reason: str
+    fallback_fired: bool
+    features: np.ndarray
+    entropy: float
+    margin: float
+
+    def to_json(self) -> dict:
+        """JSON-ready summary for traces (features left out)."""
+        return {"action": self.action.short, "chosen_action": self.chosen_action.short,
+                "probs": {a.short: round(p, 6) for a, p in zip(ALL_ACTIONS, self.probs)},
+                "reason": self.reason, "fallback_fired": self.fallback_fired,
+                "entropy": self.entropy, "margin": self.margin}
+
+
+class LearnedChooser:
+    """The trained head behind the :class:`~seal.policy.baselines.Chooser` interface: argmax action."""
+
+    name = "learned"
+
+    def __init__(self, head: "VoWHead") -> None:
+        self.head = head.eval()
+
+    def choose(self, inputs: PolicyInputs) -> Choices:
+        import torch
+
+        with torch.no_grad():
+            p_space = self.head.action_probs(torch.from_numpy(inputs.features)).double().numpy()  # (N, A)
+        cols = [int(a) for a in self.head.actions]
+        probs = np.zeros((len(inputs), N_ACTIONS))
+        probs[:, cols] = p_space
+        actions = np.asarray(cols, dtype=np.int64)[p_space.argmax(axis=1)]
+        reasons = [_explain(probs[i], int(actions[i]), cols) for i in range(len(inputs))]
+        return Choices(actions, probs, reasons)
+
+
+class ValuePolicy:
+    """A chooser (learned or fixed) plus the fallback rule."""
+
+    def __init__(self, cfg: PolicyConfig, chooser: Chooser) -> None:
+        self.cfg = cfg
+        self.chooser = chooser
+        self.fallback = Fallback.from_config(cfg)
+
+    @classmethod
+    def from_config(cls, cfg: PolicyConfig, head: "VoWHead | None" = None) -> "ValuePolicy":
+        """The baseline ``cfg.baseline_name``; or the learned policy with ``head`` (else loaded
+        strictly from ``cfg.checkpoint``), which must match ``cfg``'s feature and action settings."""
+        if cfg.baseline_name is not None:
+            return cls(cfg, make_baseline(cfg.baseline_name, cfg))
+        if head is None:
+            if cfg.checkpoint is None:
+                raise ConfigError("policy.checkpoint: the learned policy (baseline_name: null) needs a trained "
+                                  "head directory; set policy.checkpoint or choose a baseline_name")
+            from seal.policy.head import VoWHead
+
+            head = VoWHead.load(cfg.checkpoint)
+        for key in ("feature_mode", "action_space", "hidden_source"):
+            if getattr(head.spec, key) != getattr(cfg, key):
+                raise ConfigError(f"policy.{key}: the head at {cfg.checkpoint or '<given head>'} was trained with "
+                                  f"{getattr(head.spec, key)!r}, the config says {getattr(cfg, key)!r}")
+        return cls(cfg, LearnedChooser(head))
+
+    @property
+    def name(self) -> str:
+        return self.chooser.name
+
+    def inputs(self, text_pass: TextPass) -> PolicyInputs:
+        """The batch-of-one policy inputs of a text pass (per ``cfg.feature_mode`` / ``hidden_source``)."""
+        return PolicyInputs.from_text_pass(text_pass, self.cfg.feature_mode, self.cfg.hidden_source)
+
+    def decide(self, text_pass: TextPass) -> Decision:
+        """Decide for one question from its text-only pass."""
+        return self.decide_batch(self.inputs(text_pass))[0]
+
+    def decide_batch(self, inputs: PolicyInputs) -> list[Decision]:
+        """Decide for every row of precomputed ``inputs`` (offline evaluation, sweeps)."""
+        choices = self.chooser.choose(inputs)
+        final, fired, notes = self.fallback.apply(choices.actions, inputs)
+        out = []
+        for i in range(len(inputs)):
+            reason = f"{choices.reasons[i]}; entropy {inputs.entropy[i]:.3f}, margin {inputs.margin[i]:.3f}"
+            if fired[i]:
+                reason += f"; {notes[i]}"
+            out.append(Decision(action=Action(int(final[i])), chosen_action=Action(int(choices.actions[i])),
+                                probs=tuple(float(p) for p in choices.probs[i]), reason=reason,
+                                fallback_fired=bool(fired[i]), features=inputs.features[i],
+                                entropy=float(inputs.entropy[i]), margin=float(inputs.margin[i])))
+        return out
+
+
+def summarize(decisions: Sequence[Decision]) -> dict:
+    """Action ratios (after the fallback) and the fallback trigger rate of a set of decisions."""
+    n = len(decisions)
+    counts = np.bincount([int(d.action) for d in decisions], minlength=N_ACTIONS) if n else np.zeros(N_ACTIONS)
+    out = {f"action_rate_{a.short}": (float(counts[a]) / n if n else 0.0) for a in ALL_ACTIONS}
+    out["fallback_trigger_rate"] = sum(d.fallback_fired for d in decisions) / n if n else 0.0
+    out["n"] = n
+    return out
+
+
+def _explain(probs: np.ndarray, action: int, cols: list[int]) -> str:
+    """``"p(full)=0.91 > p(no)=0.06, p(coarse)=0.03"`` over the head's action space."""
+    others = sorted((c for c in cols if c != action), key=lambda c: -probs[c])
+    rest = ", ".join(f"p({Action(c).short})={probs[c]:.2f}" for c in others)
+    return f"p({Action(action).short})={probs[action]:.2f} > {rest}"
