@@ -1,0 +1,173 @@
+"""``seal search``: find named targets in one image with the V* search and print / record how.
+
+Output: one line per visited node as the search runs, a summary per target, and with ``--json`` one
+JSON object as the last stdout line: the :meth:`SearchResult.to_json` fields (``box_xyxy`` in
+full-image pixels of the upright image, or null) plus ``image``, ``localizer``, ``image_width``,
+``image_height``, ``localizer_stats`` and, when the annotation gives the target's box, ``gt_iou``.
+With several targets the top-level ``target`` / ``box_xyxy`` / ``score`` are lists (one per
+target), ``found`` is true when all were found, the counts are totals, and ``results`` holds the
+per-target objects.
+
+``--trace-dir D`` writes ``trace.json``, ``search_graph.graphml`` and the PNG renderings
+(:mod:`search.render`) into ``D`` (one sub-folder ``D/<k>_<target>/`` per target when there are
+several), plus ``D/config.yaml`` and ``D/run.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from seal.cli.common import add_config_args, print_json_line, resolve_config, write_run_record
+from seal.config import Config
+from seal.errors import InputError
+
+STRATEGIES = ("vstar", "bfs", "dfs", "random-bfs", "random-dfs")
+
+
+def _oracle_localizer(args: argparse.Namespace, cfg: Config) -> Any:
+    from search.oracle import OracleLocalizer
+
+    if not args.annotation:
+        raise InputError("--localizer oracle needs --annotation JSON (the V*Bench ground truth it simulates)")
+    return OracleLocalizer.from_annotation(args.annotation, cfg.oracle)
+
+
+LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": _oracle_localizer}
+"""``--localizer`` name -> factory ``(args, cfg) -> Localizer``. A trained model is one more entry."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search an image for named targets (V* search), print the steps and result")
+    p.add_argument("--image", required=True, help="image file (any PIL-readable format; EXIF orientation applied)")
+    p.add_argument("--target", action="append", default=[], metavar="NAME",
+                   help="target name; repeat for several. Default: every target_object of --annotation")
+    p.add_argument("--localizer", choices=sorted(LOCALIZERS), default="oracle",
+                   help="model that answers locate / suggest_region (default: oracle, needs --annotation)")
+    p.add_argument("--annotation", metavar="JSON", help="V*Bench per-sample JSON (target_object + bbox)")
+    p.add_argument("--strategy", choices=STRATEGIES, help="expansion order (overrides search.strategy)")
+    p.add_argument("--trace-dir", metavar="DIR", help="write trace.json, search_graph.graphml, PNGs, config, run record")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last stdout line")
+    p.add_argument("--quiet", action="store_true", help="do not print the per-step lines")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from search.image_source import ImageSource
+    from search.session import SearchSession
+
+    if args.strategy:
+        args.overrides = list(args.overrides or []) + [f"search.strategy={args.strategy}"]
+    cfg = resolve_config(args)
+    localizer = LOCALIZERS[args.localizer](args, cfg)
+    targets = _targets(args, localizer)
+    image = ImageSource.from_path(args.image, cfg.image.max_pixels)
+    session = SearchSession(localizer, image, cfg.search)
+    truth = _ground_truth(localizer)
+
+    results, records = [], []
+    for target in targets:
+        prefix = f"[{target}] " if len(targets) > 1 else ""
+        if not args.quiet:
+            print(f"{prefix}searching {args.image} ({image.width}x{image.height}) for {target!r} "
+                  f"with {localizer.name}, strategy {cfg.search.strategy}", flush=True)
+        on_step = None if args.quiet else (lambda ev, p=prefix: print(p + format_step(ev), flush=True))
+        result = session.search(target, on_step=on_step)
+        print(format_summary(result), flush=True)
+        results.append(result)
+        records.append(_record(result, args, image, localizer, truth))  # stats: cumulative for this image
+
+    if args.trace_dir:
+        _write_traces(Path(args.trace_dir), image, results, cfg)
+        print(f"trace written to {args.trace_dir}", flush=True)
+    if args.json:
+        print_json_line(records[0] if len(records) == 1 else _combine(records))
+    return 0
+
+
+def format_step(ev: Any) -> str:
+    """One line per visited node: order, level, box (full-image xyxy), priority, best score, cue."""
+    box = ",".join(f"{v:.0f}" for v in ev.box_xyxy)
+    return (f"  #{ev.visit_order:<3d} L{ev.level} [{box}] prio {ev.priority:.3f} "
+            f"score {ev.best_score:.2f} cue {ev.cue:<7s} hmax {ev.heatmap_max:6.2f} queue {ev.queue_size}")
+
+
+def format_summary(result: Any) -> str:
+    if result.found and result.box_xyxy:
+        verdict = "found at [" + ",".join(f"{v:.0f}" for v in result.box_xyxy) + "]"
+    else:
+        verdict = "NOT found"
+    return (f"{result.target!r}: {verdict}, score {result.score:.2f}; {result.nodes_visited} nodes, "
+            f"{result.model_calls} model calls, {result.seconds:.3f} s (localizer {result.localizer_seconds:.3f} s), "
+            f"stop: {result.stop_reason}")
+
+
+def _targets(args: argparse.Namespace, localizer: Any) -> list[str]:
+    if args.target:
+        return list(dict.fromkeys(t.strip() for t in args.target if t.strip())) or _no_target()
+    if args.annotation and hasattr(localizer, "target_names"):
+        return list(localizer.target_names)
+    return _no_target()
+
+
+def _no_target() -> list[str]:
+    raise InputError("give --target NAME (repeatable) or --annotation JSON whose target_object lists the targets")
+
+
+def _ground_truth(localizer: Any) -> dict[str, Any]:
+    """Normalised target name -> ``(N, 4)`` ground-truth ``xyxy`` boxes, when the localizer knows them."""
+    return dict(getattr(localizer, "targets", {}) or {})
+
+
+def _record(result: Any, args: argparse.Namespace, image: Any, localizer: Any, truth: dict[str, Any]) -> dict:
+    from search.geometry import iou_xyxy
+    from search.oracle import normalize_name
+
+    rec = result.to_json()
+    stats = localizer.stats()
+    rec.update(image=str(args.image), image_width=image.width, image_height=image.height,
+               localizer=localizer.name,
+               localizer_stats={"patches_encoded": stats.patches_encoded,
+                                "encode_cache_hits": stats.encode_cache_hits, **stats.extra})
+    gt = truth.get(normalize_name(result.target))
+    if gt is not None and len(gt):
+        rec["gt_iou"] = float(iou_xyxy(result.box_xyxy, gt).max()) if result.box_xyxy else 0.0
+    return rec
+
+
+def _combine(records: list[dict]) -> dict:
+    return {
+        "target": [r["target"] for r in records],
+        "found": all(r["found"] for r in records),
+        "box_xyxy": [r["box_xyxy"] for r in records],
+        "score": [r["score"] for r in records],
+        "nodes_visited": sum(r["nodes_visited"] for r in records),
+        "nodes_scored": sum(r["nodes_scored"] for r in records),
+        "model_calls": sum(r["model_calls"] for r in records),
+        "seconds": sum(r["seconds"] for r in records),
+        "localizer_seconds": sum(r["localizer_seconds"] for r in records),
+        "image": records[0]["image"],
+        "localizer": records[0]["localizer"],
+        "localizer_stats": records[-1]["localizer_stats"],
+        "results": records,
+    }
+
+
+def _write_traces(out: Path, image: Any, results: list, cfg: Config) -> None:
+    from search.render import render_all
+
+    write_run_record(out, cfg, command=["seal", *sys.argv[1:]] if sys.argv else None)
+    for k, result in enumerate(results, start=1):
+        folder = out if len(results) == 1 else out / f"{k:02d}_{_slug(result.target)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        result.trace.write_json(folder / "trace.json")
+        result.trace.write_graphml(folder / "search_graph.graphml")
+        render_all(image, result.trace, folder)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] or "target"

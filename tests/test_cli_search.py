@@ -1,0 +1,158 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from search.geometry import iou_xyxy, xywh_to_xyxy
+from seal.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Two small targets on a 2400 x 1800 image: 60 px is illegible at the root (5.6 input px), legible in
+# patches of <= 960 px long side (input 224, min_legible_px 14).
+SCENE = [("red disc", [1900, 1500, 60, 60], (220, 30, 30)), ("blue square", [300, 200, 60, 60], (30, 60, 220))]
+
+
+def make_scene(folder: Path, stem="sa_1", size=(2400, 1800), objects=SCENE, category="direct_attributes",
+               suffix=".jpg", image: Image.Image | None = None) -> tuple[Path, Path]:
+    """Draw ``objects`` (name, [x, y, w, h], colour) on a textured background; write image + V*Bench JSON."""
+    d = folder / category
+    d.mkdir(parents=True, exist_ok=True)
+    if image is None:
+        rng = np.random.default_rng(len(stem))
+        w, h = size
+        small = rng.integers(90, 150, (max(1, h // 40), max(1, w // 40), 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize((w, h), Image.Resampling.NEAREST)
+        draw = ImageDraw.Draw(image)
+        for name, (x, y, bw, bh), colour in objects:
+            (draw.ellipse if "disc" in name else draw.rectangle)([x, y, x + bw - 1, y + bh - 1], fill=colour)
+    img_path, ann_path = d / f"{stem}{suffix}", d / f"{stem}.json"
+    image.save(img_path)
+    ann_path.write_text(json.dumps({"target_object": [o[0] for o in objects], "bbox": [o[1] for o in objects],
+                                    "question": "What is the colour of the disc?", "options": ["red", "blue"]}))
+    return img_path, ann_path
+
+
+def run_cli(argv, capsys):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_scene(tmp_path_factory.mktemp("bench"))
+
+
+def test_json_line_and_found_box(scene, capsys):
+    img, ann = scene
+    rc, out, err = run_cli(["search", "--image", img, "--annotation", ann, "--target", "red disc", "--json"], capsys)
+    assert rc == 0, err
+    res = last_json(out)
+    for key in ("target", "found", "box_xyxy", "score", "nodes_visited", "model_calls", "seconds", "stop_reason",
+                "localizer_seconds", "nodes_scored", "image_width", "gt_iou"):
+        assert key in res
+    assert res["target"] == "red disc" and res["found"] is True and res["score"] > 0.5
+    assert iou_xyxy(res["box_xyxy"], xywh_to_xyxy(SCENE[0][1])) >= 0.5
+    assert res["gt_iou"] >= 0.5
+    assert res["nodes_visited"] >= 2  # illegible at the root: the search had to zoom
+    assert res["model_calls"] >= res["nodes_visited"] // 4 and res["seconds"] > 0
+    step_lines = [ln for ln in out.splitlines() if ln.strip().startswith("#")]
+    assert len(step_lines) == res["nodes_visited"]  # one printed line per visited node
+    assert step_lines[0].split()[0:2] == ["#1", "L0"]
+
+
+def test_all_annotation_targets_share_the_image(scene, capsys):
+    img, ann = scene
+    rc, out, _ = run_cli(["search", "--image", img, "--annotation", ann, "--json", "--quiet"], capsys)
+    assert rc == 0
+    res = last_json(out)
+    assert res["target"] == ["red disc", "blue square"] and len(res["results"]) == 2
+    for r, (_, box, _) in zip(res["results"], SCENE):
+        assert r["found"] and iou_xyxy(r["box_xyxy"], xywh_to_xyxy(box)) >= 0.5
+    assert res["found"] is True
+    assert res["nodes_visited"] == sum(r["nodes_visited"] for r in res["results"])
+    assert res["localizer_stats"]["encode_cache_hits"] >= 1  # the second target reused the root encoding
+
+
+def test_trace_dir_contents(scene, tmp_path, capsys):
+    img, ann = scene
+    out_dir = tmp_path / "trace"
+    rc, out, _ = run_cli(["search", "--image", img, "--annotation", ann, "--target", "red disc", "--json",
+                          "--trace-dir", out_dir, "--search.max_nodes=40"], capsys)
+    assert rc == 0
+    res = last_json(out)
+    for name in ("trace.json", "search_graph.graphml", "config.yaml", "run.json", "search_overview.png",
+                 "final_crop.png"):
+        assert (out_dir / name).is_file(), name
+    steps = sorted((out_dir / "heatmaps").glob("step_*.png"))
+    assert 1 <= len(steps) <= res["nodes_visited"]
+    assert "max_nodes: 40" in (out_dir / "config.yaml").read_text()
+    g = nx.read_graphml(out_dir / "search_graph.graphml")
+    visited = [n for n, a in g.nodes(data=True) if int(a["visit_order"]) > 0]
+    assert len(visited) == res["nodes_visited"]
+    trace = json.loads((out_dir / "trace.json").read_text())
+    assert trace  # a non-empty JSON document
+    with Image.open(out_dir / "search_overview.png") as im:
+        assert max(im.size) <= 1600 and im.format == "PNG"
+
+
+def test_strategy_changes_node_counts(scene, capsys):
+    img, ann = scene
+    counts = {}
+    for strategy in ("vstar", "bfs"):
+        rc, out, _ = run_cli(["search", "--image", img, "--annotation", ann, "--target", "red disc", "--json",
+                              "--quiet", "--strategy", strategy], capsys)
+        assert rc == 0
+        res = last_json(out)
+        assert res["strategy"] == strategy
+        counts[strategy] = res["nodes_visited"]
+    assert counts["bfs"] > counts["vstar"]  # blind breadth-first sweeps the top-left quadrants first
+
+
+def test_oracle_needs_annotation_and_targets(scene, capsys):
+    img, _ = scene
+    rc, _, err = run_cli(["search", "--image", img, "--target", "red disc"], capsys)
+    assert rc == 2 and "--annotation" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run_cli(["search", "--image", img, "--annotation", img.with_suffix(".missing.json")], capsys)
+    assert rc == 2 and "missing.json" in err
+
+
+def test_subprocess_run(scene):
+    img, ann = scene
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "seal", "search", "--image", str(img), "--annotation", str(ann),
+                           "--target", "blue square", "--json"], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    res = last_json(proc.stdout)
+    assert res["found"] and iou_xyxy(res["box_xyxy"], xywh_to_xyxy(SCENE[1][1])) >= 0.5
+
+
+def test_bench_search_smoke(tmp_path, capsys):
+    from eval.bench_search import main as bench_main
+
+    bench = tmp_path / "bench"
+    make_scene(bench, "sa_1")
+    make_scene(bench, "sa_2", objects=[("green disc", [600, 900, 70, 70], (30, 200, 30))], category="relative_position")
+    out = tmp_path / "report" / "bench.json"
+    assert bench_main(["--bench", str(bench), "--n-targets", "2", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "random-dfs" in table
+    report = json.loads(out.read_text())
+    assert report["n_targets"] == 2 and set(report["strategies"]) == {"vstar", "bfs", "dfs", "random-bfs", "random-dfs"}
+    assert len(report["rows"]) == 2 * 5
+    vstar = report["strategies"]["vstar"]
+    assert vstar["found_rate"] == 1.0 and vstar["mean_nodes_all"] >= 1 and vstar["engine_ms_per_node"] > 0
+    assert report["strategies"]["bfs"]["mean_nodes_all"] > vstar["mean_nodes_all"]
+    assert (out.parent / "run.json").is_file()
