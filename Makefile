@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m seal bench synth --out $(DEMO_DIR)/bench --n 1 --seed 7 --split test
+	$(PY) -m seal bench synth --out $(DEMO_DIR)/bench --n 1 --seed 7 --split test --overwrite
 	$(PY) -m seal search --image $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.jpg \
 		--annotation $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.json \
 		--localizer oracle --trace-dir $(DEMO_DIR)/trace
