@@ -38,7 +38,6 @@ from seal.cli.common import add_config_args, resolve_config, write_run_record
 from seal.errors import InputError
 
 STRATEGIES = ("vstar", "bfs", "dfs", "random-bfs", "random-dfs")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass
@@ -52,44 +51,22 @@ class BenchTarget:
 
 
 def list_targets(bench: Path) -> list[BenchTarget]:
-    """Every (sample, distinct target name) of the benchmark, in deterministic order."""
-    from search.geometry import xywh_to_xyxy
+    """Every (sample, distinct target name) of the benchmark, in the reader's deterministic order.
+
+    Repeated names of one sample (several instances) are one target; a hit is IoU >= 0.5 with any
+    of its instances.
+    """
+    from eval.readers.vstar import read_vstar_folder
     from search.oracle import normalize_name
 
     out = []
-    for annotation, image in _samples(bench):
-        data = json.loads(annotation.read_text(encoding="utf-8"))
-        names, boxes = data.get("target_object", []), data.get("bbox", [])
-        if len(names) != len(boxes):
-            raise InputError(f"'target_object' has {len(names)} names but 'bbox' has {len(boxes)} boxes", annotation)
-        by_name: dict[str, list] = {}
-        for name, box in zip(names, boxes):
-            by_name.setdefault(normalize_name(name), []).append(box)
-        for name, group in by_name.items():
-            out.append(BenchTarget(image, annotation, name, xywh_to_xyxy(np.asarray(group, dtype=np.float64))))
+    for sample in read_vstar_folder(bench):
+        boxes = sample.boxes_xyxy()  # (N, 4), one per name in sample.targets
+        names = [normalize_name(t) for t in sample.targets]
+        for name in dict.fromkeys(names):
+            group = boxes[[i for i, n in enumerate(names) if n == name]]
+            out.append(BenchTarget(sample.image, sample.source, name, group))
     return out
-
-
-def _samples(bench: Path) -> list[tuple[Path, Path]]:
-    """``(annotation json, image)`` pairs of a V*Bench-layout folder."""
-    # TODO(readers): switch to eval/readers/vstar.py once it lands; this is the same folder walk.
-    if not bench.is_dir():
-        raise InputError("benchmark folder not found", bench)
-    categories_file = bench / "categories.json"
-    if categories_file.is_file():
-        categories = json.loads(categories_file.read_text(encoding="utf-8")).get("categories", [])
-    else:
-        categories = ["direct_attributes", "relative_position"]
-    pairs = []
-    for category in categories:
-        for annotation in sorted((bench / category).glob("*.json")):
-            images = [annotation.with_suffix(s) for s in IMAGE_SUFFIXES if annotation.with_suffix(s).is_file()]
-            if not images:
-                raise InputError("annotation without an image beside it (.jpg / .jpeg / .png)", annotation)
-            pairs.append((annotation, images[0]))
-    if not pairs:
-        raise InputError(f"no samples found under categories {categories}", bench)
-    return pairs
 
 
 def run_bench(targets: list[BenchTarget], cfg: Any, strategies: tuple[str, ...] = STRATEGIES) -> dict[str, Any]:
@@ -131,7 +108,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    head = f"{'strategy':<11} {'found':>6} {'conf':>6} {'nodes(all)':>10} {'nodes(found)':>12} {'calls':>7} {'ms/node':>8}"
+    head = (f"{'strategy':<11} {'found':>6} {'conf':>6} {'nodes(all)':>10} {'nodes(found)':>12} "
+            f"{'calls':>7} {'ms/node':>8}")
     lines = [f"{report['n_targets']} targets", head, "-" * len(head)]
     for name, m in report["strategies"].items():
         lines.append(f"{name:<11} {m['found_rate']:>6.1%} {m['confident_hit_rate']:>6.1%} {m['mean_nodes_all']:>10.2f} "
@@ -194,19 +172,20 @@ def run_big(side: int, extra_args: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seal.cli.main import _dotted_overrides
+    from seal.cli.main import dotted_overrides
 
     p = argparse.ArgumentParser(prog="python -m eval.bench_search", description=__doc__.splitlines()[0])
     p.add_argument("--bench", type=Path, help="V*Bench-layout folder (direct_attributes/, relative_position/, ...)")
     p.add_argument("--n-targets", type=int, default=100, help="first N (sample, target) pairs, sorted")
-    p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of " + ",".join(STRATEGIES))
+    p.add_argument("--strategies", default=",".join(STRATEGIES),
+                   help="comma-separated subset of " + ",".join(STRATEGIES))
     p.add_argument("--out", type=Path, help="write the report JSON here (+ config.yaml / run.json beside it)")
     p.add_argument("--big", action="store_true", help="peak-memory run on a generated 16384 px image instead")
     p.add_argument("--big-side", type=int, default=16384)
     add_config_args(p)
     args, extra = p.parse_known_args(argv)
     try:
-        args.overrides = _dotted_overrides(extra, p)
+        args.overrides = dotted_overrides(extra, p)
         cfg = resolve_config(args)
         if args.big:
             passthrough = [f"--config={c}" for c in args.config] + [f"--{o}" for o in args.overrides]

@@ -53,7 +53,8 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     with _open(path, max_pixels) as img:
         try:
             img.load()
-            upright = ImageOps.exif_transpose(img)
+            # exif_transpose copies the image even when nothing turns; skip it for upright files.
+            upright = ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
             return to_rgb(upright)
         except InputError:
             raise
@@ -115,12 +116,15 @@ def _open(path: str | Path, max_pixels: int) -> Image.Image:
     return img
 
 
-def _exif_swaps_axes(img: Image.Image) -> bool:
+def _orientation(img: Image.Image) -> int:
     try:
-        orientation = img.getexif().get(0x0112, 1)
+        return int(img.getexif().get(0x0112, 1))
     except Exception:  # malformed EXIF is ignored, exactly as exif_transpose would
-        return False
-    return orientation in (5, 6, 7, 8)
+        return 1
+
+
+def _exif_swaps_axes(img: Image.Image) -> bool:
+    return _orientation(img) in (5, 6, 7, 8)
 
 
 def _describe(exc: BaseException) -> str:

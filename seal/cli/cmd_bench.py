@@ -11,7 +11,6 @@ override of the same field must agree. ``DIR`` gets the V*Bench-layout folders (
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -50,7 +49,7 @@ def run_synth(args: argparse.Namespace) -> int:
     prepare_output_dir(out, args.overwrite)  # fail on a bad --out before any work
     start = time.perf_counter()
     counts = generate_benchmark(cfg.synth, out, overwrite=True)
-    write_run_record(out, cfg, command=["seal", *sys.argv[1:]] if sys.argv else None)
+    write_run_record(out, cfg)
     parts = ", ".join(f"{k} {v}" for k, v in counts.items())
     print(f"wrote {cfg.synth.n} SynthVStar {cfg.synth.split} samples ({parts}) to {out} "
           f"in {time.perf_counter() - start:.1f} s", flush=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model that answers locate / suggest_region (default: oracle, needs --annotation)")
     p.add_argument("--annotation", metavar="JSON", help="V*Bench per-sample JSON (target_object + bbox)")
     p.add_argument("--strategy", choices=STRATEGIES, help="expansion order (overrides search.strategy)")
-    p.add_argument("--trace-dir", metavar="DIR", help="write trace.json, search_graph.graphml, PNGs, config, run record")
+    p.add_argument("--trace-dir", metavar="DIR",
+                   help="write trace.json, search_graph.graphml, PNGs, config.yaml and run.json here")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last stdout line")
     p.add_argument("--quiet", action="store_true", help="do not print the per-step lines")
     add_config_args(p)
@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
         args.overrides = list(args.overrides or []) + [f"search.strategy={args.strategy}"]
     cfg = resolve_config(args)
     localizer = LOCALIZERS[args.localizer](args, cfg)
-    targets = _targets(args, localizer)
+    truth = _annotated_targets(args, cfg)
+    targets = _targets(args, truth)
     image = ImageSource.from_path(args.image, cfg.image.max_pixels)
     session = SearchSession(localizer, image, cfg.search)
-    truth = _ground_truth(localizer)
 
     results, records = [], []
     for target in targets:
@@ -106,24 +106,23 @@ def format_summary(result: Any) -> str:
             f"stop: {result.stop_reason}")
 
 
-def _targets(args: argparse.Namespace, localizer: Any) -> list[str]:
-    if args.target:
-        return list(dict.fromkeys(t.strip() for t in args.target if t.strip())) or _no_target()
-    if args.annotation and hasattr(localizer, "target_names"):
-        return list(localizer.target_names)
-    return _no_target()
+def _targets(args: argparse.Namespace, truth: dict[str, Any]) -> list[str]:
+    """``--target`` names (deduplicated, in order), else every target of the annotation."""
+    names = list(dict.fromkeys(t.strip() for t in args.target if t.strip())) or list(truth)
+    if not names:
+        raise InputError("give --target NAME (repeatable) or --annotation JSON whose target_object lists the targets")
+    return names
 
 
-def _no_target() -> list[str]:
-    raise InputError("give --target NAME (repeatable) or --annotation JSON whose target_object lists the targets")
+def _annotated_targets(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
+    """Normalised name -> ``(N, 4)`` ground-truth ``xyxy`` boxes from ``--annotation`` ({} without one)."""
+    from search.oracle import OracleLocalizer
 
-
-def _ground_truth(localizer: Any) -> dict[str, Any]:
-    """Normalised target name -> ``(N, 4)`` ground-truth ``xyxy`` boxes, when the localizer knows them."""
-    return dict(getattr(localizer, "targets", {}) or {})
+    return OracleLocalizer.from_annotation(args.annotation, cfg.oracle).targets if args.annotation else {}
 
 
 def _record(result: Any, args: argparse.Namespace, image: Any, localizer: Any, truth: dict[str, Any]) -> dict:
+    """``result.to_json()`` + image / localizer facts + ``gt_iou`` (best IoU with an annotated instance)."""
     from search.geometry import iou_xyxy
     from search.oracle import normalize_name
 
@@ -160,7 +159,7 @@ def _combine(records: list[dict]) -> dict:
 def _write_traces(out: Path, image: Any, results: list, cfg: Config) -> None:
     from search.render import render_all
 
-    write_run_record(out, cfg, command=["seal", *sys.argv[1:]] if sys.argv else None)
+    write_run_record(out, cfg)
     for k, result in enumerate(results, start=1):
         folder = out if len(results) == 1 else out / f"{k:02d}_{_slug(result.target)}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,14 @@ from typing import Any
 from seal.config import Config, dump_yaml, load
 
 
+_COMMAND_LINE: list[str] = []
+
+
+def set_command_line(argv: list[str]) -> None:
+    """Remember the ``seal ...`` command being run, for run records (set by ``main``)."""
+    _COMMAND_LINE[:] = list(argv)
+
+
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """``--config FILE`` (repeatable, later files win); dotted overrides are collected by main."""
     parser.add_argument("--config", action="append", default=[], metavar="YAML",
@@ -41,7 +49,7 @@ def write_run_record(out_dir: str | Path, cfg: Config, command: list[str] | None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
-    record = {"git_revision": git_revision(), "command": command if command is not None else sys.argv}
+    record = {"git_revision": git_revision(), "command": command if command is not None else (_COMMAND_LINE or sys.argv)}
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 

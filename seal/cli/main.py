@@ -12,6 +12,7 @@ import importlib
 import pkgutil
 import sys
 
+from seal.cli.common import set_command_line
 from seal.errors import InputError
 
 
@@ -35,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    set_command_line(["seal", *(sys.argv[1:] if argv is None else argv)])
     try:
-        args.overrides = _dotted_overrides(extra, parser)
+        args.overrides = dotted_overrides(extra, parser)
         return int(args.func(args) or 0)
     except InputError as exc:
         print(f"seal {args.command}: error: {exc}", file=sys.stderr)
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _dotted_overrides(extra: list[str], parser: argparse.ArgumentParser) -> list[str]:
+def dotted_overrides(extra: list[str], parser: argparse.ArgumentParser) -> list[str]:
     """Unknown ``--section.field=value`` / ``--section.field value`` arguments become overrides."""
     out: list[str] = []
     i = 0

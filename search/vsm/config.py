@@ -1,0 +1,168 @@
+"""Typed configuration of the V* search model (VSM): architecture, losses, predictor.
+
+- :class:`VSMConfig`: the heads and the LoRA adapter. Saved as ``vsm_config.json`` beside the
+  weights, so a checkpoint rebuilds exactly the modules its weights were trained in.
+- :class:`VSMLossConfig`: loss weights (a dict, one entry per named term of
+  :class:`search.vsm.losses.VSMCriterion`), Hungarian matching costs and the focal/Dice constants.
+- :class:`VSMPredictorConfig`: inference-time knobs (batch size, feature cache).
+
+No torch here: this module is imported by the CLI and the config layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from seal.errors import ConfigError
+
+LOSS_TERMS: tuple[str, ...] = (
+    "lm", "heatmap_bce", "heatmap_dice", "heatmap_iou", "box_focal", "box_l1", "box_giou",
+)
+"""Names of the loss terms, each one method ``loss_<name>`` of ``VSMCriterion``."""
+
+
+@dataclass
+class VSMConfig:
+    """Architecture of the VSM heads and adapter (everything not in the LLaVA backbone's config)."""
+
+    decoder_dim: int = 128
+    """Channel width D of both decoders (image features are projected from the vision width to D)."""
+    heatmap_depth: int = 2
+    """Layers of the heatmap decoder's ``TwoWayTransformer`` (SAM / reference: 2)."""
+    heatmap_heads: int = 4
+    """Attention heads of the ``TwoWayTransformer``; ``decoder_dim / 2`` must be divisible by it
+    (its cross-attention runs at half width)."""
+    heatmap_mlp_dim: int = 512
+    """MLP width inside the ``TwoWayTransformer`` (reference: 2048 at D = 256)."""
+    quality_head_hidden: int = 128
+    """Hidden width of the mask decoder's IoU / quality MLP."""
+    prompt_tokens: int = 1
+    """Sparse prompt tokens the ``<LOC>`` state is projected into for the heatmap decoder."""
+
+    box_queries: int = 8
+    """Learned queries of the box decoder = candidate boxes per patch."""
+    box_layers: int = 2
+    """``nn.TransformerDecoder`` layers of the box decoder."""
+    box_heads: int = 4
+    """Attention heads of the box decoder (must divide ``decoder_dim``)."""
+    box_mlp_dim: int = 512
+    """Feed-forward width of the box decoder layers."""
+
+    loc_mlp_hidden: int = 0
+    """Hidden width of the MLPs that project the ``<LOC>`` state into each decoder; 0 = the
+    language model's hidden size (reference: 4096 -> 4096 -> out)."""
+    loc_state: Literal["at", "before"] = "at"
+    """Which last-layer hidden state stands for ``<LOC>``: the position holding ``<LOC>`` ("at")
+    or the one predicting it ("before", LISA / the reference). Both are causal-prefix states, so
+    training (full reply) and inference (prompt cut after ``<LOC>``) see the same value."""
+    letterbox: bool = True
+    """Patches are resampled to the square model input keeping their aspect (padded with the
+    processor's mean colour); False stretches them."""
+
+    lora_r: int = 8
+    """LoRA rank on the language model (reference: 8)."""
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    """Language-model linear layers that get LoRA (the vision tower never does)."""
+    train_loc_token: bool = True
+    """Train the ``<LOC>`` rows of the input embedding and of the LM head (peft trainable tokens)."""
+    modules_to_save: tuple[str, ...] = ()
+    """Backbone modules trained in full and saved in the adapter (e.g. ``multi_modal_projector``)."""
+
+    seed: int = 0
+    """Seed of the decoders' random initialisation."""
+
+    def __post_init__(self) -> None:
+        self.lora_targets = tuple(self.lora_targets)
+        self.modules_to_save = tuple(self.modules_to_save)
+        for name in ("decoder_dim", "heatmap_depth", "heatmap_heads", "heatmap_mlp_dim", "quality_head_hidden",
+                     "prompt_tokens", "box_queries", "box_layers", "box_heads", "box_mlp_dim", "lora_r"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"vsm.{name}: expected >= 1, found {getattr(self, name)}")
+        if self.decoder_dim % 8:
+            raise ConfigError(f"vsm.decoder_dim: expected a multiple of 8 (SAM upscaling), found {self.decoder_dim}")
+        if (self.decoder_dim // 2) % self.heatmap_heads:
+            raise ConfigError(f"vsm.heatmap_heads: must divide decoder_dim / 2 = {self.decoder_dim // 2}, "
+                              f"found {self.heatmap_heads}")
+        if self.decoder_dim % self.box_heads:
+            raise ConfigError(f"vsm.box_heads: must divide decoder_dim = {self.decoder_dim}, found {self.box_heads}")
+        if self.loc_state not in ("at", "before"):
+            raise ConfigError(f"vsm.loc_state: expected 'at' or 'before', found {self.loc_state!r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"vsm.lora_dropout: expected 0 <= p < 1, found {self.lora_dropout}")
+        if not self.lora_targets:
+            raise ConfigError("vsm.lora_targets: expected at least one module name")
+        if self.loc_mlp_hidden < 0:
+            raise ConfigError(f"vsm.loc_mlp_hidden: expected >= 0, found {self.loc_mlp_hidden}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lora_targets"] = list(self.lora_targets)
+        d["modules_to_save"] = list(self.modules_to_save)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VSMConfig":
+        """Strict: unknown keys are an error (a checkpoint from another version)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"vsm: unknown fields {unknown}")
+        return cls(**d)
+
+
+def _default_weights() -> dict[str, float]:
+    return {"lm": 1.0, "heatmap_bce": 2.0, "heatmap_dice": 0.5, "heatmap_iou": 0.5,
+            "box_focal": 2.0, "box_l1": 5.0, "box_giou": 2.0}
+
+
+@dataclass
+class VSMLossConfig:
+    """Weights and constants of the VSM training loss (reference values in brackets)."""
+
+    weights: dict[str, float] = field(default_factory=_default_weights)
+    """Weight of each term in the total (terms in :data:`LOSS_TERMS`; weight 0 skips the term;
+    a term missing from a given dict gets weight 0, so pass the full dict to change one weight).
+    Reference: CE 1, BCE 2, Dice 0.5; detection x0.1 of (focal 2, L1 5, GIoU 2), but its box
+    geometry was frozen; here boxes are learned and the box score is the search's stop signal,
+    so the DETR weights are used as they are."""
+    match_costs: dict[str, float] = field(default_factory=lambda: {"class": 2.0, "bbox": 5.0, "giou": 2.0})
+    """Hungarian matching costs (reference: class 2, L1 5, GIoU 2)."""
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    dice_smooth: float = 1.0
+    """Additive smoothing of the soft Dice ratio, in heatmap pixels (an all-zero target with an
+    all-zero prediction scores a loss of 0)."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.weights) - set(LOSS_TERMS))
+        if unknown:
+            raise ConfigError(f"vsm_loss.weights: unknown terms {unknown}; known: {list(LOSS_TERMS)}")
+        self.weights = {**{k: 0.0 for k in LOSS_TERMS}, **{k: float(v) for k, v in self.weights.items()}}
+        if any(v < 0 for v in self.weights.values()):
+            raise ConfigError(f"vsm_loss.weights: expected >= 0, found {self.weights}")
+        if set(self.match_costs) != {"class", "bbox", "giou"}:
+            raise ConfigError("vsm_loss.match_costs: expected keys class, bbox, giou; found "
+                              f"{sorted(self.match_costs)}")
+        if not 0.0 <= self.focal_alpha <= 1.0 or self.focal_gamma < 0:
+            raise ConfigError(f"vsm_loss.focal_alpha / focal_gamma: expected alpha in [0, 1] and gamma >= 0, "
+                              f"found {self.focal_alpha} / {self.focal_gamma}")
+        if self.dice_smooth <= 0:
+            raise ConfigError(f"vsm_loss.dice_smooth: expected > 0, found {self.dice_smooth}")
+
+
+@dataclass
+class VSMPredictorConfig:
+    """Inference knobs of :class:`search.vsm.predictor.VSMPredictor` (no effect on results)."""
+
+    max_batch: int = 16
+    """Regions per forward pass; a larger ``locate`` call runs in chunks of this size."""
+    cache_size: int = 256
+    """Regions whose vision features are kept per image (least recently used are dropped)."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.cache_size < 1:
+            raise ConfigError(f"vsm_predictor.max_batch / cache_size: expected >= 1, found "
+                              f"{self.max_batch} / {self.cache_size}")

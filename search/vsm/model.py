@@ -1,0 +1,383 @@
+"""``VSMModel``: the V* search model = a LLaVA backbone + LoRA + ``<LOC>`` + two decoders.
+
+- Backbone: any ``transformers`` ``LlavaForConditionalGeneration`` (the tiny one of
+  :mod:`seal.models.backbone` or a real llava-hf checkpoint) with its processor.
+- Adapter: peft LoRA on the language model's attention projections (never the vision tower),
+  plus trainable ``<LOC>`` rows of the input embedding and LM head (peft trainable tokens).
+  ``<LOC>`` is added to the tokenizer (and the embeddings resized) when the tokenizer lacks it.
+- Heads: :class:`HeatmapDecoder` (SAM mask decoder) and :class:`BoxDecoder` (DETR queries), both
+  reading the vision tower's patch features and the last-layer hidden state standing for ``<LOC>``.
+
+Path of one forward (teacher-forced, no generation)::
+
+    patches (B, 3, S, S) -> vision tower -> patch features (B, C_v, g, g)  -> decoders
+                                         -> projector -> image tokens (B, g*g, D_text) -> LM
+    prompt ids (B, T) with <LOC> -> LM last hidden state (B, T, D_text) -> <LOC> state (B, D_text)
+
+Checkpoint directory (:meth:`VSMModel.save_pretrained` / :meth:`VSMModel.from_pretrained`)::
+
+    vsm_config.json         format, version, <LOC> id, VSMConfig
+    backbone/               the LLaVA without adapter + its processor (seal.models.backbone.save_llava)
+    adapter/                peft adapter only (LoRA + <LOC> rows + modules_to_save)
+    decoders.safetensors    heatmap_decoder.* and box_decoder.*
+
+Loading is strict: any missing, unexpected or mis-shaped tensor is an :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from search.vsm.box_decoder import BoxDecoder
+from search.vsm.config import VSMConfig
+from search.vsm.heatmap_decoder import HeatmapDecoder
+from search.vsm.prompts import IGNORE_INDEX, PromptKind, encode_prompts, loc_positions
+from seal.errors import InputError
+from seal.models.tokenizer import LOC_TOKEN
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+
+FORMAT = "seal-vsm"
+VERSION = 1
+CONFIG_FILE = "vsm_config.json"
+DECODERS_FILE = "decoders.safetensors"
+
+
+@dataclass
+class ImageFeatures:
+    """Encoded patches (the expensive part; cached by the predictor).
+
+    Attributes:
+        vision: (B, C_v, g, g) patch features of the vision tower's feature layer (CLS dropped),
+            input of both decoders.
+        projected: (B, N, D_text) the projector's image tokens spliced into the LM prompt.
+    """
+
+    vision: torch.Tensor
+    projected: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.vision.shape[0]
+
+    def rows(self, index: Sequence[int] | torch.Tensor) -> "ImageFeatures":
+        return ImageFeatures(self.vision[index], self.projected[index])
+
+    @staticmethod
+    def stack(items: Sequence["ImageFeatures"]) -> "ImageFeatures":
+        return ImageFeatures(torch.cat([f.vision for f in items]), torch.cat([f.projected for f in items]))
+
+
+@dataclass
+class VSMOutput:
+    """One batched forward.
+
+    Attributes:
+        heatmap: (B, H', W') float32 logits over the square model input (H' = W' = 4 g).
+        quality: (B,) float32 predicted IoU of ``heatmap > 0`` with the target mask.
+        boxes: (B, Q, 4) float32 ``cxcywh`` in [0, 1] of the model input.
+        box_logits: (B, Q) float32, sigmoid = probability the target is that box.
+        loc_state: (B, D_text) the ``<LOC>`` hidden state of each row.
+        lm_logits: (M, V) logits at the M positions that predict a labelled token, or None.
+        lm_targets: (M,) int64 the labelled tokens they predict, or None.
+    """
+
+    heatmap: torch.Tensor
+    quality: torch.Tensor
+    boxes: torch.Tensor
+    box_logits: torch.Tensor
+    loc_state: torch.Tensor
+    lm_logits: torch.Tensor | None = None
+    lm_targets: torch.Tensor | None = None
+
+
+class VSMModel(nn.Module):
+    """Backbone with adapter + decoders. Build with :meth:`build` or :meth:`from_pretrained`.
+
+    Args:
+        llava: the backbone already wrapped by peft (``PeftModel``).
+        processor: its ``LlavaProcessor`` (tokenizer holds ``<LOC>``).
+        cfg: the heads' configuration.
+    """
+
+    def __init__(self, llava: "PeftModel", processor: "LlavaProcessor", cfg: VSMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.llava = llava
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.loc_token_id = int(self.tokenizer.convert_tokens_to_ids(LOC_TOKEN))
+        config = self.backbone.config
+        if not isinstance(config.vision_feature_layer, int):
+            raise ValueError(f"vision_feature_layer: expected one int layer, found {config.vision_feature_layer}")
+        vision_dim, text_dim = config.vision_config.hidden_size, config.text_config.hidden_size
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.heatmap_decoder = HeatmapDecoder(vision_dim, text_dim, cfg)
+            self.box_decoder = BoxDecoder(vision_dim, text_dim, cfg)
+        self.heatmap_decoder.to(self.device)
+        self.box_decoder.to(self.device)
+
+    # ---- construction --------------------------------------------------------------------------
+    @classmethod
+    def build(cls, llava: "LlavaForConditionalGeneration", processor: "LlavaProcessor",
+              cfg: VSMConfig | None = None) -> "VSMModel":
+        """Wrap a plain LLaVA: add ``<LOC>`` if missing, attach a fresh LoRA adapter, new decoders."""
+        from peft import get_peft_model
+
+        cfg = cfg or VSMConfig()
+        tokenizer = processor.tokenizer
+        if LOC_TOKEN not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens({"additional_special_tokens": [LOC_TOKEN]})
+            llava.resize_token_embeddings(len(tokenizer))
+        loc_id = int(tokenizer.convert_tokens_to_ids(LOC_TOKEN))
+        return cls(get_peft_model(llava, _lora_config(cfg, loc_id)), processor, cfg)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: "torch.dtype | None" = None,
+                        trainable: bool = False) -> "VSMModel":
+        """Load a directory written by :meth:`save_pretrained` (local files only, strict).
+
+        Raises:
+            InputError: missing files, another format or version, a ``<LOC>`` id that differs from
+                the one trained, or weights that do not match the configuration.
+        """
+        from peft import PeftModel
+        from safetensors.torch import load_file
+
+        from seal.models.backbone import load_llava
+
+        p = Path(path)
+        if not p.is_dir():
+            raise InputError("expected a VSM checkpoint directory (from VSMModel.save_pretrained)", p)
+        for name in (CONFIG_FILE, "backbone", "adapter", DECODERS_FILE):
+            if not (p / name).exists():
+                raise InputError(f"not a VSM checkpoint: {name} is missing", p)
+        try:
+            meta = json.loads((p / CONFIG_FILE).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {CONFIG_FILE} ({exc})", p) from None
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise InputError(f"{CONFIG_FILE}: expected format {FORMAT!r} version {VERSION}, found "
+                             f"{meta.get('format')!r} version {meta.get('version')}", p)
+        try:
+            cfg = VSMConfig.from_dict(dict(meta["vsm"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{CONFIG_FILE}: bad 'vsm' section ({exc})", p) from None
+        except InputError as exc:
+            raise InputError(f"{CONFIG_FILE}: {exc}", p) from None
+        llava, processor = load_llava(p / "backbone", device=device, dtype=dtype)
+        loc_id = processor.tokenizer.convert_tokens_to_ids(LOC_TOKEN)
+        if loc_id != meta.get("loc_token_id"):
+            raise InputError(f"tokenizer maps {LOC_TOKEN} to id {loc_id}, the heads were trained with id "
+                             f"{meta.get('loc_token_id')}", p / "backbone")
+        try:
+            peft_model = PeftModel.from_pretrained(llava, str(p / "adapter"), is_trainable=trainable)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise InputError(f"cannot load the adapter ({' '.join(str(exc).split())[:300]})", p / "adapter") from None
+        _check_adapter(peft_model, p / "adapter")
+        model = cls(peft_model, processor, cfg)
+        model._load_decoders(load_file(str(p / DECODERS_FILE), device=str(model.device)), p / DECODERS_FILE)
+        for module in (model.heatmap_decoder, model.box_decoder):
+            module.requires_grad_(trainable)
+        return model.train(trainable)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write backbone (without adapter), adapter, decoders and ``vsm_config.json`` into ``path``.
+
+        The backbone is saved from a copy with the adapter layers unloaded (peft ``unload``), so
+        saving needs memory for a second copy of the backbone for a moment.
+        """
+        import copy
+
+        from safetensors.torch import save_file
+
+        from seal.models.backbone import save_llava
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        plain = copy.deepcopy(self.llava).unload()  # the base weights, adapter layers removed
+        save_llava(plain, self.processor, out / "backbone")
+        del plain
+        self.llava.save_pretrained(str(out / "adapter"), save_embedding_layers=False)
+        tensors = {f"{prefix}.{k}": v.detach().contiguous().cpu()
+                   for prefix, module in (("heatmap_decoder", self.heatmap_decoder), ("box_decoder", self.box_decoder))
+                   for k, v in module.state_dict().items()}
+        save_file(tensors, str(out / DECODERS_FILE))
+        meta = {"format": FORMAT, "version": VERSION, "loc_token_id": self.loc_token_id, "vsm": self.cfg.to_dict()}
+        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return out
+
+    def _load_decoders(self, tensors: dict[str, torch.Tensor], source: Path) -> None:
+        groups: dict[str, dict[str, torch.Tensor]] = {"heatmap_decoder": {}, "box_decoder": {}}
+        for key, value in tensors.items():
+            prefix, _, rest = key.partition(".")
+            if prefix not in groups:
+                raise InputError(f"unexpected tensor {key!r} (expected heatmap_decoder.* / box_decoder.*)", source)
+            groups[prefix][rest] = value
+        for prefix, state in groups.items():
+            try:
+                getattr(self, prefix).load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                first = " ".join(str(exc).split())[:300]
+                raise InputError(f"{prefix} weights do not match vsm_config.json ({first})", source) from None
+
+    # ---- shapes --------------------------------------------------------------------------------
+    @property
+    def backbone(self) -> "LlavaForConditionalGeneration":
+        """The LLaVA model (adapter layers injected in place)."""
+        return self.llava.get_base_model()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @property
+    def input_size(self) -> int:
+        """Side S (pixels) of the square model input."""
+        return int(self.backbone.config.vision_config.image_size)
+
+    @property
+    def grid_size(self) -> int:
+        """Side g of the vision patch grid."""
+        return self.input_size // int(self.backbone.config.vision_config.patch_size)
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        """``(H', W')`` of the heatmap logits (the SAM decoder upscales the grid 4x)."""
+        return 4 * self.grid_size, 4 * self.grid_size
+
+    @property
+    def image_tokens(self) -> int:
+        """Prompt tokens one patch occupies."""
+        full = self.backbone.config.vision_feature_select_strategy == "full"
+        return self.grid_size ** 2 + int(full)
+
+    @property
+    def fill_color(self) -> tuple[int, int, int]:
+        """Letterbox padding colour: the processor's mean colour (what its own padding uses)."""
+        mean = self.processor.image_processor.image_mean
+        return tuple(int(round(255 * m)) for m in mean)  # type: ignore[return-value]
+
+    # ---- inputs --------------------------------------------------------------------------------
+    def preprocess(self, patches: Sequence[np.ndarray]) -> torch.Tensor:
+        """(S, S, 3) uint8 RGB patches -> (B, 3, S, S) normalised ``pixel_values`` on the model device."""
+        s = self.input_size
+        for i, patch in enumerate(patches):
+            if tuple(np.shape(patch)) != (s, s, 3):
+                raise ValueError(f"patch {i}: expected shape ({s}, {s}, 3), found {tuple(np.shape(patch))}")
+        writable = [np.array(p) for p in patches]  # crops are read-only views; the processor wants arrays it may own
+        pixels = self.processor.image_processor(images=writable, return_tensors="pt")["pixel_values"]
+        return pixels.to(self.device, self.backbone.dtype)
+
+    def prompts(self, kinds: Sequence[PromptKind], targets: Sequence[str], with_reply: bool) -> dict[str, torch.Tensor]:
+        """Prompt batch (``input_ids``, ``attention_mask``, ``labels``; (B, T) int64) on the model device."""
+        enc = encode_prompts(self.tokenizer, kinds, targets, self.image_tokens, with_reply)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    # ---- forward -------------------------------------------------------------------------------
+    def encode_images(self, pixel_values: torch.Tensor) -> ImageFeatures:
+        """Run the vision tower (frozen) and the projector once for B patches.
+
+        Args:
+            pixel_values: (B, 3, S, S) from :meth:`preprocess`.
+        """
+        config = self.backbone.config
+        out = self.backbone.model.get_image_features(pixel_values=pixel_values, return_dict=True)
+        tokens = out.hidden_states[config.vision_feature_layer][:, 1:]  # (B, g*g, C_v), CLS dropped
+        b, n, c = tokens.shape
+        g = self.grid_size
+        if n != g * g:
+            raise ValueError(f"vision tower gave {n} patch tokens, expected {g}x{g}")
+        vision = tokens.transpose(1, 2).reshape(b, c, g, g)  # (B, C_v, g, g)
+        projected = torch.stack(list(out.pooler_output))  # (B, N, D_text)
+        return ImageFeatures(vision=vision, projected=projected)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      features: ImageFeatures) -> torch.Tensor:
+        """(B, T, D_text) last-layer (normed) hidden states of the prompts with their patches spliced in."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        if len(features) != input_ids.shape[0]:
+            raise ValueError(f"{input_ids.shape[0]} prompt rows but {len(features)} encoded patches")
+        images = BaseModelOutputWithPooling(pooler_output=list(features.projected))
+        out = self.backbone.model(input_ids=input_ids, attention_mask=attention_mask,
+                                  mm_encoder_outputs={"image": images})
+        return out.last_hidden_state
+
+    def loc_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, D_text) the hidden state standing for each row's ``<LOC>`` (see ``VSMConfig.loc_state``)."""
+        pos = loc_positions(input_ids, self.loc_token_id, attention_mask)  # (B,)
+        if self.cfg.loc_state == "before":
+            pos = pos - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), pos]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None = None,
+                labels: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None) -> VSMOutput:
+        """The full training forward: LM (+ reply logits when ``labels``) and both decoders.
+
+        Args:
+            input_ids, attention_mask: (B, T) int64 prompt rows (one ``<LOC>`` each).
+            features: B encoded patches (row i for prompt row i), or None with ``pixel_values``.
+            labels: (B, T) int64 with :data:`IGNORE_INDEX` outside the reply, or None.
+            pixel_values: (B, 3, S, S) patches from :meth:`preprocess`, encoded here (so a wrapped
+                model, e.g. by DDP, is called once per step); give exactly one of the two.
+        """
+        if (features is None) == (pixel_values is None):
+            raise ValueError("give exactly one of features (encoded patches) or pixel_values")
+        if features is None:
+            features = self.encode_images(pixel_values)
+        hidden = self.hidden_states(input_ids, attention_mask, features)  # (B, T, D_text)
+        loc = self.loc_states(input_ids, attention_mask, hidden)
+        heatmap, quality = self.heatmap_decoder(features.vision, loc)
+        boxes, box_logits = self.box_decoder(features.vision, loc)
+        lm_logits = lm_targets = None
+        if labels is not None:
+            shifted = labels[:, 1:]  # the token each position predicts
+            keep = shifted != IGNORE_INDEX
+            lm_logits = self.backbone.lm_head(hidden[:, :-1][keep])  # (M, V)
+            lm_targets = shifted[keep]
+        return VSMOutput(heatmap=heatmap, quality=quality, boxes=boxes, box_logits=box_logits, loc_state=loc,
+                         lm_logits=lm_logits, lm_targets=lm_targets)
+
+
+def _lora_config(cfg: VSMConfig, loc_token_id: int):
+    """LoRA on the language model's ``cfg.lora_targets`` (a regex that excludes the vision tower)."""
+    from peft import LoraConfig
+
+    names = "|".join(re.escape(t) for t in cfg.lora_targets)
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=rf".*language_model\..*\.({names})",
+        trainable_token_indices=({"embed_tokens": [loc_token_id], "lm_head": [loc_token_id]}
+                                 if cfg.train_loc_token else None),
+        modules_to_save=list(cfg.modules_to_save) or None,
+    )
+
+
+def _check_adapter(model: "PeftModel", adapter_dir: Path) -> None:
+    """Strict adapter load: the file holds exactly the adapter tensors the config creates."""
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    files = list(adapter_dir.glob("adapter_model.safetensors"))
+    if not files:
+        raise InputError("adapter_model.safetensors is missing", adapter_dir)
+    with safe_open(str(files[0]), framework="pt") as f:
+        found = set(f.keys())
+    expected = set(get_peft_model_state_dict(model, save_embedding_layers=False).keys())
+    if found != expected:
+        missing, extra = sorted(expected - found)[:5], sorted(found - expected)[:5]
+        raise InputError(f"adapter weights do not match adapter_config.json (missing {missing}, unexpected {extra})",
+                         adapter_dir)

@@ -1,0 +1,167 @@
+"""``VSMPredictor``: the VSM behind the :class:`search.localizer.Localizer` protocol.
+
+As SAM's ``SamPredictor``: :meth:`set_image` once, then cheap batched calls. Each region
+(full-image ``xyxy`` pixels) is resampled to the square model input with
+:meth:`ImageSource.crop_resized` (letterboxed in the processor's mean colour); its vision features
+are computed once per image and cached by region, so a second target, or a context request, on an
+already seen region costs only the language model and the decoders.
+
+Frames: decoder boxes (``cxcywh`` in [0, 1] of the model input) are mapped back to full-image
+``xyxy`` with the region's :class:`~search.geometry.Frame` and clipped to the region; heatmaps are
+resized to the model input and cropped to the region's content (letterbox padding removed), so
+row 0 is the region's top and the map covers exactly the region.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from search.geometry import Frame, area_xyxy, clip_xyxy, cxcywh_to_xyxy, denormalize_xyxy
+from search.image_source import ImageSource
+from search.localizer import BoxXYXY, Detection, LocalizerStats
+from search.vsm.config import VSMPredictorConfig
+from search.vsm.model import ImageFeatures, VSMModel
+from search.vsm.prompts import PromptKind
+
+RegionKey = tuple[float, float, float, float]
+
+
+class VSMPredictor:
+    """Localizer over a :class:`VSMModel` (inference only, no gradients)."""
+
+    name = "vsm"
+
+    def __init__(self, model: VSMModel, cfg: VSMPredictorConfig | None = None) -> None:
+        self.model = model.eval()
+        self.cfg = cfg or VSMPredictorConfig()
+        self.image: ImageSource | None = None
+        self._cache: OrderedDict[RegionKey, tuple[ImageFeatures, Frame]] = OrderedDict()
+        self._stats = _fresh_stats()
+
+    # ---- Localizer protocol --------------------------------------------------------------------
+    def set_image(self, image: ImageSource) -> None:
+        """Bind ``image``; clears the feature cache and the counters."""
+        self.image = image
+        self._cache.clear()
+        self._stats = _fresh_stats()
+
+    def locate(self, target: str, regions: Sequence[BoxXYXY]) -> list[Detection]:
+        """Look for ``target`` in each region (batched; chunks of ``cfg.max_batch``).
+
+        Returns one :class:`Detection` per region: the box decoder's Q boxes as full-image ``xyxy``
+        clipped to the region (zero-area ones dropped), sorted by score (sigmoid, probability the
+        target is that box), and the target heatmap (logits) over the region.
+        """
+        out: list[Detection] = []
+        for start in range(0, len(regions), self.cfg.max_batch):
+            chunk = list(regions[start:start + self.cfg.max_batch])
+            out.extend(self._locate_chunk(target, chunk))
+        return out
+
+    def suggest_region(self, target: str, region: BoxXYXY) -> np.ndarray | None:
+        """Context cue: (h, w) float32 logits over ``region`` for where ``target`` is likely to be
+        (the heatmap decoder under the "most likely location" prompt)."""
+        started = time.perf_counter()
+        features, frames = self._features([region])
+        with torch.no_grad():
+            loc = self._loc_states("context", target, features)
+            heatmap, _ = self.model.heatmap_decoder(features.vision, loc)
+        result = self._region_heatmap(heatmap[0], frames[0])
+        self._stats.extra["seconds"] += time.perf_counter() - started
+        return result
+
+    def stats(self) -> LocalizerStats:
+        """Patches encoded / served from the cache since :meth:`set_image` (+ ``extra``: LM rows run,
+        forward passes, seconds spent in this predictor)."""
+        return self._stats
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _locate_chunk(self, target: str, regions: list[BoxXYXY]) -> list[Detection]:
+        started = time.perf_counter()
+        features, frames = self._features(regions)
+        with torch.no_grad():
+            loc = self._loc_states("detect", target, features)
+            heatmaps, _ = self.model.heatmap_decoder(features.vision, loc)  # (B, H', W')
+            boxes, logits = self.model.box_decoder(features.vision, loc)  # (B, Q, 4), (B, Q)
+        scores = logits.sigmoid().cpu().double().numpy()
+        boxes_np = boxes.cpu().double().numpy()
+        detections = []
+        for i, frame in enumerate(frames):
+            full = self._boxes_to_full(boxes_np[i], frame)
+            keep = area_xyxy(full) > 0
+            detections.append(Detection(full[keep], scores[i][keep], self._region_heatmap(heatmaps[i], frame)))
+        self._stats.extra["seconds"] += time.perf_counter() - started
+        return detections
+
+    def _loc_states(self, kind: PromptKind, target: str, features: ImageFeatures) -> torch.Tensor:
+        """One LM forward over ``len(features)`` rows of the same prompt -> (B, D_text) ``<LOC>`` states."""
+        n = len(features)
+        enc = self.model.prompts([kind] * n, [target] * n, with_reply=False)
+        hidden = self.model.hidden_states(enc["input_ids"], enc["attention_mask"], features)
+        self._stats.extra["lm_rows"] += n
+        self._stats.extra["forwards"] += 1
+        return self.model.loc_states(enc["input_ids"], enc["attention_mask"], hidden)
+
+    def _features(self, regions: Sequence[BoxXYXY]) -> tuple[ImageFeatures, list[Frame]]:
+        """Vision features of each region (encoding the uncached ones in one batch) and its frame."""
+        if self.image is None:
+            raise RuntimeError("VSMPredictor: call set_image() before locate() / suggest_region()")
+        keys = [self._key(r) for r in regions]
+        missing: list[RegionKey] = []
+        for key in keys:
+            if key in self._cache or key in missing:
+                self._stats.encode_cache_hits += 1
+            else:
+                missing.append(key)
+        if missing:
+            s = self.model.input_size
+            patches, frames = [], []
+            for key in missing:
+                patch, frame = self.image.crop_resized(key, s, s, letterbox=self.model.cfg.letterbox,
+                                                       fill=self.model.fill_color)
+                patches.append(patch)
+                frames.append(frame)
+            with torch.no_grad():
+                encoded = self.model.encode_images(self.model.preprocess(patches))
+            for j, (key, frame) in enumerate(zip(missing, frames)):
+                self._cache[key] = (encoded.rows([j]), frame)
+            self._stats.patches_encoded += len(missing)
+        for key in keys:
+            self._cache.move_to_end(key)
+        while len(self._cache) > max(self.cfg.cache_size, len(set(keys))):
+            self._cache.popitem(last=False)
+        items = [self._cache[k] for k in keys]
+        return ImageFeatures.stack([f for f, _ in items]), [fr for _, fr in items]
+
+    def _key(self, region: BoxXYXY) -> RegionKey:
+        x0, y0, x1, y1 = (float(v) for v in region)
+        if not (x1 > x0 and y1 > y0):
+            raise ValueError(f"region {region}: expected x1 > x0 and y1 > y0 (full-image xyxy pixels)")
+        return (round(x0, 3), round(y0, 3), round(x1, 3), round(y1, 3))
+
+    def _boxes_to_full(self, boxes_cxcywh: np.ndarray, frame: Frame) -> np.ndarray:
+        """(Q, 4) ``cxcywh`` in [0, 1] of the model input -> (Q, 4) full-image ``xyxy`` inside the region."""
+        inp = denormalize_xyxy(cxcywh_to_xyxy(boxes_cxcywh), frame.input_w, frame.input_h)
+        local = frame.full_to_region_xyxy(frame.input_to_full_xyxy(inp))
+        return frame.region_to_full_xyxy(clip_xyxy(local, frame.region_w, frame.region_h))
+
+    def _region_heatmap(self, heatmap: torch.Tensor, frame: Frame) -> np.ndarray:
+        """(H', W') logits over the model input -> (h, w) float32 logits over the region only."""
+        s_h, s_w = frame.input_h, frame.input_w
+        full = F.interpolate(heatmap[None, None].float(), size=(s_h, s_w), mode="bilinear", align_corners=False)[0, 0]
+        sx, sy = frame.scale_xy
+        px, py = frame.pad_xy
+        x0, y0 = int(round(px)), int(round(py))  # where crop_resized pasted the region
+        w = min(s_w - x0, max(1, round(frame.region_w * sx)))
+        h = min(s_h - y0, max(1, round(frame.region_h * sy)))
+        return full[y0:y0 + h, x0:x0 + w].cpu().numpy().astype(np.float32)
+
+
+def _fresh_stats() -> LocalizerStats:
+    return LocalizerStats(extra={"lm_rows": 0.0, "forwards": 0.0, "seconds": 0.0})
