@@ -24,11 +24,14 @@ class SearchConfig:
     split_aspect_ratio: float = 2.0
     """A patch whose long/short side ratio is >= this splits into 1x4 / 4x1 strips, else 2x2."""
     overlap: float = 0.1
-    """Children overlap by this fraction of their size, so objects on tile borders are not cut
-    (reference: 0.0)."""
-    leaf_divisor: int = 4
-    """Leaf rule: a patch is a leaf when its short side <= max(ceil(min(W, H) / leaf_divisor),
-    min_leaf_side) of the full image (reference: 4 and 224)."""
+    """Neighbouring children overlap by this fraction of their tile size (each tile grows by
+    ``overlap / 2`` per side, clamped to the parent), so objects on tile borders are not cut
+    (reference: 0.0). The tree's shape does not depend on it."""
+    leaf_divisor: int = 8
+    """Leaf rule: a node is a leaf when its *tile*'s short side <= max(ceil(min(W, H) /
+    leaf_divisor), min_leaf_side) of the full image. Reference: 4 (3 levels on V*Bench, with a 768 px
+    detector input); ours: 8, one level deeper, because SynthVStar targets are ~2% of the long side
+    and the shipped tiny localizers see 128-224 px inputs. ``configs/search_reference.yaml`` restores 4."""
     min_leaf_side: int = 224
 
     priority_scorer: Literal["ancestor_decay", "parent_only", "max"] = "ancestor_decay"
@@ -44,8 +47,8 @@ class SearchConfig:
     cue_threshold_base: float = 6.0
     cue_threshold_decay: float = 0.7
     cue_threshold_floor: float = 3.0
-    """The target heatmap is weak at level l when its max logit <= max(floor, base * decay**(l-1))
-    (reference: 6.0, 0.7, 3.0 on raw logits)."""
+    """The target heatmap is weak at level l (root = 0) when its max logit <= max(floor, base *
+    decay**l) (reference: 6.0, 0.7, 3.0 on raw logits, root counted as level 1 there)."""
 
     max_nodes: int = 64
     """Budget: nodes visited (popped and examined) per target."""
@@ -92,4 +95,4 @@ class SearchConfig:
 
     def cue_threshold(self, level: int) -> float:
         """Max-logit threshold below which the target heatmap at ``level`` (root = 0) is weak."""
-        return max(self.cue_threshold_floor, self.cue_threshold_base * self.cue_threshold_decay ** max(level - 1, 0))
+        return max(self.cue_threshold_floor, self.cue_threshold_base * self.cue_threshold_decay ** level)

@@ -1,17 +1,28 @@
-"""The V* search loop: iterative best-first search over one global frontier of image patches.
+"""The V* search loop: iterative search over one global frontier of image patches.
 
-Read top to bottom: locate the target in the root; then repeatedly pop a node, stop on a
-confident detection, otherwise pick the heatmap that guides its children (the target heatmap, or a
-contextual cue when that is weak), split the node, score all children in one batched ``locate``
-call and push them with priorities from the ancestors' evidence. Budgets end the loop without
-raising; the anytime fallback returns the best box seen. The loop talks only to the ``Localizer``
-protocol: no torch model is imported here.
+Read top to bottom (:meth:`_Search.run`):
+
+1. Locate the target in the root (the full image), alone: 1 model call.
+2. Pop a node from the frontier (the strategy decides which; see :mod:`search.frontier`). It is
+   *visited*. Its best detection (known since it was located) decides: ``> confidence_high`` is a
+   confident hit and the search stops (multi-instance mode: its confident boxes are recorded,
+   deduplicated by NMS, and the search goes on).
+3. Unless it is a leaf (or the search stops, or its priority is below ``min_priority``), expand it:
+   choose the heatmap that guides its children (its target heatmap, or, when that is weak and
+   ``context_cue`` is on, the localizer's contextual cue: 1 call), split it, locate all children
+   in ONE batched call, give each child a priority (ancestors' heatmap evidence over the child +
+   weighted own detection score, :mod:`search.priority`) and push them.
+4. Repeat until a confident hit, an empty frontier or a budget (:mod:`search.budget`). Budgets
+   never raise. Without a confident hit, the best box of any visited node is the anytime fallback
+   (:mod:`search.result`).
+
+Only the ``Localizer`` protocol is used: no torch model is imported here.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -19,37 +30,41 @@ import numpy as np
 from search.budget import Budget
 from search.config import SearchConfig
 from search.frontier import make_frontier
-from search.geometry import iou_xyxy
 from search.image_source import ImageSource
 from search.localizer import Detection, Localizer
-from search.priority import get_scorer, heatmap_evidence
-from search.result import SearchResult
+from search.priority import ancestor_evidence, make_scorer
+from search.result import InstanceSet, SearchResult
 from search.trace import SearchTrace
-from search.tree import Node, is_leaf, leaf_side, split_box
+from search.tree import Box, Node, is_leaf, leaf_side, split
 
 
 @dataclass
 class StepEvent:
-    """One visited node, reported as it happens."""
+    """One visited node, reported right after its visit. Boxes: full-image ``xyxy`` pixels."""
 
-    visit_order: int
+    visit_order: int  # 1-based
     node_id: int
     box_xyxy: tuple
-    level: int
+    level: int  # root 0
     priority: float
-    best_score: float
+    best_score: float  # the node's own best detection score
     best_box_xyxy: tuple | None
-    cue: str
-    heatmap_max: float
-    queue_size: int
+    cue: str  # "target" | "context" | "none" (see search.trace)
+    heatmap_max: float  # max logit of the node's target heatmap
+    queue_size: int  # frontier size after the visit
 
 
 def run_search(localizer: Localizer, image: ImageSource, target: str, cfg: SearchConfig,
                on_step: Callable[[StepEvent], None] | None = None, set_image: bool = True) -> SearchResult:
-    """Search ``image`` for ``target``. Never raises on a budget; see :class:`SearchResult`."""
+    """Search ``image`` for ``target``; never raises on a budget.
+
+    ``set_image=False`` when the localizer already holds this image (see :class:`SearchSession`).
+    ``on_step`` is called after each visit. Localizer errors propagate.
+    """
+    search = _Search(localizer, image, target, cfg, on_step)
     if set_image:
-        localizer.set_image(image)
-    return _Search(localizer, image, target, cfg, on_step).run()
+        search.budget.timed(lambda: localizer.set_image(image))
+    return search.run()
 
 
 class _Search:
@@ -57,139 +72,160 @@ class _Search:
                  on_step: Callable[[StepEvent], None] | None) -> None:
         self.loc, self.image, self.target, self.cfg, self.on_step = localizer, image, target, cfg, on_step
         self.budget = Budget(cfg)
-        self.trace = SearchTrace()
         self.frontier = make_frontier(cfg.strategy, cfg.seed)
-        self.scorer = get_scorer(cfg.priority_scorer)
-        self.leaf = leaf_side(image.width, image.height, cfg)
-        self.detections: dict[int, Detection] = {}
-        self.next_id = 0
-        self.best: tuple[float, tuple | None] = (0.0, None)
-        self.instances: list[tuple[tuple, float]] = []
-        self.call_limited = False
+        self.scorer = make_scorer(cfg)
+        self.leaf_side = leaf_side(image.width, image.height, cfg)
+        self.trace = SearchTrace(config=asdict(cfg))
+        self.nodes: list[Node] = []
+        self.best: Node | None = None  # visited node with the best detection so far
+        self.instances = InstanceSet(cfg.nms_iou)
+        self.blocked: str | None = None  # budget that prevented an expansion
 
     def run(self) -> SearchResult:
-        root = self._new_node(self.image.full_box(), level=0, parent=-1, evidence=[], priority=1.0)
+        t0 = time.perf_counter()
+        root = self._new_node(self.image.full_box(), self.image.full_box(), parent=None)
         self._locate([root])
-        self.frontier.push_children([root])
-        stop = "exhausted"
+        root.priority = self.scorer.priority([], root.best_score)
+        self.trace.update(root.node_id, priority=root.priority, model_calls=1, seconds=time.perf_counter() - t0)
+        self.frontier.push([root])
         while True:
-            reason = self.budget.exhausted()
-            if reason:
-                stop = reason
-                break
             if not len(self.frontier):
-                stop = "max_model_calls" if self.call_limited else "exhausted"
+                stop = self.blocked or "exhausted"
+                break
+            stop = self.budget.stop_reason()
+            if stop:
                 break
             node = self.frontier.pop()
-            if node.parent >= 0 and node.priority < self.cfg.min_priority:
-                continue
-            hit = self._visit(node)
-            if hit and not self.cfg.multi_instance:
-                stop = "confident"
-                break
+            confident = self._visit(node)
             if self.cfg.multi_instance and len(self.instances) >= self.cfg.max_instances:
                 stop = "instances_cap"
+                break
+            if confident and not self.cfg.multi_instance:
+                stop = "confident"
                 break
         return self._result(stop)
 
     def _visit(self, node: Node) -> bool:
-        t0 = time.perf_counter()
-        calls_before = self.budget.model_calls
+        """Visit ``node``: record it, expand it if due. Returns whether it holds a confident hit."""
+        t0, calls0 = time.perf_counter(), self.budget.model_calls
         self.budget.nodes_visited += 1
-        det = self.detections[node.node_id]
-        if det.best_score > self.best[0]:
-            self.best = (det.best_score, det.best_box)
-        hit = det.best_score > self.cfg.confidence_high
-        if hit and self.cfg.multi_instance:
-            self._add_instance(det)
-        leaf = is_leaf(node.box, self.leaf)
-        heat, cue = det.heatmap, "target"
-        expand = not leaf and not (hit and not self.cfg.multi_instance)
-        if expand and self.cfg.context_cue and float(heat.max()) <= self.cfg.cue_threshold(node.level):
-            if self.budget.can_call():
-                context = self._timed(lambda: self.loc.suggest_region(self.target, node.box))
-                self.budget.model_calls += 1
-                if context is not None:
-                    heat, cue = np.asarray(context, dtype=np.float32), "context"
+        det = node.detection
+        assert det is not None  # every node is located before it enters the frontier
+        if self.best is None or det.best_score > self.best.best_score:
+            self.best = node
+        confident = det.best_score > self.cfg.confidence_high
+        if confident and self.cfg.multi_instance:
+            self.instances.add(det.boxes_xyxy, det.scores, self.cfg.confidence_high)
+        target_max = float(det.heatmap.max())
+        heat, cue = det.heatmap, "none"
+        if self._should_expand(node, confident):
+            heat, cue = self._guiding_heatmap(node, target_max)
+            self.trace.heatmaps[node.node_id] = heat  # read by _expand: the priorities use it
+            if not self._expand(node) and cue == "target":
+                cue = "none"  # a budget stopped the expansion: the heatmap guided nothing
         self.trace.heatmaps[node.node_id] = heat
-        if expand:
-            self._expand(node, heat)
+        charged = self.trace.graph.nodes[node.node_id]  # the root's own locate is charged before its visit
         self.trace.update(node.node_id, visit_order=self.budget.nodes_visited, best_score=det.best_score,
-                          best_box_xyxy=list(det.best_box or []), cue=cue, heatmap_max=float(heat.max()),
-                          model_calls=self.budget.model_calls - calls_before, seconds=time.perf_counter() - t0)
+                          best_box_xyxy=list(det.best_box or []), cue=cue, heatmap_max=target_max,
+                          model_calls=charged["model_calls"] + self.budget.model_calls - calls0,
+                          seconds=charged["seconds"] + time.perf_counter() - t0)
         if self.on_step is not None:
             self.on_step(StepEvent(self.budget.nodes_visited, node.node_id, node.box, node.level, node.priority,
-                                   det.best_score, det.best_box, cue, float(heat.max()), len(self.frontier)))
-        return hit
+                                   det.best_score, det.best_box, cue, target_max, len(self.frontier)))
+        return confident
 
-    def _expand(self, node: Node, heat: np.ndarray) -> None:
-        if not self.budget.can_call():
-            self.call_limited = True
-            return
-        children = []
-        for box in split_box(node.box, self.cfg):
-            evidence = node.evidence + [heatmap_evidence(heat, node.box, box)]
-            children.append(self._new_node(box, node.level + 1, node.node_id, evidence, 0.0))
-        dets = self._locate(children)
-        for child, det in zip(children, dets):
-            child.priority = self.scorer(child.evidence, self.cfg) + self.cfg.detection_priority_weight * det.best_score
+    def _should_expand(self, node: Node, confident: bool) -> bool:
+        if node.leaf or (confident and not self.cfg.multi_instance):
+            return False
+        return node.parent < 0 or node.priority >= self.cfg.min_priority
+
+    def _guiding_heatmap(self, node: Node, target_max: float) -> tuple[np.ndarray, str]:
+        """The target heatmap, or the contextual cue when the target heatmap is weak (1 call)."""
+        det = node.detection
+        assert det is not None
+        weak = self.cfg.context_cue and target_max <= self.cfg.cue_threshold(node.level)
+        if not weak or self.budget.call_blocker(calls=2):  # keep a call for locating the children
+            return det.heatmap, "target"
+        cue = self.budget.timed(lambda: self.loc.suggest_region(self.target, node.box))
+        self.budget.model_calls += 1
+        if cue is None:
+            return det.heatmap, "target"
+        return _checked_heatmap(cue, self.loc, "suggest_region"), "context"
+
+    def _expand(self, node: Node) -> bool:
+        """Split ``node``, locate its children in one call, score and push them. False if a budget
+        forbids the call."""
+        blocker = self.budget.call_blocker()
+        if blocker:
+            self.blocked = blocker
+            return False
+        children = [self._new_node(tile, box, parent=node) for tile, box in split(node.tile, node.box, self.cfg)]
+        self._locate(children)
+        guides = [(self.trace.heatmaps[a], self.nodes[a].box) for a in node.ancestors + (node.node_id,)]
+        for child in children:
+            child.priority = self.scorer.priority(ancestor_evidence(child.box, guides), child.best_score)
             self.trace.update(child.node_id, priority=child.priority)
-        self.frontier.push_children(children)
+        self.frontier.push(children)
+        return True
 
-    def _locate(self, nodes: list[Node]) -> list[Detection]:
-        dets = self._timed(lambda: self.loc.locate(self.target, [n.box for n in nodes]))
-        if len(dets) != len(nodes):
-            raise RuntimeError(f"localizer {getattr(self.loc, 'name', '?')} returned {len(dets)} detections "
-                               f"for {len(nodes)} regions")
+    def _locate(self, nodes: list[Node]) -> None:
+        """One batched ``locate`` call for ``nodes``; stores each node's detection."""
+        dets = self.budget.timed(lambda: self.loc.locate(self.target, [n.box for n in nodes]))
         self.budget.model_calls += 1
         self.budget.nodes_scored += len(nodes)
-        for n, d in zip(nodes, dets):
-            self.detections[n.node_id] = d
-            n.detection_score, n.located = d.best_score, True
-        return dets
+        if len(dets) != len(nodes):
+            raise RuntimeError(f"localizer {getattr(self.loc, 'name', '?')!r}: locate returned {len(dets)} "
+                               f"detections for {len(nodes)} regions")
+        for node, det in zip(nodes, dets):
+            _checked_heatmap(det.heatmap, self.loc, "locate")
+            if not np.isfinite(det.scores).all():
+                raise RuntimeError(f"localizer {getattr(self.loc, 'name', '?')!r}: locate returned non-finite scores")
+            node.detection = det
 
-    def _timed(self, fn):
-        t0 = time.perf_counter()
-        try:
-            return fn()
-        finally:
-            self.budget.localizer_seconds += time.perf_counter() - t0
-
-    def _new_node(self, box, level: int, parent: int, evidence: list[float], priority: float) -> Node:
-        node = Node(self.next_id, tuple(float(v) for v in box), level, parent, priority, evidence)
-        self.trace.add_node(node.node_id, node.box, level, parent, priority, is_leaf(node.box, self.leaf))
-        self.next_id += 1
+    def _new_node(self, tile: Box, box: Box, parent: Node | None) -> Node:
+        ancestors = () if parent is None else parent.ancestors + (parent.node_id,)
+        node = Node(node_id=len(self.nodes), box=_floats(box), tile=_floats(tile), level=len(ancestors),
+                    parent=-1 if parent is None else parent.node_id, ancestors=ancestors,
+                    leaf=is_leaf(tile, self.leaf_side))
+        self.nodes.append(node)
+        self.trace.add_node(node.node_id, node.box, node.level, node.parent, 0.0, node.leaf)
         return node
 
-    def _add_instance(self, det: Detection) -> None:
-        for box, score in zip(det.boxes_xyxy, det.scores):
-            if score <= self.cfg.confidence_high:
-                break
-            b = tuple(float(v) for v in box)
-            dup = [i for i, (kb, _) in enumerate(self.instances) if iou_xyxy(b, kb) > self.cfg.nms_iou]
-            if not dup:
-                self.instances.append((b, float(score)))
-            elif score > self.instances[dup[0]][1]:
-                self.instances[dup[0]] = (b, float(score))
+    def _answer(self, stop: str) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
+        """``(box, score, instances, fallback)``: see :mod:`search.result` for the rules."""
+        best_score = self.best.best_score if self.best is not None else 0.0
+        best_box = self.best.detection.best_box if self.best is not None and self.best.detection else None
+        if self.cfg.multi_instance:
+            instances = self.instances.instances()
+            if instances:
+                return instances[0][0], instances[0][1], instances, False
+        elif stop == "confident":
+            return best_box, best_score, [(best_box, best_score)], False  # type: ignore[list-item]
+        if best_box is not None and best_score >= self.cfg.confidence_low:
+            return best_box, best_score, [(best_box, best_score)], True
+        return None, best_score, [], False
 
     def _result(self, stop: str) -> SearchResult:
-        cfg = self.cfg
-        fallback = False
-        if cfg.multi_instance and self.instances:
-            self.instances.sort(key=lambda x: -x[1])
-            found, (box, score) = True, self.instances[0]
-        elif stop == "confident":
-            found, (score, box) = True, self.best
-        elif self.best[1] is not None and self.best[0] >= cfg.confidence_low:
-            found, fallback, (score, box) = True, True, self.best
-        else:
-            found, box, score = False, None, self.best[0]
-        instances = list(self.instances) if cfg.multi_instance else ([(box, score)] if found else [])
-        seconds = self.budget.elapsed()
-        self.trace.graph.graph.update(
-            target=self.target, strategy=cfg.strategy, found=found, box_xyxy=list(box) if box else [],
-            score=float(score), nodes_visited=self.budget.nodes_visited, model_calls=self.budget.model_calls,
-            seconds=seconds, stop_reason=stop, image_width=self.image.width, image_height=self.image.height)
-        return SearchResult(self.target, cfg.strategy, found, box, float(score), instances,
-                            self.budget.nodes_visited, self.budget.nodes_scored, self.budget.model_calls, seconds,
-                            self.budget.localizer_seconds, stop, self.trace, fallback)
+        box, score, instances, fallback = self._answer(stop)
+        b, seconds = self.budget, self.budget.elapsed()
+        self.trace.set_summary(
+            target=self.target, strategy=self.cfg.strategy, found=box is not None,
+            box_xyxy=list(box) if box is not None else [], score=float(score), nodes_visited=b.nodes_visited,
+            model_calls=b.model_calls, seconds=seconds, stop_reason=stop, image_width=self.image.width,
+            image_height=self.image.height)
+        return SearchResult(self.target, self.cfg.strategy, box is not None, box, float(score), instances,
+                            b.nodes_visited, b.nodes_scored, b.model_calls, seconds, b.localizer_seconds, stop,
+                            self.trace, fallback)
+
+
+def _floats(box: Box) -> Box:
+    return tuple(float(v) for v in box)  # type: ignore[return-value]
+
+
+def _checked_heatmap(heatmap: np.ndarray, loc: Localizer, call: str) -> np.ndarray:
+    """``heatmap`` as a finite 2-D float32 array, or a RuntimeError naming the localizer."""
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.ndim != 2 or min(heat.shape) < 1 or not np.isfinite(heat).all():
+        raise RuntimeError(f"localizer {getattr(loc, 'name', '?')!r}: {call} returned a heatmap of shape "
+                           f"{heat.shape} (expected finite (h, w) logits)")
+    return heat

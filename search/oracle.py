@@ -14,7 +14,8 @@ so it works on images of any size. What it simulates (all knobs in :class:`Oracl
   region top). Baseline ``-4``, Gaussian noise ``heatmap_noise``. A legible instance gives a sharp
   blob of peak ``cue_gain``; an instance that is in the region but illegible gives a blurred blob
   (sigma ``cue_blur`` x region long side, peak ``cue_gain`` x its visible fraction). Near-miss
-  distractors from the SynthVStar sidecar get blobs of ``distractor_cue`` x that strength.
+  distractors from the SynthVStar sidecar get blobs of ``distractor_cue`` x that strength x their
+  similarity to the target (fraction of shape / colour / pattern they share with it).
 - **False positives.** When no instance is legible, with probability ``false_positive_rate`` a
   spurious box scoring uniformly in ``[0.05, false_positive_max_score]`` is returned.
 - **Context cue** (:meth:`suggest_region`): with probability ``context_accuracy`` a broad blob
@@ -46,6 +47,8 @@ from seal.errors import InputError
 
 BASELINE_LOGIT = -4.0
 """Heatmap logit where there is no evidence at all."""
+SIMILARITY_ATTRIBUTES = ("shape", "color", "pattern")
+"""Sidecar attributes compared to weight a near miss's heatmap blob."""
 BOX_JITTER = 0.03
 """Std of detection-box corner jitter, as a fraction of the box's width / height."""
 
@@ -61,7 +64,8 @@ class OracleLocalizer:
     Args:
         targets: normalised name -> ``(N, 4)`` float64 full-image ``xyxy`` boxes (N instances).
         cfg: simulation knobs.
-        distractors: normalised name -> ``(M, 4)`` ``xyxy`` near-miss boxes (weaker heatmap blobs).
+        distractors: normalised name -> ``(M, 5)`` near misses ``(x1, y1, x2, y2, similarity)``:
+            full-image boxes and a weight in (0, 1] scaling their (weaker) heatmap blobs.
         source: the annotation file, named in errors.
     """
 
@@ -71,7 +75,7 @@ class OracleLocalizer:
                  distractors: dict[str, np.ndarray] | None = None, source: str | None = None) -> None:
         self.cfg = cfg
         self.targets = {normalize_name(k): np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in targets.items()}
-        self.distractors = {normalize_name(k): np.asarray(v, dtype=np.float64).reshape(-1, 4)
+        self.distractors = {normalize_name(k): np.asarray(v, dtype=np.float64).reshape(-1, 5)
                             for k, v in (distractors or {}).items()}
         self.source = source
         self.image_size: tuple[int, int] | None = None
@@ -85,7 +89,8 @@ class OracleLocalizer:
 
         The sidecar is ``<root>/synth_annotations/<category>/<stem>.json`` with ``root`` the JSON's
         grandparent and ``category`` its folder name; its ``near_miss`` objects become distractors of
-        the target of the same ``shape`` (of every target when shapes are not given).
+        each target they share at least one of ``shape`` / ``color`` / ``pattern`` with (weighted by
+        the fraction shared; of every target, weight 1, when the attributes are not given).
 
         Raises:
             InputError: missing / malformed annotation or sidecar, naming the file.
@@ -187,10 +192,11 @@ class OracleLocalizer:
                 heat = np.maximum(heat, self._blob(region, centre, sigma, cfg.cue_gain))
             else:
                 heat = np.maximum(heat, self._blob(region, centre, cfg.cue_blur * long_side, cfg.cue_gain * fraction))
-        for vis in self._visible_parts(self.distractors.get(key, np.zeros((0, 4))), region):
+        near = self.distractors.get(key, np.zeros((0, 5)))
+        for vis, similarity in zip(self._visible_parts(near[:, :4], region), near[:, 4]):
             if vis is not None:
                 centre = ((vis[0] + vis[2]) / 2, (vis[1] + vis[3]) / 2)
-                peak = cfg.distractor_cue * cfg.cue_gain
+                peak = cfg.distractor_cue * cfg.cue_gain * similarity
                 heat = np.maximum(heat, self._blob(region, centre, cfg.cue_blur * long_side, peak))
         if boxes:
             self._stats.extra["true_detections"] += len(boxes)
@@ -285,19 +291,20 @@ def _xywh_box(box: Any, field: str, path: Path) -> np.ndarray:
 
 
 def _sidecar_distractors(path: Path, target_keys: set[str]) -> dict[str, np.ndarray]:
-    """Near-miss boxes of the SynthVStar sidecar, grouped by the target they imitate."""
+    """Near misses of the SynthVStar sidecar per target: ``(M, 5)`` rows ``(x1, y1, x2, y2, similarity)``."""
     objects = _read_json(path, "SynthVStar sidecar").get("objects")
-    if not isinstance(objects, list):
-        raise InputError("SynthVStar sidecar: expected an 'objects' list", path)
-    shape_of = {normalize_name(o.get("name", "")): o.get("shape") for o in objects
-                if isinstance(o, dict) and o.get("role") == "target"}
+    if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
+        raise InputError("SynthVStar sidecar: expected an 'objects' list of objects", path)
+    truth = {normalize_name(o.get("name", "")): o for o in objects if o.get("role") == "target"}
     out: dict[str, list[np.ndarray]] = {}
     for i, obj in enumerate(objects):
-        if not isinstance(obj, dict) or obj.get("role") != "near_miss":
+        if obj.get("role") != "near_miss":
             continue
         box = _xywh_box(obj.get("bbox"), f"objects[{i}].bbox", path)
         for key in target_keys:
-            shape = shape_of.get(key)
-            if shape is None or obj.get("shape") is None or obj.get("shape") == shape:
-                out.setdefault(key, []).append(box)
+            target = truth.get(key, {})
+            known = [a for a in SIMILARITY_ATTRIBUTES if target.get(a) is not None and obj.get(a) is not None]
+            similarity = sum(target[a] == obj[a] for a in known) / len(known) if known else 1.0
+            if similarity > 0:
+                out.setdefault(key, []).append(np.append(box, similarity))
     return {k: np.stack(v) for k, v in out.items()}

@@ -32,7 +32,7 @@ def _bad_unreadable(p):
 BAD = {
     "empty": lambda p: p.write_bytes(b""),
     "truncated": lambda p: p.write_bytes(_jpeg_bytes()[:400]),
-    "corrupt": lambda p: p.write_bytes(_jpeg_bytes()[:200] + bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8))),
+    "corrupt": lambda p: p.write_bytes(_jpeg_bytes()[:200] + np.random.default_rng(0).bytes(3000)),
     "text": lambda p: p.write_text("this is not an image\n"),
     "directory": lambda p: p.mkdir(),
     "missing": lambda p: None,
@@ -102,7 +102,7 @@ def _odd_16bit(p):
     arr[90:150, 120:180] = 60000
     Image.fromarray(arr).save(p)
     with Image.open(p) as im:
-        assert im.mode.startswith("I")
+        assert im.mode == "I;16"
 
 
 def _odd_cmyk(p):

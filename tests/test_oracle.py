@@ -146,19 +146,26 @@ def test_sidecar_near_miss_gives_weaker_blob(tmp_path):
     ann = _write_annotation(bench / "direct_attributes" / "s.json", ["red star"], [[1800, 1200, 40, 40]])
     sidecar = bench / "synth_annotations" / "direct_attributes" / "s.json"
     sidecar.parent.mkdir(parents=True)
+    obj = lambda name, shape, color, box, role: {"name": name, "shape": shape, "color": color, "pattern": "solid",
+                                                "role": role, "bbox": box}
     sidecar.write_text(json.dumps({"objects": [
-        {"name": "red star", "shape": "star", "role": "target", "bbox": [1800, 1200, 40, 40]},
-        {"name": "blue star", "shape": "star", "role": "near_miss", "bbox": [300, 300, 40, 40]},
-        {"name": "green cube", "shape": "cube", "role": "near_miss", "bbox": [300, 1200, 40, 40]},
+        obj("red star", "star", "red", [1800, 1200, 40, 40], "target"),
+        obj("blue star", "star", "blue", [300, 300, 40, 40], "near_miss"),  # shares shape + pattern: 2/3
+        obj("green cube", "cube", "green", [300, 1200, 40, 40], "near_miss"),  # shares pattern: 1/3
+        obj("red cube", "cube", "red", [1300, 300, 40, 40], "distractor"),  # plain clutter: ignored
     ]}))
-    oracle = OracleLocalizer.from_annotation(ann, OracleConfig(false_positive_rate=0.0, heatmap_noise=0.0))
+    cfg = OracleConfig(false_positive_rate=0.0, heatmap_noise=0.0)
+    oracle = OracleLocalizer.from_annotation(ann, cfg)
     oracle.set_image(_image())
-    assert len(oracle.distractors["red star"]) == 1  # only the same-shape near miss
+    np.testing.assert_allclose(oracle.distractors["red star"][:, 4], [2 / 3, 1 / 3])
     near = oracle.locate("red star", [(0, 0, 1000, 800)])[0]
     assert near.best_score == 0.0  # a distractor is never a detection
-    assert -4.0 + 1.0 < near.heatmap.max() < 0.5 * 8.0
-    other = oracle.locate("red star", [(0, 800, 1000, 1600)])[0].heatmap
-    assert other.max() == pytest.approx(-4.0, abs=1e-3)  # the different-shape near miss is ignored
+    far = oracle.locate("red star", [(0, 800, 1000, 1600)])[0]
+    # peaks: -4 + (0.3 * 8 * w + 4) for weight w (the blob centre falls between heatmap cells)
+    assert near.heatmap.max() == pytest.approx(0.3 * 8 * 2 / 3, abs=0.2)
+    assert far.heatmap.max() == pytest.approx(0.3 * 8 / 3, abs=0.2)
+    clutter = oracle.locate("red star", [(1000, 0, 1800, 800)])[0].heatmap
+    assert clutter.max() == pytest.approx(-4.0, abs=1e-3)
 
 
 @pytest.mark.parametrize("content, needle", [
