@@ -136,27 +136,22 @@ class Frame:
         sx, sy = self.scale_xy
         return (self.input_w - self.region_w * sx) / 2, (self.input_h - self.region_h * sy) / 2
 
-    def full_to_input_xyxy(self, boxes: BoxLike) -> np.ndarray:
-        """Full-image pixel boxes -> model-input pixel boxes."""
-        b = _arr(boxes)
+    def _affine(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(offset, scale, pad)`` as xyxy vectors: input = (full - offset) * scale + pad."""
         sx, sy = self.scale_xy
         px, py = self.pad_xy
         x0, y0 = self.region_xyxy[0], self.region_xyxy[1]
-        off = np.array([x0, y0, x0, y0])
-        scale = np.array([sx, sy, sx, sy])
-        pad = np.array([px, py, px, py])
-        return (b - off) * scale + pad
+        return np.array([x0, y0, x0, y0]), np.array([sx, sy, sx, sy]), np.array([px, py, px, py])
+
+    def full_to_input_xyxy(self, boxes: BoxLike) -> np.ndarray:
+        """Full-image pixel boxes -> model-input pixel boxes."""
+        off, scale, pad = self._affine()
+        return (_arr(boxes) - off) * scale + pad
 
     def input_to_full_xyxy(self, boxes: BoxLike) -> np.ndarray:
         """Model-input pixel boxes -> full-image pixel boxes (inverse of the above)."""
-        b = _arr(boxes)
-        sx, sy = self.scale_xy
-        px, py = self.pad_xy
-        x0, y0 = self.region_xyxy[0], self.region_xyxy[1]
-        off = np.array([x0, y0, x0, y0])
-        scale = np.array([sx, sy, sx, sy])
-        pad = np.array([px, py, px, py])
-        return (b - pad) / scale + off
+        off, scale, pad = self._affine()
+        return (_arr(boxes) - pad) / scale + off
 
     def full_to_region_xyxy(self, boxes: BoxLike) -> np.ndarray:
         """Full-image pixels -> pixels relative to the region's top-left corner."""

@@ -8,6 +8,10 @@ With several targets the top-level ``target`` / ``box_xyxy`` / ``score`` are lis
 target), ``found`` is true when all were found, the counts are totals, and ``results`` holds the
 per-target objects.
 
+Localizers (``--localizer``): ``vsm`` (the trained V* search model at ``--model DIR``, default
+``checkpoints/vsm_tiny``; the default localizer when that checkpoint exists) and ``oracle`` (simulated
+from ``--annotation``; the default otherwise).
+
 ``--trace-dir D`` writes ``trace.json``, ``search_graph.graphml`` and the PNG renderings
 (:mod:`search.render`) into ``D`` (one sub-folder ``D/<k>_<target>/`` per target when there are
 several), plus ``D/config.yaml`` and ``D/run.json``.
@@ -35,8 +39,33 @@ def _oracle_localizer(args: argparse.Namespace, cfg: Config) -> Any:
     return OracleLocalizer.from_annotation(args.annotation, cfg.oracle)
 
 
-LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": _oracle_localizer}
+DEFAULT_VSM_MODEL = Path(__file__).resolve().parents[2] / "checkpoints" / "vsm_tiny"
+"""The shipped V* search model (``checkpoints/vsm_tiny`` of the project), ``--model``'s default."""
+
+
+def _vsm_localizer(args: argparse.Namespace, cfg: Config) -> Any:
+    from search.vsm.localizer import load_vsm_localizer
+
+    return load_vsm_localizer(args.model or DEFAULT_VSM_MODEL)
+
+
+LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": _oracle_localizer,
+                                                                      "vsm": _vsm_localizer}
 """``--localizer`` name -> factory ``(args, cfg) -> Localizer``. A trained model is one more entry."""
+
+
+def default_localizer(args: argparse.Namespace) -> str:
+    """``--localizer`` when given; else ``vsm`` when ``--model`` is given or the shipped checkpoint
+    exists; else ``oracle`` when ``--annotation`` is given; else an :class:`InputError`."""
+    if args.localizer:
+        return args.localizer
+    if args.model or (DEFAULT_VSM_MODEL / "vsm_config.json").is_file():
+        return "vsm"
+    if args.annotation:
+        return "oracle"
+    raise InputError(f"no localizer: the shipped search model {DEFAULT_VSM_MODEL} is missing (train it with "
+                     "`seal train vsm --config configs/train/vsm_tiny.yaml`); give --model DIR, or "
+                     "--localizer oracle --annotation JSON")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,8 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, help="image file (any PIL-readable format; EXIF orientation applied)")
     p.add_argument("--target", action="append", default=[], metavar="NAME",
                    help="target name; repeat for several. Default: every target_object of --annotation")
-    p.add_argument("--localizer", choices=sorted(LOCALIZERS), default="oracle",
-                   help="model that answers locate / suggest_region (default: oracle, needs --annotation)")
+    p.add_argument("--localizer", choices=sorted(LOCALIZERS),
+                   help="model that answers locate / suggest_region (default: vsm when checkpoints/vsm_tiny "
+                        "exists, else oracle, which needs --annotation)")
+    p.add_argument("--model", metavar="DIR",
+                   help="VSM checkpoint directory for --localizer vsm (default: checkpoints/vsm_tiny)")
     p.add_argument("--annotation", metavar="JSON", help="V*Bench per-sample JSON (target_object + bbox)")
     p.add_argument("--strategy", choices=STRATEGIES, help="expansion order (overrides search.strategy)")
     p.add_argument("--trace-dir", metavar="DIR",
@@ -63,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if args.strategy:
         args.overrides = list(args.overrides or []) + [f"search.strategy={args.strategy}"]
     cfg = resolve_config(args)
+    args.localizer = default_localizer(args)
     localizer = LOCALIZERS[args.localizer](args, cfg)
     truth = _annotated_targets(args, cfg)
     targets = _targets(args, truth)

@@ -24,7 +24,20 @@ def _train_vqa(cfg: Config, command: list[str]) -> dict:
     return run(cfg, command, log=lambda msg: print(msg, flush=True))
 
 
-RECIPES: dict[str, Callable[[Config, list[str]], dict]] = {"vqa": _train_vqa}
+def _train_vsm(cfg: Config, command: list[str]) -> dict:
+    from training.vsm_recipe import run
+
+    return run(cfg, command, log=lambda msg: print(msg, flush=True))
+
+
+def _train_policy(cfg: Config, command: list[str]) -> dict:
+    from training.policy_data import run
+
+    return run(cfg, log=lambda msg: print(msg, flush=True))
+
+
+RECIPES: dict[str, Callable[[Config, list[str]], dict]] = {"vqa": _train_vqa, "vsm": _train_vsm,
+                                                           "policy": _train_policy}
 """Model kind -> recipe ``(resolved config, command line) -> summary``."""
 
 

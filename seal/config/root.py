@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 from eval.synth.config import SynthConfig
 from search.config import SearchConfig
 from search.oracle_config import OracleConfig
+from seal.agent.config import AgentConfig
 from seal.errors import ConfigError
 from seal.image_io import DEFAULT_MAX_PIXELS
+from training.config import TrainConfig
+from training.policy_data import PolicyDataConfig
+from training.vqa_recipe import VQATrainConfig
+from training.vsm_recipe import VSMTrainConfig
 from seal.policy.config import PolicyConfig
 from vwm.budget import VisionBudgetConfig
 from vwm.layout import VWMConfig
@@ -32,4 +37,9 @@ class Config:
     synth: SynthConfig = field(default_factory=SynthConfig)
     vision_budget: VisionBudgetConfig = field(default_factory=VisionBudgetConfig)
     vwm: VWMConfig = field(default_factory=VWMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    vqa_train: VQATrainConfig = field(default_factory=VQATrainConfig)
+    vsm_train: VSMTrainConfig = field(default_factory=VSMTrainConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    policy_data: PolicyDataConfig = field(default_factory=PolicyDataConfig)

@@ -1,0 +1,115 @@
+"""KV-cache reuse of the text-only pass (seed 001, F2: ``cache_reuse``, best effort).
+
+The text-first pass runs the question alone through the VQA LLM. When the policy then picks
+NO_VISION, the answer reads the *same* prompt: with the likelihood protocol the options are scored
+as replies to ``"USER: {question} ASSISTANT:"``, exactly the text-pass prompt. :func:`cached_text_pass`
+runs that prompt once with the KV cache on and keeps it; :func:`score_options_from_cache` then
+scores the options from the kept cache (one batched forward of the reply tokens only), so the
+prompt is not encoded a second time.
+
+:func:`cached_text_pass` returns the same :class:`seal.vqa.TextPassOutput` as
+:meth:`seal.vqa.VQAModel.text_pass` (parity-tested); a model whose forward gives no cache (or
+hidden states) falls back to recomputing, and the result records why.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from seal.models.tokenizer import encode_reply
+from seal.vqa.model import TextPassOutput
+from seal.vqa.prompts import encode_prompt, letter_question
+
+if TYPE_CHECKING:
+    import torch
+
+    from seal.vqa import VQAModel
+
+
+@dataclass
+class CachedTextPass:
+    """A text-only pass and, when the model gave one, its prompt's KV cache.
+
+    Attributes:
+        output: what :meth:`VQAModel.text_pass` returns for the same prompt.
+        prompt_text: the user text of the pass (the question, or question + option lines).
+        attention_mask: (1, P) int64 mask of the prompt; None without a cache.
+        past_key_values: the transformers cache of the P prompt tokens; None when unavailable.
+        note: why there is no cache (empty when there is one).
+    """
+
+    output: TextPassOutput
+    prompt_text: str
+    attention_mask: "torch.Tensor | None" = None
+    past_key_values: Any = None
+    note: str = ""
+
+    @property
+    def has_cache(self) -> bool:
+        return self.past_key_values is not None
+
+
+def cached_text_pass(vqa: "VQAModel", question: str, options: Sequence[str] | None = None) -> CachedTextPass:
+    """The text-only pass with its KV cache kept (one forward of the prompt).
+
+    With ``options`` the prompt shows them as ``(A) ...`` lines (and ``letter_probs`` is set), as
+    in :meth:`VQAModel.text_pass`.
+    """
+    import torch
+
+    text = question if options is None else letter_question(question, options)
+    enc = encode_prompt(vqa.processor, text, None)
+    inputs = {k: v.to(vqa.model.device) for k, v in enc.items()}
+    with torch.no_grad():
+        out = vqa.model(**inputs, use_cache=True, output_hidden_states=True)
+    if out.past_key_values is None or not out.hidden_states:
+        return CachedTextPass(vqa.text_pass(question, options), text, note="the model returned no KV cache")
+    hidden = out.hidden_states[-1][0].float()  # (P, D), the final normed states the LM head reads
+    logits = out.logits[0, -1].float()  # (V,)
+    probs = torch.softmax(logits, dim=-1)
+    top = torch.topk(probs, k=min(2, probs.numel())).values
+    entropy = float(-(probs * torch.log(probs.clamp_min(1e-30))).sum())
+    margin = float(top[0] - top[1]) if top.numel() > 1 else 1.0
+    letter_probs = None if options is None else vqa._letter_probs(enc, len(options), logits)
+    output = TextPassOutput(pooled=hidden.mean(dim=0).cpu(), last_hidden=hidden[-1].cpu(),
+                            next_token_logits=logits.cpu(), entropy=entropy, margin=margin,
+                            letter_probs=letter_probs)
+    return CachedTextPass(output, text, inputs["attention_mask"], out.past_key_values)
+
+
+def score_options_from_cache(vqa: "VQAModel", state: CachedTextPass, options: Sequence[str]) -> list[float]:
+    """Mean per-token log-likelihood of each option (plus ``</s>``) as the reply to the cached prompt.
+
+    Equals ``vqa.score_options(None, state.prompt_text, options)`` without re-encoding the prompt.
+    The kept cache is copied, never modified, so it can serve again.
+    """
+    import torch
+
+    if not state.has_cache:
+        raise ValueError(f"no KV cache to reuse ({state.note})")
+    if not options:
+        raise ValueError("score_options_from_cache needs at least one option")
+    model, pad = vqa.model, vqa.tokenizer.pad_token_id
+    replies = [encode_reply(vqa.tokenizer, str(opt)) for opt in options]
+    device = model.device
+    n, length = len(replies), max(len(r) for r in replies)
+    first = state.output.next_token_logits.to(device).view(1, 1, -1)  # (1, 1, V): predicts reply token 0
+    ids = torch.full((n, length), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((n, length), dtype=torch.long, device=device)
+    for row, reply in enumerate(replies):
+        ids[row, :len(reply)] = torch.tensor(reply, dtype=torch.long)
+        mask[row, :len(reply)] = 1
+    with torch.no_grad():
+        if length > 1:
+            cache = copy.deepcopy(state.past_key_values)
+            cache.batch_repeat_interleave(n)
+            prompt_mask = state.attention_mask.to(device).expand(n, -1)
+            rest = model(input_ids=ids[:, :-1], attention_mask=torch.cat([prompt_mask, mask[:, :-1]], dim=1),
+                         past_key_values=cache, use_cache=True)
+            logits = torch.cat([first.expand(n, -1, -1), rest.logits.float()], dim=1)  # (n, L, V)
+        else:
+            logits = first.expand(n, -1, -1)
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # (n, L)
+    return [float(logp[row, :len(reply)].mean()) for row, reply in enumerate(replies)]

@@ -1,0 +1,354 @@
+"""``Agent``: answer questions about one image, spending vision only when it is worth it.
+
+Per question (:meth:`Agent.ask`), read top to bottom:
+
+1. **Text-first pass**: the question alone through the VQA LLM, no image (:mod:`seal.agent.kv`
+   keeps its KV cache when ``agent.cache_reuse``).
+2. **Decision**: the value-of-vision policy (:class:`seal.policy.policy.ValuePolicy`, learned head
+   or baseline, with its fallback) picks NO / COARSE / FULL; ``force_action`` overrides it (and
+   says so in the reason).
+3. **NO**: answer from the text-only prompt (the cached prompt when it is the same one).
+   **COARSE**: answer from the global view at the coarse budget.
+   **FULL**: the global view at the full budget; the model first replies freely. If the reply is the
+   "missing objects" refusal, each listed target (up to ``agent.search_targets_cap``) is searched
+   with the V* search (one :class:`search.session.SearchSession` per image, so the localizer's
+   feature cache serves every target and question), the visual working memory is filled (failed
+   searches marked "not found", crops cut from the full-resolution image) and the model answers
+   again with it.
+4. Every vision token, LLM call, search call, generated token, stage time and the peak memory go
+   into the question's :class:`vwm.ledger.CostLedger`; every step is emitted as an event
+   (:mod:`seal.agent.events`).
+
+Cost conventions: the global view is booked once per question whatever the number of LLM calls
+that read it; each VWM crop once; the search books ``patches newly encoded x tokens per patch``
+(patches served from the localizer's per-image cache cost nothing again). ``llm_calls`` counts
+VQA model invocations (a generate, a text pass, a batched option scoring); ``generated_tokens``
+counts the decoded reply re-tokenised, plus ``</s>`` when it stopped before ``max_new_tokens``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from PIL import Image
+
+from seal.agent import events as ev
+from seal.agent.config import find_dir, resolve_dir
+from seal.agent.kv import CachedTextPass, cached_text_pass, score_options_from_cache
+from seal.agent.result import AgentResult
+from seal.agent.views import ImageViews
+from seal.errors import InputError
+from seal.models.tokenizer import OPTION_LETTERS
+from seal.policy.policy import ValuePolicy
+from seal.vqa.refusal import parse_missing_targets
+from vwm.crops import extract_crop
+from vwm.layout import VisualWorkingMemory, VWMEntry
+from vwm.ledger import CostLedger
+
+if TYPE_CHECKING:
+    from search.localizer import Localizer
+    from search.result import SearchResult
+    from search.session import SearchSession
+    from seal.config import Config
+    from seal.vqa import VQAModel
+
+ACTIONS = ("no", "coarse", "full")
+__all__ = ["ACTIONS", "Agent", "AgentResult", "load_policy"]
+
+
+def load_policy(cfg: "Config") -> tuple[ValuePolicy, str]:
+    """The policy to decide with, and a note for every decision's reason ("" when configured).
+
+    ``policy.baseline_name`` wins, then ``policy.checkpoint``; with neither, the learned head at
+    ``agent.default_policy_checkpoint`` when it exists, else the ``agent.untrained_policy``
+    baseline (named in the note), else the :class:`~seal.errors.ConfigError` of
+    :meth:`ValuePolicy.from_config`.
+    """
+    pcfg, acfg = cfg.policy, cfg.agent
+    note = ""
+    if pcfg.baseline_name is None and pcfg.checkpoint is None:
+        found = find_dir(acfg.default_policy_checkpoint)
+        if found is not None:
+            pcfg = replace(pcfg, checkpoint=str(found))
+        elif acfg.untrained_policy is not None:
+            pcfg = replace(pcfg, baseline_name=acfg.untrained_policy)
+            note = (f"no trained policy ({acfg.default_policy_checkpoint} missing), using the "
+                    f"{acfg.untrained_policy} baseline")
+    return ValuePolicy.from_config(pcfg), note
+
+
+class Agent:
+    """The VQA LLM + the value-of-vision policy + the V* search, over one image at a time.
+
+    Args:
+        vqa: the VQA LLM.
+        policy: the decision maker.
+        cfg: the root config (sections ``agent``, ``search``, ``vision_budget``, ``oracle``, ``image``).
+        localizer: the search localizer for ``agent.localizer: vsm`` (the oracle is built per image
+            from its annotation in :meth:`set_image`).
+        policy_note: prefixed to every decision's reason (see :func:`load_policy`).
+    """
+
+    def __init__(self, vqa: "VQAModel", policy: ValuePolicy, cfg: "Config",
+                 localizer: "Localizer | None" = None, policy_note: str = "") -> None:
+        self.vqa, self.policy, self.cfg, self.acfg = vqa, policy, cfg, cfg.agent
+        self.localizer = localizer
+        self.policy_note = policy_note
+        self.views: ImageViews | None = None
+        self.session: "SearchSession | None" = None
+
+    @classmethod
+    def from_config(cls, cfg: "Config") -> "Agent":
+        """Load the VQA LLM (``agent.vqa_path``), the VSM (``agent.vsm_path``, when
+        ``agent.localizer: vsm``) and the policy (:func:`load_policy`). Missing paths raise InputError."""
+        from seal.vqa import VQAModel
+
+        acfg = cfg.agent
+        vqa = VQAModel.load(resolve_dir(acfg.vqa_path, "agent.vqa_path"), device=acfg.device, vwm_config=cfg.vwm)
+        policy, note = load_policy(cfg)
+        localizer = None
+        if acfg.localizer == "vsm":
+            from search.vsm.localizer import load_vsm_localizer
+
+            localizer = load_vsm_localizer(resolve_dir(acfg.vsm_path, "agent.vsm_path"), device=acfg.device)
+        return cls(vqa, policy, cfg, localizer, note)
+
+    # ---- the image ------------------------------------------------------------------------------
+    def set_image(self, image: "str | Path | Image.Image", annotation: "str | Path | None" = None) -> None:
+        """Bind the image every following :meth:`ask` is about; caches its views and the search session.
+
+        Args:
+            image: a path (loaded upright with EXIF orientation, ``image.max_pixels`` guard) or an
+                RGB PIL image (other modes are converted).
+            annotation: V*Bench per-sample JSON; required by (and only used for) the oracle localizer.
+        Raises:
+            InputError: unreadable image; oracle localizer without (or with a mismatched) annotation.
+        """
+        from search.session import SearchSession
+        from seal.image_io import load_image
+
+        if isinstance(image, Image.Image):
+            img, path = (image if image.mode == "RGB" else image.convert("RGB")), None
+        else:
+            img, path = load_image(image, self.cfg.image.max_pixels), str(image)
+        views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path)
+        localizer = self._localizer_for(annotation)
+        self.session = SearchSession(localizer, views.source, self.cfg.search)
+        self.views = views
+
+    def _localizer_for(self, annotation: "str | Path | None") -> "Localizer":
+        if self.acfg.localizer == "oracle":
+            from search.oracle import OracleLocalizer
+
+            if annotation is None:
+                raise InputError("the oracle localizer (agent.localizer: oracle) needs the image's V*Bench "
+                                 "annotation JSON (--annotation)")
+            return OracleLocalizer.from_annotation(annotation, self.cfg.oracle)
+        if self.localizer is None:
+            raise InputError("agent.localizer: vsm, but no VSM localizer was loaded (use Agent.from_config)")
+        return self.localizer
+
+    # ---- one question ---------------------------------------------------------------------------
+    def ask(self, question: str, options: Sequence[str] | None = None, force_action: str | None = None,
+            on_event: Callable[[dict], None] | None = None) -> AgentResult:
+        """Answer ``question`` about the current image (see the module docstring for the steps).
+
+        Args:
+            question: the question text.
+            options: multiple-choice options (answer = one of them), or None / [] for free form.
+            force_action: ``"no" | "coarse" | "full"`` to override the policy (still run and recorded).
+            on_event: called with each event dict as it happens.
+        """
+        if self.views is None:
+            raise RuntimeError("Agent.ask: call set_image() first")
+        if not question or not question.strip():
+            raise InputError("the question is empty")
+        if force_action is not None and force_action not in ACTIONS:
+            raise InputError(f"force_action: expected one of {list(ACTIONS)}, found {force_action!r}")
+        q = _Question(question.strip(), [str(o) for o in options] if options else None, on_event)
+
+        state = self._text_pass(q)
+        decision, action, reason = self._decide(q, state, force_action)
+        reuse = {"enabled": self.acfg.cache_reuse, "used": False,
+                 "note": "vision actions put the image before the question; nothing of the text pass is reused"}
+        free, targets, skipped, results, vwm = None, [], [], [], None
+        if action == "no":
+            answer, index, scores, reuse = self._answer_without_vision(q, state)
+        elif action == "coarse":
+            view = self._global_view(q, "coarse")
+            answer, index, scores = self._answer(q, view, None)
+        else:
+            view = self._global_view(q, "full")
+            free, targets, skipped, results, vwm, (answer, index, scores) = self._full(q, view)
+        q.emit({"type": "answer", "answer": answer, "answer_index": index,
+                "option_scores": None if scores is None else [round(float(s), 6) for s in scores],
+                "protocol": self.acfg.answer_protocol if q.options else "free"})
+        q.ledger.close()
+        q.emit({"type": "cost", **q.ledger.to_json()})
+        return AgentResult(
+            question=q.question, options=q.options, answer=answer, answer_index=index, action=action,
+            decision=decision, reason=reason,
+            text_pass={"entropy": state.output.entropy, "margin": state.output.margin},
+            targets=targets, search=results, vwm=vwm, ledger=q.ledger, events=q.events,
+            option_scores=scores, cache_reuse=reuse, free_answer=free, policy=self.policy.name,
+            skipped_targets=skipped)
+
+    def _text_pass(self, q: "_Question") -> CachedTextPass:
+        tp_options = q.options if self.acfg.text_pass_options else None
+        with q.ledger.stage("text_pass"):
+            if self.acfg.cache_reuse:
+                state = cached_text_pass(self.vqa, q.question, tp_options)
+            else:
+                state = CachedTextPass(self.vqa.text_pass(q.question, tp_options), q.question,
+                                       note="agent.cache_reuse is off")
+        q.ledger.llm_calls += 1
+        q.emit({"type": "text_pass", "entropy": state.output.entropy, "margin": state.output.margin,
+                "cache_kept": state.has_cache})
+        return state
+
+    def _decide(self, q: "_Question", state: CachedTextPass, force_action: str | None):
+        with q.ledger.stage("policy"):
+            decision = self.policy.decide(state.output)
+        reason = f"{self.policy_note}; {decision.reason}" if self.policy_note else decision.reason
+        action = decision.action.short
+        if force_action is not None:
+            reason = f"forced {force_action} (policy {self.policy.name} chose {action}: {reason})"
+            action = force_action
+        q.emit({"type": "decision", "action": action, "chosen_action": decision.chosen_action.short,
+                "policy_action": decision.action.short, "probs": decision.to_json()["probs"], "reason": reason,
+                "fallback_fired": decision.fallback_fired, "forced": force_action is not None,
+                "policy": self.policy.name})
+        return decision, action, reason
+
+    def _global_view(self, q: "_Question", level: str) -> Image.Image:
+        with q.ledger.stage("global_view"):
+            view = self.views.view(level)
+            q.ledger.vision_tokens_global += self.views.tokens(level)
+        return view
+
+    # ---- answering ------------------------------------------------------------------------------
+    def _answer(self, q: "_Question", image: Image.Image | None,
+                vwm: VisualWorkingMemory | None) -> tuple[str, int | None, list[float] | None]:
+        """``(answer, index, scores)`` from ``image`` (or ``vwm``, or neither: text only)."""
+        with q.ledger.stage("answer"):
+            q.ledger.llm_calls += 1
+            if q.options is None:
+                text = self.vqa.answer(image, q.question, vwm, self.acfg.max_new_tokens)
+                q.ledger.generated_tokens += self._generated(text)
+                return text, None, None
+            if self.acfg.answer_protocol == "letter":
+                letter, scores = self.vqa.choose_letter(image, q.question, q.options, vwm)
+                index = OPTION_LETTERS.index(letter)
+            else:
+                scores = self.vqa.score_options(image, q.question, q.options, vwm)
+                index = max(range(len(scores)), key=scores.__getitem__)
+        return q.options[index], index, list(scores)
+
+    def _answer_without_vision(self, q: "_Question", state: CachedTextPass):
+        """The NO action: reuse the text pass when it read the same prompt, else recompute."""
+        reuse = {"enabled": self.acfg.cache_reuse, "used": False, "note": ""}
+        letter_probs = state.output.letter_probs
+        if q.options is None:
+            reuse["note"] = "free-form generation re-encodes the prompt"
+        elif self.acfg.answer_protocol == "letter" and letter_probs is not None:
+            index = max(range(len(letter_probs)), key=letter_probs.__getitem__)
+            reuse.update(used=True, note="letter probabilities of the text pass (same prompt)")
+            return q.options[index], index, list(letter_probs), reuse
+        elif self.acfg.answer_protocol == "letter":
+            reuse["note"] = "the text pass did not show the options (agent.text_pass_options: false)"
+        elif state.prompt_text != q.question:
+            reuse["note"] = "the text pass showed the options; likelihood scoring reads the question alone"
+        elif not state.has_cache:
+            reuse["note"] = state.note
+        else:
+            with q.ledger.stage("answer"):
+                scores = score_options_from_cache(self.vqa, state, q.options)
+            q.ledger.llm_calls += 1
+            index = max(range(len(scores)), key=scores.__getitem__)
+            reuse.update(used=True, note="options scored from the text pass's KV cache")
+            return q.options[index], index, scores, reuse
+        answer, index, scores = self._answer(q, None, None)
+        return answer, index, scores, reuse
+
+    def _full(self, q: "_Question", view: Image.Image):
+        """FULL: free reply on the full view; on a refusal search, fill the VWM, answer again."""
+        with q.ledger.stage("free_answer"):
+            free = self.vqa.answer(view, q.question, None, self.acfg.max_new_tokens)
+        q.ledger.llm_calls += 1
+        q.ledger.generated_tokens += self._generated(free)
+        targets = parse_missing_targets(free)
+        if targets is None:
+            answer = (free, None, None) if q.options is None else self._answer(q, view, None)
+            return free, [], [], [], None, answer
+        cap = self.acfg.search_targets_cap
+        searched, skipped = targets[:cap], targets[cap:]
+        q.emit({"type": "refusal", "text": free, "targets": targets, "searched": searched, "skipped": skipped})
+        if not searched:  # a refusal listing nothing usable: answer from the view
+            answer = (free, None, None) if q.options is None else self._answer(q, view, None)
+            return free, targets, skipped, [], None, answer
+        results = self._search(q, searched)
+        vwm = self._memory(q, view, results)
+        return free, targets, skipped, results, vwm, self._answer(q, None, vwm)
+
+    # ---- search and memory ----------------------------------------------------------------------
+    def _search(self, q: "_Question", targets: Sequence[str]) -> list["SearchResult"]:
+        """Search each target in the session's image; books calls, nodes and newly encoded patches."""
+        session = self.session
+        encoded_before = session.stats().patches_encoded
+        results = []
+        with q.ledger.stage("search"):
+            for target in targets:
+                result = session.search(target, on_step=lambda step, t=target: q.emit(ev.search_step(t, step)))
+                q.emit(ev.search_done(result))
+                q.ledger.search_calls += result.model_calls
+                q.ledger.search_nodes += result.nodes_visited
+                results.append(result)
+        new_patches = session.stats().patches_encoded - encoded_before
+        q.ledger.vision_tokens_search += new_patches * self.tokens_per_patch()
+        return results
+
+    def tokens_per_patch(self) -> int:
+        """Vision tokens one search patch costs: the VSM's image tokens, else ``agent.oracle_tokens_per_patch``."""
+        loc = self.session.localizer
+        if loc.name == "vsm":
+            return int(loc.model.image_tokens)
+        return self.acfg.oracle_tokens_per_patch
+
+    def _memory(self, q: "_Question", view: Image.Image, results: Sequence["SearchResult"]) -> VisualWorkingMemory:
+        """The VWM over the FULL view: found targets with crops cut from the full-resolution image
+        (boxes stored in the view's frame), failed searches marked not found."""
+        vcfg = self.vqa.vwm_config
+        vwm = VisualWorkingMemory(global_image=view, config=vcfg)
+        for r in results:
+            if not r.found:
+                vwm.entries.append(VWMEntry(name=r.target, found=False))
+                continue
+            crop = None
+            if sum(e.crop is not None for e in vwm.entries) < vcfg.max_crops:
+                crop = extract_crop(self.views.image, r.box_xyxy, vcfg.crop_scale, vcfg.min_context_px,
+                                    vcfg.crop_side_px).image
+                q.ledger.vision_tokens_crops += self.views.image_tokens(crop)
+            vwm.entries.append(VWMEntry(name=r.target, found=True, box_xyxy=self.views.to_view_xyxy(r.box_xyxy, "full"),
+                                        score=float(r.score), crop=crop))
+        q.emit({"type": "vwm", "entries": ev.vwm_entries(vwm.entries, lambda b: self.views.to_full_xyxy(b, "full"))})
+        return vwm
+
+    def _generated(self, text: str) -> int:
+        n = len(self.vqa.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return min(n + 1, self.acfg.max_new_tokens) if n < self.acfg.max_new_tokens else n
+
+
+class _Question:
+    """Per-question state: the question, its ledger and its event log."""
+
+    def __init__(self, question: str, options: list[str] | None, on_event: Callable[[dict], None] | None) -> None:
+        self.question, self.options, self.on_event = question, options, on_event
+        self.ledger = CostLedger()
+        self.events: list[dict] = []
+
+    def emit(self, event: dict) -> None:
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)

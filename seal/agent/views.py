@@ -1,0 +1,72 @@
+"""``ImageViews``: one image, its global views at the vision budgets, and what they cost.
+
+The agent calls :meth:`ImageViews.view` for the COARSE / FULL global view; each view is resized
+once (:meth:`vwm.budget.VisionBudget.resize`, never upsampled) and cached, with its vision-token
+count (exact with the VQA model's processor). Several questions about one image reuse both.
+
+Frames: the original image is the *full-image* pixel frame of the search and of every box in
+results; a view is the same picture scaled by one factor per axis, so normalised coordinates are
+the same in both. :meth:`to_view_xyxy` maps full-image boxes into a view.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from PIL import Image
+
+from search.geometry import Frame
+from search.image_source import ImageSource
+from vwm.budget import Level, VisionBudget, VisionBudgetConfig
+
+
+class ImageViews:
+    """Cached budget views of one upright RGB image.
+
+    Args:
+        image: the full-resolution upright RGB image (the search's frame).
+        budget_cfg: the ``vision_budget`` config section.
+        processor: the VQA model's processor, for exact token counts (None: patch heuristic).
+        path: where the image came from (for traces), or None.
+    """
+
+    def __init__(self, image: Image.Image, budget_cfg: VisionBudgetConfig, processor: Any | None = None,
+                 path: str | None = None) -> None:
+        self.source = ImageSource(image, path)
+        self.budget = VisionBudget(budget_cfg, processor)
+        self._views: dict[str, Image.Image] = {}
+
+    @property
+    def image(self) -> Image.Image:
+        """The full-resolution image."""
+        return self.source.image
+
+    @property
+    def path(self) -> str | None:
+        return self.source.path
+
+    def view(self, level: Level) -> Image.Image:
+        """The global view at ``level`` (``"coarse"`` or ``"full"``), resized once and cached."""
+        if level not in self._views:
+            self._views[level] = self.budget.resize(self.image, level)
+        return self._views[level]
+
+    def tokens(self, level: Level) -> int:
+        """Vision tokens the VQA LLM spends on the ``level`` view (after the pruning proxy)."""
+        return self.budget.tokens_for(self.view(level))
+
+    def image_tokens(self, image: Image.Image) -> int:
+        """Vision tokens of any other image fed to the VQA LLM (a VWM crop)."""
+        return self.budget.tokens_for(image)
+
+    def to_view_xyxy(self, box_xyxy: Sequence[float], level: Level) -> tuple[float, float, float, float]:
+        """A full-image pixel ``xyxy`` box in the pixel frame of the ``level`` view."""
+        w, h = self.view(level).size
+        frame = Frame(self.source.full_box(), w, h, letterbox=False)
+        return tuple(float(v) for v in frame.full_to_input_xyxy(box_xyxy))  # type: ignore[return-value]
+
+    def to_full_xyxy(self, box_xyxy: Sequence[float], level: Level) -> tuple[float, float, float, float]:
+        """A box in the pixel frame of the ``level`` view back in full-image pixels."""
+        w, h = self.view(level).size
+        frame = Frame(self.source.full_box(), w, h, letterbox=False)
+        return tuple(float(v) for v in frame.input_to_full_xyxy(box_xyxy))  # type: ignore[return-value]

@@ -1,0 +1,67 @@
+"""``seal eval``: run the agent over a benchmark and write predictions, results.csv and summary.json.
+
+``seal eval --dataset synth|vstar --path DIR --output-dir OUT [--config YAML ...]
+[--policy.baseline_name=NAME] [--limit N] [--protocol likelihood|letter] [--seed S] [--no-progress]``
+
+The policy (learned head or a baseline) and the models come from the config (``policy``, ``agent``
+sections). Several runs may share OUT (one results.csv row each); re-running a run resumes it.
+Progress (with ETA) goes to stderr; the run's results row is printed as the last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from seal.cli.common import add_config_args, git_revision, print_json_line, resolve_config, write_run_record
+from seal.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from eval.runner import DATASETS
+
+    p = sub.add_parser("eval", help="evaluate the agent (a policy or baseline) on a benchmark")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="benchmark reader")
+    p.add_argument("--path", required=True, metavar="DIR", help="benchmark folder (or test_questions.jsonl)")
+    p.add_argument("--output-dir", required=True, metavar="OUT", help="results folder (shared by runs)")
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N questions")
+    p.add_argument("--protocol", choices=("likelihood", "letter"),
+                   help="likelihood: folder JSONs, option log-likelihood; letter: test_questions.jsonl, "
+                        "option letters (sets agent.answer_protocol; default: agent.answer_protocol)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed, recorded in summary.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from eval.runner import EvalRun, evaluate, load_samples
+    from seal.config import to_dict
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit: expected >= 1, found {args.limit}")
+    if args.protocol:
+        args.overrides = list(args.overrides or []) + [f"agent.answer_protocol={args.protocol}"]
+    cfg = resolve_config(args)
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("--output-dir: expected a directory, found a file", out)
+    run_spec = EvalRun(dataset=args.dataset, path=Path(args.path), protocol=cfg.agent.answer_protocol,
+                       config=to_dict(cfg), limit=args.limit, seed=args.seed,
+                       annotate=cfg.agent.localizer == "oracle", git_revision=git_revision())
+    samples = load_samples(run_spec)  # bad paths / files fail here, before any model loads
+    agent = _agent(cfg)
+    write_run_record(out, cfg)
+    row = evaluate(agent, samples, run_spec, out, progress=not args.no_progress)
+    print(f"{row['baseline_name']} on {args.dataset}: accuracy {row['accuracy']:.3f} "
+          f"[{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}], avg_cost {row['avg_cost']:.1f} "
+          f"vision tokens, actions no/coarse/full {row['action_rate_no']:.2f}/{row['action_rate_coarse']:.2f}/"
+          f"{row['action_rate_full']:.2f}, n {row['n']} -> {out}", flush=True)
+    print_json_line(row)
+    return 0
+
+
+def _agent(cfg):
+    from seal.agent.pipeline import Agent
+
+    return Agent.from_config(cfg)

@@ -1,0 +1,177 @@
+"""VQA training recipe: example building, the real ``seal train vqa`` CLI, and the shipped model's golden outputs."""
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from eval.synth.config import SynthConfig
+from seal.cli.main import main
+from seal.models.backbone import TinyBackboneConfig, build_tiny_llava
+from seal.models.tokenizer import IMAGE_TOKEN, encode_reply, train_tokenizer
+from seal.vqa import IGNORE_INDEX, VQAModel, format_refusal, is_refusal
+from training.tokenizer_corpus import corpus_texts
+from training.vqa_data import VQADataConfig, render_scene, scene_examples, scene_specs
+from vwm.layout import VWMConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "vqa_tiny"
+# small scenes so rendering takes milliseconds; index -> tag of the mixed train plan is fixed by the seed
+SMALL_SYNTH = SynthConfig(n=4, split="train", suite="mixed", long_side=480, min_objects=6, max_objects=10)
+TINY_BACKBONE = dict(text_hidden=32, text_layers=1, text_heads=2, text_intermediate=64, max_positions=512,
+                     image_size=32, patch_size=8, vision_hidden=32, vision_layers=2, vision_heads=2,
+                     vision_intermediate=64)
+
+
+@pytest.fixture(scope="module")
+def processor():
+    tokenizer = train_tokenizer(corpus_texts(spatial_pairs=40, layouts=20), vocab_size=768)
+    return build_tiny_llava(TinyBackboneConfig(**TINY_BACKBONE), tokenizer)[1]
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    """One small scene per tag (search, coarse, text) from the train plan."""
+    found = {}
+    for index in range(12):
+        sample = render_scene(SMALL_SYNTH, index, jpeg_roundtrip=True)
+        found.setdefault(sample.tag, (index, sample))
+        if len(found) == 3:
+            return found
+    raise AssertionError(f"the first 12 mixed samples lack a tag: {sorted(found)}")
+
+
+# ---- example recipe ---------------------------------------------------------------------------------
+
+def test_scene_specs_follow_the_recipe(scenes):
+    cfg = VQADataConfig(not_found_prob=1.0, letter_refusal_prob=1.0)
+    _, search = scenes["search"]
+    specs = scene_specs(search, np.random.default_rng(0), cfg)
+    names = [t.name for t in search.targets]
+    by_kind = {s.kind: s for s in specs}
+    assert specs[0] == by_kind["refusal"] and specs[0].view == "global" and specs[0].reply == format_refusal(names)
+    assert by_kind["answer"].view == "crops" and by_kind["answer"].reply == search.question.options[0]
+    assert [n for n, _ in by_kind["answer"].targets] == names
+    assert all(box is not None for _, box in by_kind["answer"].targets)
+    lost = [box is None for _, box in by_kind["not_found"].targets]
+    assert sum(lost) == 1 and by_kind["not_found"].reply == search.question.options[0]  # best guess, not a refusal
+    assert sum(s.kind == "refusal" for s in specs) == 2  # plain and letter-format prompts refuse
+    letter = by_kind["letter"]
+    option_lines = [ln for ln in letter.question.split("\n") if ln.startswith("(")]
+    chosen = next(ln for ln in option_lines if ln.startswith(f"({letter.reply})"))
+    assert chosen.split(") ", 1)[1] in (search.question.options[0], search.question.short_options[0])
+
+    _, coarse = scenes["coarse"]
+    coarse_specs = scene_specs(coarse, np.random.default_rng(0), cfg)
+    assert not any(s.kind == "refusal" for s in coarse_specs)
+    assert {s.view for s in coarse_specs} == {"global", "crops"}
+    _, text = scenes["text"]
+    text_specs = scene_specs(text, np.random.default_rng(0), cfg)
+    assert [s.view for s in text_specs if s.kind == "answer"][0] == "none"
+    assert not any(s.kind == "refusal" for s in text_specs)
+
+
+def test_examples_mask_the_prompt_and_carry_one_image_per_view(processor, scenes):
+    image_id = processor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    tokens_per_image = (TINY_BACKBONE["image_size"] // TINY_BACKBONE["patch_size"]) ** 2
+    cfg = VQADataConfig(not_found_prob=1.0)
+    seen_views = set()
+    for tag, (index, sample) in scenes.items():
+        specs = scene_specs(sample, np.random.default_rng([cfg.seed, index]), cfg)
+        examples, images = scene_examples(processor, SMALL_SYNTH, cfg, VWMConfig(), index)
+        assert len(examples) == len(specs)
+        assert images and all(im.shape == (3, 32, 32) and im.dtype == np.float16 for im in images)
+        for ex, spec in zip(examples, specs):
+            expected_images = {"none": 0, "global": 1,
+                               "crops": 1 + sum(box is not None for _, box in spec.targets)}[spec.view]
+            assert len(ex["image_ids"]) == expected_images, (tag, spec.kind, spec.view)
+            assert int((ex["input_ids"] == image_id).sum()) == expected_images * tokens_per_image
+            reply = encode_reply(processor.tokenizer, spec.reply)
+            n_prompt = len(ex["input_ids"]) - len(reply)
+            assert (ex["labels"][:n_prompt] == IGNORE_INDEX).all()
+            assert ex["labels"][n_prompt:].tolist() == reply == ex["input_ids"][n_prompt:].tolist()
+            seen_views.add(spec.view)
+        # the global view is stored once per scene, shared by every example that shows it
+        globals_ = {ex["image_ids"][0] for ex in examples if ex["image_ids"]}
+        assert globals_ == {0}
+    assert seen_views == {"none", "global", "crops"}
+
+
+# ---- the real CLI -----------------------------------------------------------------------------------
+
+def test_cli_train_vqa_writes_a_loadable_checkpoint_and_the_loss_goes_down(tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(json.dumps({
+        "synth": {"n": 4, "split": "train", "suite": "mixed", "long_side": 480, "min_objects": 6, "max_objects": 10},
+        "train": {"out_dir": str(tmp_path / "run"), "max_steps": 12, "batch_size": 8, "lr": 0.003,
+                  "warmup_steps": 1, "log_every": 1, "save_every": 100, "threads": 2},
+        "vqa_train": {"export_dir": str(tmp_path / "export"), "backbone": TINY_BACKBONE,
+                      "data": {"workers": 1}},
+    }))
+    assert main(["train", "vqa", "--config", str(recipe)]) == 0
+    export = tmp_path / "export"
+    for name in ("model.safetensors", "config.json", "processor_config.json", "tokenizer.json", "config.yaml",
+                 "run.json", "train_log.jsonl", "backbone.json"):
+        assert (export / name).is_file(), name
+    log = [json.loads(line) for line in (export / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 13))
+    first, last = np.mean([r["total"] for r in log[:2]]), np.mean([r["total"] for r in log[-2:]])
+    assert last < first - 0.3, (first, last)
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+    vqa = VQAModel.load(export)
+    sample = render_scene(SMALL_SYNTH, 0, jpeg_roundtrip=False)
+    scores = vqa.score_options(sample.image, sample.question.question, sample.question.options)
+    assert len(scores) == len(sample.question.options) and all(np.isfinite(scores))
+
+
+def test_cli_train_vqa_refuses_the_test_split(tmp_path, capsys):
+    code = main(["train", "vqa", f"--train.out_dir={tmp_path / 'run'}", "--synth.split=test"])
+    assert code == 2
+    assert "synth.split" in capsys.readouterr().err
+
+
+# ---- golden outputs of the shipped model -------------------------------------------------------------
+
+GOLDEN_SYNTH = SynthConfig(n=3, seed=20240, split="test", suite="mixed")
+GOLDEN = {
+    # index -> _golden_outputs(shipped model, index)
+}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    assert (SHIPPED / "model.safetensors").is_file(), f"shipped VQA model missing in {SHIPPED}"
+    return VQAModel.load(SHIPPED)
+
+
+def _golden_outputs(vqa, index):
+    """(tag, greedy answer on the global view, argmax of the likelihood protocol with ground-truth
+    crops, letter chosen with ground-truth crops over the benchmark's shuffled short options, label)."""
+    from eval.synth.generate import letter_record
+    from eval.synth.sample import letter_rng
+    from search.geometry import xywh_to_xyxy
+    from vwm.layout import VisualWorkingMemory
+
+    sample = render_scene(GOLDEN_SYNTH, index, jpeg_roundtrip=True)
+    q = sample.question
+    vwm = VisualWorkingMemory(sample.image, config=vqa.vwm_config)
+    for t in sample.targets:
+        vwm.add_target(t.name, xywh_to_xyxy(t.bbox), 1.0)
+    scores = vqa.score_options(None, q.question, q.options, vwm=vwm)
+    record = letter_record(sample, "x.jpg", str(index), letter_rng(GOLDEN_SYNTH, index))
+    shuffled = [ln.split(") ", 1)[1] for ln in record["text"].split("\n") if ln.startswith("(")]
+    letter, _ = vqa.choose_letter(None, q.question, shuffled, vwm=vwm)
+    return sample.tag, vqa.answer(sample.image, q.question), int(np.argmax(scores)), letter, record["label"]
+
+
+@pytest.mark.parametrize("index", sorted(GOLDEN))
+def test_shipped_model_golden_outputs(shipped, index):
+    tag, answer, best, letter, label = _golden_outputs(shipped, index)
+    assert (tag, answer, best, letter, label) == GOLDEN[index]
+    assert is_refusal(answer) == (tag == "search")

@@ -1,0 +1,205 @@
+"""VSM training recipe: data rows, the real ``seal train vsm`` CLI, ``seal search --localizer vsm``, and
+the shipped model's golden outputs on one fixed generated test image."""
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import yaml
+
+from eval.synth.config import SynthConfig
+from eval.synth.sample import render_sample, sample_rng
+from search.config import SearchConfig
+from search.geometry import Frame, cxcywh_to_xyxy, iou_xyxy
+from seal.cli.main import main
+from seal.errors import InputError
+from training.vsm_data import VSMDataConfig, build_dataset, matching, row_targets, search_regions
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "vsm_tiny"
+SMALL_SYNTH = dict(split="train", suite="vstar", long_side=640, min_objects=8, max_objects=12)
+TINY = {
+    "backbone": dict(text_hidden=32, text_layers=1, text_heads=2, text_intermediate=64, max_positions=256,
+                     image_size=64, patch_size=16, vision_hidden=32, vision_layers=2, vision_heads=2,
+                     vision_intermediate=64),
+    "vsm": dict(decoder_dim=32, heatmap_depth=1, heatmap_heads=2, heatmap_mlp_dim=64, quality_head_hidden=32,
+                box_queries=4, box_layers=1, box_heads=2, box_mlp_dim=64,
+                modules_to_save=["vision_tower", "multi_modal_projector"]),
+    "corpus_spatial_pairs": 20,
+    "corpus_layouts": 10,
+}
+# Golden behaviour of the shipped model on TEST sample 3 (seed 0, vstar suite), target GOLDEN_TARGET.
+GOLDEN_SAMPLE = 3
+GOLDEN = {"target": None, "found": None, "nodes_visited": None, "box_xyxy": None}
+
+
+def run_cli(argv, capsys):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- data rows
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return build_dataset(SynthConfig(n=2, **SMALL_SYNTH), VSMDataConfig(cache_dir=str(cache)), SearchConfig(),
+                         64, (16, 16), (122, 116, 104))
+
+
+def test_rows_have_the_right_shapes_and_negatives(data):
+    assert data.patches.dtype == np.uint8 and data.patches.shape[1:] == (64, 64, 3)
+    assert len(data.records) == len(data.patches) and len(data) >= 2 * len(data.patches) - 2
+    levels = {r.level for r in data.records}
+    assert {0, 1, -1} <= levels  # root, level-1 nodes and random crops
+    negatives = positives = 0
+    for ex in data.examples:
+        assert ex.heatmap.shape == (16, 16) and ex.heatmap.dtype == np.uint8
+        assert ex.boxes.ndim == 2 and ex.boxes.shape[1] == 4
+        assert ((ex.boxes >= 0) & (ex.boxes <= 1)).all()
+        assert ex.kind in ("detect", "context") and ex.boxes_valid == (ex.kind == "detect")
+        if ex.kind == "detect" and len(ex.boxes) == 0 and ex.heatmap.sum() == 0:
+            negatives += 1
+        positives += len(ex.boxes) > 0
+    assert negatives >= len(data.patches) // 2  # every patch gets an absent-target row (when one exists)
+    assert positives >= 2
+    # the root shows the whole image: the small targets are never legible there, yet the heatmap marks them
+    root_rows = [e for e in data.examples if data.records[e.patch].level == 0 and e.kind == "detect"]
+    assert all(len(e.boxes) == 0 for e in root_rows) and any(e.heatmap.sum() > 0 for e in root_rows)
+
+
+def test_negative_names_are_absent_from_their_patch(data):
+    from eval.synth.vocab import COLORS
+    from search.geometry import intersection_fraction_xyxy, xywh_to_xyxy
+
+    scenes = {i: render_sample(sample_rng(0, "train", i), SynthConfig(**SMALL_SYNTH), tag="search").sidecar_json("")
+              for i in {r.scene for r in data.records}}
+    checked = 0
+    for ex in data.examples:
+        if ex.kind != "detect" or len(ex.boxes) or ex.heatmap.sum():
+            continue
+        first, shape = ex.target.split()
+        keys = ("color", "shape") if first in COLORS else ("pattern", "shape")
+        record = data.records[ex.patch]
+        hits = matching(scenes[record.scene]["objects"], keys, dict(zip(keys, (first, shape))))
+        assert all(intersection_fraction_xyxy(xywh_to_xyxy(o["bbox"]), record.region_xyxy) < 0.05 for o in hits)
+        checked += 1
+    assert checked >= 5
+
+
+def test_legibility_rule():
+    frame = Frame((0.0, 0.0, 1000.0, 1000.0), 100, 100, True)  # 10x downscale
+    small = {"bbox": [100, 100, 60, 60], "polygon": [[100, 100], [160, 100], [160, 160], [100, 160]]}
+    big = {"bbox": [500, 500, 200, 150], "polygon": [[500, 500], [700, 500], [700, 650], [500, 650]]}
+    cfg = VSMDataConfig()
+    boxes, heat = row_targets(frame, [small], (25, 25), cfg)
+    assert len(boxes) == 0 and heat.sum() > 0  # 6 input px: no box positive, but the heatmap points there
+    boxes, heat = row_targets(frame, [big, small], (25, 25), cfg)
+    assert len(boxes) == 1
+    assert iou_xyxy(cxcywh_to_xyxy(boxes[0]) * 1000, [500, 500, 700, 650]) > 0.95
+    cut = Frame((0.0, 0.0, 560.0, 1000.0), 100, 100, True)  # only 30% of the big object inside
+    boxes, _ = row_targets(cut, [big], (25, 25), cfg)
+    assert len(boxes) == 0
+
+
+def test_search_regions_follow_the_tree():
+    regions = search_regions(2246, 1582, SearchConfig())
+    assert [lv for lv, _ in regions].count(1) == 4 and [lv for lv, _ in regions].count(2) == 16
+    assert regions[0] == (0, (0.0, 0.0, 2246.0, 1582.0))
+
+
+# ---------------------------------------------------------------- the real seal train vsm
+def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_path, capsys):
+    from search.image_source import ImageSource
+    from search.vsm.localizer import load_vsm_localizer
+
+    export = tmp_path / "export"
+    recipe = {
+        "synth": dict(n=2, seed=0, **SMALL_SYNTH),
+        "train": dict(out_dir=str(tmp_path / "run"), max_steps=16, batch_size=3, lr=0.003, warmup_steps=2,
+                      log_every=1, save_every=100, threads=1),
+        "vsm_train": dict(export_dir=str(export), data={"cache_dir": str(tmp_path / "cache")}, **TINY),
+    }
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(recipe))
+    rc, out, err = run_cli(["train", "vsm", "--config", config], capsys)
+    assert rc == 0, err
+    summary = last_json(out)
+    assert summary["kind"] == "vsm" and summary["steps"] == 16
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    first, last = np.mean([r["total"] for r in log[:3]]), np.mean([r["total"] for r in log[-3:]])
+    assert last < first, (first, last)
+    for name in ("vsm_config.json", "decoders.safetensors", "config.yaml", "run.json", "train_log.jsonl"):
+        assert (export / name).is_file(), name
+    loc = load_vsm_localizer(export)
+    sample = render_sample(sample_rng(0, "test", 0), SynthConfig(**{**SMALL_SYNTH, "split": "test"}), tag="search")
+    w, h = sample.image.size
+    loc.set_image(ImageSource(sample.image))
+    dets = loc.locate(sample.targets[0].name, [(0, 0, w / 2, h / 2), (w / 4, h / 4, w, h)])
+    assert len(dets) == 2 and all(0 <= d.best_score <= 1 for d in dets)
+
+
+# ---------------------------------------------------------------- seal search with the shipped model
+@pytest.fixture(scope="module")
+def golden_image(tmp_path_factory):
+    sample = render_sample(sample_rng(0, "test", GOLDEN_SAMPLE), SynthConfig(split="test", suite="vstar"),
+                           tag="search", kind="pattern")
+    path = tmp_path_factory.mktemp("golden") / "golden.png"
+    sample.image.save(path)
+    return path, sample
+
+
+@pytest.fixture(scope="module")
+def shipped_search(golden_image):
+    """``seal search --localizer vsm --model checkpoints/vsm_tiny`` on the golden image (run once)."""
+    import io
+    from contextlib import redirect_stdout
+
+    path, sample = golden_image
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = main(["search", "--image", str(path), "--localizer", "vsm", "--model", str(SHIPPED),
+                   "--target", sample.targets[0].name, "--json", "--quiet"])
+    return rc, last_json(buf.getvalue()), sample
+
+
+def test_seal_search_with_the_shipped_vsm_prints_the_json_line(shipped_search):
+    rc, res, sample = shipped_search
+    assert rc == 0
+    assert res["localizer"] == "vsm" and res["target"] == sample.targets[0].name
+    assert res["strategy"] == "vstar" and res["nodes_visited"] >= 1 and res["model_calls"] >= 1
+    assert res["localizer_stats"]["patches_encoded"] >= 5  # the root and its four children at least
+
+
+def test_golden_outputs_of_the_shipped_model(shipped_search):
+    _, res, sample = shipped_search
+    assert res["target"] == GOLDEN["target"]
+    assert res["found"] is GOLDEN["found"]
+    assert res["nodes_visited"] == GOLDEN["nodes_visited"]
+    if GOLDEN["box_xyxy"] is None:
+        assert res["box_xyxy"] is None
+    else:
+        assert np.abs(np.array(res["box_xyxy"]) - np.array(GOLDEN["box_xyxy"])).max() <= 3.0
+
+
+def test_default_localizer_rule(monkeypatch, tmp_path):
+    import argparse
+
+    from seal.cli import cmd_search
+
+    args = argparse.Namespace(localizer=None, model=None, annotation=None)
+    monkeypatch.setattr(cmd_search, "DEFAULT_VSM_MODEL", tmp_path / "missing")
+    with pytest.raises(InputError, match="seal train vsm"):
+        cmd_search.default_localizer(args)
+    assert cmd_search.default_localizer(argparse.Namespace(localizer=None, model=None, annotation="a.json")) == "oracle"
+    assert cmd_search.default_localizer(argparse.Namespace(localizer=None, model="dir", annotation=None)) == "vsm"
+    monkeypatch.setattr(cmd_search, "DEFAULT_VSM_MODEL", SHIPPED)
+    assert cmd_search.default_localizer(argparse.Namespace(localizer=None, model=None, annotation="a.json")) == "vsm"

@@ -1,0 +1,333 @@
+"""VQA training data: SynthVStar train-split scenes -> supervised examples in the shared VWM layout.
+
+Every scene (rendered on the fly by :func:`eval.synth.sample.render_sample`, JPEG round-tripped at
+the benchmark's quality so pixels match the files the evaluation reads) yields several examples,
+all built by :func:`seal.vqa.build_training_example` from a :class:`vwm.layout.VisualWorkingMemory`
+exactly as inference lays them out (global view letterboxed by ``VWMConfig``, crops with the
+``VWMConfig`` settings, the processor resizing both to the model input):
+
+=========  =======================================  ==========================================
+tag        view                                     reply
+=========  =======================================  ==========================================
+search     global view only                         refusal listing the targets
+search     global + ground-truth crops (all found)  correct option sentence; letter (shuffled)
+search     global + one target "not found"          correct option sentence (best guess)
+coarse     global view only                         correct option sentence; letter
+coarse     global + ground-truth crop               correct option sentence; letter
+text       none (text-only pass)                    correct option sentence; letter
+text       global view only / + crops               correct option sentence
+=========  =======================================  ==========================================
+
+A failed search ("not found") is answered with a best guess, never a second refusal: the search
+already ran, a refusal would make the agent search the same target again, and a V*Bench answer is
+required anyway. The model learns the guess from the found targets and the prior.
+
+Letter examples show the options as ``(A) ...`` lines (short forms as in ``test_questions.jsonl``
+with probability ``letter_short_prob``, else the full sentences), shuffled; the reply is the letter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+
+from seal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import LlavaProcessor
+
+    from eval.synth.config import SynthConfig
+    from eval.synth.sample import SynthSample
+    from vwm.layout import VWMConfig
+
+VIEWS = ("none", "global", "crops")
+"""What an example shows: nothing (text-only pass), the global view, or the global view + VWM targets."""
+
+
+@dataclass
+class VQADataConfig:
+    """How SynthVStar scenes become VQA training examples (the scenes come from the ``synth`` section)."""
+
+    seed: int = 0
+    """Seeds the per-scene example choices (option shuffles, which target is "not found")."""
+    letter_short_prob: float = 0.7
+    """A letter example shows the short options (``test_questions.jsonl`` style) with this
+    probability, else the full option sentences."""
+    not_found_prob: float = 0.15
+    """A search scene also yields an example with one target marked "not found" (reply: best guess)."""
+    letter_refusal_prob: float = 0.3
+    """A search scene also yields a global-view letter-format prompt whose reply is the refusal."""
+    jpeg_roundtrip: bool = True
+    """Encode and decode each rendered scene as JPEG (``synth.jpeg_quality``), like the benchmark files."""
+    workers: int = 2
+    """Processes rendering scenes and building examples (1 = in this process)."""
+    cache_dir: str = ""
+    """When set, built examples are saved there (keyed by a hash of everything they depend on) and
+    reused by a later run with the same settings. Empty: always rebuild."""
+    bucket_batches: int = 32
+    """Examples are sorted by length within windows of this many batches (less padding), then the
+    batches are shuffled."""
+
+    def __post_init__(self) -> None:
+        for name in ("letter_short_prob", "not_found_prob", "letter_refusal_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"vqa_train.data.{name}: expected 0..1, found {getattr(self, name)}")
+        if self.workers < 1 or self.bucket_batches < 1:
+            raise ConfigError("vqa_train.data.workers and bucket_batches: expected >= 1, found "
+                              f"{self.workers} / {self.bucket_batches}")
+
+
+@dataclass(frozen=True)
+class ExampleSpec:
+    """One training example before tokenisation.
+
+    Attributes:
+        kind: ``refusal`` | ``answer`` | ``letter`` | ``not_found`` (for logging and tests).
+        question: the user text (for letter examples: question, option lines and instruction).
+        reply: the assistant reply to learn.
+        view: one of :data:`VIEWS`.
+        targets: VWM entries ``(name, box_xyxy or None)`` in full-image pixels; only for ``crops``.
+    """
+
+    kind: str
+    question: str
+    reply: str
+    view: str
+    targets: tuple[tuple[str, tuple[float, float, float, float] | None], ...] = ()
+
+
+def scene_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataConfig) -> list[ExampleSpec]:
+    """The examples one scene yields (see the module table); ``rng`` drives every random choice."""
+    from search.geometry import xywh_to_xyxy
+    from seal.vqa.prompts import letter_question
+    from seal.vqa.refusal import format_refusal
+
+    q = sample.question
+    answer = q.options[0]
+    found = tuple((t.name, tuple(float(v) for v in xywh_to_xyxy(t.bbox))) for t in sample.targets)
+
+    def letter(view: str, targets=()) -> ExampleSpec:
+        options = q.short_options if rng.random() < cfg.letter_short_prob else q.options
+        order = rng.permutation(len(options))
+        text = letter_question(q.question, [options[i] for i in order])
+        return ExampleSpec("letter", text, "ABCDEFGH"[int(np.argmax(order == 0))], view, targets)
+
+    if sample.tag == "search":
+        specs = [ExampleSpec("refusal", q.question, format_refusal([t.name for t in sample.targets]), "global"),
+                 ExampleSpec("answer", q.question, answer, "crops", found),
+                 letter("crops", found)]
+        if rng.random() < cfg.not_found_prob:
+            lost = int(rng.integers(len(found)))
+            targets = tuple((name, None if i == lost else box) for i, (name, box) in enumerate(found))
+            specs.append(ExampleSpec("not_found", q.question, answer, "crops", targets))
+        if rng.random() < cfg.letter_refusal_prob:
+            refusal = letter("global")
+            specs.append(ExampleSpec("refusal", refusal.question, specs[0].reply, "global"))
+        return specs
+    if sample.tag == "coarse":
+        return [ExampleSpec("answer", q.question, answer, "global"), letter("global"),
+                ExampleSpec("answer", q.question, answer, "crops", found), letter("crops", found)]
+    if sample.tag == "text":
+        return [ExampleSpec("answer", q.question, answer, "none"), letter("none"),
+                ExampleSpec("answer", q.question, answer, "global"),
+                ExampleSpec("answer", q.question, answer, "crops", found)]
+    raise ValueError(f"unknown sample tag {sample.tag!r}")
+
+
+def spec_memory(spec: ExampleSpec, image, vwm_config: "VWMConfig"):
+    """The :class:`~vwm.layout.VisualWorkingMemory` an example is laid out from (None: text only)."""
+    from vwm.layout import VisualWorkingMemory
+
+    if spec.view not in VIEWS:
+        raise ValueError(f"unknown view {spec.view!r}")
+    if spec.view == "none":
+        return None
+    vwm = VisualWorkingMemory(global_image=image, config=vwm_config)
+    if spec.view == "crops":
+        for name, box in spec.targets:
+            vwm.add_target(name, box, 1.0 if box is not None else 0.0)
+    return vwm
+
+
+def render_scene(synth: "SynthConfig", index: int, jpeg_roundtrip: bool) -> "SynthSample":
+    """Benchmark scene ``index`` of ``synth.split`` (same plan and stream as ``seal bench synth``)."""
+    from PIL import Image
+
+    from eval.synth.sample import render_sample, sample_plan, sample_rng
+
+    tag, kind = sample_plan(synth, index)
+    sample = render_sample(sample_rng(synth.seed, synth.split, index), synth, tag=tag, kind=kind)
+    if jpeg_roundtrip:
+        buf = io.BytesIO()
+        sample.image.save(buf, "JPEG", quality=synth.jpeg_quality)
+        sample.image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return sample
+
+
+def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADataConfig,
+                   vwm_config: "VWMConfig", index: int) -> tuple[list[dict], list[np.ndarray]]:
+    """Render scene ``index`` and build its examples.
+
+    Returns:
+        ``(examples, images)``: each example holds ``input_ids`` / ``labels`` (L,) int64 numpy arrays,
+        ``image_ids`` (indices into ``images``, in placeholder order), ``kind`` and ``view``;
+        ``images`` are the scene's distinct preprocessed views, (3, S, S) float16 numpy arrays.
+    """
+    from seal.vqa.examples import build_training_example
+
+    sample = render_scene(synth, index, cfg.jpeg_roundtrip)
+    rng = np.random.default_rng([cfg.seed, index])
+    examples, images = [], []
+    for spec in scene_specs(sample, rng, cfg):
+        ex = build_training_example(processor, spec.question, spec.reply, spec_memory(spec, sample.image, vwm_config))
+        ids = []
+        for view in ([] if ex["pixel_values"] is None else ex["pixel_values"].numpy().astype(np.float16)):
+            match = next((k for k, seen in enumerate(images) if np.array_equal(seen, view)), None)
+            if match is None:
+                images.append(view)
+                match = len(images) - 1
+            ids.append(match)
+        examples.append({"input_ids": ex["input_ids"].numpy(), "labels": ex["labels"].numpy(),
+                         "image_ids": ids, "kind": spec.kind, "view": spec.view, "tag": sample.tag})
+    return examples, images
+
+
+class VQADataset:
+    """Examples of many scenes with their de-duplicated images, served as shuffled padded batches."""
+
+    def __init__(self, examples: list[dict], images: np.ndarray, pad_token_id: int) -> None:
+        """``examples`` as :func:`scene_examples` returns them (``image_ids`` indexing ``images``);
+        ``images`` (N, 3, S, S) float16 preprocessed views."""
+        self.examples = examples
+        self.images = images
+        self.pad_token_id = pad_token_id
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def batch(self, indices: Sequence[int]) -> dict[str, "torch.Tensor"]:
+        """:func:`seal.vqa.collate` of the examples at ``indices`` (images upcast to float32)."""
+        import torch
+
+        from seal.vqa.examples import collate
+
+        rows = []
+        for i in indices:
+            ex = self.examples[i]
+            views = [torch.from_numpy(self.images[k]).float() for k in ex["image_ids"]]
+            rows.append({"input_ids": torch.from_numpy(ex["input_ids"]),
+                         "attention_mask": torch.ones(len(ex["input_ids"]), dtype=torch.long),
+                         "labels": torch.from_numpy(ex["labels"]),
+                         "pixel_values": torch.stack(views) if views else None})
+        return collate(rows, self.pad_token_id)
+
+    def batches(self, epoch: int, batch_size: int, seed: int, bucket_batches: int) -> Iterator[dict]:
+        """One epoch: shuffle (seeded by ``seed`` and ``epoch``), sort by length within windows of
+        ``bucket_batches`` batches, cut into batches, shuffle the batches."""
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(self.examples))
+        window = batch_size * bucket_batches
+        groups = []
+        for start in range(0, len(order), window):
+            chunk = sorted(order[start:start + window], key=lambda i: len(self.examples[i]["input_ids"]))
+            groups += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
+        for g in rng.permutation(len(groups)):
+            yield self.batch(groups[int(g)])
+
+
+def build_dataset(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADataConfig,
+                  vwm_config: "VWMConfig", processor_dir: str | Path | None = None,
+                  log=print) -> VQADataset:
+    """Render ``synth.n`` scenes of ``synth.split`` and build their examples (cached when configured).
+
+    Args:
+        processor: the model's processor (used in this process when ``cfg.workers == 1``).
+        processor_dir: where the processor is saved, so worker processes can load it
+            (required when ``cfg.workers > 1``).
+    """
+    cache = _cache_path(processor, synth, cfg, vwm_config)
+    if cache is not None and cache.is_file():
+        log(f"loading cached examples from {cache}")
+        with cache.open("rb") as f:
+            examples, images = pickle.load(f)
+        return VQADataset(examples, images, processor.tokenizer.pad_token_id)
+    examples, views = [], []
+    for scene_ex, scene_im in _scene_results(processor, synth, cfg, vwm_config, processor_dir, log):
+        for ex in scene_ex:
+            ex["image_ids"] = [k + len(views) for k in ex["image_ids"]]
+        examples += scene_ex
+        views += scene_im
+    size = processor.image_processor.crop_size["height"]
+    images = np.stack(views) if views else np.zeros((0, 3, size, size), dtype=np.float16)
+    del views
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump((examples, images), f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(cache)
+        log(f"cached {len(examples)} examples in {cache}")
+    return VQADataset(examples, images, processor.tokenizer.pad_token_id)
+
+
+def _scene_results(processor, synth, cfg, vwm_config, processor_dir, log):
+    import multiprocessing as mp
+    import time
+
+    started = time.time()
+    every = max(1, synth.n // 10)
+    if cfg.workers == 1:
+        results = (scene_examples(processor, synth, cfg, vwm_config, i) for i in range(synth.n))
+        pool = None
+    else:
+        if processor_dir is None:
+            raise ValueError("build_dataset: processor_dir is required with workers > 1")
+        pool = mp.get_context("spawn").Pool(cfg.workers, initializer=_worker_init,
+                                             initargs=(str(processor_dir), synth, cfg, vwm_config))
+        results = pool.imap(_worker_scene, range(synth.n), chunksize=4)
+    try:
+        for i, res in enumerate(results, start=1):
+            if i % every == 0 or i == synth.n:
+                log(f"built scene {i}/{synth.n} ({time.time() - started:.0f} s)")
+            yield res
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(processor_dir: str, synth, cfg, vwm_config) -> None:
+    import torch
+    from transformers import AutoProcessor
+
+    torch.set_num_threads(1)
+    _WORKER.update(processor=AutoProcessor.from_pretrained(processor_dir, local_files_only=True),
+                   synth=synth, cfg=cfg, vwm=vwm_config)
+
+
+def _worker_scene(index: int):
+    w = _WORKER
+    return scene_examples(w["processor"], w["synth"], w["cfg"], w["vwm"], index)
+
+
+def _cache_path(processor, synth, cfg: VQADataConfig, vwm_config) -> Path | None:
+    """``cache_dir/vqa_examples_<hash>.npz``, the hash covering every input of the examples."""
+    if not cfg.cache_dir:
+        return None
+    key = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "cache_dir", "bucket_batches")}
+    blob = json.dumps({"synth": asdict(synth), "data": key, "vwm": asdict(vwm_config),
+                       "tokenizer": processor.tokenizer.backend_tokenizer.to_str(),
+                       "image_processor": processor.image_processor.to_json_string(),
+                       "patch_size": processor.patch_size}, sort_keys=True, default=str)
+    return Path(cfg.cache_dir) / f"vqa_examples_{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pkl"

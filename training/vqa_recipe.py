@@ -1,0 +1,141 @@
+"""The VQA LLM training recipe: tokenizer + tiny LLaVA, SynthVStar examples, the generic loop, export.
+
+``seal train vqa --config configs/train/vqa_tiny.yaml`` runs :func:`run`:
+
+1. train the byte-level BPE tokenizer on :func:`training.tokenizer_corpus.corpus_texts`;
+2. build a random tiny LLaVA (``vqa_train.backbone``) around it;
+3. render ``synth.n`` scenes of ``synth.split`` (never ``test``) and build their examples
+   (:mod:`training.vqa_data`);
+4. optimise with :func:`training.loop.train` (``train`` section) on :func:`loss_fn`;
+5. export to ``vqa_train.export_dir``: the model + processor (``save_pretrained``, loadable with
+   ``VQAModel.load``), ``backbone.json``, the resolved ``config.yaml``, ``run.json`` and
+   ``train_log.jsonl``.
+
+``train.out_dir`` keeps the resumable state (``checkpoint/``), the log and the tokenizer/processor
+used by the data workers.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from seal.errors import ConfigError
+from seal.models.backbone import TinyBackboneConfig
+from training.vqa_data import VQADataConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from seal.config import Config
+
+
+@dataclass
+class VQATrainConfig:
+    """What the VQA recipe builds and where it exports the trained model."""
+
+    backbone: TinyBackboneConfig = field(default_factory=TinyBackboneConfig)
+    """Sizes of the tiny LLaVA (random init, seeded by ``backbone.seed``)."""
+    vocab_size: int = 768
+    """Upper bound of the tokenizer vocabulary (the corpus saturates near 570 tokens)."""
+    corpus_seed: int = 0
+    """Seed of the tokenizer corpus (option shuffles, spatial pairs, layout boxes)."""
+    data: VQADataConfig = field(default_factory=VQADataConfig)
+    """How scenes become examples."""
+    export_dir: str = "checkpoints/vqa_tiny"
+    """Where the final model, processor, config and training log are written."""
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 300:
+            raise ConfigError(f"vqa_train.vocab_size: expected >= 300, found {self.vocab_size}")
+        if not self.export_dir:
+            raise ConfigError("vqa_train.export_dir: expected a directory, found an empty string")
+
+
+def build(cfg: VQATrainConfig):
+    """``(model, processor)``: the tokenizer trained on the corpus and a random tiny LLaVA around it."""
+    from seal.models.backbone import build_tiny_llava
+    from seal.models.tokenizer import train_tokenizer
+    from training.tokenizer_corpus import corpus_texts
+
+    tokenizer = train_tokenizer(corpus_texts(cfg.corpus_seed), vocab_size=cfg.vocab_size)
+    return build_tiny_llava(cfg.backbone, tokenizer)
+
+
+def loss_fn(model, batch: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+    """Next-token cross-entropy on the reply tokens, averaged per example, then over the batch.
+
+    Per-example averaging keeps a two-token letter reply as heavy as a thirty-token refusal.
+
+    Args:
+        batch: :func:`seal.vqa.collate` output: ``input_ids`` / ``attention_mask`` / ``labels``
+            (B, L) int64 (labels -100 on prompt and padding), ``pixel_values`` (N_img, 3, S, S).
+
+    Returns:
+        ``total`` (scalar, optimised) and ``token_acc`` (teacher-forced argmax accuracy on reply tokens).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                pixel_values=batch.get("pixel_values"), use_cache=False)
+    logits = out.logits[:, :-1].float()  # (B, L-1, V): position t predicts token t+1
+    targets = batch["labels"][:, 1:]  # (B, L-1)
+    mask = targets != -100
+    ce = F.cross_entropy(logits.transpose(1, 2), targets.clamp_min(0), reduction="none")  # (B, L-1)
+    per_example = (ce * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)
+    with torch.no_grad():
+        token_acc = ((logits.argmax(dim=-1) == targets) & mask).sum() / mask.sum().clamp_min(1)
+    return {"total": per_example.mean(), "token_acc": token_acc}
+
+
+def export(model, processor, cfg: "Config", out_dir: Path, command: list[str] | None = None) -> Path:
+    """Write the model + processor, ``backbone.json``, ``config.yaml``, ``run.json`` and the training
+    log (copied from ``train.out_dir``) into ``vqa_train.export_dir``."""
+    from seal.cli.common import write_run_record
+    from seal.models.backbone import save_llava
+
+    export_dir = Path(cfg.vqa_train.export_dir)
+    save_llava(model.eval(), processor, export_dir, cfg.vqa_train.backbone)
+    write_run_record(export_dir, cfg, command)
+    log = out_dir / "train_log.jsonl"
+    if log.is_file():
+        shutil.copyfile(log, export_dir / "train_log.jsonl")
+    return export_dir
+
+
+def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
+    """Train the VQA model as configured and export it; returns the loop's summary."""
+    import torch
+
+    from training.loop import train
+    from training.vqa_data import build_dataset
+
+    if cfg.synth.split == "test":
+        raise ConfigError("synth.split: the VQA recipe trains on 'train' or 'val' scenes, found 'test' "
+                          "(the held-out evaluation split)")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    out = Path(cfg.train.out_dir)
+    model, processor = build(cfg.vqa_train)
+    processor_dir = out / "processor"
+    processor.save_pretrained(str(processor_dir))
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"tiny LLaVA: {n_params / 1e6:.2f} M parameters, vocabulary {len(processor.tokenizer)}, "
+        f"{cfg.vqa_train.backbone.image_tokens} tokens per image")
+    data = build_dataset(processor, cfg.synth, cfg.vqa_train.data, cfg.vwm, processor_dir, log=log)
+    log(f"{len(data)} examples from {cfg.synth.n} scenes, {len(data.images)} distinct views")
+
+    def batches(epoch: int):
+        return data.batches(epoch, cfg.train.batch_size, cfg.train.seed + cfg.vqa_train.data.seed,
+                            cfg.vqa_train.data.bucket_batches)
+
+    def on_save(trained, out_dir: Path) -> None:
+        path = export(trained, processor, cfg, out_dir, command)
+        log(f"exported the trained model to {path}")
+
+    summary = train(model, batches, loss_fn, cfg.train, on_save=on_save)
+    summary.update(examples=len(data), parameters=n_params, export_dir=cfg.vqa_train.export_dir)
+    return summary
