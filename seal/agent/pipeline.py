@@ -116,13 +116,15 @@ class Agent:
         return cls(vqa, policy, cfg, localizer, note)
 
     # ---- the image ------------------------------------------------------------------------------
-    def set_image(self, image: "str | Path | Image.Image", annotation: "str | Path | None" = None) -> None:
+    def set_image(self, image: "str | Path | Image.Image", annotation: "str | Path | None" = None,
+                  path: "str | Path | None" = None) -> None:
         """Bind the image every following :meth:`ask` is about; caches its views and the search session.
 
         Args:
             image: a path (loaded upright with EXIF orientation, ``image.max_pixels`` guard) or an
                 RGB PIL image (other modes are converted).
             annotation: V*Bench per-sample JSON; required by (and only used for) the oracle localizer.
+            path: where a PIL ``image`` was loaded from (recorded in traces).
         Raises:
             InputError: unreadable image; oracle localizer without (or with a mismatched) annotation.
         """
@@ -130,7 +132,8 @@ class Agent:
         from seal.image_io import load_image
 
         if isinstance(image, Image.Image):
-            img, path = (image if image.mode == "RGB" else image.convert("RGB")), None
+            img = image if image.mode == "RGB" else image.convert("RGB")
+            path = None if path is None else str(path)
         else:
             img, path = load_image(image, self.cfg.image.max_pixels), str(image)
         views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path)

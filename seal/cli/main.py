@@ -11,6 +11,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from seal.cli.common import set_command_line
 from seal.errors import InputError
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # peft asks transformers a deprecated question on every adapter load; the user cannot act on it.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     set_command_line(["seal", *(sys.argv[1:] if argv is None else argv)])

@@ -191,7 +191,9 @@ def load_llava(path: str | Path, device: str = "cpu",
 
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a tiny local checkpoint needs no "Loading weights" bar
     p = Path(path)
     if not p.exists():
         raise InputError("no such model directory", p)

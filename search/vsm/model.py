@@ -21,6 +21,13 @@ Checkpoint directory (:meth:`VSMModel.save_pretrained` / :meth:`VSMModel.from_pr
     adapter/                peft adapter only (LoRA + <LOC> rows + modules_to_save)
     decoders.safetensors    heatmap_decoder.* and box_decoder.*
 
+Merged checkpoint (``seal merge-lora``, :mod:`search.vsm.merge`; ``"merged": true`` in
+``vsm_config.json``): the adapter folded into the weights, the LLaVA saved at the top level::
+
+    vsm_config.json         as above + "merged": true
+    config.json, model.safetensors, processor + tokenizer files   plain LLaVA (save_llava)
+    decoders.safetensors    heatmap_decoder.* and box_decoder.*
+
 Loading is strict: any missing, unexpected or mis-shaped tensor is an :class:`InputError`.
 """
 
@@ -51,6 +58,8 @@ FORMAT = "seal-vsm"
 VERSION = 1
 CONFIG_FILE = "vsm_config.json"
 DECODERS_FILE = "decoders.safetensors"
+MERGED_KEY = "merged"
+"""``vsm_config.json`` key: True when the LLaVA (adapter merged in) sits at the checkpoint's top level."""
 
 
 @dataclass
@@ -104,12 +113,14 @@ class VSMModel(nn.Module):
     """Backbone with adapter + decoders. Build with :meth:`build` or :meth:`from_pretrained`.
 
     Args:
-        llava: the backbone already wrapped by peft (``PeftModel``).
+        llava: the backbone already wrapped by peft (``PeftModel``), or a plain LLaVA whose adapter
+            was merged into its weights (:mod:`search.vsm.merge`; then :attr:`is_merged`).
         processor: its ``LlavaProcessor`` (tokenizer holds ``<LOC>``).
         cfg: the heads' configuration.
     """
 
-    def __init__(self, llava: "PeftModel", processor: "LlavaProcessor", cfg: VSMConfig) -> None:
+    def __init__(self, llava: "PeftModel | LlavaForConditionalGeneration", processor: "LlavaProcessor",
+                 cfg: VSMConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.llava = llava
@@ -147,11 +158,14 @@ class VSMModel(nn.Module):
                         trainable: bool = False) -> "VSMModel":
         """Load a directory written by :meth:`save_pretrained` (local files only, strict).
 
+        A merged checkpoint (``"merged": true``, from ``seal merge-lora``) loads its top-level LLaVA
+        as it is, with no adapter; it cannot be loaded ``trainable``.
+
         Raises:
             InputError: missing files, another format or version, a ``<LOC>`` id that differs from
                 the one trained, or weights that do not match the configuration.
         """
-        from peft import PeftModel
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from seal.models.backbone import load_llava
@@ -159,13 +173,22 @@ class VSMModel(nn.Module):
         p = Path(path)
         if not p.is_dir():
             raise InputError("expected a VSM checkpoint directory (from VSMModel.save_pretrained)", p)
-        for name in (CONFIG_FILE, "backbone", "adapter", DECODERS_FILE):
-            if not (p / name).exists():
-                raise InputError(f"not a VSM checkpoint: {name} is missing", p)
+        if not (p / CONFIG_FILE).is_file():
+            raise InputError(f"not a VSM checkpoint: {CONFIG_FILE} is missing", p)
         try:
             meta = json.loads((p / CONFIG_FILE).read_text())
+            if not isinstance(meta, dict):
+                raise ValueError(f"expected a JSON object, found {type(meta).__name__}")
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read {CONFIG_FILE} ({exc})", p) from None
+        merged = meta.get(MERGED_KEY, False)
+        if not isinstance(merged, bool):
+            raise InputError(f"{CONFIG_FILE}: {MERGED_KEY!r} must be true or false, found {merged!r}", p)
+        for name in (("config.json",) if merged else ("backbone", "adapter")) + (DECODERS_FILE,):
+            if not (p / name).exists():
+                raise InputError(f"not a {'merged ' if merged else ''}VSM checkpoint: {name} is missing", p)
+        if merged and trainable:
+            raise InputError("a merged checkpoint has no adapter to train; resume from the adapter checkpoint", p)
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise InputError(f"{CONFIG_FILE}: expected format {FORMAT!r} version {VERSION}, found "
                              f"{meta.get('format')!r} version {meta.get('version')}", p)
@@ -175,17 +198,16 @@ class VSMModel(nn.Module):
             raise InputError(f"{CONFIG_FILE}: bad 'vsm' section ({exc})", p) from None
         except InputError as exc:
             raise InputError(f"{CONFIG_FILE}: {exc}", p) from None
-        llava, processor = load_llava(p / "backbone", device=device, dtype=dtype)
+        llava_dir = p if merged else p / "backbone"
+        try:
+            llava, processor = load_llava(llava_dir, device=device, dtype=dtype)
+        except SafetensorError as exc:  # a truncated or corrupt weights file
+            raise InputError(f"cannot read the weights ({' '.join(str(exc).split())[:300]})", llava_dir) from None
         loc_id = processor.tokenizer.convert_tokens_to_ids(LOC_TOKEN)
         if loc_id != meta.get("loc_token_id"):
             raise InputError(f"tokenizer maps {LOC_TOKEN} to id {loc_id}, the heads were trained with id "
-                             f"{meta.get('loc_token_id')}", p / "backbone")
-        try:
-            peft_model = PeftModel.from_pretrained(llava, str(p / "adapter"), is_trainable=trainable)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise InputError(f"cannot load the adapter ({' '.join(str(exc).split())[:300]})", p / "adapter") from None
-        _check_adapter(peft_model, p / "adapter")
-        model = cls(peft_model, processor, cfg)
+                             f"{meta.get('loc_token_id')}", llava_dir)
+        model = cls(llava if merged else _load_adapter(llava, p / "adapter", trainable), processor, cfg)
         model._load_decoders(load_file(str(p / DECODERS_FILE), device=str(model.device)), p / DECODERS_FILE)
         for module in (model.heatmap_decoder, model.box_decoder):
             module.requires_grad_(trainable)
@@ -195,7 +217,8 @@ class VSMModel(nn.Module):
         """Write backbone (without adapter), adapter, decoders and ``vsm_config.json`` into ``path``.
 
         The backbone is saved from a copy with the adapter layers unloaded (peft ``unload``), so
-        saving needs memory for a second copy of the backbone for a moment.
+        saving needs memory for a second copy of the backbone for a moment. A merged model writes
+        the merged layout instead (the LLaVA at the top level, ``"merged": true``).
         """
         import copy
 
@@ -205,15 +228,20 @@ class VSMModel(nn.Module):
 
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        plain = copy.deepcopy(self.llava).unload()  # the base weights, adapter layers removed
-        save_llava(plain, self.processor, out / "backbone")
-        del plain
-        self.llava.save_pretrained(str(out / "adapter"), save_embedding_layers=False)
+        if self.is_merged:
+            save_llava(self.llava, self.processor, out)
+        else:
+            plain = copy.deepcopy(self.llava).unload()  # the base weights, adapter layers removed
+            save_llava(plain, self.processor, out / "backbone")
+            del plain
+            self.llava.save_pretrained(str(out / "adapter"), save_embedding_layers=False)
         tensors = {f"{prefix}.{k}": v.detach().contiguous().cpu()
                    for prefix, module in (("heatmap_decoder", self.heatmap_decoder), ("box_decoder", self.box_decoder))
                    for k, v in module.state_dict().items()}
         save_file(tensors, str(out / DECODERS_FILE))
         meta = {"format": FORMAT, "version": VERSION, "loc_token_id": self.loc_token_id, "vsm": self.cfg.to_dict()}
+        if self.is_merged:
+            meta[MERGED_KEY] = True
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return out
 
@@ -233,9 +261,16 @@ class VSMModel(nn.Module):
 
     # ---- shapes --------------------------------------------------------------------------------
     @property
+    def is_merged(self) -> bool:
+        """True when :attr:`llava` is a plain LLaVA (adapter merged into its weights), not a ``PeftModel``."""
+        from peft import PeftModel
+
+        return not isinstance(self.llava, PeftModel)
+
+    @property
     def backbone(self) -> "LlavaForConditionalGeneration":
-        """The LLaVA model (adapter layers injected in place)."""
-        return self.llava.get_base_model()
+        """The LLaVA model (adapter layers injected in place, or merged into the weights)."""
+        return self.llava if self.is_merged else self.llava.get_base_model()
 
     @property
     def device(self) -> torch.device:
@@ -364,6 +399,19 @@ def _lora_config(cfg: VSMConfig, loc_token_id: int):
                                  if cfg.train_loc_token else None),
         modules_to_save=list(cfg.modules_to_save) or None,
     )
+
+
+def _load_adapter(llava: "LlavaForConditionalGeneration", adapter_dir: Path, trainable: bool) -> "PeftModel":
+    """``llava`` wrapped by the peft adapter saved in ``adapter_dir`` (strict, see :func:`_check_adapter`)."""
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    try:
+        peft_model = PeftModel.from_pretrained(llava, str(adapter_dir), is_trainable=trainable)
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
+        raise InputError(f"cannot load the adapter ({' '.join(str(exc).split())[:300]})", adapter_dir) from None
+    _check_adapter(peft_model, adapter_dir)
+    return peft_model
 
 
 def _check_adapter(model: "PeftModel", adapter_dir: Path) -> None:
