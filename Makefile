@@ -17,9 +17,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m seal bench synth --out $(DEMO_DIR)/bench --n 1 --seed 7 --split test --overwrite
-	$(PY) -m seal search --image $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.jpg \
-		--annotation $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.json \
-		--localizer oracle --trace-dir $(DEMO_DIR)/trace
+	$(PY) -m seal ask --image $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.jpg \
+		--sample $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.json --trace-dir $(DEMO_DIR)/trace
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -17,8 +17,10 @@ benchmark ships it (JPEG + V*Bench JSON + ``test_questions.jsonl``). Per sample:
 - ``refusal_text_only`` (text questions): greedy answer with no image is a refusal.
 
 Writes ``--out`` (default ``<model>/metrics.json``): rates per tag and overall, and the pass/fail
-of the targets (crops likelihood >= 0.95; refusal >= 0.90 on ``search``, <= 0.10 on ``coarse`` and
-``text``). Prints one line per tag and the targets.
+of the targets (crops likelihood >= 0.95; on the global view the refusal fires on >= 0.90 of the
+questions whose target is not legible there, ``search`` and ``text`` (small targets), and on <= 0.10
+of the answerable ones: ``coarse`` (a large target) and text questions asked without an image).
+Prints one line per tag and the targets.
 """
 
 from __future__ import annotations
@@ -113,13 +115,18 @@ def summarize(rows: list[dict]) -> dict:
             if vals and not (k == "refusal_targets_ok" and name not in ("search", "direct_attributes",
                                                                       "relative_position")):
                 rates[name][k] = round(sum(vals) / len(vals), 4)
-    refuse_answerable = max(rates.get(t, {}).get("refusal_global", 0.0) for t in ("coarse", "text"))
-    if "text" in rates and "refusal_text_only" in rates["text"]:
-        refuse_answerable = max(refuse_answerable, rates["text"]["refusal_text_only"])
+    # Legibility decides: search and text questions have small targets (not legible in the global
+    # view: the refusal should fire), coarse questions a large one (it should not). A text question
+    # asked with no image is answerable from its text: no refusal either.
+    illegible = [r["refusal_global"] for r in rows if r["tag"] in ("search", "text") and "refusal_global" in r]
+    legible = [r["refusal_global"] for r in rows if r["tag"] == "coarse" and "refusal_global" in r]
+    legible += [r["refusal_text_only"] for r in rows if "refusal_text_only" in r]
+    rates["illegible_refusal"] = round(sum(illegible) / max(1, len(illegible)), 4)
+    rates["answerable_refusal"] = round(sum(legible) / max(1, len(legible)), 4)
     passed = {
         "crops_likelihood": rates["overall"]["crops_likelihood"] >= TARGETS["crops_likelihood_min"],
-        "search_refusal": rates.get("search", {}).get("refusal_global", 0.0) >= TARGETS["search_refusal_min"],
-        "answerable_refusal": refuse_answerable <= TARGETS["answerable_refusal_max"],
+        "search_refusal": rates["illegible_refusal"] >= TARGETS["search_refusal_min"],
+        "answerable_refusal": rates["answerable_refusal"] <= TARGETS["answerable_refusal_max"],
     }
     return {"rates": rates, "targets": TARGETS, "passed": passed, "all_passed": all(passed.values())}
 
@@ -158,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(args.model) / "metrics.json"
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for name, r in report["rates"].items():
-        print(f"{name:18s} " + " ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+        line = " ".join(f"{k}={v}" for k, v in r.items()) if isinstance(r, dict) else str(r)
+        print(f"{name:18s} {line}", flush=True)
     print(f"targets passed: {report['passed']} -> {'ALL PASSED' if report['all_passed'] else 'NOT MET'}")
     print(f"metrics written to {out}")
     return 0

@@ -15,7 +15,8 @@ search     global + one target "not found"          correct option sentence (bes
 coarse     global view only                         correct option sentence; letter
 coarse     global + ground-truth crop               correct option sentence; letter
 text       none (text-only pass)                    correct option sentence; letter
-text       global view only / + crops               correct option sentence
+text       global view only                         refusal listing the targets (``text_global_refusal``)
+text       global + ground-truth crops              correct option sentence
 =========  =======================================  ==========================================
 
 A failed search ("not found") is answered with a best guess, never a second refusal: the search
@@ -63,6 +64,11 @@ class VQADataConfig:
     probability, else the full option sentences."""
     not_found_prob: float = 0.15
     """A search scene also yields an example with one target marked "not found" (reply: best guess)."""
+    text_global_refusal: bool = True
+    """A ``text`` scene's global view (its target is small, so not legible there) is answered with
+    the refusal, like a ``search`` scene's: the VQA model says what it cannot *see*; whether the
+    question's text makes seeing unnecessary is the value-of-vision policy's call (the text-only
+    pass answers it). False: answer from the text even with the image shown."""
     letter_refusal_prob: float = 0.3
     """A search scene also yields a global-view letter-format prompt whose reply is the refusal."""
     jpeg_roundtrip: bool = True
@@ -136,8 +142,9 @@ def scene_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
         return [ExampleSpec("answer", q.question, answer, "global"), letter("global"),
                 ExampleSpec("answer", q.question, answer, "crops", found), letter("crops", found)]
     if sample.tag == "text":
-        return [ExampleSpec("answer", q.question, answer, "none"), letter("none"),
-                ExampleSpec("answer", q.question, answer, "global"),
+        on_global = (ExampleSpec("refusal", q.question, format_refusal([t.name for t in sample.targets]), "global")
+                     if cfg.text_global_refusal else ExampleSpec("answer", q.question, answer, "global"))
+        return [ExampleSpec("answer", q.question, answer, "none"), letter("none"), on_global,
                 ExampleSpec("answer", q.question, answer, "crops", found)]
     raise ValueError(f"unknown sample tag {sample.tag!r}")
 

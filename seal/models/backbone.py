@@ -203,9 +203,12 @@ def load_llava(path: str | Path, device: str = "cpu",
     if not config_file.is_file():
         raise InputError("not a model directory: config.json is missing", p)
     try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
+        config = json.loads(config_file.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read config.json ({exc})", p) from None
+    if not isinstance(config, dict):
+        raise InputError(f"config.json: expected a JSON object, found {type(config).__name__}", p)
+    model_type = config.get("model_type")
     if model_type != "llava":
         raise InputError(f"expected a 'llava' checkpoint, config.json has model_type {model_type!r}", p)
     if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):

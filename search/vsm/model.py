@@ -414,8 +414,8 @@ def _load_adapter(llava: "LlavaForConditionalGeneration", adapter_dir: Path, tra
     return peft_model
 
 
-def _check_adapter(model: "PeftModel", adapter_dir: Path) -> None:
-    """Strict adapter load: the file holds exactly the adapter tensors the config creates."""
+def _check_adapter(model: "PeftModel", adapter_dir: Path, adapter_name: str = "default") -> None:
+    """Strict adapter load: the file holds exactly the tensors the config of adapter ``adapter_name`` creates."""
     from peft import get_peft_model_state_dict
     from safetensors import safe_open
 
@@ -424,7 +424,7 @@ def _check_adapter(model: "PeftModel", adapter_dir: Path) -> None:
         raise InputError("adapter_model.safetensors is missing", adapter_dir)
     with safe_open(str(files[0]), framework="pt") as f:
         found = set(f.keys())
-    expected = set(get_peft_model_state_dict(model, save_embedding_layers=False).keys())
+    expected = set(get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False).keys())
     if found != expected:
         missing, extra = sorted(expected - found)[:5], sorted(found - expected)[:5]
         raise InputError(f"adapter weights do not match adapter_config.json (missing {missing}, unexpected {extra})",
