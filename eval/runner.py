@@ -156,13 +156,16 @@ def prediction_record(sample: VStarSample, result: Any, seconds: float) -> dict:
     decision = getattr(result, "decision", None)
     ledger = result.ledger
     return {
-        "question_id": sample.question_id, "category": sample.category, "image": str(sample.image),
+        "question_id": sample.question_id, "category": sample.category, "tag": sample.tag,
+        "image": str(sample.image),
         "gold": sample.answer, "answer_index": result.answer_index, "answer": result.answer,
         "correct": result.answer_index == sample.answer, "action": result.action,
         "reason": result.reason, "policy": getattr(result, "policy", None),
         "fallback_fired": bool(getattr(decision, "fallback_fired", False)),
         "probs": list(map(float, decision.probs)) if decision is not None else None,
         "targets": list(result.targets or []),
+        "search": [{"target": r.target, "found": bool(r.found), "nodes_visited": int(r.nodes_visited)}
+                   for r in (getattr(result, "search", None) or [])],
         "vision_tokens": int(ledger.vision_tokens), "llm_calls": int(ledger.llm_calls),
         "search_calls": int(ledger.search_calls), "seconds": round(seconds, 6),
         "peak_rss_mb": float(ledger.peak_rss_mb),

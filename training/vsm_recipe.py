@@ -42,7 +42,9 @@ def _vsm_backbone() -> TinyBackboneConfig:
 
 
 def _vsm_heads() -> VSMConfig:
-    return VSMConfig(heatmap_mlp_dim=256, box_mlp_dim=256, modules_to_save=("vision_tower", "multi_modal_projector"))
+    return VSMConfig(heatmap_mlp_dim=256, box_mlp_dim=256, modules_to_save=("vision_tower", "multi_modal_projector"),
+                     detector_stem=True, box_decoder="patches", lora_r=16, lora_alpha=32,
+                     lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
 
 
 @dataclass

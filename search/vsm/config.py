@@ -40,6 +40,10 @@ class VSMConfig:
     prompt_tokens: int = 1
     """Sparse prompt tokens the ``<LOC>`` state is projected into for the heatmap decoder."""
 
+    box_decoder: Literal["queries", "patches"] = "queries"
+    """``queries``: DETR learned queries cross-attending the features (:mod:`search.vsm.box_decoder`);
+    ``patches``: one box per grid cell scored against ``<LOC>`` (OWL-ViT style,
+    :mod:`search.vsm.box_patches`; converges much faster from scratch)."""
     box_queries: int = 8
     """Learned queries of the box decoder = candidate boxes per patch."""
     box_layers: int = 2
@@ -71,11 +75,20 @@ class VSMConfig:
     modules_to_save: tuple[str, ...] = ()
     """Backbone modules trained in full and saved in the adapter (e.g. ``multi_modal_projector``)."""
 
+    detector_stem: bool = False
+    """Add a convolutional stem's features (:class:`search.vsm.stem.ConvStem`, trained with the
+    decoders) to the vision tower's patch grid before both decoders (its stride is the vision patch)."""
+    stem_widths: tuple[int, ...] = (24, 48, 96, 128)
+    """Channels of the stem's four stride-2 stages."""
+
     seed: int = 0
     """Seed of the decoders' random initialisation."""
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
+        self.stem_widths = tuple(int(w) for w in self.stem_widths)
+        if self.box_decoder not in ("queries", "patches"):
+            raise ConfigError(f"vsm.box_decoder: expected 'queries' or 'patches', found {self.box_decoder!r}")
         self.modules_to_save = tuple(self.modules_to_save)
         for name in ("decoder_dim", "heatmap_depth", "heatmap_heads", "heatmap_mlp_dim", "quality_head_hidden",
                      "prompt_tokens", "box_queries", "box_layers", "box_heads", "box_mlp_dim", "lora_r"):
@@ -101,6 +114,7 @@ class VSMConfig:
         d = asdict(self)
         d["lora_targets"] = list(self.lora_targets)
         d["modules_to_save"] = list(self.modules_to_save)
+        d["stem_widths"] = list(self.stem_widths)
         return d
 
     @classmethod

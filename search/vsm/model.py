@@ -134,9 +134,19 @@ class VSMModel(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.heatmap_decoder = HeatmapDecoder(vision_dim, text_dim, cfg)
-            self.box_decoder = BoxDecoder(vision_dim, text_dim, cfg)
-        self.heatmap_decoder.to(self.device)
-        self.box_decoder.to(self.device)
+            if cfg.box_decoder == "patches":
+                from search.vsm.box_patches import PatchBoxDecoder
+
+                self.box_decoder = PatchBoxDecoder(vision_dim, text_dim, cfg)
+            else:
+                self.box_decoder = BoxDecoder(vision_dim, text_dim, cfg)
+            self.detector_stem = None
+            if cfg.detector_stem:
+                from search.vsm.stem import ConvStem
+
+                self.detector_stem = ConvStem(vision_dim, cfg.stem_widths, int(config.vision_config.patch_size))
+        for module in self._head_modules().values():
+            module.to(self.device)
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod
@@ -209,7 +219,7 @@ class VSMModel(nn.Module):
                              f"{meta.get('loc_token_id')}", llava_dir)
         model = cls(llava if merged else _load_adapter(llava, p / "adapter", trainable), processor, cfg)
         model._load_decoders(load_file(str(p / DECODERS_FILE), device=str(model.device)), p / DECODERS_FILE)
-        for module in (model.heatmap_decoder, model.box_decoder):
+        for module in model._head_modules().values():
             module.requires_grad_(trainable)
         return model.train(trainable)
 
@@ -236,8 +246,7 @@ class VSMModel(nn.Module):
             del plain
             self.llava.save_pretrained(str(out / "adapter"), save_embedding_layers=False)
         tensors = {f"{prefix}.{k}": v.detach().contiguous().cpu()
-                   for prefix, module in (("heatmap_decoder", self.heatmap_decoder), ("box_decoder", self.box_decoder))
-                   for k, v in module.state_dict().items()}
+                   for prefix, module in self._head_modules().items() for k, v in module.state_dict().items()}
         save_file(tensors, str(out / DECODERS_FILE))
         meta = {"format": FORMAT, "version": VERSION, "loc_token_id": self.loc_token_id, "vsm": self.cfg.to_dict()}
         if self.is_merged:
@@ -245,12 +254,20 @@ class VSMModel(nn.Module):
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return out
 
+    def _head_modules(self) -> dict[str, nn.Module]:
+        """The modules saved in ``decoders.safetensors``, by tensor-name prefix."""
+        heads: dict[str, nn.Module] = {"heatmap_decoder": self.heatmap_decoder, "box_decoder": self.box_decoder}
+        if self.detector_stem is not None:
+            heads["detector_stem"] = self.detector_stem
+        return heads
+
     def _load_decoders(self, tensors: dict[str, torch.Tensor], source: Path) -> None:
-        groups: dict[str, dict[str, torch.Tensor]] = {"heatmap_decoder": {}, "box_decoder": {}}
+        groups: dict[str, dict[str, torch.Tensor]] = {name: {} for name in self._head_modules()}
         for key, value in tensors.items():
             prefix, _, rest = key.partition(".")
             if prefix not in groups:
-                raise InputError(f"unexpected tensor {key!r} (expected heatmap_decoder.* / box_decoder.*)", source)
+                raise InputError(f"unexpected tensor {key!r} (expected {' / '.join(p + '.*' for p in groups)})",
+                                 source)
             groups[prefix][rest] = value
         for prefix, state in groups.items():
             try:
@@ -334,6 +351,8 @@ class VSMModel(nn.Module):
         if n != g * g:
             raise ValueError(f"vision tower gave {n} patch tokens, expected {g}x{g}")
         vision = tokens.transpose(1, 2).reshape(b, c, g, g)  # (B, C_v, g, g)
+        if self.detector_stem is not None:
+            vision = vision + self.detector_stem(pixel_values)  # (B, C_v, g, g): local detail for the decoders
         projected = torch.stack(list(out.pooler_output))  # (B, N, D_text)
         return ImageFeatures(vision=vision, projected=projected)
 

@@ -1,0 +1,89 @@
+"""Golden outputs of the shipped tiny models (``checkpoints/``) on fixed SynthVStar test samples.
+
+``python -m tests.golden_shipped --update`` rewrites ``tests/golden/shipped.json`` (do it only when a
+behaviour change is intended, and say so in the commit); ``tests/test_shipped_models.py`` recomputes
+:func:`observe` and compares with tolerances (boxes in px, scores, actions and answers exactly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden" / "shipped.json"
+CHECKPOINTS = {"vqa": ROOT / "checkpoints" / "vqa_tiny", "vsm": ROOT / "checkpoints" / "vsm_tiny",
+               "policy": ROOT / "checkpoints" / "policy_tiny"}
+BENCH_SEED, BENCH_N = 11, 3
+"""The fixed samples: ``seal bench synth --split test --suite mixed --seed 11 --n 3``."""
+
+
+def make_bench(out: Path) -> Path:
+    from eval.synth.config import SynthConfig
+    from eval.synth.generate import generate_benchmark
+
+    generate_benchmark(SynthConfig(n=BENCH_N, seed=BENCH_SEED, split="test", suite="mixed"), out)
+    return out
+
+
+def observe(bench: Path) -> dict:
+    """What the shipped models do on every sample of ``bench``: one agent run per sample (learned
+    policy, VSM localizer) plus a forced-FULL run, and a direct search of each annotated target."""
+    import torch
+
+    from eval.readers.vstar import read_vstar
+    from search.session import SearchSession
+    from search.vsm.localizer import load_vsm_localizer
+    from seal.agent.pipeline import Agent
+    from seal.config import load
+
+    torch.set_num_threads(1)
+    cfg = load([], [f"agent.vqa_path={CHECKPOINTS['vqa']}", f"agent.vsm_path={CHECKPOINTS['vsm']}",
+                    f"policy.checkpoint={CHECKPOINTS['policy']}"])
+    agent = Agent.from_config(cfg)
+    localizer = load_vsm_localizer(CHECKPOINTS["vsm"])
+    out = []
+    for sample in read_vstar(bench):
+        agent.set_image(sample.image)
+        rec = {"id": sample.question_id, "tag": sample.tag}
+        for mode in ("policy", "full"):
+            res = agent.ask(sample.question, list(sample.options), force_action=None if mode == "policy" else "full")
+            rec[mode] = {"action": res.action, "answer_index": res.answer_index, "targets": list(res.targets),
+                         "found": [bool(r.found) for r in res.search],
+                         "vision_tokens": int(res.ledger.vision_tokens), "probs": res.decision.to_json()["probs"]}
+        session = SearchSession(localizer, agent.views.source, cfg.search)
+        rec["search"] = []
+        for name in sample.targets:
+            r = session.search(name)
+            rec["search"].append({"target": name, "found": bool(r.found), "score": round(float(r.score), 4),
+                                  "box_xyxy": None if not r.found else [round(float(v), 1) for v in r.box_xyxy],
+                                  "nodes_visited": int(r.nodes_visited)})
+        out.append(rec)
+    return {"bench": {"seed": BENCH_SEED, "n": BENCH_N}, "samples": out}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tempfile
+
+    p = argparse.ArgumentParser(prog="python -m tests.golden_shipped")
+    p.add_argument("--update", action="store_true", help=f"rewrite {GOLDEN.relative_to(ROOT)}")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        got = observe(make_bench(Path(tmp) / "bench"))
+    text = json.dumps(got, indent=1) + "\n"
+    if args.update:
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(text, encoding="utf-8")
+        print(f"wrote {GOLDEN}")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
