@@ -174,4 +174,4 @@ def _golden_outputs(vqa, index):
 def test_shipped_model_golden_outputs(shipped, index):
     tag, answer, best, letter, label = _golden_outputs(shipped, index)
     assert (tag, answer, best, letter, label) == GOLDEN[index]
-    assert is_refusal(answer) == (tag == "search")
+    assert is_refusal(answer) == (tag in ("search", "text"))  # small targets: not legible in the global view

@@ -80,3 +80,23 @@ def test_vsm_with_stem_and_patch_decoder_round_trips(tmp_path):
 def test_config_rejects_unknown_box_decoder():
     with pytest.raises(ConfigError, match="box_decoder"):
         VSMConfig(box_decoder="anchors")
+
+
+def test_phrase_query_makes_the_query_depend_on_the_target_and_round_trips(tmp_path):
+    plain = tiny_vsm().eval()
+    vsm = tiny_vsm(phrase_query=True).eval()
+    pixels = vsm.preprocess(random_patches(2, seed=5))
+    enc = vsm.prompts(["detect", "detect"], ["red star", "blue circle"], False)
+    with torch.no_grad():
+        feats = vsm.encode_images(pixels[:1].repeat(2, 1, 1, 1))
+        q = vsm.loc_states(enc["input_ids"], enc["attention_mask"],
+                           vsm.hidden_states(enc["input_ids"], enc["attention_mask"], feats))
+        q_plain = plain.loc_states(enc["input_ids"], enc["attention_mask"],
+                                   plain.hidden_states(enc["input_ids"], enc["attention_mask"], feats))
+    # same patch, two targets: the phrase path separates the queries far more than <LOC> alone
+    assert (q[0] - q[1]).norm() > 3 * (q_plain[0] - q_plain[1]).norm()
+    loaded = VSMModel.from_pretrained(vsm.save_pretrained(tmp_path / "vsm"))
+    with torch.no_grad():
+        a = vsm(enc["input_ids"], enc["attention_mask"], vsm.encode_images(pixels))
+        b = loaded(enc["input_ids"], enc["attention_mask"], loaded.encode_images(pixels))
+    assert torch.allclose(a.box_logits, b.box_logits, atol=1e-5) and torch.allclose(a.loc_state, b.loc_state, atol=1e-5)

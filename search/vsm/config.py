@@ -75,6 +75,12 @@ class VSMConfig:
     modules_to_save: tuple[str, ...] = ()
     """Backbone modules trained in full and saved in the adapter (e.g. ``multi_modal_projector``)."""
 
+    phrase_query: bool = False
+    """Add to the ``<LOC>`` state a projection of the mean input embedding of the prompt's text
+    before ``<LOC>`` (which holds the target phrase). On a tiny random LM the ``<LOC>`` state
+    attends almost uniformly over ~256 image tokens, so it carries little of the target's name
+    early in training and the decoders collapse to target-agnostic answers; this text path gives
+    them the name from the first step (trained with the decoders, saved beside them)."""
     detector_stem: bool = False
     """Add a convolutional stem's features (:class:`search.vsm.stem.ConvStem`, trained with the
     decoders) to the vision tower's patch grid before both decoders (its stride is the vision patch)."""

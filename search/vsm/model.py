@@ -140,6 +140,10 @@ class VSMModel(nn.Module):
                 self.box_decoder = PatchBoxDecoder(vision_dim, text_dim, cfg)
             else:
                 self.box_decoder = BoxDecoder(vision_dim, text_dim, cfg)
+            self.phrase_proj = None
+            if cfg.phrase_query:
+                dim = config.text_config.hidden_size
+                self.phrase_proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim))
             self.detector_stem = None
             if cfg.detector_stem:
                 from search.vsm.stem import ConvStem
@@ -259,6 +263,8 @@ class VSMModel(nn.Module):
         heads: dict[str, nn.Module] = {"heatmap_decoder": self.heatmap_decoder, "box_decoder": self.box_decoder}
         if self.detector_stem is not None:
             heads["detector_stem"] = self.detector_stem
+        if self.phrase_proj is not None:
+            heads["phrase_proj"] = self.phrase_proj
         return heads
 
     def _load_decoders(self, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -369,11 +375,19 @@ class VSMModel(nn.Module):
         return out.last_hidden_state
 
     def loc_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, D_text) the hidden state standing for each row's ``<LOC>`` (see ``VSMConfig.loc_state``)."""
+        """(B, D_text) the query of each row's decoders: the hidden state standing for its ``<LOC>``
+        (see ``VSMConfig.loc_state``), plus, with ``vsm.phrase_query``, the projected mean input
+        embedding of the prompt's text tokens before ``<LOC>`` (image tokens and padding excluded)."""
         pos = loc_positions(input_ids, self.loc_token_id, attention_mask)  # (B,)
-        if self.cfg.loc_state == "before":
-            pos = pos - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), pos]
+        loc = hidden[torch.arange(hidden.shape[0], device=hidden.device), pos - int(self.cfg.loc_state == "before")]
+        if self.phrase_proj is None:
+            return loc
+        image_id = self.backbone.config.image_token_id
+        t = torch.arange(input_ids.shape[1], device=input_ids.device)
+        keep = (attention_mask > 0) & (input_ids != image_id) & (t.unsqueeze(0) < pos.unsqueeze(1))  # (B, T)
+        emb = self.backbone.get_input_embeddings()(torch.where(keep, input_ids, torch.zeros_like(input_ids)))
+        mean = (emb * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)  # (B, D_text)
+        return loc + self.phrase_proj(mean.to(loc.dtype))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None = None,
                 labels: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None) -> VSMOutput:
