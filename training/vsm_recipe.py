@@ -66,6 +66,10 @@ class VSMTrainConfig:
     data: VSMDataConfig = field(default_factory=VSMDataConfig)
     export_dir: str = "checkpoints/vsm_tiny"
     """Where the final model, config and training log are written."""
+    init_from: str = ""
+    """An exported VSM checkpoint to start from ('' = random init): its weights are copied into the
+    model this config builds; every one must fit, and only modules this config adds (e.g.
+    ``vsm.phrase_query``'s projection) may be missing from it (they start fresh and are logged)."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
@@ -85,6 +89,26 @@ def build(cfg: VSMTrainConfig):
     tokenizer = train_tokenizer(texts, vocab_size=cfg.vocab_size)
     llava, processor = build_tiny_llava(cfg.backbone, tokenizer)
     return VSMModel.build(llava, processor, cfg.vsm)
+
+
+def warm_start(model, path: str) -> list[str]:
+    """Copy an exported VSM's weights into ``model``; returns the model's module prefixes left fresh.
+
+    Raises:
+        InputError: the checkpoint cannot be read, has tensors ``model`` lacks, or lacks tensors other
+            than whole head modules that ``model``'s config adds.
+    """
+    from search.vsm.model import VSMModel
+    from seal.errors import InputError
+
+    old = VSMModel.from_pretrained(path, trainable=True)
+    result = model.load_state_dict(old.state_dict(), strict=False)
+    added = set(model._head_modules()) - set(old._head_modules())
+    missing = [k for k in result.missing_keys if k.split(".", 1)[0] not in added]
+    if result.unexpected_keys or missing:
+        raise InputError(f"vsm_train.init_from: the checkpoint does not fit this config (unexpected "
+                         f"{result.unexpected_keys[:5]}, missing {missing[:5]})", path)
+    return sorted(added)
 
 
 def make_loss_fn(loss_cfg: VSMLossConfig):
@@ -146,6 +170,9 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     model = build(cfg.vsm_train)
+    if cfg.vsm_train.init_from:
+        fresh = warm_start(model, cfg.vsm_train.init_from)
+        log(f"initialised from {cfg.vsm_train.init_from}; fresh modules: {fresh or 'none'}")
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"VSM: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), input {model.input_size} px, "
