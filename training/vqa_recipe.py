@@ -17,12 +17,12 @@ used by the data workers.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seal.errors import ConfigError
+from training.recipe_common import finish_export, prepare_run
 from seal.models.backbone import TinyBackboneConfig
 from training.vqa_data import VQADataConfig
 
@@ -94,30 +94,19 @@ def loss_fn(model, batch: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"
 def export(model, processor, cfg: "Config", out_dir: Path, command: list[str] | None = None) -> Path:
     """Write the model + processor, ``backbone.json``, ``config.yaml``, ``run.json`` and the training
     log (copied from ``train.out_dir``) into ``vqa_train.export_dir``."""
-    from seal.cli.common import write_run_record
     from seal.models.backbone import save_llava
 
     export_dir = Path(cfg.vqa_train.export_dir)
     save_llava(model.eval(), processor, export_dir, cfg.vqa_train.backbone)
-    write_run_record(export_dir, cfg, command)
-    log = out_dir / "train_log.jsonl"
-    if log.is_file():
-        shutil.copyfile(log, export_dir / "train_log.jsonl")
-    return export_dir
+    return finish_export(export_dir, cfg, out_dir, command)
 
 
 def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     """Train the VQA model as configured and export it; returns the loop's summary."""
-    import torch
-
     from training.loop import train
     from training.vqa_data import build_dataset
 
-    if cfg.synth.split == "test":
-        raise ConfigError("synth.split: the VQA recipe trains on 'train' or 'val' scenes, found 'test' "
-                          "(the held-out evaluation split)")
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    prepare_run(cfg, "VQA")
     out = Path(cfg.train.out_dir)
     model, processor = build(cfg.vqa_train)
     processor_dir = out / "processor"

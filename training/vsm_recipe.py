@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from search.vsm.config import VSMConfig, VSMLossConfig
 from seal.errors import ConfigError
+from training.recipe_common import finish_export, prepare_run
 from seal.models.backbone import TinyBackboneConfig
 from training.vsm_data import VSMDataConfig
 
@@ -142,7 +143,6 @@ def make_loss_fn(loss_cfg: VSMLossConfig):
 
 def export(model, cfg: "Config", out_dir: Path, command: list[str] | None = None) -> Path:
     """``save_pretrained`` into ``vsm_train.export_dir`` + ``config.yaml`` / ``run.json`` / training log."""
-    from seal.cli.common import write_run_record
 
     export_dir = Path(cfg.vsm_train.export_dir)
     if (export_dir / "backbone").exists():
@@ -150,25 +150,15 @@ def export(model, cfg: "Config", out_dir: Path, command: list[str] | None = None
     if (export_dir / "adapter").exists():
         shutil.rmtree(export_dir / "adapter")
     model.eval().save_pretrained(export_dir)
-    write_run_record(export_dir, cfg, command)
-    log = out_dir / "train_log.jsonl"
-    if log.is_file():
-        shutil.copyfile(log, export_dir / "train_log.jsonl")
-    return export_dir
+    return finish_export(export_dir, cfg, out_dir, command)
 
 
 def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     """Train the VSM as configured and export it; returns the loop's summary."""
-    import torch
-
     from training.loop import train
     from training.vsm_data import build_dataset, make_collate
 
-    if cfg.synth.split == "test":
-        raise ConfigError("synth.split: the VSM recipe trains on 'train' or 'val' scenes, found 'test' "
-                          "(the held-out evaluation split)")
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    prepare_run(cfg, "VSM")
     model = build(cfg.vsm_train)
     if cfg.vsm_train.init_from:
         fresh = warm_start(model, cfg.vsm_train.init_from)
