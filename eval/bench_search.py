@@ -182,13 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the report JSON here (+ config.yaml / run.json beside it)")
     p.add_argument("--big", action="store_true", help="peak-memory run on a generated 16384 px image instead")
     p.add_argument("--big-side", type=int, default=16384)
+    p.add_argument("--localizer", choices=("oracle", "vsm"), default="oracle",
+                   help="--big: the localizer of the searched subprocess (vsm = the shipped search model)")
     add_config_args(p)
     args, extra = p.parse_known_args(argv)
     try:
         args.overrides = dotted_overrides(extra, p)
         cfg = resolve_config(args)
         if args.big:
-            passthrough = [f"--config={c}" for c in args.config] + [f"--{o}" for o in args.overrides]
+            passthrough = [f"--config={c}" for c in args.config] + [f"--{o}" for o in args.overrides] + \
+                ["--localizer", args.localizer]
             report: dict[str, Any] = {"big": run_big(args.big_side, passthrough)}
             b = report["big"]
             print(f"{b['side']}x{b['side']} JPEG: uint8 image {b['image_uint8_mb']:.0f} MB, search subprocess peak RSS "
