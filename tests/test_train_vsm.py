@@ -34,7 +34,9 @@ TINY = {
 }
 # Golden behaviour of the shipped model on TEST sample 3 (seed 0, vstar suite), target GOLDEN_TARGET.
 GOLDEN_SAMPLE = 3
-GOLDEN = {"target": None, "found": None, "nodes_visited": None, "box_xyxy": None}
+GOLDEN = {"target": "green ring", "found": True, "nodes_visited": 64, "box_xyxy": [2592.01, 2100.0, 2621.42, 2129.75]}
+"""Recorded from checkpoints/vsm_tiny (2026-12-01). Behaviour, not quality: this box is a near miss
+(the ground truth is at xywh [1010, 1858, 49, 48]); the found rate is measured by eval.bench_vsm."""
 
 
 def run_cli(argv, capsys):
@@ -183,7 +185,7 @@ def test_golden_outputs_of_the_shipped_model(shipped_search):
     _, res, sample = shipped_search
     assert res["target"] == GOLDEN["target"]
     assert res["found"] is GOLDEN["found"]
-    assert res["nodes_visited"] == GOLDEN["nodes_visited"]
+    assert abs(res["nodes_visited"] - GOLDEN["nodes_visited"]) <= 2
     if GOLDEN["box_xyxy"] is None:
         assert res["box_xyxy"] is None
     else:
