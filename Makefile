@@ -16,9 +16,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m seal bench synth --out $(DEMO_DIR)/bench --n 1 --seed 7 --split test --overwrite
-	$(PY) -m seal ask --image $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.jpg \
-		--sample $(DEMO_DIR)/bench/direct_attributes/synth_test_00000.json --trace-dir $(DEMO_DIR)/trace
+	$(PY) -m seal bench synth --out $(DEMO_DIR)/bench --n 3 --seed 11 --split test --suite mixed --overwrite
+	# a question whose text gives the answer away: the learned policy answers without vision
+	$(PY) -m seal ask --image $(DEMO_DIR)/bench/text_only/synth_test_00000.jpg \
+		--sample $(DEMO_DIR)/bench/text_only/synth_test_00000.json --trace-dir $(DEMO_DIR)/trace
+	# the same question with vision forced on: refusal, V* search, working memory, answer, cost
+	$(PY) -m seal ask --image $(DEMO_DIR)/bench/text_only/synth_test_00000.jpg \
+		--sample $(DEMO_DIR)/bench/text_only/synth_test_00000.json --force-action full \
+		--search.max_nodes=12 --trace-dir $(DEMO_DIR)/trace_full
 
 test: $(STAMP)
 	$(PY) -m pytest -q

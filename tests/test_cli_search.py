@@ -56,7 +56,7 @@ def scene(tmp_path_factory):
 
 def test_json_line_and_found_box(scene, capsys):
     img, ann = scene
-    rc, out, err = run_cli(["search", "--image", img, "--annotation", ann, "--target", "red disc", "--json"], capsys)
+    rc, out, err = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--target", "red disc", "--json"], capsys)
     assert rc == 0, err
     res = last_json(out)
     for key in ("target", "found", "box_xyxy", "score", "nodes_visited", "model_calls", "seconds", "stop_reason",
@@ -74,7 +74,7 @@ def test_json_line_and_found_box(scene, capsys):
 
 def test_all_annotation_targets_share_the_image(scene, capsys):
     img, ann = scene
-    rc, out, _ = run_cli(["search", "--image", img, "--annotation", ann, "--json", "--quiet"], capsys)
+    rc, out, _ = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--json", "--quiet"], capsys)
     assert rc == 0
     res = last_json(out)
     assert res["target"] == ["red disc", "blue square"] and len(res["results"]) == 2
@@ -88,7 +88,7 @@ def test_all_annotation_targets_share_the_image(scene, capsys):
 def test_trace_dir_contents(scene, tmp_path, capsys):
     img, ann = scene
     out_dir = tmp_path / "trace"
-    rc, out, _ = run_cli(["search", "--image", img, "--annotation", ann, "--target", "red disc", "--json",
+    rc, out, _ = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--target", "red disc", "--json",
                           "--trace-dir", out_dir, "--search.max_nodes=40"], capsys)
     assert rc == 0
     res = last_json(out)
@@ -111,7 +111,7 @@ def test_strategy_changes_node_counts(scene, capsys):
     img, ann = scene
     counts = {}
     for strategy in ("vstar", "bfs"):
-        rc, out, _ = run_cli(["search", "--image", img, "--annotation", ann, "--target", "red disc", "--json",
+        rc, out, _ = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--target", "red disc", "--json",
                               "--quiet", "--strategy", strategy], capsys)
         assert rc == 0
         res = last_json(out)
@@ -122,16 +122,16 @@ def test_strategy_changes_node_counts(scene, capsys):
 
 def test_oracle_needs_annotation_and_targets(scene, capsys):
     img, _ = scene
-    rc, _, err = run_cli(["search", "--image", img, "--target", "red disc"], capsys)
+    rc, _, err = run_cli(["search", "--localizer", "oracle", "--image", img, "--target", "red disc"], capsys)
     assert rc == 2 and "--annotation" in err and len(err.strip().splitlines()) == 1
-    rc, _, err = run_cli(["search", "--image", img, "--annotation", img.with_suffix(".missing.json")], capsys)
+    rc, _, err = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", img.with_suffix(".missing.json")], capsys)
     assert rc == 2 and "missing.json" in err
 
 
 def test_subprocess_run(scene):
     img, ann = scene
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "seal", "search", "--image", str(img), "--annotation", str(ann),
+    proc = subprocess.run([sys.executable, "-m", "seal", "search", "--localizer", "oracle", "--image", str(img), "--annotation", str(ann),
                            "--target", "blue square", "--json"], capture_output=True, text=True, env=env, cwd=ROOT,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
