@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from search.geometry import iou_xyxy, xywh_to_xyxy
 from seal.cli.main import main
+from tests.cli_helpers import last_json, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,16 +38,6 @@ def make_scene(folder: Path, stem="sa_1", size=(2400, 1800), objects=SCENE, cate
     ann_path.write_text(json.dumps({"target_object": [o[0] for o in objects], "bbox": [o[1] for o in objects],
                                     "question": "What is the colour of the disc?", "options": ["red", "blue"]}))
     return img_path, ann_path
-
-
-def run_cli(argv, capsys):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from search.geometry import Frame, cxcywh_to_xyxy, iou_xyxy
 from seal.cli.main import main
 from seal.errors import InputError
 from training.vsm_data import VSMDataConfig, build_dataset, matching, row_targets, search_regions
+from tests.cli_helpers import last_json, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "vsm_tiny"
@@ -37,16 +38,6 @@ GOLDEN_SAMPLE = 3
 GOLDEN = {"target": "green ring", "found": True, "nodes_visited": 64, "box_xyxy": [2592.01, 2100.0, 2621.42, 2129.75]}
 """Recorded from checkpoints/vsm_tiny (2026-12-01). Behaviour, not quality: this box is a near miss
 (the ground truth is at xywh [1010, 1858, 49, 48]); the found rate is measured by eval.bench_vsm."""
-
-
-def run_cli(argv, capsys):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- data rows
