@@ -85,31 +85,15 @@ def score_options_from_cache(vqa: "VQAModel", state: CachedTextPass, options: Se
     Equals ``vqa.score_options(None, state.prompt_text, options)`` without re-encoding the prompt.
     The kept cache is copied, never modified, so it can serve again.
     """
-    import torch
+    from seal.vqa.scoring import continuation_logprobs
 
     if not state.has_cache:
         raise ValueError(f"no KV cache to reuse ({state.note})")
     if not options:
         raise ValueError("score_options_from_cache needs at least one option")
-    model, pad = vqa.model, vqa.tokenizer.pad_token_id
+
     replies = [encode_reply(vqa.tokenizer, str(opt)) for opt in options]
-    device = model.device
-    n, length = len(replies), max(len(r) for r in replies)
-    first = state.output.next_token_logits.to(device).view(1, 1, -1)  # (1, 1, V): predicts reply token 0
-    ids = torch.full((n, length), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((n, length), dtype=torch.long, device=device)
-    for row, reply in enumerate(replies):
-        ids[row, :len(reply)] = torch.tensor(reply, dtype=torch.long)
-        mask[row, :len(reply)] = 1
-    with torch.no_grad():
-        if length > 1:
-            cache = copy.deepcopy(state.past_key_values)
-            cache.batch_repeat_interleave(n)
-            prompt_mask = state.attention_mask.to(device).expand(n, -1)
-            rest = model(input_ids=ids[:, :-1], attention_mask=torch.cat([prompt_mask, mask[:, :-1]], dim=1),
-                         past_key_values=cache, use_cache=True)
-            logits = torch.cat([first.expand(n, -1, -1), rest.logits.float()], dim=1)  # (n, L, V)
-        else:
-            logits = first.expand(n, -1, -1)
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # (n, L)
-    return [float(logp[row, :len(reply)].mean()) for row, reply in enumerate(replies)]
+    first = state.output.next_token_logits.view(1, 1, -1)  # (1, 1, V): predicts reply token 0
+    logps = continuation_logprobs(vqa.model, first, copy.deepcopy(state.past_key_values), state.attention_mask,
+                                  replies, vqa.tokenizer.pad_token_id)
+    return [float(lp.mean()) for lp in logps]

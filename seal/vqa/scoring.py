@@ -37,17 +37,39 @@ def reply_token_logprobs(model: "LlavaForConditionalGeneration", prompt: "BatchF
     inputs = {k: v.to(device) for k, v in prompt.items()}
     with torch.no_grad():
         out = model(**inputs, use_cache=True)
-        first = out.logits[:, -1:].float()  # (1, 1, V): predicts reply token 0
-        n, length = len(replies), max(len(r) for r in replies)
-        ids = torch.full((n, length), pad_token_id, dtype=torch.long, device=device)
-        mask = torch.zeros((n, length), dtype=torch.long, device=device)
-        for row, reply in enumerate(replies):
-            ids[row, :len(reply)] = torch.tensor(list(reply), dtype=torch.long)
-            mask[row, :len(reply)] = 1
+    first = out.logits[:, -1:].float()  # (1, 1, V): predicts reply token 0
+    return continuation_logprobs(model, first, out.past_key_values, inputs["attention_mask"], replies, pad_token_id)
+
+
+def continuation_logprobs(model: "LlavaForConditionalGeneration", first: "torch.Tensor", cache,
+                          prompt_mask: "torch.Tensor", replies: Sequence[Sequence[int]],
+                          pad_token_id: int) -> list["torch.Tensor"]:
+    """Per-token log-probabilities of each reply after an already encoded prompt.
+
+    Args:
+        first: (1, 1, V) float logits of the prompt's last position (they score reply token 0).
+        cache: the prompt's KV cache (batch of one); repeated over the replies in place, so pass a
+            copy when it must serve again.
+        prompt_mask: (1, P) the prompt's attention mask.
+        replies, pad_token_id: as in :func:`reply_token_logprobs`.
+
+    Returns:
+        One float32 CPU tensor ``(len(reply),)`` per reply.
+    """
+    import torch
+
+    device = model.device
+    n, length = len(replies), max(len(r) for r in replies)
+    ids = torch.full((n, length), pad_token_id, dtype=torch.long, device=device)
+    mask = torch.zeros((n, length), dtype=torch.long, device=device)
+    for row, reply in enumerate(replies):
+        ids[row, :len(reply)] = torch.tensor(list(reply), dtype=torch.long)
+        mask[row, :len(reply)] = 1
+    first = first.to(device)
+    with torch.no_grad():
         if length > 1:
-            cache = out.past_key_values
             cache.batch_repeat_interleave(n)
-            prompt_mask = inputs["attention_mask"].expand(n, -1)
+            prompt_mask = prompt_mask.to(device).expand(n, -1)
             rest = model(input_ids=ids[:, :-1], attention_mask=torch.cat([prompt_mask, mask[:, :-1]], dim=1),
                          past_key_values=cache, use_cache=True)
             logits = torch.cat([first.expand(n, -1, -1), rest.logits.float()], dim=1)  # (n, L, V)
