@@ -14,6 +14,7 @@ float copy of the image. Every function returns the list of paths it wrote.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,22 @@ from search.image_source import ImageSource
 LEVEL_COLOURS = [(255, 215, 0), (0, 200, 255), (255, 105, 180), (160, 130, 255), (255, 140, 0), (120, 255, 120)]
 FOUND_COLOUR = (0, 255, 0)
 BEST_COLOUR = (255, 0, 0)
+
+
+def target_folder(out_dir: str | Path, index: int, target: str) -> Path:
+    """``out_dir/<index:02d>_<slug of target>``: the folder of one target's search trace."""
+    slug = re.sub(r"[^a-z0-9]+", "_", target.lower()).strip("_")[:40] or "target"
+    return Path(out_dir) / f"{index:02d}_{slug}"
+
+
+def write_search_trace(image: ImageSource, trace: Any, folder: str | Path) -> Path:
+    """One search into ``folder``: ``trace.json``, ``search_graph.graphml`` and :func:`render_all`'s PNGs."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    trace.write_json(out / "trace.json")
+    trace.write_graphml(out / "search_graph.graphml")
+    render_all(image, trace, out)
+    return out
 
 
 def render_all(image: ImageSource, trace: Any, out_dir: str | Path) -> list[Path]:

@@ -16,18 +16,12 @@ Several questions in one interactive session go to ``D/q01/``, ``D/q02/``, ... (
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from seal.agent.result import AgentResult
     from seal.agent.views import ImageViews
-
-
-def slug(name: str) -> str:
-    """A file-name-safe lower-case form of a target name (at most 40 characters)."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] or "target"
 
 
 def write_trace_dir(out: str | Path, result: "AgentResult", views: "ImageViews") -> Path:
@@ -38,7 +32,7 @@ def write_trace_dir(out: str | Path, result: "AgentResult", views: "ImageViews")
         result: the answered question.
         views: the agent's image views (full-resolution image for renders, cached global views).
     """
-    from search.render import render_all
+    from search.render import target_folder, write_search_trace
     from seal.report import write_html
 
     root = Path(out)
@@ -59,9 +53,5 @@ def write_trace_dir(out: str | Path, result: "AgentResult", views: "ImageViews")
                 entry.crop.save(root / f"vwm_crop_{k}.png")
                 k += 1
     for k, search in enumerate(result.search, start=1):
-        folder = root / f"{k:02d}_{slug(search.target)}"
-        folder.mkdir(parents=True, exist_ok=True)
-        search.trace.write_json(folder / "trace.json")
-        search.trace.write_graphml(folder / "search_graph.graphml")
-        render_all(views.source, search.trace, folder)
+        write_search_trace(views.source, search.trace, target_folder(root, k, search.target))
     return write_html(root)

@@ -20,7 +20,6 @@ several), plus ``D/config.yaml`` and ``D/run.json``.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -190,16 +189,9 @@ def _combine(records: list[dict]) -> dict:
 
 
 def _write_traces(out: Path, image: Any, results: list, cfg: Config) -> None:
-    from search.render import render_all
+    from search.render import target_folder, write_search_trace
 
     write_run_record(out, cfg)
     for k, result in enumerate(results, start=1):
-        folder = out if len(results) == 1 else out / f"{k:02d}_{_slug(result.target)}"
-        folder.mkdir(parents=True, exist_ok=True)
-        result.trace.write_json(folder / "trace.json")
-        result.trace.write_graphml(folder / "search_graph.graphml")
-        render_all(image, result.trace, folder)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] or "target"
+        folder = out if len(results) == 1 else target_folder(out, k, result.target)
+        write_search_trace(image, result.trace, folder)
