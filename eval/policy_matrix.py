@@ -36,8 +36,9 @@ def ensure_bench(path: Path, suite: str, n: int, seed: int) -> Path:
     return path
 
 
-def run_policy(bench: Path, out: Path, policy: str, extra: list[str], limit: int | None) -> dict:
-    """One ``seal eval`` run (in this process); returns its results row."""
+def run_policy(bench: Path, out: Path, policy: str, extra: list[str], limit: int | None) -> list[dict]:
+    """One ``seal eval`` run (in this process); returns its per-question prediction records."""
+    from eval.results import PREDICTIONS_FILE
     from seal.cli.main import main
 
     args = ["eval", "--dataset", "synth", "--path", str(bench), "--output-dir", str(out), "--no-progress", *extra]
@@ -47,23 +48,24 @@ def run_policy(bench: Path, out: Path, policy: str, extra: list[str], limit: int
         args += ["--limit", str(limit)]
     if main(args) != 0:
         raise SystemExit(f"seal eval failed for {policy} on {bench}")
-    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines() if line.strip()]
-    return rows
+    lines = (out / PREDICTIONS_FILE).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def summarize(records: list[dict]) -> dict:
-    """Accuracy, cost, action rates, per-tag accuracy and median seconds per action of one run."""
-    n = len(records)
+    """:func:`eval.metrics.run_metrics` (accuracy, cost, action rates, ...) plus accuracy per tag and
+    median seconds per action."""
+    from eval.metrics import run_metrics
+
+    metrics = run_metrics(records)
     by_tag: dict[str, list[bool]] = {}
     seconds: dict[str, list[float]] = {}
     for r in records:
         by_tag.setdefault(r.get("tag") or "untagged", []).append(bool(r["correct"]))
         seconds.setdefault(r["action"], []).append(float(r["seconds"]))
     return {
-        "n": n,
-        "accuracy": sum(r["correct"] for r in records) / n,
-        "avg_cost": sum(r["vision_tokens"] for r in records) / n,
-        "action_rates": {a: sum(r["action"] == a for r in records) / n for a in ("no", "coarse", "full")},
+        **metrics,
+        "action_rates": {a: metrics[f"action_rate_{a}"] for a in ("no", "coarse", "full")},
         "accuracy_by_tag": {t: sum(v) / len(v) for t, v in sorted(by_tag.items())},
         "median_seconds_by_action": {a: statistics.median(v) for a, v in sorted(seconds.items())},
     }
