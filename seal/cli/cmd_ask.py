@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from seal.cli.ask_format import EventPrinter, format_cost
+from seal.cli.ask_format import EventPrinter
 from seal.cli.common import add_config_args, print_json_line, resolve_config, write_run_record
 from seal.errors import InputError
 
@@ -159,10 +159,10 @@ def _session(agent, args: argparse.Namespace, printer: EventPrinter, stdin: Text
             print(f"error: {exc}", file=sys.stderr, flush=True)
             continue
         total_tokens += int(record["cost"]["vision_tokens"])
-    stats = agent.session.stats() if agent.session is not None else None
-    cached = f", {stats.encode_cache_hits} patch encodings served from cache" if stats is not None else ""
-    print(f"session    {n} question(s), {total_tokens} vision tokens{cached}", flush=True)
+    hits = agent.session.stats().encode_cache_hits  # set_image ran before the session started
+    print(f"session    {n} question(s), {total_tokens} vision tokens, {hits} patch encodings served from cache",
+          flush=True)
     return 0
 
 
-__all__ = ["format_cost", "parse_line", "policy_overrides", "register", "run"]
+__all__ = ["parse_line", "policy_overrides", "register", "run"]
