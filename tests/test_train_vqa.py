@@ -17,7 +17,7 @@ from seal.models.backbone import TinyBackboneConfig, build_tiny_llava
 from seal.models.tokenizer import IMAGE_TOKEN, encode_reply, train_tokenizer
 from seal.vqa import IGNORE_INDEX, VQAModel, format_refusal
 from training.tokenizer_corpus import corpus_texts
-from training.vqa_data import VQADataConfig, render_scene, scene_examples, scene_specs
+from training.vqa_data import VQADataConfig, probe_specs, render_scene, scene_examples, scene_specs
 from vwm.layout import VWMConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,10 +89,12 @@ def test_examples_mask_the_prompt_and_carry_one_image_per_view(processor, scenes
     cfg = VQADataConfig(not_found_prob=1.0)
     seen_views = set()
     for tag, (index, sample) in scenes.items():
-        specs = scene_specs(sample, np.random.default_rng([cfg.seed, index]), cfg)
-        examples, images = scene_examples(processor, SMALL_SYNTH, cfg, VWMConfig(), index)
+        rng = np.random.default_rng([cfg.seed, index])
+        specs = scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg)
+        examples, images, maps = scene_examples(processor, SMALL_SYNTH, cfg, VWMConfig(), index)
         assert len(examples) == len(specs)
         assert images and all(im.shape == (3, 32, 32) and im.dtype == np.float16 for im in images)
+        assert len(maps) == len(images) and all(m.shape == (3, 4, 4) for m in maps)  # 32 px in 8 px patches
         for ex, spec in zip(examples, specs):
             expected_images = {"none": 0, "global": 1,
                                "crops": 1 + sum(box is not None for _, box in spec.targets)}[spec.view]
@@ -107,6 +109,79 @@ def test_examples_mask_the_prompt_and_carry_one_image_per_view(processor, scenes
         globals_ = {ex["image_ids"][0] for ex in examples if ex["image_ids"]}
         assert globals_ == {0}
     assert seen_views == {"none", "global", "crops"}
+
+
+def test_probe_questions_ask_about_other_objects_from_their_crops(scenes):
+    from eval.synth.scene import NAME_ATTRS, describe, matches
+
+    cfg = VQADataConfig(probe_objects=12, probe_refusal_prob=1.0)
+    seen_kinds = set()
+    for _, sample in scenes.values():
+        specs = probe_specs(sample, np.random.default_rng(3), cfg)
+        answers = [s for s in specs if s.kind == "probe"]
+        assert 0 < len(answers) <= 12
+        asked = {t.name for t in sample.targets}
+        for spec in answers:
+            assert spec.view == "crops" and all(box is not None for _, box in spec.targets)
+            for name, box in spec.targets:
+                assert name not in asked
+                # the name is unique in the scene (the benchmark's rule) and the box is that object's
+                hits = [o for o in sample.objects if any(
+                    describe(o.attrs, NAME_ATTRS[k]) == name and sum(matches(x.attrs, o.attrs, NAME_ATTRS[k])
+                                                                        for x in sample.objects) == 1
+                    for k in ("color", "pattern"))]
+                assert len(hits) == 1
+                x, y, w, h = hits[0].bbox
+                assert box == (x, y, x + w, y + h)
+            seen_kinds.add("spatial" if len(spec.targets) == 2 else "attribute")
+        for spec in specs:
+            if spec.kind == "probe_refusal":
+                assert spec.view == "global" and spec.reply == format_refusal([spec.reply.rsplit(": ", 1)[1][:-1]])
+    assert seen_kinds == {"spatial", "attribute"}
+    assert probe_specs(scenes["search"][1], np.random.default_rng(0), VQADataConfig(probe_objects=0)) == []
+
+
+def test_view_attribute_maps_follow_the_letterbox():
+    from eval.synth.scene import VALUES
+    from training.vqa_data import view_attribute_maps
+
+    square = {"bbox": [0, 0, 50, 50], "polygon": [[0, 0], [50, 0], [50, 50], [0, 50]],
+              "color": "green", "pattern": "dotted", "shape": "square"}
+    # a 200 x 100 region letterboxed into 64 px: rows 0-15 and 48-63 are padding
+    maps = view_attribute_maps((0, 0, 200, 100), [square], 64, 8)
+    assert maps.shape == (3, 8, 8)
+    assert (maps[:, :2] == 0).all() and (maps[:, 6:] == 0).all()
+    assert maps[0, 2, 0] == 1 + VALUES["color"].index("green") and maps[2, 3, 1] == 1 + VALUES["shape"].index("square")
+
+
+def test_attribute_loss_trains_the_head_on_the_tower_features(processor):
+    import torch
+
+    from seal.models.backbone import TinyBackboneConfig, build_tiny_llava
+    from training.vqa_aux import VQATrainModel
+    from training.vqa_recipe import make_loss_fn
+
+    llava, proc = build_tiny_llava(TinyBackboneConfig(**TINY_BACKBONE), processor.tokenizer)
+    model = VQATrainModel(llava, (3, 2))
+    torch.manual_seed(0)
+    batch = {"input_ids": torch.tensor([[1] + [llava.config.image_token_id] * 16 + [5, 6]]),
+             "attention_mask": torch.ones(1, 19, dtype=torch.long),
+             "labels": torch.tensor([[-100] * 17 + [5, 6]]),
+             "pixel_values": torch.randn(1, 3, 32, 32),
+             "attributes": torch.stack([torch.randint(0, 3, (4, 4)), torch.full((4, 4), -100)])[None]}
+    loss = make_loss_fn(0.5)
+    first = loss(model, batch)
+    assert set(first) >= {"total", "attributes", "token_acc"}
+    assert torch.allclose(first["total"], make_loss_fn(0.0)(model, batch)["total"] + 0.5 * first["attributes"])
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(30):
+        out = loss(model, batch)
+        opt.zero_grad()
+        out["total"].backward()
+        opt.step()
+    assert float(out["attributes"]) < 0.5 * float(first["attributes"])
+    with pytest.raises(ValueError, match="attribute labels"):
+        model.attribute_loss(torch.zeros(1, 3, 4, 4, dtype=torch.long))
 
 
 # ---- the real CLI -----------------------------------------------------------------------------------

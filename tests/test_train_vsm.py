@@ -109,6 +109,36 @@ def test_search_regions_follow_the_tree():
     assert regions[0] == (0, (0.0, 0.0, 2246.0, 1582.0))
 
 
+def test_attribute_maps_label_objects_and_ignore_illegible_shapes():
+    from eval.synth.scene import VALUES
+    from training.vsm_data import attribute_classes, attribute_maps
+
+    frame = Frame((0.0, 0.0, 1000.0, 1000.0), 100, 100, True)  # 10x downscale, 4x4 cells of 25 input px
+    big = {"bbox": [0, 0, 500, 500], "polygon": [[0, 0], [500, 0], [500, 500], [0, 500]],
+           "color": "blue", "pattern": "striped", "shape": "square"}
+    small = {"bbox": [800, 800, 40, 40], "polygon": [[800, 800], [840, 800], [840, 840], [800, 840]],
+             "color": "red", "pattern": "dotted", "shape": "star"}
+    maps = attribute_maps(frame, [small, big], (4, 4), VSMDataConfig())
+    assert maps.shape == (3, 4, 4) and maps.dtype == np.int16
+    assert (maps[:, :2, :2] == np.array([1 + VALUES[k].index(big[k]) for k in ("color", "pattern", "shape")])
+            [:, None, None]).all()
+    assert maps[0, 3, 3] == 1 + VALUES["color"].index("red")  # 4 input px: colour only
+    assert maps[1, 3, 3] == -100 and maps[2, 3, 3] == -100
+    assert maps[0, 0, 3] == 0 and maps[0, 3, 0] == 0  # background
+    assert attribute_classes() == tuple(1 + len(VALUES[k]) for k in ("color", "pattern", "shape"))
+
+
+def test_more_rows_per_patch_and_attribute_maps_in_batches(tmp_path):
+    cfg = VSMDataConfig(cache_dir=str(tmp_path), positives_per_patch=2, negatives_per_patch=2, attribute_maps=True)
+    data = build_dataset(SynthConfig(n=1, **SMALL_SYNTH), cfg, SearchConfig(), 64, (16, 16), (122, 116, 104))
+    assert data.attributes is not None and data.attributes.shape == (len(data.patches), 3, 4, 4)
+    crops = [p for p, r in enumerate(data.records) if r.level == -1]
+    negatives = [e for e in data.examples if e.patch in crops and e.kind == "detect" and len(e.boxes) == 0
+                 and e.heatmap.sum() == 0]
+    assert len(negatives) >= len(crops)  # two absent-name rows per patch (when two exist)
+    assert max(len(rows) for rows in data.by_patch) >= 4
+
+
 # ---------------------------------------------------------------- the real seal train vsm
 def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_path, capsys):
     from search.image_source import ImageSource

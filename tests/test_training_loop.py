@@ -57,6 +57,17 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert summary["final"]["total"] <= first["final"]["total"] * 1.5 < 1.0
 
 
+def test_resuming_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    from seal.errors import InputError
+
+    batches, loss_fn = _problem()
+    cfg = TrainConfig(out_dir=str(tmp_path), max_steps=10, warmup_steps=0, save_every=10)
+    train(torch.nn.Linear(3, 1), batches, loss_fn, cfg)
+    bigger = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    with pytest.raises(InputError, match="does not fit this model.*new train.out_dir"):
+        train(bigger, batches, loss_fn, TrainConfig(out_dir=str(tmp_path), max_steps=20, warmup_steps=0))
+
+
 def test_grad_accumulation_counts_optimizer_steps(tmp_path):
     batches, loss_fn = _problem()
     seen = []

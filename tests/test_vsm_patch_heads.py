@@ -100,3 +100,36 @@ def test_phrase_query_makes_the_query_depend_on_the_target_and_round_trips(tmp_p
         a = vsm(enc["input_ids"], enc["attention_mask"], vsm.encode_images(pixels))
         b = loaded(enc["input_ids"], enc["attention_mask"], loaded.encode_images(pixels))
     assert torch.allclose(a.box_logits, b.box_logits, atol=1e-5) and torch.allclose(a.loc_state, b.loc_state, atol=1e-5)
+
+
+def test_trainable_phrase_table_and_attribute_head_round_trip(tmp_path):
+    from search.vsm.losses import VSMCriterion, VSMTargets
+    from search.vsm.config import VSMLossConfig
+
+    vsm = tiny_vsm(phrase_query=True, phrase_embed_dim=8, attribute_classes=(3, 2)).eval()
+    pixels = vsm.preprocess(random_patches(2, seed=6))
+    enc = vsm.prompts(["detect", "detect"], ["red star", "blue circle"], False)
+    with torch.no_grad():
+        out = vsm(enc["input_ids"], enc["attention_mask"], vsm.encode_images(pixels))
+    g = vsm.grid_size
+    assert out.attributes.shape == (2, 5, g, g) and out.attribute_classes == (3, 2)
+    assert vsm.phrase_embed.weight.shape[1] == 8
+    loaded = VSMModel.from_pretrained(vsm.save_pretrained(tmp_path / "vsm"))
+    with torch.no_grad():
+        again = loaded(enc["input_ids"], enc["attention_mask"], loaded.encode_images(pixels))
+    assert torch.allclose(out.attributes, again.attributes, atol=1e-5)
+    assert torch.allclose(out.loc_state, again.loc_state, atol=1e-5)
+    # the auxiliary term: cross-entropy over labelled cells, -100 ignored, 0 without labels
+    labels = torch.full((2, 2, g, g), -100, dtype=torch.long)
+    labels[:, 0, 0, 0] = 2
+    crit = VSMCriterion(VSMLossConfig(weights={"attributes": 1.0}))
+    targets = VSMTargets(heatmaps=torch.zeros(2, *vsm.heatmap_size), boxes=[torch.zeros(0, 4)] * 2, attributes=labels)
+    expected = torch.nn.functional.cross_entropy(out.attributes[:, :3, 0, 0], torch.tensor([2, 2]))
+    assert torch.allclose(crit(out, targets)["attributes"], expected, atol=1e-5)
+    no_labels = VSMTargets(heatmaps=targets.heatmaps, boxes=targets.boxes)
+    assert float(crit(out, no_labels)["attributes"]) == 0.0
+
+
+def test_config_rejects_bad_attribute_classes():
+    with pytest.raises(ConfigError, match="attribute_classes"):
+        VSMConfig(attribute_classes=(1, 4))

@@ -63,7 +63,14 @@ def train(model, batches: Callable[[int], Iterable[Any]], loss_fn: LossFn, cfg: 
 
     step = 0
     if cfg.resume and (ckpt / "state.json").is_file():
-        accelerator.load_state(str(ckpt))
+        try:
+            accelerator.load_state(str(ckpt))
+        except (RuntimeError, KeyError, ValueError) as exc:  # another model's or optimizer's state
+            from seal.errors import InputError
+
+            first = " ".join(str(exc).split())[:300]
+            raise InputError(f"the checkpoint does not fit this model ({first}); train into a new train.out_dir "
+                             "or pass --train.resume=false to start over", ckpt) from None
         step = json.loads((ckpt / "state.json").read_text())["step"]
         accelerator.print(f"resumed from {ckpt} at step {step}")
     log_path = out / "train_log.jsonl"

@@ -17,7 +17,15 @@ coarse     global + ground-truth crop               correct option sentence; let
 text       none (text-only pass)                    correct option sentence; letter
 text       global view only                         refusal listing the targets (``text_global_refusal``)
 text       global + ground-truth crops              correct option sentence
+any        global + one *probe* object's crop       its colour / pattern (``probe_objects``)
+any        global view only                         refusal naming a small probe object
 =========  =======================================  ==========================================
+
+Probes are extra questions about other objects of the same scene (any role, named uniquely by the
+benchmark's rule): they cost no rendering, and they are what teaches the model to read colours and
+patterns from pixels. Without them a scene gives one or two answer examples whose replies a tiny
+model can memorise from the scene instead (token accuracy 1.0 on the training set, chance with
+ground-truth crops on the test split).
 
 A failed search ("not found") is answered with a best guess, never a second refusal: the search
 already ran, a refusal would make the agent search the same target again, and a V*Bench answer is
@@ -78,12 +86,28 @@ class VQADataConfig:
     cache_dir: str = ""
     """When set, built examples are saved there (keyed by a hash of everything they depend on) and
     reused by a later run with the same settings. Empty: always rebuild."""
+    attribute_maps: bool = True
+    """Store each view's per-cell colour / pattern / shape map (:func:`view_attribute_maps`) for the
+    recipe's auxiliary dense loss on the vision tower (``vqa_train.attribute_loss``)."""
     bucket_batches: int = 32
     """Examples are sorted by length within windows of this many batches (less padding), then the
     batches are shuffled."""
+    probe_objects: int = 6
+    """Probe questions per scene: colour or pattern questions about other objects, answered from
+    their ground-truth crop (0 = none)."""
+    probe_refusal_prob: float = 0.25
+    """Probability that a probe about a small object also yields a global-view refusal naming it."""
+    probe_letter_prob: float = 0.3
+    """Probability that a probe is asked in the letter format instead of as an open question."""
+    probe_spatial_prob: float = 0.3
+    """Probability that a probe is a left / right question about two objects (both crops shown)."""
+    """Probability that a probe is asked in the letter format instead of as an open question."""
 
     def __post_init__(self) -> None:
-        for name in ("letter_short_prob", "not_found_prob", "letter_refusal_prob"):
+        if self.probe_objects < 0:
+            raise ConfigError(f"vqa_train.data.probe_objects: expected >= 0, found {self.probe_objects}")
+        for name in ("letter_short_prob", "not_found_prob", "letter_refusal_prob", "probe_refusal_prob",
+                     "probe_letter_prob", "probe_spatial_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"vqa_train.data.{name}: expected 0..1, found {getattr(self, name)}")
         if self.workers < 1 or self.bucket_batches < 1:
@@ -149,6 +173,94 @@ def scene_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
     raise ValueError(f"unknown sample tag {sample.tag!r}")
 
 
+SMALL_PROBE = 0.04
+"""A probe object whose box long side is at most this fraction of the image's long side is not
+legible in the global view (SynthVStar's small targets and distractors are <= 0.032)."""
+
+
+def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataConfig) -> list[ExampleSpec]:
+    """Up to ``cfg.probe_objects`` probe examples: colour / pattern questions about other objects of
+    the scene, each named uniquely by the benchmark's rule (``NAME_ATTRS``) and answered from its
+    ground-truth crop; small ones sometimes also as a global-view refusal (kind ``probe_refusal``)."""
+    import copy
+
+    from eval.synth.questions import attribute_question
+    from eval.synth.scene import NAME_ATTRS, describe, matches
+    from search.geometry import xywh_to_xyxy
+    from seal.vqa.prompts import letter_question
+    from seal.vqa.refusal import format_refusal
+
+    if cfg.probe_objects == 0:
+        return []
+    asked = {t.name for t in sample.targets}
+    long_side = max(sample.image.size)
+    specs: list[ExampleSpec] = []
+    for i in rng.permutation(len(sample.objects)):
+        if len(specs) >= cfg.probe_objects:
+            break
+        obj = sample.objects[int(i)]
+        if rng.random() < cfg.probe_spatial_prob:
+            spec = _spatial_probe(sample, rng, obj, asked)
+            if spec is not None:
+                specs.append(spec)
+            continue
+        kind = "color" if rng.random() < 0.5 else "pattern"
+        keys = NAME_ATTRS[kind]
+        if sum(matches(o.attrs, obj.attrs, keys) for o in sample.objects) != 1:
+            continue  # the name would not be unique
+        named = copy.copy(obj)
+        named.name = describe(obj.attrs, keys)
+        if named.name in asked:
+            continue
+        q = attribute_question(rng, kind, named, sample.objects)
+        box = tuple(float(v) for v in xywh_to_xyxy(obj.bbox))
+        if rng.random() < cfg.probe_letter_prob:
+            options = q.short_options if rng.random() < cfg.letter_short_prob else q.options
+            order = rng.permutation(len(options))
+            specs.append(ExampleSpec("probe", letter_question(q.question, [options[k] for k in order]),
+                                     "ABCDEFGH"[int(np.argmax(order == 0))], "crops", ((named.name, box),)))
+        else:
+            specs.append(ExampleSpec("probe", q.question, q.options[0], "crops", ((named.name, box),)))
+        if max(obj.bbox[2], obj.bbox[3]) <= SMALL_PROBE * long_side and rng.random() < cfg.probe_refusal_prob:
+            specs.append(ExampleSpec("probe_refusal", q.question, format_refusal([named.name]), "global"))
+    return specs
+
+
+def _spatial_probe(sample: "SynthSample", rng: np.random.Generator, a, asked: set[str]) -> ExampleSpec | None:
+    """"Is the ``a`` on the left or right side of the ``b``?" for a random partner ``b`` of the scene
+    horizontally apart from ``a`` (both named by colour + shape, uniquely), answered from both crops;
+    None when ``a`` has no such partner."""
+    import copy
+
+    from eval.synth.questions import spatial_question
+    from eval.synth.scene import NAME_ATTRS, describe, matches
+    from search.geometry import xywh_to_xyxy
+
+    keys = NAME_ATTRS["spatial"]
+    gap = 0.12 * sample.image.size[0]
+
+    def unique(o) -> bool:
+        return sum(matches(x.attrs, o.attrs, keys) for x in sample.objects) == 1
+
+    if not unique(a):
+        return None
+    partners = [o for o in sample.objects if o is not a and unique(o)
+                and (o.bbox[0] >= a.bbox[0] + a.bbox[2] + gap or a.bbox[0] >= o.bbox[0] + o.bbox[2] + gap)]
+    if not partners:
+        return None
+    b = partners[int(rng.integers(len(partners)))]
+    pair = []
+    for o in (a, b):
+        named = copy.copy(o)
+        named.name = describe(o.attrs, keys)
+        pair.append(named)
+    if {p.name for p in pair} & asked:
+        return None
+    q = spatial_question(rng, pair[0], pair[1])
+    targets = tuple((p.name, tuple(float(v) for v in xywh_to_xyxy(p.bbox))) for p in pair)
+    return ExampleSpec("probe", q.question, q.options[0], "crops", targets)
+
+
 def spec_memory(spec: ExampleSpec, image, vwm_config: "VWMConfig"):
     """The :class:`~vwm.layout.VisualWorkingMemory` an example is laid out from (None: text only)."""
     from vwm.layout import VisualWorkingMemory
@@ -192,30 +304,67 @@ def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADa
 
     sample = render_scene(synth, index, cfg.jpeg_roundtrip)
     rng = np.random.default_rng([cfg.seed, index])
-    examples, images = [], []
-    for spec in scene_specs(sample, rng, cfg):
-        ex = build_training_example(processor, spec.question, spec.reply, spec_memory(spec, sample.image, vwm_config))
+    objects = [o.to_json() for o in sample.objects]
+    size = processor.image_processor.crop_size["height"]
+    grid = size // processor.patch_size
+    examples, images, maps = [], [], []
+    for spec in scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg):
+        vwm = spec_memory(spec, sample.image, vwm_config)
+        ex = build_training_example(processor, spec.question, spec.reply, vwm)
         ids = []
-        for view in ([] if ex["pixel_values"] is None else ex["pixel_values"].numpy().astype(np.float16)):
+        views = [] if ex["pixel_values"] is None else ex["pixel_values"].numpy().astype(np.float16)
+        regions = [] if vwm is None else view_regions(vwm)
+        for view, region in zip(views, regions):
             match = next((k for k, seen in enumerate(images) if np.array_equal(seen, view)), None)
             if match is None:
                 images.append(view)
+                if cfg.attribute_maps:
+                    maps.append(view_attribute_maps(region, objects, size, grid))
                 match = len(images) - 1
             ids.append(match)
         examples.append({"input_ids": ex["input_ids"].numpy(), "labels": ex["labels"].numpy(),
                          "image_ids": ids, "kind": spec.kind, "view": spec.view, "tag": sample.tag})
-    return examples, images
+    return examples, images, maps
+
+
+def view_regions(vwm) -> list[tuple[float, float, float, float]]:
+    """Full-image ``xyxy`` region shown by each image of ``vwm``'s prompt, in placeholder order: the
+    whole image (the global view), then each entry's crop region."""
+    from vwm.crops import crop_region_xyxy
+
+    w, h = vwm.global_image.size
+    cfg = vwm.config
+    regions = [(0.0, 0.0, float(w), float(h))]
+    for entry in vwm.entries:
+        if entry.crop is not None:
+            regions.append(tuple(float(v) for v in crop_region_xyxy(entry.box_xyxy, w, h, cfg.crop_scale,
+                                                                     cfg.min_context_px)))
+    return regions
+
+
+def view_attribute_maps(region, objects: list[dict], size: int, grid: int) -> np.ndarray:
+    """(3, grid, grid) int16 attribute classes of the objects under each vision patch of a view that
+    letterboxes ``region`` into ``size`` px (the layout's letterbox then the processor's resize keep
+    the geometry): :func:`training.vsm_data.attribute_maps`, legible from 10 px at the model input."""
+    from search.geometry import Frame
+    from training.vsm_data import VSMDataConfig, attribute_maps
+
+    frame = Frame(tuple(float(v) for v in region), size, size, letterbox=True)
+    return attribute_maps(frame, objects, (grid, grid), VSMDataConfig(min_legible_px=10.0))
 
 
 class VQADataset:
     """Examples of many scenes with their de-duplicated images, served as shuffled padded batches."""
 
-    def __init__(self, examples: list[dict], images: np.ndarray, pad_token_id: int) -> None:
+    def __init__(self, examples: list[dict], images: np.ndarray, pad_token_id: int,
+                 maps: np.ndarray | None = None) -> None:
         """``examples`` as :func:`scene_examples` returns them (``image_ids`` indexing ``images``);
-        ``images`` (N, 3, S, S) float16 preprocessed views."""
+        ``images`` (N, 3, S, S) float16 preprocessed views; ``maps`` (N, 3, g, g) int16 their
+        attribute maps, or None."""
         self.examples = examples
         self.images = images
         self.pad_token_id = pad_token_id
+        self.maps = maps
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -234,7 +383,12 @@ class VQADataset:
                          "attention_mask": torch.ones(len(ex["input_ids"]), dtype=torch.long),
                          "labels": torch.from_numpy(ex["labels"]),
                          "pixel_values": torch.stack(views) if views else None})
-        return collate(rows, self.pad_token_id)
+        batch = collate(rows, self.pad_token_id)
+        if self.maps is not None:
+            ids = [k for i in indices for k in self.examples[i]["image_ids"]]
+            if ids:  # (N_img, 3, g, g) in pixel_values order
+                batch["attributes"] = torch.from_numpy(self.maps[ids].astype(np.int64))
+        return batch
 
     def batches(self, epoch: int, batch_size: int, seed: int, bucket_batches: int) -> Iterator[dict]:
         """One epoch: shuffle (seeded by ``seed`` and ``epoch``), sort by length within windows of
@@ -264,25 +418,27 @@ def build_dataset(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADat
     if cache is not None and cache.is_file():
         log(f"loading cached examples from {cache}")
         with cache.open("rb") as f:
-            examples, images = pickle.load(f)
-        return VQADataset(examples, images, processor.tokenizer.pad_token_id)
-    examples, views = [], []
-    for scene_ex, scene_im in _scene_results(processor, synth, cfg, vwm_config, processor_dir, log):
+            examples, images, maps = pickle.load(f)
+        return VQADataset(examples, images, processor.tokenizer.pad_token_id, maps)
+    examples, views, view_maps = [], [], []
+    for scene_ex, scene_im, scene_maps in _scene_results(processor, synth, cfg, vwm_config, processor_dir, log):
         for ex in scene_ex:
             ex["image_ids"] = [k + len(views) for k in ex["image_ids"]]
         examples += scene_ex
         views += scene_im
+        view_maps += scene_maps
     size = processor.image_processor.crop_size["height"]
     images = np.stack(views) if views else np.zeros((0, 3, size, size), dtype=np.float16)
+    maps = np.stack(view_maps) if cfg.attribute_maps and view_maps else None
     del views
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
         with tmp.open("wb") as f:
-            pickle.dump((examples, images), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((examples, images, maps), f, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(cache)
         log(f"cached {len(examples)} examples in {cache}")
-    return VQADataset(examples, images, processor.tokenizer.pad_token_id)
+    return VQADataset(examples, images, processor.tokenizer.pad_token_id, maps)
 
 
 def _scene_results(processor, synth, cfg, vwm_config, processor_dir, log):

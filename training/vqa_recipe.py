@@ -46,12 +46,18 @@ class VQATrainConfig:
     """How scenes become examples."""
     export_dir: str = "checkpoints/vqa_tiny"
     """Where the final model, processor, config and training log are written."""
+    attribute_loss: float = 0.5
+    """Weight of the auxiliary per-patch attribute loss on the vision tower
+    (:mod:`training.vqa_aux`; needs ``data.attribute_maps``); 0 = answers only."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
             raise ConfigError(f"vqa_train.vocab_size: expected >= 300, found {self.vocab_size}")
         if not self.export_dir:
             raise ConfigError("vqa_train.export_dir: expected a directory, found an empty string")
+        if self.attribute_loss < 0 or (self.attribute_loss > 0 and not self.data.attribute_maps):
+            raise ConfigError(f"vqa_train.attribute_loss: expected >= 0, and data.attribute_maps on when > 0; "
+                              f"found {self.attribute_loss} / {self.data.attribute_maps}")
 
 
 def build(cfg: VQATrainConfig):
@@ -62,6 +68,22 @@ def build(cfg: VQATrainConfig):
 
     tokenizer = train_tokenizer(corpus_texts(cfg.corpus_seed), vocab_size=cfg.vocab_size)
     return build_tiny_llava(cfg.backbone, tokenizer)
+
+
+def make_loss_fn(attribute_weight: float = 0.0):
+    """``loss_fn(model, batch)``: :func:`loss_fn`, plus ``attribute_weight`` x the auxiliary attribute
+    loss (term ``attributes``) when ``model`` is a :class:`training.vqa_aux.VQATrainModel` and the
+    batch holds ``attributes``."""
+
+    def with_aux(model, batch):
+        out = loss_fn(model, batch)
+        inner = getattr(model, "module", model)  # unwrapped from DistributedDataParallel
+        if attribute_weight > 0 and "attributes" in batch and hasattr(inner, "attribute_loss"):
+            out["attributes"] = inner.attribute_loss(batch["attributes"])
+            out["total"] = out["total"] + attribute_weight * out["attributes"]
+        return out
+
+    return with_aux
 
 
 def loss_fn(model, batch: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
@@ -115,16 +137,23 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     log(f"tiny LLaVA: {n_params / 1e6:.2f} M parameters, vocabulary {len(processor.tokenizer)}, "
         f"{cfg.vqa_train.backbone.image_tokens} tokens per image")
     data = build_dataset(processor, cfg.synth, cfg.vqa_train.data, cfg.vwm, processor_dir, log=log)
+    trained = model
+    if cfg.vqa_train.attribute_loss > 0:
+        from training.vqa_aux import VQATrainModel
+        from training.vsm_data import attribute_classes
+
+        trained = VQATrainModel(model, attribute_classes())
+        log(f"auxiliary attribute loss (weight {cfg.vqa_train.attribute_loss}) on the vision tower")
     log(f"{len(data)} examples from {cfg.synth.n} scenes, {len(data.images)} distinct views")
 
     def batches(epoch: int):
         return data.batches(epoch, cfg.train.batch_size, cfg.train.seed + cfg.vqa_train.data.seed,
                             cfg.vqa_train.data.bucket_batches)
 
-    def on_save(trained, out_dir: Path) -> None:
-        path = export(trained, processor, cfg, out_dir, command)
+    def on_save(unwrapped, out_dir: Path) -> None:
+        path = export(getattr(unwrapped, "llava", unwrapped), processor, cfg, out_dir, command)
         log(f"exported the trained model to {path}")
 
-    summary = train(model, batches, loss_fn, cfg.train, on_save=on_save)
+    summary = train(trained, batches, make_loss_fn(cfg.vqa_train.attribute_loss), cfg.train, on_save=on_save)
     summary.update(examples=len(data), parameters=n_params, export_dir=cfg.vqa_train.export_dir)
     return summary

@@ -70,11 +70,21 @@ class VSMDataConfig:
     """Probability that a root / level-1 patch also gets a context row."""
     near_miss_fraction: float = 0.5
     """Probability that a negative row uses a near-miss name (else a name from elsewhere)."""
+    positives_per_patch: int = 1
+    """Positive ``detect`` rows per patch (distinct names of objects in view; fewer when fewer exist)."""
+    negatives_per_patch: int = 1
+    """Negative ``detect`` rows per patch."""
+    attribute_maps: bool = False
+    """Also store per-patch attribute maps (colour / pattern / shape class of the object covering each
+    vision-grid cell) for the auxiliary dense loss (``vsm.attribute_classes``, loss term ``attributes``)."""
     cache_dir: str = "runs/cache"
     """Rendered scenes' patches and rows are cached here (one file per scene); '' disables."""
 
     def __post_init__(self) -> None:
         self.crop_object_px = tuple(self.crop_object_px)  # type: ignore[assignment]
+        if self.positives_per_patch < 1 or self.negatives_per_patch < 0:
+            raise ConfigError("vsm_train.data.positives_per_patch / negatives_per_patch: expected >= 1 / >= 0, "
+                              f"found {self.positives_per_patch} / {self.negatives_per_patch}")
         if self.level2_negatives < 0 or self.random_crops < 0:
             raise ConfigError("vsm_train.data.level2_negatives / random_crops: expected >= 0")
         lo, hi = self.crop_object_px
@@ -230,11 +240,13 @@ def scene_examples(sample_json: dict, image, index: int, cfg: VSMDataConfig, sea
     objects = sample_json["objects"]
     targets = [o for o in objects if o["role"] == "target"]
     src = ImageSource(image)
-    patches, records, examples = [], [], []
+    patches, records, examples, attributes = [], [], [], []
     for level, region in scene_patches(sample_json, targets, cfg, search_cfg, input_size, rng):
         pixels, frame = src.crop_resized(region, input_size, input_size, letterbox=True, fill=fill)
         p = len(patches)
         patches.append(pixels)
+        if cfg.attribute_maps:
+            attributes.append(attribute_maps(frame, objects, (heatmap_hw[0] // 4, heatmap_hw[1] // 4), cfg))
         records.append(Patch(index, level, tuple(region)))
         present = [o for o in objects if _inside(o, region, 0.5)]
         present_targets = [o for o in present if o["role"] == "target"]
@@ -250,34 +262,77 @@ def scene_examples(sample_json: dict, image, index: int, cfg: VSMDataConfig, sea
             pool = present_targets or targets
         else:
             pool = present
-        if pool:
-            pos = pool[int(rng.integers(len(pool)))]
-            add("detect", keys, {k: pos[k] for k in keys})
+        named: set[str] = set()
+        for i in rng.permutation(len(pool))[:cfg.positives_per_patch] if pool else []:
+            pos = pool[int(i)]
+            if object_name(pos, keys) not in named:
+                named.add(object_name(pos, keys))
+                add("detect", keys, {k: pos[k] for k in keys})
+            if level in (0, 1) or present_targets:
+                break  # the coarse levels ask for the scene's target only
+            keys = NAME_KEYS[int(rng.integers(2))]
         # negative: a near-miss name, or the name of an object outside the patch
-        keys = NAME_KEYS[int(rng.integers(2))]
         outside = [o for o in objects if not _inside(o, region, 0.05)]
-        for _ in range(10):
-            if rng.random() < cfg.near_miss_fraction or not outside:
-                base = (present or objects)[int(rng.integers(len(present or objects)))]
-                values = _near_miss(base, keys, rng)
-            else:
-                other = outside[int(rng.integers(len(outside)))]
-                values = {k: other[k] for k in keys}
-            if not any(_inside(o, region, 0.05) for o in matching(objects, keys, values)):
-                add("detect", keys, values)
-                break
+        for _ in range(cfg.negatives_per_patch):
+            keys = NAME_KEYS[int(rng.integers(2))]
+            for _ in range(10):
+                if rng.random() < cfg.near_miss_fraction or not outside:
+                    base = (present or objects)[int(rng.integers(len(present or objects)))]
+                    values = _near_miss(base, keys, rng)
+                else:
+                    other = outside[int(rng.integers(len(outside)))]
+                    values = {k: other[k] for k in keys}
+                if not any(_inside(o, region, 0.05) for o in matching(objects, keys, values)):
+                    add("detect", keys, values)
+                    break
         if level in (0, 1) and rng.random() < cfg.context_fraction:
             t = targets[int(rng.integers(len(targets)))]
             keys = NAME_KEYS[int(rng.integers(2))]
             add("context", keys, {k: t[k] for k in keys}, blob=cfg.context_px)
-    return {"patches": np.stack(patches), "records": records, "examples": examples}
+    part = {"patches": np.stack(patches), "records": records, "examples": examples}
+    if cfg.attribute_maps:
+        part["attributes"] = np.stack(attributes)
+    return part
+
+
+ATTRIBUTE_ORDER = ("color", "pattern", "shape")
+"""Channels of an attribute map."""
+
+
+def attribute_classes() -> tuple[int, ...]:
+    """Classes per channel of :func:`attribute_maps`: background + each SynthVStar value."""
+    from eval.synth.scene import VALUES
+
+    return tuple(1 + len(VALUES[k]) for k in ATTRIBUTE_ORDER)
+
+
+def attribute_maps(frame, objects: list[dict], grid_hw: tuple[int, int], cfg: VSMDataConfig) -> np.ndarray:
+    """(3, g, g) int16 class of the object covering each vision-grid cell, per :data:`ATTRIBUTE_ORDER`
+    channel: 0 = background, ``1 + index`` into ``VALUES[attr]``; pattern and shape are -100
+    (ignored) on objects too small to be legible (short side < ``min_legible_px`` input px), whose
+    colour is still supervised. Larger objects are drawn last, so a small one on top keeps its cells."""
+    from eval.synth.scene import VALUES
+    from search.geometry import intersection_fraction_xyxy, xywh_to_xyxy
+    from search.vsm.targets import heatmap_target
+
+    out = np.zeros((len(ATTRIBUTE_ORDER),) + tuple(grid_hw), dtype=np.int16)
+    sx, sy = frame.scale_xy
+    seen = [o for o in objects if intersection_fraction_xyxy(xywh_to_xyxy(o["bbox"]), frame.region_xyxy) > 0]
+    for obj in sorted(seen, key=lambda o: -o["bbox"][2] * o["bbox"][3]):
+        cells = heatmap_target(frame, grid_hw, polygons=[obj["polygon"]]) > 0
+        legible = min(obj["bbox"][2] * sx, obj["bbox"][3] * sy) >= cfg.min_legible_px
+        for c, key in enumerate(ATTRIBUTE_ORDER):
+            out[c][cells] = 1 + VALUES[key].index(obj[key]) if (legible or key == "color") else -100
+    return out
 
 
 class VSMData:
     """All patches and rows, batched by patch: a batch = ``batch_size`` patches and all their rows."""
 
-    def __init__(self, patches: np.ndarray, records: list[Patch], examples: list[Example]) -> None:
+    def __init__(self, patches: np.ndarray, records: list[Patch], examples: list[Example],
+                 attributes: np.ndarray | None = None) -> None:
         self.patches = patches  # (P, S, S, 3) uint8
+        self.attributes = attributes  # (P, 3, g, g) int16 or None (see attribute_maps)
         self.records = records
         self.examples = examples
         self.by_patch: list[list[int]] = [[] for _ in range(len(patches))]
@@ -297,7 +352,8 @@ class VSMData:
             yield collate(chosen, [self.examples[i] for p in chosen for i in self.by_patch[p]])
 
 
-def make_collate(model, patches: np.ndarray) -> Callable[[list[int], list[Example]], dict]:
+def make_collate(model, patches: np.ndarray, attributes: np.ndarray | None = None
+                 ) -> Callable[[list[int], list[Example]], dict]:
     """``collate(patch ids, rows)`` -> the batch dict of :func:`training.vsm_recipe.loss_fn` for ``model``
     (a :class:`search.vsm.model.VSMModel`) over ``patches`` (P, S, S, 3) uint8: each patch is
     preprocessed once; rows index them.
@@ -322,6 +378,8 @@ def make_collate(model, patches: np.ndarray) -> Callable[[list[int], list[Exampl
             boxes=[torch.from_numpy(r.boxes) for r in rows],
             heatmap_valid=torch.ones(len(rows), dtype=torch.bool),
             boxes_valid=torch.tensor([r.boxes_valid for r in rows]),
+            attributes=(None if attributes is None else
+                        torch.from_numpy(np.stack([attributes[r.patch] for r in rows]).astype(np.int64))),
         )
         return {"pixel_values": pixels, "patch_index": torch.tensor([local[r.patch] for r in rows]), **enc,
                 "targets": targets}
@@ -362,10 +420,13 @@ def build_dataset(synth: "SynthConfig", cfg: VSMDataConfig, search_cfg: "SearchC
         parts.append(part)
         if (i + 1) % 50 == 0:
             log(f"rendered {i + 1}/{synth.n} scenes")
-    patches, records, examples = [], [], []
+    patches, records, examples, attributes = [], [], [], []
     for part in parts:
         offset = sum(len(p) for p in patches)
         patches.append(part["patches"])
         records += part["records"]
         examples += [replace(e, patch=e.patch + offset) for e in part["examples"]]
-    return VSMData(np.concatenate(patches), records, examples)
+        if cfg.attribute_maps:
+            attributes.append(part["attributes"])
+    return VSMData(np.concatenate(patches), records, examples,
+                   np.concatenate(attributes) if cfg.attribute_maps else None)

@@ -77,6 +77,13 @@ class VSMTrainConfig:
             raise ConfigError(f"vsm_train.vocab_size: expected >= 300, found {self.vocab_size}")
         if not self.export_dir:
             raise ConfigError("vsm_train.export_dir: expected a directory, found an empty string")
+        if self.data.attribute_maps and not self.vsm.attribute_classes:
+            from training.vsm_data import attribute_classes
+
+            self.vsm.attribute_classes = attribute_classes()  # the head the maps supervise
+        if self.vsm.attribute_classes and not self.data.attribute_maps:
+            raise ConfigError("vsm.attribute_classes is set but vsm_train.data.attribute_maps is off: the "
+                              "attribute head would have no targets")
 
 
 def build(cfg: VSMTrainConfig):
@@ -172,7 +179,7 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     positives = sum(len(e.boxes) > 0 for e in data.examples)
     log(f"{len(data)} rows ({positives} with a legible target) on {len(data.patches)} patches "
         f"from {cfg.synth.n} scenes")
-    collate = make_collate(model, data.patches)
+    collate = make_collate(model, data.patches, data.attributes)
 
     def batches(epoch: int):
         return data.batches(epoch, cfg.train.batch_size, cfg.train.seed + cfg.vsm_train.data.seed, collate)

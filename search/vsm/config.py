@@ -17,7 +17,7 @@ from typing import Any, Literal
 from seal.errors import ConfigError
 
 LOSS_TERMS: tuple[str, ...] = (
-    "lm", "heatmap_bce", "heatmap_dice", "heatmap_iou", "box_focal", "box_l1", "box_giou",
+    "lm", "heatmap_bce", "heatmap_dice", "heatmap_iou", "box_focal", "box_l1", "box_giou", "attributes",
 )
 """Names of the loss terms, each one method ``loss_<name>`` of ``VSMCriterion``."""
 
@@ -81,6 +81,15 @@ class VSMConfig:
     attends almost uniformly over ~256 image tokens, so it carries little of the target's name
     early in training and the decoders collapse to target-agnostic answers; this text path gives
     them the name from the first step (trained with the decoders, saved beside them)."""
+    phrase_embed_dim: int = 0
+    """With ``phrase_query``: 0 = the phrase is the mean of the LM's (frozen) input embeddings;
+    > 0 = a bag-of-words sum over a trainable embedding table of this width (trained with the
+    decoders: it can weigh the attribute words up and the constant template words down)."""
+    attribute_classes: tuple[int, ...] = ()
+    """Classes per channel of an auxiliary per-cell attribute head on the decoders' image features
+    (SynthVStar: colour, pattern, shape incl. background, ``training.vsm_data.attribute_classes``);
+    () = none. A dense loss that teaches the stem what objects look like far faster than the sparse
+    box loss; the head plays no part at inference."""
     detector_stem: bool = False
     """Add a convolutional stem's features (:class:`search.vsm.stem.ConvStem`, trained with the
     decoders) to the vision tower's patch grid before both decoders (its stride is the vision patch)."""
@@ -93,6 +102,10 @@ class VSMConfig:
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
         self.stem_widths = tuple(int(w) for w in self.stem_widths)
+        self.attribute_classes = tuple(int(c) for c in self.attribute_classes)
+        if any(c < 2 for c in self.attribute_classes) or self.phrase_embed_dim < 0:
+            raise ConfigError(f"vsm.attribute_classes / phrase_embed_dim: expected classes >= 2 and a width >= 0, "
+                              f"found {list(self.attribute_classes)} / {self.phrase_embed_dim}")
         if self.box_decoder not in ("queries", "patches"):
             raise ConfigError(f"vsm.box_decoder: expected 'queries' or 'patches', found {self.box_decoder!r}")
         self.modules_to_save = tuple(self.modules_to_save)
@@ -121,6 +134,7 @@ class VSMConfig:
         d["lora_targets"] = list(self.lora_targets)
         d["modules_to_save"] = list(self.modules_to_save)
         d["stem_widths"] = list(self.stem_widths)
+        d["attribute_classes"] = list(self.attribute_classes)
         return d
 
     @classmethod

@@ -51,6 +51,8 @@ class VSMTargets:
     boxes: list[torch.Tensor]
     heatmap_valid: torch.Tensor | None = None
     boxes_valid: torch.Tensor | None = None
+    attributes: torch.Tensor | None = None
+    """(B, A, g, g) int64 class maps of the auxiliary attribute loss (-100 = ignored), or None."""
 
     def __post_init__(self) -> None:
         b = self.heatmaps.shape[0]
@@ -113,6 +115,22 @@ class VSMCriterion:
         if out.lm_logits is None or out.lm_targets is None or out.lm_targets.numel() == 0:
             return out.heatmap.sum() * 0.0
         return F.cross_entropy(out.lm_logits.float(), out.lm_targets)
+
+    # ---- auxiliary attributes ----------------------------------------------------------------------
+    def loss_attributes(self, out: "VSMOutput", targets: VSMTargets) -> torch.Tensor:
+        """Cross-entropy of the per-cell attribute logits, mean over the A channels (0 without them).
+
+        ``out.attributes`` (B, sum(classes), g, g) is split by ``out.attribute_classes``; targets
+        ``(B, A, g, g)``; cells labelled -100 are ignored."""
+        if out.attributes is None or targets.attributes is None:
+            return out.heatmap.sum() * 0.0
+        labels = targets.attributes.to(out.attributes.device)
+        logits = out.attributes.float().split(list(out.attribute_classes), dim=1)
+        if len(logits) != labels.shape[1]:
+            raise ValueError(f"{len(logits)} attribute heads but {labels.shape[1]} label channels")
+        terms = [F.cross_entropy(lg, labels[:, c], ignore_index=-100) for c, lg in enumerate(logits)
+                 if bool((labels[:, c] != -100).any())]
+        return torch.stack(terms).mean() if terms else out.heatmap.sum() * 0.0
 
     # ---- heatmap ---------------------------------------------------------------------------------
     def loss_heatmap_bce(self, out: "VSMOutput", targets: VSMTargets) -> torch.Tensor:

@@ -107,6 +107,9 @@ class VSMOutput:
     loc_state: torch.Tensor
     lm_logits: torch.Tensor | None = None
     lm_targets: torch.Tensor | None = None
+    attributes: torch.Tensor | None = None
+    """(B, sum(classes), g, g) auxiliary attribute logits (``vsm.attribute_classes``), or None."""
+    attribute_classes: tuple[int, ...] = ()
 
 
 class VSMModel(nn.Module):
@@ -140,10 +143,16 @@ class VSMModel(nn.Module):
                 self.box_decoder = PatchBoxDecoder(vision_dim, text_dim, cfg)
             else:
                 self.box_decoder = BoxDecoder(vision_dim, text_dim, cfg)
-            self.phrase_proj = None
+            self.phrase_proj = self.phrase_embed = None
             if cfg.phrase_query:
                 dim = config.text_config.hidden_size
-                self.phrase_proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim))
+                width = cfg.phrase_embed_dim or dim
+                if cfg.phrase_embed_dim:
+                    self.phrase_embed = nn.Embedding(len(self.tokenizer), width)
+                self.phrase_proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, dim))
+            self.attribute_head = None
+            if cfg.attribute_classes:
+                self.attribute_head = nn.Conv2d(vision_dim, sum(cfg.attribute_classes), 1)
             self.detector_stem = None
             if cfg.detector_stem:
                 from search.vsm.stem import ConvStem
@@ -265,6 +274,10 @@ class VSMModel(nn.Module):
             heads["detector_stem"] = self.detector_stem
         if self.phrase_proj is not None:
             heads["phrase_proj"] = self.phrase_proj
+        if self.phrase_embed is not None:
+            heads["phrase_embed"] = self.phrase_embed
+        if self.attribute_head is not None:
+            heads["attribute_head"] = self.attribute_head
         return heads
 
     def _load_decoders(self, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -385,9 +398,13 @@ class VSMModel(nn.Module):
         image_id = self.backbone.config.image_token_id
         t = torch.arange(input_ids.shape[1], device=input_ids.device)
         keep = (attention_mask > 0) & (input_ids != image_id) & (t.unsqueeze(0) < pos.unsqueeze(1))  # (B, T)
-        emb = self.backbone.get_input_embeddings()(torch.where(keep, input_ids, torch.zeros_like(input_ids)))
-        mean = (emb * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)  # (B, D_text)
-        return loc + self.phrase_proj(mean.to(loc.dtype))
+        ids = torch.where(keep, input_ids, torch.zeros_like(input_ids))
+        if self.phrase_embed is not None:  # bag of words over a trainable table: (B, D_phrase)
+            phrase = (self.phrase_embed(ids) * keep.unsqueeze(-1)).sum(1)
+        else:  # mean of the LM's input embeddings: (B, D_text)
+            emb = self.backbone.get_input_embeddings()(ids)
+            phrase = (emb * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
+        return loc + self.phrase_proj(phrase.to(loc.dtype))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None = None,
                 labels: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None) -> VSMOutput:
@@ -414,8 +431,10 @@ class VSMModel(nn.Module):
             keep = shifted != IGNORE_INDEX
             lm_logits = self.backbone.lm_head(hidden[:, :-1][keep])  # (M, V)
             lm_targets = shifted[keep]
+        attributes = None if self.attribute_head is None else self.attribute_head(features.vision.float())
         return VSMOutput(heatmap=heatmap, quality=quality, boxes=boxes, box_logits=box_logits, loc_state=loc,
-                         lm_logits=lm_logits, lm_targets=lm_targets)
+                         lm_logits=lm_logits, lm_targets=lm_targets, attributes=attributes,
+                         attribute_classes=self.cfg.attribute_classes)
 
 
 def _lora_config(cfg: VSMConfig, loc_token_id: int):
