@@ -156,3 +156,21 @@ def test_heatmap_target_marks_the_object_and_not_the_padding():
     tiny = heatmap_target(frame, (16, 16), boxes_xyxy=[[201, 101, 202, 102]])
     assert tiny.sum() == 1  # sub-cell object still marks its cell
     assert heatmap_target(frame, (16, 16)).sum() == 0
+
+
+def test_balanced_attribute_cross_entropy_weighs_objects_like_the_background():
+    from search.vsm.losses import attribute_cross_entropy
+
+    torch.manual_seed(0)
+    logits = [torch.randn(2, 4, 3, 3)]
+    labels = torch.zeros(2, 1, 3, 3, dtype=torch.long)
+    labels[0, 0, 1, 1] = 3  # one object cell among 17 background cells
+    labels[1, 0, 0, 0] = -100
+    ce = torch.nn.functional.cross_entropy(logits[0], labels[:, 0].clamp_min(0), reduction="none")
+    obj, bg = labels[:, 0] > 0, labels[:, 0] == 0
+    expected = (ce[obj].mean() + ce[bg].mean()) / 2
+    assert torch.allclose(attribute_cross_entropy(logits, labels, balanced=True), expected)
+    plain = torch.nn.functional.cross_entropy(logits[0], labels[:, 0], ignore_index=-100)
+    assert torch.allclose(attribute_cross_entropy(logits, labels, balanced=False), plain)
+    with pytest.raises(ValueError, match="label channels"):
+        attribute_cross_entropy(logits * 2, labels, balanced=True)

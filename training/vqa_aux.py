@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from search.vsm.losses import attribute_cross_entropy
 
 
 class VQATrainModel(nn.Module):
@@ -26,11 +27,14 @@ class VQATrainModel(nn.Module):
     Args:
         llava: ``LlavaForConditionalGeneration``.
         classes: classes per attribute channel (``training.vsm_data.attribute_classes``).
+        balanced: weigh object and background cells equally (see
+            :func:`search.vsm.losses.attribute_cross_entropy`).
     """
 
-    def __init__(self, llava: nn.Module, classes: Sequence[int]) -> None:
+    def __init__(self, llava: nn.Module, classes: Sequence[int], balanced: bool = False) -> None:
         super().__init__()
         self.llava = llava
+        self.balanced = balanced
         self.classes = tuple(int(c) for c in classes)
         config = llava.config
         self.layer = int(config.vision_feature_layer)
@@ -60,6 +64,4 @@ class VQATrainModel(nn.Module):
         if labels.shape != (n, len(self.classes), g, g):
             raise ValueError(f"attribute labels: expected {(n, len(self.classes), g, g)}, found {tuple(labels.shape)}")
         logits = self.head(feats.float()).transpose(1, 2).reshape(n, -1, g, g).split(list(self.classes), dim=1)
-        terms = [F.cross_entropy(lg, labels[:, c], ignore_index=-100) for c, lg in enumerate(logits)
-                 if bool((labels[:, c] != -100).any())]
-        return torch.stack(terms).mean() if terms else feats.sum() * 0.0
+        return attribute_cross_entropy(logits, labels, balanced=self.balanced)

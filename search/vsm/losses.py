@@ -21,7 +21,7 @@ box target); they are not how absence is expressed (absence = valid with an empt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -126,11 +126,7 @@ class VSMCriterion:
             return out.heatmap.sum() * 0.0
         labels = targets.attributes.to(out.attributes.device)
         logits = out.attributes.float().split(list(out.attribute_classes), dim=1)
-        if len(logits) != labels.shape[1]:
-            raise ValueError(f"{len(logits)} attribute heads but {labels.shape[1]} label channels")
-        terms = [F.cross_entropy(lg, labels[:, c], ignore_index=-100) for c, lg in enumerate(logits)
-                 if bool((labels[:, c] != -100).any())]
-        return torch.stack(terms).mean() if terms else out.heatmap.sum() * 0.0
+        return attribute_cross_entropy(logits, labels, balanced=True)
 
     # ---- heatmap ---------------------------------------------------------------------------------
     def loss_heatmap_bce(self, out: "VSMOutput", targets: VSMTargets) -> torch.Tensor:
@@ -229,3 +225,28 @@ class VSMCriterion:
         if len(gt) == 0:
             return out.boxes.sum() * 0.0
         return (1.0 - bbox_iou(pred, gt, xywh=True, GIoU=True)).sum() / len(gt)
+
+
+def attribute_cross_entropy(logits: "Sequence[torch.Tensor]", labels: torch.Tensor, balanced: bool) -> torch.Tensor:
+    """Mean over channels of the per-cell cross-entropy of attribute maps.
+
+    Args:
+        logits: one (N, C_a, g, g) tensor per channel a.
+        labels: (N, A, g, g) int64; 0 = background, -100 = ignored.
+        balanced: average the object cells (label > 0) and the background cells separately and take
+            the mean of the two, so the few object cells of a patch are not drowned by its background.
+    """
+    if len(logits) != labels.shape[1]:
+        raise ValueError(f"{len(logits)} attribute heads but {labels.shape[1]} label channels")
+    terms = []
+    for c, lg in enumerate(logits):
+        lab = labels[:, c]
+        if not bool((lab != -100).any()):
+            continue
+        if not balanced:
+            terms.append(F.cross_entropy(lg, lab, ignore_index=-100))
+            continue
+        ce = F.cross_entropy(lg, lab.clamp_min(0), reduction="none")  # (N, g, g)
+        parts = [ce[m].mean() for m in (lab > 0, lab == 0) if bool(m.any())]
+        terms.append(torch.stack(parts).mean())
+    return torch.stack(terms).mean() if terms else labels.new_zeros((), dtype=torch.float32)
