@@ -184,6 +184,23 @@ def test_attribute_loss_trains_the_head_on_the_tower_features(processor):
         model.attribute_loss(torch.zeros(1, 3, 4, 4, dtype=torch.long))
 
 
+def test_warm_start_copies_an_exported_model_and_rejects_one_that_does_not_fit(processor, tmp_path):
+    import torch
+
+    from seal.errors import InputError
+    from seal.models.backbone import TinyBackboneConfig, build_tiny_llava, save_llava
+    from training.vqa_recipe import warm_start
+
+    trained, proc = build_tiny_llava(TinyBackboneConfig(**TINY_BACKBONE, seed=1), processor.tokenizer)
+    save_llava(trained, proc, tmp_path / "a", TinyBackboneConfig(**TINY_BACKBONE, seed=1))
+    fresh, fresh_proc = build_tiny_llava(TinyBackboneConfig(**TINY_BACKBONE, seed=2), processor.tokenizer)
+    warm_start(fresh, fresh_proc, str(tmp_path / "a"))
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), fresh.state_dict().values()))
+    wider, wider_proc = build_tiny_llava(TinyBackboneConfig(**{**TINY_BACKBONE, "text_hidden": 48}), processor.tokenizer)
+    with pytest.raises(InputError, match="do not fit"):
+        warm_start(wider, wider_proc, str(tmp_path / "a"))
+
+
 # ---- the real CLI -----------------------------------------------------------------------------------
 
 def test_cli_train_vqa_writes_a_loadable_checkpoint_and_the_loss_goes_down(tmp_path):

@@ -46,6 +46,9 @@ class VQATrainConfig:
     """How scenes become examples."""
     export_dir: str = "checkpoints/vqa_tiny"
     """Where the final model, processor, config and training log are written."""
+    init_from: str = ""
+    """An exported VQA model (``export_dir`` of an earlier run) to start from instead of random
+    weights ('' = random init); its tokenizer and sizes must be the ones this config builds."""
     attribute_loss: float = 0.5
     """Weight of the auxiliary per-patch attribute loss on the vision tower
     (:mod:`training.vqa_aux`; needs ``data.attribute_maps``); 0 = answers only."""
@@ -68,6 +71,27 @@ def build(cfg: VQATrainConfig):
 
     tokenizer = train_tokenizer(corpus_texts(cfg.corpus_seed), vocab_size=cfg.vocab_size)
     return build_tiny_llava(cfg.backbone, tokenizer)
+
+
+def warm_start(model, processor, path: str) -> None:
+    """Copy the weights of the exported VQA model at ``path`` into ``model`` (strict).
+
+    Raises:
+        InputError: the checkpoint cannot be read, its tokenizer differs from ``processor``'s, or
+            its weights do not fit ``model``.
+    """
+    from seal.errors import InputError
+    from seal.models.backbone import load_llava
+
+    old, old_processor = load_llava(path)
+    if old_processor.tokenizer.get_vocab() != processor.tokenizer.get_vocab():
+        raise InputError("vqa_train.init_from: the checkpoint's tokenizer differs from the one this config trains",
+                         path)
+    try:
+        model.load_state_dict(old.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"vqa_train.init_from: the weights do not fit vqa_train.backbone "
+                         f"({' '.join(str(exc).split())[:300]})", path) from None
 
 
 def make_loss_fn(attribute_weight: float = 0.0):
@@ -131,6 +155,9 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     prepare_run(cfg, "VQA")
     out = Path(cfg.train.out_dir)
     model, processor = build(cfg.vqa_train)
+    if cfg.vqa_train.init_from:
+        warm_start(model, processor, cfg.vqa_train.init_from)
+        log(f"initialised from {cfg.vqa_train.init_from}")
     processor_dir = out / "processor"
     processor.save_pretrained(str(processor_dir))
     n_params = sum(p.numel() for p in model.parameters())
