@@ -262,15 +262,17 @@ def scene_examples(sample_json: dict, image, index: int, cfg: VSMDataConfig, sea
             pool = present_targets or targets
         else:
             pool = present
+        # (one positive draws with rng.integers, as the shipped recipe's stream did)
+        count = 1 if level in (0, 1) or present_targets else cfg.positives_per_patch  # coarse levels: the target
+        picks = ([] if not pool else [int(rng.integers(len(pool)))] if count == 1
+                 else [int(i) for i in rng.permutation(len(pool))[:count]])
         named: set[str] = set()
-        for i in rng.permutation(len(pool))[:cfg.positives_per_patch] if pool else []:
-            pos = pool[int(i)]
-            if object_name(pos, keys) not in named:
-                named.add(object_name(pos, keys))
-                add("detect", keys, {k: pos[k] for k in keys})
-            if level in (0, 1) or present_targets:
-                break  # the coarse levels ask for the scene's target only
-            keys = NAME_KEYS[int(rng.integers(2))]
+        for n, i in enumerate(picks):
+            if n > 0:
+                keys = NAME_KEYS[int(rng.integers(2))]
+            if object_name(pool[i], keys) not in named:
+                named.add(object_name(pool[i], keys))
+                add("detect", keys, {k: pool[i][k] for k in keys})
         # negative: a near-miss name, or the name of an object outside the patch
         outside = [o for o in objects if not _inside(o, region, 0.05)]
         for _ in range(cfg.negatives_per_patch):
@@ -310,7 +312,7 @@ def attribute_maps(frame, objects: list[dict], grid_hw: tuple[int, int], cfg: VS
     """(3, g, g) int16 class of the object covering each vision-grid cell, per :data:`ATTRIBUTE_ORDER`
     channel: 0 = background, ``1 + index`` into ``VALUES[attr]``; pattern and shape are -100
     (ignored) on objects too small to be legible (short side < ``min_legible_px`` input px), whose
-    colour is still supervised. Larger objects are drawn last, so a small one on top keeps its cells."""
+    colour is still supervised. Larger objects are drawn first, so a small one on top keeps its cells."""
     from eval.synth.scene import VALUES
     from search.geometry import intersection_fraction_xyxy, xywh_to_xyxy
     from search.vsm.targets import heatmap_target
