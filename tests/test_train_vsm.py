@@ -226,3 +226,16 @@ def test_default_localizer_rule(monkeypatch, tmp_path):
     assert cmd_search.default_localizer(argparse.Namespace(localizer=None, model="dir", annotation=None)) == "vsm"
     monkeypatch.setattr(cmd_search, "DEFAULT_VSM_MODEL", SHIPPED)
     assert cmd_search.default_localizer(argparse.Namespace(localizer=None, model=None, annotation="a.json")) == "vsm"
+
+
+def test_separation_benchmark_reports_auc_and_firing_rates(tmp_path):
+    from eval.vsm_separation import main as separation_main, measure
+
+    report = measure(str(SHIPPED), 1, "configs/train/vsm_tiny.yaml", cache_dir=str(tmp_path / "cache"))
+    assert report["rows_present"] > 0 and report["rows_absent"] > 0
+    assert 0.0 <= report["auc"] <= 1.0 and 0.0 <= report["fires_absent"] <= 1.0
+    assert report["attribute_accuracy"] == {}  # the shipped model has no attribute head
+    out = tmp_path / "sep.json"
+    assert separation_main(["--model", str(SHIPPED), "--n-scenes", "1", "--out", str(out),
+                             "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert json.loads(out.read_text())["auc"] == report["auc"]
