@@ -52,6 +52,9 @@ class VQATrainConfig:
     attribute_loss: float = 0.5
     """Weight of the auxiliary per-patch attribute loss on the vision tower
     (:mod:`training.vqa_aux`; needs ``data.attribute_maps``); 0 = answers only."""
+    attribute_balanced: bool = False
+    """Weigh the object and background cells of that loss equally
+    (:func:`search.vsm.losses.attribute_cross_entropy`); the shipped model used plain cross-entropy."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
@@ -169,7 +172,7 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
         from training.vqa_aux import VQATrainModel
         from training.vsm_data import attribute_classes
 
-        trained = VQATrainModel(model, attribute_classes())
+        trained = VQATrainModel(model, attribute_classes(), balanced=cfg.vqa_train.attribute_balanced)
         log(f"auxiliary attribute loss (weight {cfg.vqa_train.attribute_loss}) on the vision tower")
     log(f"{len(data)} examples from {cfg.synth.n} scenes, {len(data.images)} distinct views")
 
