@@ -118,7 +118,7 @@ def test_attribute_maps_label_objects_and_ignore_illegible_shapes():
            "color": "blue", "pattern": "striped", "shape": "square"}
     small = {"bbox": [800, 800, 40, 40], "polygon": [[800, 800], [840, 800], [840, 840], [800, 840]],
              "color": "red", "pattern": "dotted", "shape": "star"}
-    maps = attribute_maps(frame, [small, big], (4, 4), VSMDataConfig())
+    maps = attribute_maps(frame, [small, big], (4, 4), VSMDataConfig().min_legible_px)
     assert maps.shape == (3, 4, 4) and maps.dtype == np.int16
     assert (maps[:, :2, :2] == np.array([1 + VALUES[k].index(big[k]) for k in ("color", "pattern", "shape")])
             [:, None, None]).all()

@@ -142,3 +142,14 @@ def test_config_validation():
         VWMConfig(max_crops=-1)
     with pytest.raises(ConfigError, match="vwm.min_context_px"):
         VWMConfig(min_context_px=0)
+
+
+def test_entries_record_the_region_their_crop_shows():
+    img = Image.new("RGB", (800, 600), (10, 20, 30))
+    vwm = VisualWorkingMemory(global_image=img, config=VWMConfig(max_crops=1))
+    first = vwm.add_target("a", (100, 100, 140, 130))
+    second = vwm.add_target("b", (500, 300, 560, 380))  # past max_crops: location only
+    cfg = vwm.config
+    assert first.crop_region_xyxy == tuple(float(v) for v in crop_region_xyxy(
+        (100, 100, 140, 130), 800, 600, cfg.crop_scale, cfg.min_context_px))
+    assert second.crop is None and second.crop_region_xyxy is None

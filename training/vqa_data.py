@@ -101,7 +101,6 @@ class VQADataConfig:
     """Probability that a probe is asked in the letter format instead of as an open question."""
     probe_spatial_prob: float = 0.3
     """Probability that a probe is a left / right question about two objects (both crops shown)."""
-    """Probability that a probe is asked in the letter format instead of as an open question."""
 
     def __post_init__(self) -> None:
         if self.probe_objects < 0:
@@ -136,19 +135,14 @@ class ExampleSpec:
 
 def scene_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataConfig) -> list[ExampleSpec]:
     """The examples one scene yields (see the module table); ``rng`` drives every random choice."""
-    from search.geometry import xywh_to_xyxy
-    from seal.vqa.prompts import letter_question
     from seal.vqa.refusal import format_refusal
 
     q = sample.question
     answer = q.options[0]
-    found = tuple((t.name, tuple(float(v) for v in xywh_to_xyxy(t.bbox))) for t in sample.targets)
+    found = tuple((t.name, _box_xyxy(t)) for t in sample.targets)
 
     def letter(view: str, targets=()) -> ExampleSpec:
-        options = q.short_options if rng.random() < cfg.letter_short_prob else q.options
-        order = rng.permutation(len(options))
-        text = letter_question(q.question, [options[i] for i in order])
-        return ExampleSpec("letter", text, "ABCDEFGH"[int(np.argmax(order == 0))], view, targets)
+        return _letter_spec("letter", q, rng, cfg, view, targets)
 
     if sample.tag == "search":
         specs = [ExampleSpec("refusal", q.question, format_refusal([t.name for t in sample.targets]), "global"),
@@ -173,21 +167,51 @@ def scene_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
     raise ValueError(f"unknown sample tag {sample.tag!r}")
 
 
+def _box_xyxy(obj) -> tuple[float, float, float, float]:
+    from search.geometry import xywh_to_xyxy
+
+    return tuple(float(v) for v in xywh_to_xyxy(obj.bbox))  # type: ignore[return-value]
+
+
+def _letter_spec(kind: str, q, rng: np.random.Generator, cfg: VQADataConfig, view: str, targets=()) -> ExampleSpec:
+    """``q`` in the letter format: short options with probability ``cfg.letter_short_prob`` (else the
+    sentences), shuffled; the reply is the correct option's letter."""
+    from seal.vqa.prompts import letter_question
+
+    options = q.short_options if rng.random() < cfg.letter_short_prob else q.options
+    order = rng.permutation(len(options))
+    text = letter_question(q.question, [options[i] for i in order])
+    return ExampleSpec(kind, text, "ABCDEFGH"[int(np.argmax(order == 0))], view, tuple(targets))
+
+
+def _named(sample: "SynthSample", obj, kind: str):
+    """A copy of ``obj`` named as a ``kind`` question names its target (``NAME_ATTRS``), or None when
+    another object of the scene answers to that name too."""
+    import copy
+
+    from eval.synth.scene import NAME_ATTRS, describe, matches
+
+    keys = NAME_ATTRS[kind]
+    if sum(matches(o.attrs, obj.attrs, keys) for o in sample.objects) != 1:
+        return None
+    named = copy.copy(obj)
+    named.name = describe(obj.attrs, keys)
+    return named
+
+
 SMALL_PROBE = 0.04
 """A probe object whose box long side is at most this fraction of the image's long side is not
 legible in the global view (SynthVStar's small targets and distractors are <= 0.032)."""
 
 
-def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataConfig) -> list[ExampleSpec]:
+def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataConfig,
+                min_gap: float = 0.12) -> list[ExampleSpec]:
     """Up to ``cfg.probe_objects`` probe examples: colour / pattern questions about other objects of
     the scene, each named uniquely by the benchmark's rule (``NAME_ATTRS``) and answered from its
-    ground-truth crop; small ones sometimes also as a global-view refusal (kind ``probe_refusal``)."""
-    import copy
-
+    ground-truth crop; small ones sometimes also as a global-view refusal (kind ``probe_refusal``);
+    left / right questions about pairs at least ``min_gap`` of the image width apart
+    (``synth.min_spatial_gap``)."""
     from eval.synth.questions import attribute_question
-    from eval.synth.scene import NAME_ATTRS, describe, matches
-    from search.geometry import xywh_to_xyxy
-    from seal.vqa.prompts import letter_question
     from seal.vqa.refusal import format_refusal
 
     if cfg.probe_objects == 0:
@@ -200,65 +224,45 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
             break
         obj = sample.objects[int(i)]
         if rng.random() < cfg.probe_spatial_prob:
-            spec = _spatial_probe(sample, rng, obj, asked)
+            spec = _spatial_probe(sample, rng, obj, asked, min_gap * sample.image.size[0])
             if spec is not None:
                 specs.append(spec)
             continue
         kind = "color" if rng.random() < 0.5 else "pattern"
-        keys = NAME_ATTRS[kind]
-        if sum(matches(o.attrs, obj.attrs, keys) for o in sample.objects) != 1:
-            continue  # the name would not be unique
-        named = copy.copy(obj)
-        named.name = describe(obj.attrs, keys)
-        if named.name in asked:
+        named = _named(sample, obj, kind)
+        if named is None or named.name in asked:
             continue
         q = attribute_question(rng, kind, named, sample.objects)
-        box = tuple(float(v) for v in xywh_to_xyxy(obj.bbox))
+        targets = ((named.name, _box_xyxy(obj)),)
         if rng.random() < cfg.probe_letter_prob:
-            options = q.short_options if rng.random() < cfg.letter_short_prob else q.options
-            order = rng.permutation(len(options))
-            specs.append(ExampleSpec("probe", letter_question(q.question, [options[k] for k in order]),
-                                     "ABCDEFGH"[int(np.argmax(order == 0))], "crops", ((named.name, box),)))
+            specs.append(_letter_spec("probe", q, rng, cfg, "crops", targets))
         else:
-            specs.append(ExampleSpec("probe", q.question, q.options[0], "crops", ((named.name, box),)))
+            specs.append(ExampleSpec("probe", q.question, q.options[0], "crops", targets))
         if max(obj.bbox[2], obj.bbox[3]) <= SMALL_PROBE * long_side and rng.random() < cfg.probe_refusal_prob:
             specs.append(ExampleSpec("probe_refusal", q.question, format_refusal([named.name]), "global"))
     return specs
 
 
-def _spatial_probe(sample: "SynthSample", rng: np.random.Generator, a, asked: set[str]) -> ExampleSpec | None:
+def _spatial_probe(sample: "SynthSample", rng: np.random.Generator, a, asked: set[str],
+                   gap_px: float) -> ExampleSpec | None:
     """"Is the ``a`` on the left or right side of the ``b``?" for a random partner ``b`` of the scene
-    horizontally apart from ``a`` (both named by colour + shape, uniquely), answered from both crops;
-    None when ``a`` has no such partner."""
-    import copy
-
+    at least ``gap_px`` apart from ``a`` along x (both named by colour + shape, uniquely), answered
+    from both crops; None when ``a`` has no such partner."""
     from eval.synth.questions import spatial_question
-    from eval.synth.scene import NAME_ATTRS, describe, matches
-    from search.geometry import xywh_to_xyxy
 
-    keys = NAME_ATTRS["spatial"]
-    gap = 0.12 * sample.image.size[0]
-
-    def unique(o) -> bool:
-        return sum(matches(x.attrs, o.attrs, keys) for x in sample.objects) == 1
-
-    if not unique(a):
+    first = _named(sample, a, "spatial")
+    if first is None:
         return None
-    partners = [o for o in sample.objects if o is not a and unique(o)
-                and (o.bbox[0] >= a.bbox[0] + a.bbox[2] + gap or a.bbox[0] >= o.bbox[0] + o.bbox[2] + gap)]
+    partners = [o for o in sample.objects if o is not a and _named(sample, o, "spatial") is not None
+                and (o.bbox[0] >= a.bbox[0] + a.bbox[2] + gap_px or a.bbox[0] >= o.bbox[0] + o.bbox[2] + gap_px)]
     if not partners:
         return None
-    b = partners[int(rng.integers(len(partners)))]
-    pair = []
-    for o in (a, b):
-        named = copy.copy(o)
-        named.name = describe(o.attrs, keys)
-        pair.append(named)
-    if {p.name for p in pair} & asked:
+    second = _named(sample, partners[int(rng.integers(len(partners)))], "spatial")
+    if {first.name, second.name} & asked:
         return None
-    q = spatial_question(rng, pair[0], pair[1])
-    targets = tuple((p.name, tuple(float(v) for v in xywh_to_xyxy(p.bbox))) for p in pair)
-    return ExampleSpec("probe", q.question, q.options[0], "crops", targets)
+    q = spatial_question(rng, first, second)
+    return ExampleSpec("probe", q.question, q.options[0], "crops",
+                       ((first.name, _box_xyxy(first)), (second.name, _box_xyxy(second))))
 
 
 def spec_memory(spec: ExampleSpec, image, vwm_config: "VWMConfig"):
@@ -308,7 +312,7 @@ def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADa
     size = processor.image_processor.crop_size["height"]
     grid = size // processor.patch_size
     examples, images, maps = [], [], []
-    for spec in scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg):
+    for spec in scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg, synth.min_spatial_gap):
         vwm = spec_memory(spec, sample.image, vwm_config)
         ex = build_training_example(processor, spec.question, spec.reply, vwm)
         ids = []
@@ -330,16 +334,8 @@ def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADa
 def view_regions(vwm) -> list[tuple[float, float, float, float]]:
     """Full-image ``xyxy`` region shown by each image of ``vwm``'s prompt, in placeholder order: the
     whole image (the global view), then each entry's crop region."""
-    from vwm.crops import crop_region_xyxy
-
     w, h = vwm.global_image.size
-    cfg = vwm.config
-    regions = [(0.0, 0.0, float(w), float(h))]
-    for entry in vwm.entries:
-        if entry.crop is not None:
-            regions.append(tuple(float(v) for v in crop_region_xyxy(entry.box_xyxy, w, h, cfg.crop_scale,
-                                                                     cfg.min_context_px)))
-    return regions
+    return [(0.0, 0.0, float(w), float(h))] + [e.crop_region_xyxy for e in vwm.entries if e.crop is not None]
 
 
 def view_attribute_maps(region, objects: list[dict], size: int, grid: int) -> np.ndarray:
@@ -347,10 +343,10 @@ def view_attribute_maps(region, objects: list[dict], size: int, grid: int) -> np
     letterboxes ``region`` into ``size`` px (the layout's letterbox then the processor's resize keep
     the geometry): :func:`training.vsm_data.attribute_maps`, legible from 10 px at the model input."""
     from search.geometry import Frame
-    from training.vsm_data import VSMDataConfig, attribute_maps
+    from training.vsm_data import attribute_maps
 
     frame = Frame(tuple(float(v) for v in region), size, size, letterbox=True)
-    return attribute_maps(frame, objects, (grid, grid), VSMDataConfig(min_legible_px=10.0))
+    return attribute_maps(frame, objects, (grid, grid), min_legible_px=10.0)
 
 
 class VQADataset:

@@ -246,7 +246,7 @@ def scene_examples(sample_json: dict, image, index: int, cfg: VSMDataConfig, sea
         p = len(patches)
         patches.append(pixels)
         if cfg.attribute_maps:
-            attributes.append(attribute_maps(frame, objects, (heatmap_hw[0] // 4, heatmap_hw[1] // 4), cfg))
+            attributes.append(attribute_maps(frame, objects, (heatmap_hw[0] // 4, heatmap_hw[1] // 4), cfg.min_legible_px))
         records.append(Patch(index, level, tuple(region)))
         present = [o for o in objects if _inside(o, region, 0.5)]
         present_targets = [o for o in present if o["role"] == "target"]
@@ -308,7 +308,7 @@ def attribute_classes() -> tuple[int, ...]:
     return tuple(1 + len(VALUES[k]) for k in ATTRIBUTE_ORDER)
 
 
-def attribute_maps(frame, objects: list[dict], grid_hw: tuple[int, int], cfg: VSMDataConfig) -> np.ndarray:
+def attribute_maps(frame, objects: list[dict], grid_hw: tuple[int, int], min_legible_px: float) -> np.ndarray:
     """(3, g, g) int16 class of the object covering each vision-grid cell, per :data:`ATTRIBUTE_ORDER`
     channel: 0 = background, ``1 + index`` into ``VALUES[attr]``; pattern and shape are -100
     (ignored) on objects too small to be legible (short side < ``min_legible_px`` input px), whose
@@ -322,7 +322,7 @@ def attribute_maps(frame, objects: list[dict], grid_hw: tuple[int, int], cfg: VS
     seen = [o for o in objects if intersection_fraction_xyxy(xywh_to_xyxy(o["bbox"]), frame.region_xyxy) > 0]
     for obj in sorted(seen, key=lambda o: -o["bbox"][2] * o["bbox"][3]):
         cells = heatmap_target(frame, grid_hw, polygons=[obj["polygon"]]) > 0
-        legible = min(obj["bbox"][2] * sx, obj["bbox"][3] * sy) >= cfg.min_legible_px
+        legible = min(obj["bbox"][2] * sx, obj["bbox"][3] * sy) >= min_legible_px
         for c, key in enumerate(ATTRIBUTE_ORDER):
             out[c][cells] = 1 + VALUES[key].index(obj[key]) if (legible or key == "color") else -100
     return out

@@ -81,6 +81,7 @@ class VWMEntry:
         box_xyxy: the found box, full-image pixels ``(x1, y1, x2, y2)``, or None.
         score: the search's confidence for the box (0 when not found).
         crop: the letterboxed square crop around the box (RGB PIL), or None.
+        crop_region_xyxy: the region the crop shows, in the same pixels as ``box_xyxy``, or None.
     """
 
     name: str
@@ -88,6 +89,7 @@ class VWMEntry:
     box_xyxy: tuple[float, float, float, float] | None = None
     score: float = 0.0
     crop: Image.Image | None = None
+    crop_region_xyxy: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.found and self.box_xyxy is None:
@@ -125,11 +127,12 @@ class VisualWorkingMemory:
         crop = None
         if box_xyxy is not None and sum(e.crop is not None for e in self.entries) < self.config.max_crops:
             cfg = self.config
-            crop = extract_crop(self.global_image, box_xyxy, cfg.crop_scale, cfg.min_context_px,
-                                cfg.crop_side_px).image
+            crop = extract_crop(self.global_image, box_xyxy, cfg.crop_scale, cfg.min_context_px, cfg.crop_side_px)
         entry = VWMEntry(name=name, found=box_xyxy is not None,
                          box_xyxy=None if box_xyxy is None else tuple(box_xyxy),
-                         score=float(score) if box_xyxy is not None else 0.0, crop=crop)
+                         score=float(score) if box_xyxy is not None else 0.0,
+                         crop=None if crop is None else crop.image,
+                         crop_region_xyxy=None if crop is None else tuple(float(v) for v in crop.region_xyxy))
         self.entries.append(entry)
         return entry
 

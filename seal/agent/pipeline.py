@@ -328,13 +328,14 @@ class Agent:
             if not r.found:
                 vwm.entries.append(VWMEntry(name=r.target, found=False))
                 continue
-            crop = None
+            crop = region = None
             if sum(e.crop is not None for e in vwm.entries) < vcfg.max_crops:
-                crop = extract_crop(self.views.image, r.box_xyxy, vcfg.crop_scale, vcfg.min_context_px,
-                                    vcfg.crop_side_px).image
+                cut = extract_crop(self.views.image, r.box_xyxy, vcfg.crop_scale, vcfg.min_context_px,
+                                   vcfg.crop_side_px)
+                crop, region = cut.image, self.views.to_view_xyxy(cut.region_xyxy, "full")
                 q.ledger.vision_tokens_crops += self.views.image_tokens(crop)
             vwm.entries.append(VWMEntry(name=r.target, found=True, box_xyxy=self.views.to_view_xyxy(r.box_xyxy, "full"),
-                                        score=float(r.score), crop=crop))
+                                        score=float(r.score), crop=crop, crop_region_xyxy=region))
         q.emit({"type": "vwm", "entries": ev.vwm_entries(vwm.entries, lambda b: self.views.to_full_xyxy(b, "full"))})
         return vwm
 
