@@ -26,6 +26,7 @@ from search.vsm.config import VSMConfig, VSMLossConfig
 from seal.errors import ConfigError
 from training.recipe_common import finish_export, prepare_run
 from seal.models.backbone import TinyBackboneConfig
+from training.stem_pretrain import StemPretrainConfig
 from training.vsm_data import VSMDataConfig
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ class VSMTrainConfig:
     """An exported VSM checkpoint to start from ('' = random init): its weights are copied into the
     model this config builds; every one must fit, and only modules this config adds (e.g.
     ``vsm.phrase_query``'s projection) may be missing from it (they start fresh and are logged)."""
+    stem_pretrain: StemPretrainConfig = field(default_factory=StemPretrainConfig)
+    """Stand-alone training of the detector stem on the attribute maps before the main loop
+    (:mod:`training.stem_pretrain`; ``steps: 0`` = off)."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
@@ -81,6 +85,9 @@ class VSMTrainConfig:
             from training.vsm_data import attribute_classes
 
             self.vsm.attribute_classes = attribute_classes()  # the head the maps supervise
+        if self.stem_pretrain.steps and not (self.data.attribute_maps and self.vsm.detector_stem):
+            raise ConfigError("vsm_train.stem_pretrain.steps > 0 needs vsm.detector_stem and "
+                              "vsm_train.data.attribute_maps: true (the stem learns the attribute maps)")
         if self.vsm.attribute_classes and not self.data.attribute_maps:
             raise ConfigError("vsm.attribute_classes is set but vsm_train.data.attribute_maps is off: the "
                               "attribute head would have no targets")
@@ -179,6 +186,11 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     positives = sum(len(e.boxes) > 0 for e in data.examples)
     log(f"{len(data)} rows ({positives} with a legible target) on {len(data.patches)} patches "
         f"from {cfg.synth.n} scenes")
+    if cfg.vsm_train.stem_pretrain.steps:
+        from training.stem_pretrain import pretrain_stem
+
+        pretrain_stem(model, data.patches, data.attributes, cfg.vsm_train.stem_pretrain, Path(cfg.train.out_dir),
+                      log=log)
     collate = make_collate(model, data.patches, data.attributes)
 
     def batches(epoch: int):
