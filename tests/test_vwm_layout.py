@@ -153,3 +153,26 @@ def test_entries_record_the_region_their_crop_shows():
     assert first.crop_region_xyxy == tuple(float(v) for v in crop_region_xyxy(
         (100, 100, 140, 130), 800, 600, cfg.crop_scale, cfg.min_context_px))
     assert second.crop is None and second.crop_region_xyxy is None
+
+
+def test_relation_lines_follow_the_boxes_in_entry_order_and_skip_missing_targets():
+    vwm = VisualWorkingMemory(_scene(), config=VWMConfig(crop_side_px=32, view_side_px=48))
+    vwm.add_target("red star", (200, 20, 220, 40), 0.9)  # right of and above the ring
+    vwm.add_target("gone", None, 0.0)
+    vwm.add_target("blue ring", (10, 150, 30, 170), 0.9)
+    text, _ = build_prompt("Is the red star on the left or right side of the blue ring?", vwm)
+    lines = text.split("\n")
+    assert lines[-2] == "red star is right of and above blue ring"
+    assert sum("is left of" in ln or "is right of" in ln for ln in lines) == 1  # the missing one has none
+    off = VisualWorkingMemory(_scene(), config=VWMConfig(crop_side_px=32, view_side_px=48, relations=False))
+    off.add_target("red star", (200, 20, 220, 40), 0.9)
+    off.add_target("blue ring", (10, 150, 30, 170), 0.9)
+    assert " of and " not in build_prompt("q?", off)[0]
+
+
+def test_relation_lines_are_capped():
+    cfg = VWMConfig(crop_side_px=32, view_side_px=48, max_relations=2)
+    text, _ = build_prompt("q?", _memory(4, cfg=cfg))
+    assert text.count(" of and ") == 2 and "object 0 is left of and above object 1" in text
+    with pytest.raises(ConfigError, match="max_relations"):
+        VWMConfig(max_relations=-1)

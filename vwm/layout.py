@@ -10,12 +10,17 @@ injected failed searches; see the reference notes, section 1.2)::
     striped star at [0.120, 0.340, 0.151, 0.372]
     blue circle: not found
     red square at [0.500, 0.500, 0.520, 0.530]
+    striped star is left of and above red square
     What is the color of the striped star?
 
 - A found target with a crop: its crop image then ``"{name} at [x1, y1, x2, y2]"``; the box is
   ``xyxy`` normalised to the (unpadded) global image, in ``[0, 1]``, ``coord_decimals`` decimals.
 - A found target past the first ``max_crops`` found ones: the location line only (no image).
 - A failed search: ``"{name}: not found"`` (never a low-confidence box, never a crop).
+- With ``relations`` and at least two found targets: one line per pair in entry order,
+  ``"{a} is left|right of and above|below {b}"``, from the boxes' centres (at most
+  ``max_relations`` lines). The coordinates say the same; the line saves a small LM from comparing
+  digits across the prompt (a 4-layer tiny model never learned that from coordinates alone).
 - No targets: ``"<image>\\n{question}"``; no image at all (the text-only pass): ``"{question}"``.
 
 Every image is a square RGB PIL image: the global view letterboxed to ``view_side_px``, the crops
@@ -56,6 +61,10 @@ class VWMConfig:
     """Decimals of the normalised coordinates (reference: 3)."""
     header: str = "Additional visual information to focus on:"
     """Line introducing the targets (written only when there is at least one target)."""
+    relations: bool = True
+    """Write the pairwise left / right and above / below relations of the found targets."""
+    max_relations: int = 6
+    """At most this many relation lines (pairs in entry order: 4 targets make 6)."""
 
     def __post_init__(self) -> None:
         if self.crop_scale < 1.0:
@@ -63,6 +72,8 @@ class VWMConfig:
         for name in ("min_context_px", "crop_side_px", "view_side_px"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"vwm.{name}: expected >= 1, found {getattr(self, name)}")
+        if self.max_relations < 0:
+            raise ConfigError(f"vwm.max_relations: expected >= 0, found {self.max_relations}")
         if self.max_crops < 0:
             raise ConfigError(f"vwm.max_crops: expected >= 0, found {self.max_crops}")
         if not 1 <= self.coord_decimals <= 6:
@@ -176,8 +187,26 @@ def build_prompt(question: str, vwm: VisualWorkingMemory | None) -> tuple[str, l
             lines.append(IMAGE_TOKEN)
             images.append(entry.crop)
         lines.append(f"{name} at {format_box(entry.box_xyxy, width, height, cfg.coord_decimals)}")
+    if cfg.relations:
+        lines += relation_lines(vwm.entries, cfg.max_relations)
     lines.append(question)
     return "\n".join(lines), images
+
+
+def relation_lines(entries: Sequence[VWMEntry], limit: int) -> list[str]:
+    """``"{a} is left|right of and above|below {b}"`` for pairs ``a`` before ``b`` of the found
+    entries (box centres; ties read as left / above), at most ``limit`` lines."""
+    found = [e for e in entries if e.found and e.box_xyxy is not None]
+    out: list[str] = []
+    for i, a in enumerate(found):
+        for b in found[i + 1:]:
+            if len(out) >= limit:
+                return out
+            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a.box_xyxy, b.box_xyxy
+            side = "left" if ax0 + ax1 <= bx0 + bx1 else "right"
+            level = "above" if ay0 + ay1 <= by0 + by1 else "below"
+            out.append(f"{_sanitize(a.name)} is {side} of and {level} {_sanitize(b.name)}")
+    return out
 
 
 def format_box(box_xyxy: Sequence[float], width: int, height: int, decimals: int = 3) -> str:
