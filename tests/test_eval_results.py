@@ -75,3 +75,22 @@ def test_results_rows_replace_by_run_and_union_columns(tmp_path):
     data = json.loads((tmp_path / "summary.json").read_text())
     assert data["latest"] == "r2" and set(data["runs"]) == {"r1", "r2"}
     assert np.isclose(data["runs"]["r1"]["accuracy"], 0.5)
+
+
+def test_results_row_lambda_is_the_learned_heads_own(tmp_path):
+    import json as _json
+
+    from eval.runner import EvalRun
+
+    head = tmp_path / "head"
+    head.mkdir()
+    (head / "policy_config.json").write_text(_json.dumps({"lambda_cost": 0.3}))
+    learned = EvalRun("synth", tmp_path, "likelihood", {"policy": {"lambda_cost": 0.05, "checkpoint": str(head),
+                                                                    "baseline_name": None}})
+    assert learned.lambda_cost == 0.3  # what the loaded head was trained with, not the run's default
+    baseline = EvalRun("synth", tmp_path, "likelihood", {"policy": {"lambda_cost": 0.05, "checkpoint": str(head),
+                                                                     "baseline_name": "always_full"}})
+    assert baseline.lambda_cost == 0.05
+    missing = EvalRun("synth", tmp_path, "likelihood", {"policy": {"lambda_cost": 0.05,
+                                                                    "checkpoint": str(tmp_path / "none")}})
+    assert missing.lambda_cost == 0.05
