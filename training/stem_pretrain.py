@@ -190,10 +190,8 @@ def _match_scale(model, patches: np.ndarray, idx: np.ndarray, ratio: float) -> N
 
     with torch.no_grad():
         x = _pixels(model, patches, idx)
-        config = model.backbone.config
-        out = model.backbone.model.get_image_features(pixel_values=x, return_dict=True)
-        tower = out.hidden_states[config.vision_feature_layer][:, 1:]
         stem = model.detector_stem(x)
+        tower = model.encode_images(x).vision - stem  # (B, C_v, g, g): the tower's share of the features
         factor = ratio * float(tower.pow(2).mean().sqrt()) / max(float(stem.pow(2).mean().sqrt()), 1e-8)
         model.detector_stem.proj.weight.mul_(factor)
         model.detector_stem.proj.bias.mul_(factor)
