@@ -280,3 +280,14 @@ def test_format_refusal_round_trips():
     assert parse_missing_targets(format_refusal(with_comma)) == with_comma
     with pytest.raises(ValueError):
         format_refusal(["  "])
+
+
+def test_targets_are_put_in_question_order():
+    from seal.vqa.refusal import in_question_order
+
+    q = "Is the Purple  star on the left or right side of the orange hexagon?"
+    assert in_question_order(["orange hexagon", "purple star"], q) == ["purple star", "orange hexagon"]
+    # names the question does not contain keep their order, after the named ones
+    assert in_question_order(["green ring", "orange hexagon", "blue dot"], q) == ["orange hexagon", "green ring",
+                                                                                  "blue dot"]
+    assert in_question_order([], q) == []

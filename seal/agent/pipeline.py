@@ -10,7 +10,8 @@ Per question (:meth:`Agent.ask`), read top to bottom:
 3. **NO**: answer from the text-only prompt (the cached prompt when it is the same one).
    **COARSE**: answer from the global view at the coarse budget.
    **FULL**: the global view at the full budget; the model first replies freely. If the reply is the
-   "missing objects" refusal, each listed target (up to ``agent.search_targets_cap``) is searched
+   "missing objects" refusal, each listed target (put in the order the question names them, the
+   VWM order training used; up to ``agent.search_targets_cap``) is searched
    with the V* search (one :class:`search.session.SearchSession` per image, so the localizer's
    feature cache serves every target and question), the visual working memory is filled (failed
    searches marked "not found", crops cut from the full-resolution image) and the model answers
@@ -42,7 +43,7 @@ from seal.agent.views import ImageViews
 from seal.errors import InputError
 from seal.models.tokenizer import OPTION_LETTERS
 from seal.policy.policy import ValuePolicy
-from seal.vqa.refusal import parse_missing_targets
+from seal.vqa.refusal import in_question_order, parse_missing_targets
 from vwm.crops import extract_crop
 from vwm.layout import VisualWorkingMemory, VWMEntry
 from vwm.ledger import CostLedger
@@ -285,6 +286,7 @@ class Agent:
         if targets is None:
             answer = (free, None, None) if q.options is None else self._answer(q, view, None)
             return free, [], [], [], None, answer
+        targets = in_question_order(targets, q.question)  # the VWM's entry order, as in training
         cap = self.acfg.search_targets_cap
         searched, skipped = targets[:cap], targets[cap:]
         q.emit({"type": "refusal", "text": free, "targets": targets, "searched": searched, "skipped": skipped})

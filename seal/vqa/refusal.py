@@ -78,6 +78,22 @@ def parse_missing_targets(text: str) -> list[str] | None:
     return names
 
 
+def in_question_order(targets: list[str], question: str) -> list[str]:
+    """``targets`` sorted by where the question first names each (case-insensitive); names the
+    question does not contain keep their listed order, after the others.
+
+    The VWM writes its entries, and its relation lines' subjects, in target order; training lays
+    them out in the question's order, so the agent restores it whatever order the model listed.
+    """
+    text = " ".join(question.lower().split())
+
+    def key(item: tuple[int, str]) -> tuple[int, int]:
+        pos = text.find(" ".join(item[1].lower().split()))
+        return (0, pos) if pos >= 0 else (1, item[0])
+
+    return [name for _, name in sorted(enumerate(targets), key=key)]
+
+
 def _find_list_start(text: str) -> int | None:
     """Index in ``text`` just after the refusal prefix, or None when there is no refusal."""
     match = _ANCHOR.search(text)
