@@ -96,19 +96,18 @@ class EvalRun:
 
     @property
     def lambda_cost(self) -> float:
-        """``policy.lambda_cost``; for the learned policy, the value its head was trained with (its
-        checkpoint's ``policy_config.json``): a loaded head ignores the run's own value."""
-        from seal.agent.config import find_dir
+        """``policy.lambda_cost``; for the learned policy, the value its head was trained with: a
+        loaded head ignores the run's own value."""
+        from seal.agent.config import learned_policy_dir
+        from seal.policy.config import trained_lambda_cost
 
         policy = self.config.get("policy") or {}
         if self.policy_name == "learned":
-            ckpt = policy.get("checkpoint") or (self.config.get("agent") or {}).get("default_policy_checkpoint")
-            found = find_dir(ckpt) if ckpt else None
-            record = found / "policy_config.json" if found is not None else None
-            if record is not None and record.is_file():
-                trained = json.loads(record.read_text(encoding="utf-8")).get("lambda_cost")
-                if trained is not None:
-                    return float(trained)
+            head = learned_policy_dir(policy.get("checkpoint"), (self.config.get("agent") or {}).get(
+                "default_policy_checkpoint"))
+            trained = trained_lambda_cost(head) if head is not None else None
+            if trained is not None:
+                return trained
         return float(policy.get("lambda_cost", 0.0))
 
 

@@ -7,7 +7,7 @@ SynthVStar VALIDATION scenes (never the test split):
   whose named object is absent (near misses and names from elsewhere): 0.5 = blind, 1.0 = perfect;
 - ``fires_present`` / ``fires_absent``: fraction of those rows whose best box scores above 0.5;
 - ``attribute_accuracy`` (models with an attribute head, ``vsm.attribute_classes``): per channel,
-  the fraction of object cells whose class the head reads right.
+  the fraction of object cells whose class the head reads right (pooled over all patches).
 
 Prints one JSON line; ``--out`` also writes it.
 """
@@ -27,9 +27,10 @@ def measure(model_dir: str, n_scenes: int, config: str, cache_dir: str | None = 
     by ``config``'s data rules (rendered scenes cached in ``cache_dir``, default the recipe's)."""
     import torch
 
+    from search.vsm.losses import attribute_cell_hits
     from search.vsm.model import VSMModel
     from seal.config import load
-    from training.vsm_data import build_dataset, make_collate
+    from training.vsm_data import ATTRIBUTE_ORDER, build_dataset, make_collate
 
     cfg = load([config], [] if cache_dir is None else [f"vsm_train.data.cache_dir={cache_dir}"])
     model = VSMModel.from_pretrained(model_dir).eval()
@@ -37,7 +38,7 @@ def measure(model_dir: str, n_scenes: int, config: str, cache_dir: str | None = 
     val = build_dataset(replace(cfg.synth, split="val", n=n_scenes), data_cfg, cfg.search, model.input_size,
                         model.heatmap_size, model.fill_color, log=lambda m: None)
     collate = make_collate(model, val.patches, val.attributes)
-    hits: dict[int, list[float]] = {}
+    right = cells = np.zeros(0, dtype=np.int64)  # per attribute channel: right object cells, object cells
     present, absent = [], []
     with torch.no_grad():
         for b in val.batches(0, 6, 0, collate):
@@ -45,10 +46,8 @@ def measure(model_dir: str, n_scenes: int, config: str, cache_dir: str | None = 
                 b["patch_index"]))
             t = b["targets"]
             if out.attributes is not None:
-                for c, logits in enumerate(out.attributes.split(list(out.attribute_classes), 1)):
-                    labels, cells = t.attributes[:, c], t.attributes[:, c] > 0
-                    if bool(cells.any()):
-                        hits.setdefault(c, []).append(float((logits.argmax(1)[cells] == labels[cells]).float().mean()))
+                h, n = attribute_cell_hits(out.attributes.split(list(out.attribute_classes), 1), t.attributes)
+                right, cells = (np.array(h), np.array(n)) if not len(right) else (right + h, cells + n)
             best = out.box_logits.sigmoid().max(dim=1).values
             for r in range(len(t.boxes)):
                 if bool(t.boxes_valid[r]):
@@ -58,8 +57,8 @@ def measure(model_dir: str, n_scenes: int, config: str, cache_dir: str | None = 
     return {"model": model_dir, "scenes": n_scenes, "rows_present": len(p), "rows_absent": len(a),
             "auc": round(auc, 4), "fires_present": round(float((p > 0.5).mean()), 4),
             "fires_absent": round(float((a > 0.5).mean()), 4),
-            "attribute_accuracy": {("color", "pattern", "shape")[c]: round(float(np.mean(v)), 4)
-                                   for c, v in hits.items()}}
+            "attribute_accuracy": {ATTRIBUTE_ORDER[c]: round(float(right[c] / cells[c]), 4)
+                                   for c in range(len(right)) if cells[c]}}
 
 
 def main(argv: list[str] | None = None) -> int:

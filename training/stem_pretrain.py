@@ -63,25 +63,25 @@ class StemPretrainConfig:
                               f"output_scale >= 0, found {self.lr} / {self.warmup_fraction} / {self.output_scale}")
 
 
-def _pixels(model, patches: np.ndarray, idx: np.ndarray, flip: np.ndarray | None = None) -> "torch.Tensor":
-    """(B, 3, S, S) normalised pixel values of ``patches[idx]``, mirrored where ``flip``."""
+def _mirror(t: "torch.Tensor", flip: np.ndarray | None) -> "torch.Tensor":
+    """(B, ..., W) ``t`` with the rows where ``flip`` mirrored along the last axis."""
     import torch
 
-    x = model.preprocess([patches[i] for i in idx])
-    if flip is not None:
-        f = torch.from_numpy(flip).view(-1, 1, 1, 1)
-        x = torch.where(f, x.flip(-1), x)
-    return x
+    if flip is None:
+        return t
+    return torch.where(torch.from_numpy(flip).view(-1, *[1] * (t.ndim - 1)), t.flip(-1), t)
+
+
+def _pixels(model, patches: np.ndarray, idx: np.ndarray, flip: np.ndarray | None = None) -> "torch.Tensor":
+    """(B, 3, S, S) normalised pixel values of ``patches[idx]``, mirrored where ``flip``."""
+    return _mirror(model.preprocess([patches[i] for i in idx]), flip)
 
 
 def _labels(attributes: np.ndarray, idx: np.ndarray, flip: np.ndarray | None = None) -> "torch.Tensor":
+    """(B, A, g, g) int64 attribute maps of ``idx``, mirrored where ``flip``."""
     import torch
 
-    y = torch.from_numpy(attributes[idx].astype(np.int64))
-    if flip is not None:
-        f = torch.from_numpy(flip).view(-1, 1, 1, 1)
-        y = torch.where(f, y.flip(-1), y)
-    return y
+    return _mirror(torch.from_numpy(attributes[idx].astype(np.int64)), flip)
 
 
 def attribute_accuracy(model, patches: np.ndarray, attributes: np.ndarray, idx: np.ndarray,
@@ -90,6 +90,7 @@ def attribute_accuracy(model, patches: np.ndarray, attributes: np.ndarray, idx: 
     from the stem alone (the tower's features are not added)."""
     import torch
 
+    from search.vsm.losses import attribute_cell_hits
     from training.vsm_data import ATTRIBUTE_ORDER
 
     classes = tuple(model.cfg.attribute_classes)
@@ -98,11 +99,9 @@ def attribute_accuracy(model, patches: np.ndarray, attributes: np.ndarray, idx: 
         for s in range(0, len(idx), batch):
             part = idx[s:s + batch]
             logits = model.attribute_head(model.detector_stem(_pixels(model, patches, part))).split(classes, 1)
-            y = _labels(attributes, part)
-            for c, lg in enumerate(logits):
-                m = y[:, c] > 0
-                hit[c] += int((lg.argmax(1)[m] == y[:, c][m]).sum())
-                total[c] += int(m.sum())
+            h, n = attribute_cell_hits(logits, _labels(attributes, part))
+            hit += h
+            total += n
     return {ATTRIBUTE_ORDER[c]: float(hit[c] / total[c]) if total[c] else float("nan") for c in range(len(classes))}
 
 

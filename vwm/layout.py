@@ -196,7 +196,7 @@ def build_prompt(question: str, vwm: VisualWorkingMemory | None) -> tuple[str, l
 def relation_lines(entries: Sequence[VWMEntry], limit: int) -> list[str]:
     """``"{a} is left|right of and above|below {b}"`` for pairs ``a`` before ``b`` of the found
     entries (box centres; ties read as left / above), at most ``limit`` lines."""
-    found = [e for e in entries if e.found and e.box_xyxy is not None]
+    found = [e for e in entries if e.box_xyxy is not None]  # a failed search carries no box
     out: list[str] = []
     for i, a in enumerate(found):
         for b in found[i + 1:]:

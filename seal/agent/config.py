@@ -85,3 +85,10 @@ def find_dir(path: str | Path) -> Path | None:
         if c.is_dir():
             return c
     return None
+
+
+def learned_policy_dir(checkpoint: str | Path | None, default: str | Path | None) -> Path | None:
+    """The trained head a learned policy decides with: ``policy.checkpoint`` when set, else
+    ``agent.default_policy_checkpoint``; None when that directory does not exist."""
+    path = checkpoint or default
+    return find_dir(path) if path else None

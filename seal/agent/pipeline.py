@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from PIL import Image
 
 from seal.agent import events as ev
-from seal.agent.config import find_dir, resolve_dir
+from seal.agent.config import learned_policy_dir, resolve_dir
 from seal.agent.kv import CachedTextPass, cached_text_pass, score_options_from_cache
 from seal.agent.result import AgentResult
 from seal.agent.views import ImageViews
@@ -70,7 +70,7 @@ def load_policy(cfg: "Config") -> tuple[ValuePolicy, str]:
     pcfg, acfg = cfg.policy, cfg.agent
     note = ""
     if pcfg.baseline_name is None and pcfg.checkpoint is None:
-        found = find_dir(acfg.default_policy_checkpoint)
+        found = learned_policy_dir(None, acfg.default_policy_checkpoint)
         if found is not None:
             pcfg = replace(pcfg, checkpoint=str(found))
         elif acfg.untrained_policy is not None:

@@ -7,8 +7,10 @@ entropy in nats over the LLM vocabulary, margin = top-1 minus top-2 next-token p
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from seal.errors import ConfigError
@@ -153,3 +155,16 @@ class PolicyConfig:
         if binary and ratios[1] > 0:
             raise ConfigError(f"policy.baseline_target_ratios: the coarse ratio must be 0 with action_space: "
                               f"binary, found {ratios}")
+
+
+TRAINED_CONFIG_NAME = "policy_config.json"
+"""The resolved :class:`PolicyConfig` a trained head was made with, written beside it by training."""
+
+
+def trained_lambda_cost(checkpoint_dir: str | Path) -> float | None:
+    """``lambda_cost`` the head in ``checkpoint_dir`` was trained with, or None when not recorded."""
+    record = Path(checkpoint_dir) / TRAINED_CONFIG_NAME
+    if not record.is_file():
+        return None
+    value = json.loads(record.read_text(encoding="utf-8")).get("lambda_cost")
+    return None if value is None else float(value)

@@ -24,7 +24,7 @@ import torch
 
 from seal.policy.actions import Action, space_actions
 from seal.policy.baselines import make_baseline
-from seal.policy.config import PolicyConfig
+from seal.policy.config import TRAINED_CONFIG_NAME, PolicyConfig
 from seal.policy.cost import CostModel
 from seal.policy.data import PolicyData, load_policy_data
 from seal.policy.features import PolicyInputs
@@ -133,7 +133,7 @@ def _one_hot(actions: np.ndarray) -> np.ndarray:
 def _write_outputs(out: Path, cfg: PolicyConfig, head: VoWHead, log: list[dict], summary: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     head.save(out)
-    (out / "policy_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    (out / TRAINED_CONFIG_NAME).write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
     with (out / "train_log.jsonl").open("w", encoding="utf-8") as f:
         for entry in log:
             f.write(json.dumps(entry) + "\n")

@@ -250,3 +250,16 @@ def attribute_cross_entropy(logits: "Sequence[torch.Tensor]", labels: torch.Tens
         parts = [ce[m].mean() for m in (lab > 0, lab == 0) if bool(m.any())]
         terms.append(torch.stack(parts).mean())
     return torch.stack(terms).mean() if terms else labels.new_zeros((), dtype=torch.float32)
+
+
+def attribute_cell_hits(logits: "Sequence[torch.Tensor]", labels: torch.Tensor) -> tuple[list[int], list[int]]:
+    """Per channel, ``(object cells whose argmax class is right, object cells)``; shapes as
+    :func:`attribute_cross_entropy` (object cells: label > 0). Sum over batches, then divide."""
+    hits, cells = [], []
+    with torch.no_grad():
+        for c, lg in enumerate(logits):
+            lab = labels[:, c]
+            obj = lab > 0
+            hits.append(int((lg.argmax(1)[obj] == lab[obj]).sum()))
+            cells.append(int(obj.sum()))
+    return hits, cells
