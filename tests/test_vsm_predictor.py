@@ -100,7 +100,7 @@ def test_boxes_and_heatmap_map_back_through_the_letterbox(vsm, image):
         enc = vsm.prompts(["detect"], ["red square"], with_reply=False)
         loc = vsm.loc_states(enc["input_ids"], enc["attention_mask"],
                              vsm.hidden_states(enc["input_ids"], enc["attention_mask"], feats))
-        boxes, logits = vsm.box_decoder(feats.vision, loc)
+        boxes, logits = vsm.detect(feats.vision, loc, enc["input_ids"], enc["attention_mask"])
         heat, _ = vsm.heatmap_decoder(feats.vision, loc)
     cx, cy, w, h = (boxes[0].double().numpy() * 32).T
     x0 = np.clip((cx - w / 2) / s + 50, 50, 350)

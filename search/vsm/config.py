@@ -17,7 +17,8 @@ from typing import Any, Literal
 from seal.errors import ConfigError
 
 LOSS_TERMS: tuple[str, ...] = (
-    "lm", "heatmap_bce", "heatmap_dice", "heatmap_iou", "box_focal", "box_l1", "box_giou", "attributes",
+    "lm", "heatmap_bce", "heatmap_dice", "heatmap_iou", "box_focal", "box_l1", "box_giou", "box_presence",
+    "attributes",
 )
 """Names of the loss terms, each one method ``loss_<name>`` of ``VSMCriterion``."""
 
@@ -96,6 +97,13 @@ class VSMConfig:
     stem_widths: tuple[int, ...] = (24, 48, 96, 128)
     """Channels of the stem's four stride-2 stages."""
 
+    word_match: bool = False
+    """Add the conjunctive word scorer's logit (:class:`search.vsm.word_match.WordMatch`: every word
+    of the target phrase must describe the cell's object) to the box decoder's cell logits; needs
+    ``box_decoder: patches`` (one candidate per cell)."""
+    word_match_dim: int = 64
+    """Width of the word scorer's cell and word embeddings."""
+
     seed: int = 0
     """Seed of the decoders' random initialisation."""
 
@@ -108,6 +116,10 @@ class VSMConfig:
                               f"found {list(self.attribute_classes)} / {self.phrase_embed_dim}")
         if self.box_decoder not in ("queries", "patches"):
             raise ConfigError(f"vsm.box_decoder: expected 'queries' or 'patches', found {self.box_decoder!r}")
+        if self.word_match and self.box_decoder != "patches":
+            raise ConfigError("vsm.word_match scores grid cells: it needs vsm.box_decoder 'patches'")
+        if self.word_match_dim < 1:
+            raise ConfigError(f"vsm.word_match_dim: expected >= 1, found {self.word_match_dim}")
         self.modules_to_save = tuple(self.modules_to_save)
         for name in ("decoder_dim", "heatmap_depth", "heatmap_heads", "heatmap_mlp_dim", "quality_head_hidden",
                      "prompt_tokens", "box_queries", "box_layers", "box_heads", "box_mlp_dim", "lora_r"):
@@ -163,6 +175,9 @@ class VSMLossConfig:
     geometry was frozen; here boxes are learned and the box score is the search's stop signal,
     so the DETR weights are used as they are."""
     match_costs: dict[str, float] = field(default_factory=lambda: {"class": 2.0, "bbox": 5.0, "giou": 2.0})
+    presence_miss_iou: float = 0.3
+    """``box_presence``: a candidate whose (detached) box overlaps every ground-truth box of its row
+    by less than this IoU counts as a miss; the row's best-scoring miss is pushed towards 0."""
     """Hungarian matching costs (reference: class 2, L1 5, GIoU 2)."""
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
@@ -185,6 +200,8 @@ class VSMLossConfig:
                               f"found {self.focal_alpha} / {self.focal_gamma}")
         if self.dice_smooth <= 0:
             raise ConfigError(f"vsm_loss.dice_smooth: expected > 0, found {self.dice_smooth}")
+        if not 0.0 < self.presence_miss_iou < 1.0:
+            raise ConfigError(f"vsm_loss.presence_miss_iou: expected 0 < iou < 1, found {self.presence_miss_iou}")
 
 
 @dataclass

@@ -13,6 +13,12 @@ Terms (names as in :data:`search.vsm.config.LOSS_TERMS`; total = sum of weight x
   boxes get L1 + GIoU (ultralytics ``bbox_iou``). A patch without the target has no ground truth,
   so all its queries are negatives: the box score means "the target is here, in this box".
   Normalisation follows ultralytics' ``DETRLoss`` (per matched box), checked by a parity test.
+- ``box_presence``: plain BCE on the two scores the search compares *across* patches: the matched
+  candidate of a row with the target (towards 1) and the best-scoring candidate that misses every
+  ground-truth box (``presence_miss_iou``; all candidates when the target is absent; towards 0).
+  The focal term ranks candidates within a patch but, with ~g*g negatives per positive, keeps every
+  score low, so a patch holding the target and one holding a near miss score alike; this term
+  makes "best score > 0.5" mean "the target is in this patch", the search's stop rule.
 
 Per-sample valid flags say a head gets *no supervision* on a sample (e.g. a context prompt has no
 box target); they are not how absence is expressed (absence = valid with an empty target).
@@ -209,6 +215,36 @@ class VSMCriterion:
         nq = logits.shape[1]
         # FocalLoss returns the per-row mean over queries summed over rows and classes.
         return self.focal(logits.unsqueeze(-1), label.unsqueeze(-1)) * nq / n_gt
+
+    def loss_box_presence(self, out: "VSMOutput", targets: VSMTargets, matches: Matches) -> torch.Tensor:
+        """Mean of the BCE of the matched candidates' logits against 1 (rows with the target) and
+        the BCE of each supervised row's best missing candidate's logit against 0."""
+        from ultralytics.utils.metrics import bbox_iou
+
+        rows = targets.rows(targets.boxes_valid)
+        if rows.numel() == 0:
+            return out.box_logits.sum() * 0.0
+        logits = out.box_logits[rows].float()  # (b, Q)
+        hit_logits, miss_logits = [], []
+        for k, (r, (q, _)) in enumerate(zip(rows.tolist(), matches)):
+            gt = targets.boxes[r].to(out.boxes.device, torch.float32)
+            miss = torch.ones_like(logits[k], dtype=torch.bool)
+            if len(gt):
+                with torch.no_grad():
+                    iou = torch.stack([bbox_iou(out.boxes[r].float(), g.unsqueeze(0), xywh=True).squeeze(-1)
+                                       for g in gt])  # (n_gt, Q)
+                miss = (iou < self.cfg.presence_miss_iou).all(0)
+                hit_logits.append(logits[k, q])
+            if bool(miss.any()):
+                miss_logits.append(logits[k][miss].max().unsqueeze(0))
+        parts = []
+        if hit_logits:
+            hit = torch.cat(hit_logits)
+            parts.append(F.binary_cross_entropy_with_logits(hit, torch.ones_like(hit)))
+        if miss_logits:
+            miss_best = torch.cat(miss_logits)
+            parts.append(F.binary_cross_entropy_with_logits(miss_best, torch.zeros_like(miss_best)))
+        return torch.stack(parts).mean() if parts else out.box_logits.sum() * 0.0
 
     def loss_box_l1(self, out: "VSMOutput", targets: VSMTargets, matches: Matches) -> torch.Tensor:
         """L1 distance of matched ``cxcywh`` boxes, summed over coordinates, mean over boxes."""

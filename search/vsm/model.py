@@ -153,6 +153,11 @@ class VSMModel(nn.Module):
             self.attribute_head = None
             if cfg.attribute_classes:
                 self.attribute_head = nn.Conv2d(vision_dim, sum(cfg.attribute_classes), 1)
+            self.word_match = None
+            if cfg.word_match:
+                from search.vsm.word_match import WordMatch
+
+                self.word_match = WordMatch(vision_dim, len(self.tokenizer), cfg.word_match_dim)
             self.detector_stem = None
             if cfg.detector_stem:
                 from search.vsm.stem import ConvStem
@@ -278,6 +283,8 @@ class VSMModel(nn.Module):
             heads["phrase_embed"] = self.phrase_embed
         if self.attribute_head is not None:
             heads["attribute_head"] = self.attribute_head
+        if self.word_match is not None:
+            heads["word_match"] = self.word_match
         return heads
 
     def _load_decoders(self, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -395,16 +402,32 @@ class VSMModel(nn.Module):
         loc = hidden[torch.arange(hidden.shape[0], device=hidden.device), pos - int(self.cfg.loc_state == "before")]
         if self.phrase_proj is None:
             return loc
-        image_id = self.backbone.config.image_token_id
-        t = torch.arange(input_ids.shape[1], device=input_ids.device)
-        keep = (attention_mask > 0) & (input_ids != image_id) & (t.unsqueeze(0) < pos.unsqueeze(1))  # (B, T)
-        ids = torch.where(keep, input_ids, torch.zeros_like(input_ids))
+        ids, keep = self.phrase_tokens(input_ids, attention_mask)
         if self.phrase_embed is not None:  # bag of words over a trainable table: (B, D_phrase)
             phrase = (self.phrase_embed(ids) * keep.unsqueeze(-1)).sum(1)
         else:  # mean of the LM's input embeddings: (B, D_text)
             emb = self.backbone.get_input_embeddings()(ids)
             phrase = (emb * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
         return loc + self.phrase_proj(phrase.to(loc.dtype))
+
+    def phrase_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ids, keep)``, both (B, T): the prompt's text tokens before ``<LOC>`` (image tokens and
+        padding excluded; their ids set to 0), which hold the target phrase."""
+        pos = loc_positions(input_ids, self.loc_token_id, attention_mask)  # (B,)
+        t = torch.arange(input_ids.shape[1], device=input_ids.device)
+        keep = (attention_mask > 0) & (input_ids != self.backbone.config.image_token_id) & (
+            t.unsqueeze(0) < pos.unsqueeze(1))
+        return torch.where(keep, input_ids, torch.zeros_like(input_ids)), keep
+
+    def detect(self, vision: torch.Tensor, loc: torch.Tensor, input_ids: torch.Tensor,
+               attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate boxes (B, Q, 4) ``cxcywh`` and logits (B, Q) of the box decoder for (B, C_v, g, g)
+        features and (B, D_text) ``<LOC>`` states, plus the word scorer's logits with ``vsm.word_match``
+        (``input_ids`` / ``attention_mask``: the rows' prompts, (B, T))."""
+        boxes, logits = self.box_decoder(vision, loc)
+        if self.word_match is not None:
+            logits = logits + self.word_match(vision, *self.phrase_tokens(input_ids, attention_mask))
+        return boxes, logits
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None = None,
                 labels: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None) -> VSMOutput:
@@ -424,7 +447,7 @@ class VSMModel(nn.Module):
         hidden = self.hidden_states(input_ids, attention_mask, features)  # (B, T, D_text)
         loc = self.loc_states(input_ids, attention_mask, hidden)
         heatmap, quality = self.heatmap_decoder(features.vision, loc)
-        boxes, box_logits = self.box_decoder(features.vision, loc)
+        boxes, box_logits = self.detect(features.vision, loc, input_ids, attention_mask)
         lm_logits = lm_targets = None
         if labels is not None:
             shifted = labels[:, 1:]  # the token each position predicts

@@ -70,7 +70,7 @@ class VSMPredictor:
         started = time.perf_counter()
         features, frames = self._features([region])
         with torch.no_grad():
-            loc = self._loc_states("context", target, features)
+            _, loc = self._loc_states("context", target, features)
             heatmap, _ = self.model.heatmap_decoder(features.vision, loc)
         result = self._region_heatmap(heatmap[0], frames[0])
         self._stats.extra["seconds"] += time.perf_counter() - started
@@ -86,9 +86,9 @@ class VSMPredictor:
         started = time.perf_counter()
         features, frames = self._features(regions)
         with torch.no_grad():
-            loc = self._loc_states("detect", target, features)
+            enc, loc = self._loc_states("detect", target, features)
             heatmaps, _ = self.model.heatmap_decoder(features.vision, loc)  # (B, H', W')
-            boxes, logits = self.model.box_decoder(features.vision, loc)  # (B, Q, 4), (B, Q)
+            boxes, logits = self.model.detect(features.vision, loc, enc["input_ids"], enc["attention_mask"])
         scores = logits.sigmoid().cpu().double().numpy()
         boxes_np = boxes.cpu().double().numpy()
         detections = []
@@ -99,14 +99,16 @@ class VSMPredictor:
         self._stats.extra["seconds"] += time.perf_counter() - started
         return detections
 
-    def _loc_states(self, kind: PromptKind, target: str, features: ImageFeatures) -> torch.Tensor:
-        """One LM forward over ``len(features)`` rows of the same prompt -> (B, D_text) ``<LOC>`` states."""
+    def _loc_states(self, kind: PromptKind, target: str,
+                    features: ImageFeatures) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One LM forward over ``len(features)`` rows of the same prompt -> (the encoded prompts,
+        (B, D_text) ``<LOC>`` states)."""
         n = len(features)
         enc = self.model.prompts([kind] * n, [target] * n, with_reply=False)
         hidden = self.model.hidden_states(enc["input_ids"], enc["attention_mask"], features)
         self._stats.extra["lm_rows"] += n
         self._stats.extra["forwards"] += 1
-        return self.model.loc_states(enc["input_ids"], enc["attention_mask"], hidden)
+        return enc, self.model.loc_states(enc["input_ids"], enc["attention_mask"], hidden)
 
     def _features(self, regions: Sequence[BoxXYXY]) -> tuple[ImageFeatures, list[Frame]]:
         """Vision features of each region (encoding the uncached ones in one batch) and its frame."""
