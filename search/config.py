@@ -21,6 +21,14 @@ class SearchConfig:
     """Anytime fallback: when the search ends without a confident hit, return the best box seen if
     it scores at least this (reference: 0.3); otherwise the target is reported not found."""
 
+    confirm_zoom: float = 1.25
+    """A confident hit at a node above the leaves is only trusted after a closer look: the
+    localizer is asked again on a square window of ``confirm_zoom`` x the leaf side centred on the
+    box (one call), and that window's detection replaces the node's (it stops the search if it too
+    scores above ``confidence_high``). At coarse nodes a target is a few input pixels and near
+    misses fire alike; the leaf-scale view tells them apart. 0 = off (the reference: trust any
+    node's score)."""
+
     split_aspect_ratio: float = 2.0
     """A patch whose long/short side ratio is >= this splits into 1x4 / 4x1 strips, else 2x2."""
     overlap: float = 0.1
@@ -82,6 +90,8 @@ class SearchConfig:
             raise ConfigError("search.leaf_divisor and search.min_leaf_side must be >= 1")
         if self.level_weight_base <= 0:
             raise ConfigError(f"search.level_weight_base: expected > 0, found {self.level_weight_base}")
+        if self.confirm_zoom != 0 and not 0.5 <= self.confirm_zoom <= 4.0:
+            raise ConfigError(f"search.confirm_zoom: expected 0 (off) or 0.5..4 leaf sides, found {self.confirm_zoom}")
         if self.max_nodes < 1 or self.max_model_calls < 1:
             raise ConfigError(
                 f"search.max_nodes / max_model_calls: expected >= 1, found {self.max_nodes} / {self.max_model_calls}"

@@ -6,7 +6,9 @@ Read top to bottom (:meth:`_Search.run`):
 2. Pop a node from the frontier (the strategy decides which; see :mod:`search.frontier`). It is
    *visited*. Its best detection (known since it was located) decides: ``> confidence_high`` is a
    confident hit and the search stops (multi-instance mode: its confident boxes are recorded,
-   deduplicated by NMS, and the search goes on).
+   deduplicated by NMS, and the search goes on). Above the leaves a confident hit is first
+   confirmed on a leaf-scale window around its box (``confirm_zoom``: 1 call), whose detection
+   then stands for the node.
 3. Unless it is a leaf (or the search stops, or its priority is below ``min_priority``), expand it:
    choose the heatmap that guides its children (its target heatmap, or, when that is weak and
    ``context_cue`` is on, the localizer's contextual cue: 1 call), split it, locate all children
@@ -111,6 +113,10 @@ class _Search:
         self.budget.nodes_visited += 1
         det = node.detection
         assert det is not None  # every node is located before it enters the frontier
+        confirm_score = -1.0
+        if det.best_score > self.cfg.confidence_high and self._should_confirm(node):
+            det = node.detection = self._confirm(node, det)
+            confirm_score = det.best_score
         if self.best is None or det.best_score > self.best.best_score:
             self.best = node
         confident = det.best_score > self.cfg.confidence_high
@@ -127,12 +133,33 @@ class _Search:
         charged = self.trace.graph.nodes[node.node_id]  # the root's own locate is charged before its visit
         self.trace.update(node.node_id, visit_order=self.budget.nodes_visited, best_score=det.best_score,
                           best_box_xyxy=list(det.best_box or []), cue=cue, heatmap_max=target_max,
+                          confirm_score=confirm_score,
                           model_calls=charged["model_calls"] + self.budget.model_calls - calls0,
                           seconds=charged["seconds"] + time.perf_counter() - t0)
         if self.on_step is not None:
             self.on_step(StepEvent(self.budget.nodes_visited, node.node_id, node.box, node.level, node.priority,
                                    det.best_score, det.best_box, cue, target_max, len(self.frontier)))
         return confident
+
+    def _should_confirm(self, node: Node) -> bool:
+        return (bool(self.cfg.confirm_zoom) and not node.leaf and not self.cfg.multi_instance
+                and self.budget.call_blocker() is None)
+
+    def _confirm(self, node: Node, det: Detection) -> Detection:
+        """Locate again on a leaf-scale window around ``det``'s best box (1 call); the window's
+        boxes and scores with the node's own heatmap (which keeps guiding the expansion)."""
+        x1, y1, x2, y2 = det.best_box  # type: ignore[misc]
+        side = min(max(self.cfg.confirm_zoom * self.leaf_side, 2.0 * max(x2 - x1, y2 - y1)),
+                   float(min(self.image.width, self.image.height)))
+        cx = min(max((x1 + x2) / 2, side / 2), self.image.width - side / 2)
+        cy = min(max((y1 + y2) / 2, side / 2), self.image.height - side / 2)
+        window = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+        (closer,) = self.budget.timed(lambda: self.loc.locate(self.target, [window]))
+        self.budget.model_calls += 1
+        self.budget.nodes_scored += 1
+        if not np.isfinite(closer.scores).all():
+            raise RuntimeError(f"localizer {getattr(self.loc, 'name', '?')!r}: locate returned non-finite scores")
+        return Detection(closer.boxes_xyxy, closer.scores, det.heatmap)
 
     def _should_expand(self, node: Node, confident: bool) -> bool:
         if node.leaf or (confident and not self.cfg.multi_instance):

@@ -9,6 +9,9 @@ the attributes :data:`NODE_ATTRS` (all JSON-able):
 - ``best_score`` / ``best_box_xyxy``: the node's best detection (``[]`` when none);
 - ``cue``: ``"target"`` (the target heatmap guided the children), ``"context"`` (the contextual
   cue replaced a weak target heatmap), ``"none"`` (not expanded: leaf, stop, budget or unvisited);
+- ``confirm_score``: the best score of the leaf-scale confirmation window when a confident hit
+  above the leaves was looked at again (``SearchConfig.confirm_zoom``; ``best_score`` /
+  ``best_box_xyxy`` are then the window's), -1.0 when none was;
 - ``heatmap_max``: max logit of the node's *target* heatmap (the value compared with
   ``SearchConfig.cue_threshold``);
 - ``model_calls`` / ``seconds``: calls made and wall time spent visiting the node (the root's
@@ -30,7 +33,7 @@ import networkx as nx
 import numpy as np
 
 NODE_ATTRS = ("box_xyxy", "level", "parent", "priority", "visit_order", "best_score", "best_box_xyxy", "cue",
-              "heatmap_max", "model_calls", "seconds", "leaf")
+              "confirm_score", "heatmap_max", "model_calls", "seconds", "leaf")
 GRAPH_ATTRS = ("target", "strategy", "found", "box_xyxy", "score", "nodes_visited", "model_calls", "seconds",
                "stop_reason", "image_width", "image_height")
 HEATMAP_DECIMALS = 3
@@ -48,7 +51,7 @@ class SearchTrace:
         """A new, not yet visited node (and the edge from its parent)."""
         self.graph.add_node(node_id, box_xyxy=[float(v) for v in box_xyxy], level=int(level), parent=int(parent),
                             priority=float(priority), visit_order=0, best_score=0.0, best_box_xyxy=[],
-                            cue="none", heatmap_max=0.0, model_calls=0, seconds=0.0, leaf=bool(leaf))
+                            cue="none", confirm_score=-1.0, heatmap_max=0.0, model_calls=0, seconds=0.0, leaf=bool(leaf))
         if parent >= 0:
             self.graph.add_edge(parent, node_id)
 

@@ -305,3 +305,42 @@ def iou(a, b):
     from search.geometry import iou_xyxy
 
     return iou_xyxy(a, b)
+
+
+class CoarseFooled(FakeLocalizer):
+    """A localizer that, in any region wider than 400 px, mistakes a near miss (``DECOY``) for the
+    target at 0.8; up close it sees that it is not."""
+
+    DECOY = (300.0, 1500.0, 340.0, 1540.0)
+
+    def _detections(self, target, region):
+        boxes, scores = super()._detections(target, region)
+        if min(region[2] - region[0], region[3] - region[1]) > 400 and _contains(region, self.DECOY):
+            boxes, scores = [*boxes, self.DECOY], [*scores, 0.8]
+        return boxes, scores
+
+
+def _contains(region, box):
+    return region[0] <= box[0] and region[1] <= box[1] and box[2] <= region[2] and box[3] <= region[3]
+
+
+def test_a_coarse_hit_is_confirmed_up_close_before_it_stops_the_search():
+    image = blank_image(2048, 2048)
+    trusting = run_search(CoarseFooled({"cup": [CUP]}, detect_side=600), image, "cup",
+                          SearchConfig(confirm_zoom=0.0, **NO_CUE))
+    assert trusting.stop_reason == "confident" and trusting.box_xyxy == CoarseFooled.DECOY  # fooled at level 1
+
+    loc = CoarseFooled({"cup": [CUP]}, detect_side=600)
+    res = run_search(loc, image, "cup", SearchConfig(confirm_zoom=1.25, **NO_CUE))
+    assert res.stop_reason == "confident" and res.box_xyxy == CUP and not res.fallback
+    g = res.trace.graph
+    confirmed = {n: a for n, a in g.nodes(data=True) if a["confirm_score"] >= 0}
+    assert len(confirmed) >= 2  # the decoy's node (refuted) and the cup's (confirmed)
+    refuted = [a for a in confirmed.values() if a["confirm_score"] < 0.5]
+    assert refuted and all(a["best_score"] == a["confirm_score"] for a in confirmed.values())
+    # each confirmation is one square locate of 1.25 leaf sides (leaf 256 px) around the hit
+    windows = [r for r in loc.located_regions() if abs((r[2] - r[0]) - 320.0) < 1e-6 and abs((r[3] - r[1]) - 320.0) < 1e-6]
+    assert len(windows) == len(confirmed)
+    assert res.model_calls == loc.n_calls("locate") + loc.n_calls("suggest")
+    with pytest.raises(Exception, match="confirm_zoom"):
+        SearchConfig(confirm_zoom=9.0)

@@ -16,7 +16,8 @@ API_RESULT_KEYS = {"target", "strategy", "found", "box_xyxy", "score", "instance
 
 def test_session_sets_the_image_once_and_shares_the_cache():
     loc = FakeLocalizer({"cup": [CUP], "pen": [PEN]}, detect_side=600)
-    session = SearchSession(loc, blank_image(2048, 2048), SearchConfig(context_cue=False))
+    # no leaf-scale confirmation: its window depends on the target's box, so it is not shared
+    session = SearchSession(loc, blank_image(2048, 2048), SearchConfig(context_cue=False, confirm_zoom=0.0))
     cup, pen = session.search_many(["cup", "pen"])
     assert loc.set_image_calls == 1
     assert cup.found and pen.found and cup.box_xyxy == CUP and pen.box_xyxy == PEN
@@ -64,7 +65,8 @@ def test_result_json():
     j = json.loads(json.dumps(res.to_json()))
     assert API_RESULT_KEYS <= set(j) and set(j) - API_RESULT_KEYS == {"fallback"}
     assert j["box_xyxy"] == list(CUP) and j["found"] is True and j["fallback"] is False
-    assert j["nodes_visited"] == 3 and j["model_calls"] == 3 and j["stop_reason"] == "confident"
+    # root, children, grandchildren, and the leaf-scale confirmation of the level-2 hit
+    assert j["nodes_visited"] == 3 and j["model_calls"] == 4 and j["stop_reason"] == "confident"
     assert j["instances"] == [{"box_xyxy": list(CUP), "score": 0.9}]
     missing = run_search(FakeLocalizer({}), blank_image(600, 600), "cup", SearchConfig()).to_json()
     assert missing["found"] is False and missing["box_xyxy"] is None and missing["instances"] == []
