@@ -54,6 +54,10 @@ class Node:
         return self.detection.best_score if self.detection is not None else 0.0
 
 
+TREE_FIELDS: tuple[str, ...] = ("split_aspect_ratio", "overlap", "leaf_divisor", "min_leaf_side")
+"""The ``SearchConfig`` fields that shape the tree (its tiles and boxes); nothing else does."""
+
+
 def leaf_side(width: float, height: float, cfg: SearchConfig) -> float:
     """Tile short side at or below which a node is a leaf, for a ``width x height`` image (pixels)."""
     return float(max(math.ceil(min(width, height) / cfg.leaf_divisor), cfg.min_leaf_side))

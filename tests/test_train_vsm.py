@@ -241,3 +241,14 @@ def test_separation_benchmark_reports_auc_and_firing_rates(tmp_path):
     assert separation_main(["--model", str(SHIPPED), "--n-scenes", "1", "--out", str(out),
                              "--cache-dir", str(tmp_path / "cache")]) == 0
     assert json.loads(out.read_text())["auc"] == report["auc"]
+
+
+def test_scene_cache_key_ignores_search_options_that_do_not_shape_the_tree(tmp_path):
+    def build(search_cfg):
+        build_dataset(SynthConfig(n=1, **SMALL_SYNTH), VSMDataConfig(cache_dir=str(tmp_path)), search_cfg,
+                      64, (16, 16), (122, 116, 104), log=lambda m: None)
+        return sorted(p.name for p in tmp_path.iterdir())
+
+    first = build(SearchConfig())
+    assert build(SearchConfig(confirm_zoom=0.0, confidence_high=0.7, strategy="bfs")) == first  # reused
+    assert len(build(SearchConfig(leaf_divisor=4))) == 2  # another tree, other patches: a new cache

@@ -394,15 +394,18 @@ def build_dataset(synth: "SynthConfig", cfg: VSMDataConfig, search_cfg: "SearchC
     """Render ``synth.n`` scenes of ``synth.split`` (search-tag samples) and build their rows.
 
     Each scene's result is cached in ``cfg.cache_dir/vsm_<key>/scene_<i>.pkl`` where the key hashes
-    everything that changes it except ``synth.n``, so a longer run reuses a shorter run's scenes.
+    everything that changes it except ``synth.n`` (of the search config, only the tree's
+    :data:`search.tree.TREE_FIELDS`), so a longer run reuses a shorter run's scenes and a new
+    search-time option does not invalidate the cache.
     """
     from dataclasses import replace
 
     from eval.synth.sample import render_sample, sample_rng
+    from search.tree import TREE_FIELDS
 
     if synth.split == "test":
         raise ConfigError("synth.split: the VSM recipe trains on 'train' or 'val' scenes, found 'test'")
-    key_src = json.dumps({"synth": asdict(replace(synth, n=1)), "data": asdict(cfg), "search": asdict(search_cfg),
+    key_src = json.dumps({"synth": asdict(replace(synth, n=1)), "data": asdict(cfg), "search": {k: getattr(search_cfg, k) for k in TREE_FIELDS},
                           "input": input_size, "heat": list(heatmap_hw), "fill": list(fill), "v": 1},
                          sort_keys=True, default=str)
     key = hashlib.sha1(key_src.encode()).hexdigest()[:16]

@@ -1,0 +1,44 @@
+"""eval.vsm_windows: recognition in leaf-sized windows, separated from the search's navigation."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from eval.bench_search import BenchTarget
+from eval.vsm_windows import measure, windows_for
+from search.config import SearchConfig
+from seal.errors import InputError
+from tests.fakes import FakeLocalizer
+
+CUP = (1300.0, 300.0, 1340.0, 340.0)
+
+
+@pytest.fixture()
+def target(tmp_path):
+    path = tmp_path / "img.png"
+    Image.new("RGB", (2048, 1536), (90, 90, 90)).save(path)
+    return BenchTarget(path, tmp_path / "img.json", "cup", np.array([CUP]))
+
+
+def test_windows_hold_the_target_or_none_of_it():
+    rng = np.random.default_rng(0)
+    boxes = np.array([CUP, (100.0, 100.0, 130.0, 130.0)])
+    for _ in range(20):
+        present, *absent = windows_for(boxes, 2048, 1536, 320.0, 3, rng)
+        assert present[0] <= CUP[0] and present[1] <= CUP[1] and CUP[2] <= present[2] and CUP[3] <= present[3]
+        assert present[2] - present[0] == pytest.approx(320.0) and len(absent) == 3
+        for w in absent:
+            assert 0 <= w[0] and w[2] <= 2048 and 0 <= w[1] and w[3] <= 1536
+            assert all(b[2] <= w[0] or b[0] >= w[2] or b[3] <= w[1] or b[1] >= w[3] for b in boxes)
+
+
+def test_a_localizer_that_sees_up_close_scores_perfectly_and_a_blind_one_does_not(target):
+    cfg = SearchConfig()
+    sharp = measure(FakeLocalizer({"cup": [CUP]}, detect_side=600), [target] * 4, cfg)
+    assert sharp["targets"] == 4 and sharp["absent_windows"] == 12
+    assert sharp["top1"] == 1.0 and sharp["auc"] == 1.0 and sharp["wins"] == 1.0
+    assert sharp["fires_present"] == 1.0 and sharp["fires_absent"] == 0.0
+    blind = measure(FakeLocalizer({"cup": [CUP]}, detect_side=100), [target] * 4, cfg)  # 320 px windows: too big
+    assert blind["top1"] == 0.0 and blind["auc"] == 0.5 and blind["fires_present"] == 0.0
+    with pytest.raises(InputError, match="no targets"):
+        measure(FakeLocalizer({}), [], cfg)
