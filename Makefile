@@ -24,6 +24,9 @@ demo: $(STAMP)
 	$(PY) -m seal ask --image $(DEMO_DIR)/bench/text_only/synth_test_00000.jpg \
 		--sample $(DEMO_DIR)/bench/text_only/synth_test_00000.json --force-action full \
 		--search.max_nodes=12 --trace-dir $(DEMO_DIR)/trace_full
+	# a small target: the learned policy asks for full vision, V* finds the dotted cross, the crop answers
+	$(PY) -m seal ask --image $(DEMO_DIR)/bench/direct_attributes/synth_test_00002.jpg \
+		--sample $(DEMO_DIR)/bench/direct_attributes/synth_test_00002.json --trace-dir $(DEMO_DIR)/trace_search
 
 test: $(STAMP)
 	$(PY) -m pytest -q
