@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from seal.cli.common import add_config_args, resolve_config, write_run_record
+from seal.cli.common import add_config_args, parse_with_config, write_run_record
 from seal.errors import InputError
 
 STRATEGIES = ("vstar", "bfs", "dfs", "random-bfs", "random-dfs")
@@ -172,7 +172,6 @@ def run_big(side: int, extra_args: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seal.cli.main import dotted_overrides
 
     p = argparse.ArgumentParser(prog="python -m eval.bench_search", description=__doc__.splitlines()[0])
     p.add_argument("--bench", type=Path, help="V*Bench-layout folder (direct_attributes/, relative_position/, ...)")
@@ -185,10 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--localizer", choices=("oracle", "vsm"), default="oracle",
                    help="--big: the localizer of the searched subprocess (vsm = the shipped search model)")
     add_config_args(p)
-    args, extra = p.parse_known_args(argv)
     try:
-        args.overrides = dotted_overrides(extra, p)
-        cfg = resolve_config(args)
+        args, cfg = parse_with_config(p, argv)
         if args.big:
             passthrough = [f"--config={c}" for c in args.config] + [f"--{o}" for o in args.overrides] + \
                 ["--localizer", args.localizer]

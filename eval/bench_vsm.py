@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from seal.cli.common import add_config_args, resolve_config
+from seal.cli.common import add_config_args, parse_with_config
 from seal.errors import InputError
 
 STRATEGIES = ("vstar", "bfs")
@@ -172,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from eval.bench_search import list_targets
     from search.vsm.localizer import load_vsm_localizer
-    from seal.cli.main import dotted_overrides
 
     p = argparse.ArgumentParser(prog="python -m eval.bench_vsm", description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=Path("checkpoints/vsm_tiny"), help="VSM checkpoint directory")
@@ -184,11 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--out", type=Path, help="report JSON (default: MODEL/metrics.json)")
     add_config_args(p)
-    args, extra = p.parse_known_args(argv)
-    torch.set_num_threads(args.threads)
     try:
-        args.overrides = dotted_overrides(extra, p)
-        cfg = resolve_config(args)
+        args, cfg = parse_with_config(p, argv)
+        torch.set_num_threads(args.threads)
         bench = ensure_bench(args.bench, args.n_samples)
         targets = list_targets(bench)[: max(args.n_targets, 0)]
         if not targets:

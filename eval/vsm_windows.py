@@ -27,39 +27,28 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seal.cli.common import add_config_args, resolve_config
+from seal.cli.common import add_config_args, parse_with_config
 from seal.errors import InputError
 
 Box = tuple[float, float, float, float]
-
-
-def _square(cx: float, cy: float, side: float, width: int, height: int) -> Box:
-    """The ``side`` square centred as near (cx, cy) as the image allows."""
-    side = min(side, width, height)
-    x0 = min(max(cx - side / 2, 0.0), width - side)
-    y0 = min(max(cy - side / 2, 0.0), height - side)
-    return (x0, y0, x0 + side, y0 + side)
-
-
-def _overlaps(window: Box, boxes: np.ndarray) -> bool:
-    return bool(((boxes[:, 0] < window[2]) & (boxes[:, 2] > window[0]) &
-                 (boxes[:, 1] < window[3]) & (boxes[:, 3] > window[1])).any())
 
 
 def windows_for(boxes: np.ndarray, width: int, height: int, side: float, absent: int,
                 rng: np.random.Generator, tries: int = 200) -> list[Box]:
     """``[present, absent_1, ...]``: the present window holds ``boxes[0]`` whole (shifted by up to
     30% of the side); the absent ones (fewer when the image has no room) overlap no box."""
+    from search.geometry import iou_xyxy, square_window_xyxy
+
     x1, y1, x2, y2 = (float(v) for v in boxes[0])
     slack = max(0.0, 0.3 * side - max(x2 - x1, y2 - y1) / 2)
     dx, dy = rng.uniform(-slack, slack, 2)
-    present = _square((x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy, side, width, height)
+    present = square_window_xyxy((x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy, side, width, height)
     out = [present]
     for _ in range(tries):
         if len(out) > absent:
             break
-        w = _square(rng.uniform(0, width), rng.uniform(0, height), side, width, height)
-        if not _overlaps(w, boxes):
+        w = square_window_xyxy(rng.uniform(0, width), rng.uniform(0, height), side, width, height)
+        if not (iou_xyxy(w, boxes) > 0).any():
             out.append(w)
     return out
 
@@ -106,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from eval.bench_search import list_targets
     from search.vsm.localizer import load_vsm_localizer
-    from seal.cli.main import dotted_overrides
 
     p = argparse.ArgumentParser(prog="python -m eval.vsm_windows", description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=Path("checkpoints/vsm_tiny"), help="VSM checkpoint directory")
@@ -118,11 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--out", type=Path, help="also write the JSON report here")
     add_config_args(p)
-    args, extra = p.parse_known_args(argv)
-    torch.set_num_threads(args.threads)
     try:
-        args.overrides = dotted_overrides(extra, p)
-        cfg = resolve_config(args)
+        args, cfg = parse_with_config(p, argv)
+        torch.set_num_threads(args.threads)
         if not 0.25 <= args.zoom <= 8 or args.absent < 0:
             raise InputError(f"--zoom: expected 0.25..8, --absent: >= 0; found {args.zoom} / {args.absent}")
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]

@@ -32,6 +32,7 @@ import numpy as np
 from search.budget import Budget
 from search.config import SearchConfig
 from search.frontier import make_frontier
+from search.geometry import square_window_xyxy
 from search.image_source import ImageSource
 from search.localizer import Detection, Localizer
 from search.priority import ancestor_evidence, make_scorer
@@ -149,16 +150,9 @@ class _Search:
         """Locate again on a leaf-scale window around ``det``'s best box (1 call); the window's
         boxes and scores with the node's own heatmap (which keeps guiding the expansion)."""
         x1, y1, x2, y2 = det.best_box  # type: ignore[misc]
-        side = min(max(self.cfg.confirm_zoom * self.leaf_side, 2.0 * max(x2 - x1, y2 - y1)),
-                   float(min(self.image.width, self.image.height)))
-        cx = min(max((x1 + x2) / 2, side / 2), self.image.width - side / 2)
-        cy = min(max((y1 + y2) / 2, side / 2), self.image.height - side / 2)
-        window = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-        (closer,) = self.budget.timed(lambda: self.loc.locate(self.target, [window]))
-        self.budget.model_calls += 1
-        self.budget.nodes_scored += 1
-        if not np.isfinite(closer.scores).all():
-            raise RuntimeError(f"localizer {getattr(self.loc, 'name', '?')!r}: locate returned non-finite scores")
+        side = max(self.cfg.confirm_zoom * self.leaf_side, 2.0 * max(x2 - x1, y2 - y1))
+        window = square_window_xyxy((x1 + x2) / 2, (y1 + y2) / 2, side, self.image.width, self.image.height)
+        (closer,) = self._located([window])
         return Detection(closer.boxes_xyxy, closer.scores, det.heatmap)
 
     def _should_expand(self, node: Node, confident: bool) -> bool:
@@ -197,17 +191,23 @@ class _Search:
 
     def _locate(self, nodes: list[Node]) -> None:
         """One batched ``locate`` call for ``nodes``; stores each node's detection."""
-        dets = self.budget.timed(lambda: self.loc.locate(self.target, [n.box for n in nodes]))
+        for node, det in zip(nodes, self._located([n.box for n in nodes])):
+            node.detection = det
+
+    def _located(self, regions: list[Box]) -> list[Detection]:
+        """One batched, budgeted ``locate`` call, its answer checked (one detection per region,
+        finite scores, a usable heatmap)."""
+        dets = self.budget.timed(lambda: self.loc.locate(self.target, regions))
         self.budget.model_calls += 1
-        self.budget.nodes_scored += len(nodes)
-        if len(dets) != len(nodes):
+        self.budget.nodes_scored += len(regions)
+        if len(dets) != len(regions):
             raise RuntimeError(f"localizer {getattr(self.loc, 'name', '?')!r}: locate returned {len(dets)} "
-                               f"detections for {len(nodes)} regions")
-        for node, det in zip(nodes, dets):
+                               f"detections for {len(regions)} regions")
+        for det in dets:
             _checked_heatmap(det.heatmap, self.loc, "locate")
             if not np.isfinite(det.scores).all():
                 raise RuntimeError(f"localizer {getattr(self.loc, 'name', '?')!r}: locate returned non-finite scores")
-            node.detection = det
+        return dets
 
     def _new_node(self, tile: Box, box: Box, parent: Node | None) -> Node:
         ancestors = () if parent is None else parent.ancestors + (parent.node_id,)

@@ -91,6 +91,15 @@ def intersection_fraction_xyxy(box: BoxLike, region: BoxLike) -> float:
     return float(w * h / a) if a > 0 else 0.0
 
 
+def square_window_xyxy(cx: float, cy: float, side: float, width: float, height: float) -> tuple[float, float, float, float]:
+    """The square of ``side`` (at most the image's short side) centred as near ``(cx, cy)`` as a
+    ``width x height`` image allows, ``xyxy``."""
+    side = min(side, width, height)
+    x0 = min(max(cx - side / 2, 0.0), width - side)
+    y0 = min(max(cy - side / 2, 0.0), height - side)
+    return (x0, y0, x0 + side, y0 + side)
+
+
 def normalize_xyxy(boxes: BoxLike, width: float, height: float) -> np.ndarray:
     """Pixels -> ``[0, 1]`` coordinates of a ``width x height`` frame."""
     return _arr(boxes) / np.array([width, height, width, height], dtype=np.float64)

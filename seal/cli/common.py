@@ -30,6 +30,20 @@ def resolve_config(args: argparse.Namespace) -> Config:
     return load(getattr(args, "config", []) or [], getattr(args, "overrides", []) or [])
 
 
+def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
+    """``(args, config)`` of a script with :func:`add_config_args`: unknown ``--section.field=value``
+    arguments become ``args.overrides``, layered over ``args.config``.
+
+    Raises:
+        ConfigError: a config file or an override is invalid.
+    """
+    from seal.cli.main import dotted_overrides
+
+    args, extra = parser.parse_known_args(argv)
+    args.overrides = dotted_overrides(extra, parser)
+    return args, resolve_config(args)
+
+
 def git_revision() -> str:
     """The project's git revision (with ``-dirty`` when the tree has changes), or ``unknown``."""
     root = Path(__file__).resolve().parents[2]
