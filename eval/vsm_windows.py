@@ -10,7 +10,12 @@ instance) and ``--absent`` windows of the same size holding no instance of that 
 - ``top1``: the present window's best box has IoU >= 0.5 with an instance (recognition);
 - ``auc``: present windows' best scores ranked above absent ones' (0.5 = blind, 1 = perfect);
 - ``wins``: the present window outscores every absent window of its own image;
-- ``fires_present`` / ``fires_absent``: best score above ``search.confidence_high``.
+- ``fires_present`` / ``fires_absent``: best score above ``search.confidence_high``;
+- with a SynthVStar sidecar (``synth_annotations/``), one more window per *near miss* of the target
+  (an object whose name differs in one attribute, e.g. a "dotted ring" for "striped ring"), centred
+  on it and holding no instance of the target: ``auc_near``, ``wins_near`` (the present window
+  outscores all of its target's near-miss windows) and ``fires_near``. These are the windows a
+  search stops on wrongly.
 
 The search needs all of them: ``top1`` says the model can see the target up close, ``auc`` /
 ``wins`` / the firing rates say whether its score can be compared across the patches a search visits.
@@ -53,15 +58,39 @@ def windows_for(boxes: np.ndarray, width: int, height: int, side: float, absent:
     return out
 
 
+def near_miss_boxes(annotation: Path, name: str) -> np.ndarray:
+    """``(M, 4)`` full-image ``xyxy`` boxes of the sidecar's near misses of target ``name`` (the objects
+    whose attributes differ from the target's in exactly one of the attributes its name uses); (0, 4)
+    without a sidecar or a target of that name."""
+    from eval.synth.scene import ATTRS, is_near_miss
+    from search.geometry import xywh_to_xyxy
+    from search.oracle import normalize_name, sidecar_path
+
+    path = sidecar_path(annotation)
+    if not path.is_file():
+        return np.zeros((0, 4))
+    try:
+        objects = json.loads(path.read_text(encoding="utf-8"))["objects"]
+        truth = [o for o in objects if o["role"] == "target" and normalize_name(o["name"]) == name]
+        if not truth:
+            return np.zeros((0, 4))
+        keys = tuple(k for k in ATTRS if truth[0][k] in name.split())
+        boxes = [xywh_to_xyxy(o["bbox"]) for o in objects if o["role"] == "near_miss" and is_near_miss(o, truth[0], keys)]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"malformed SynthVStar sidecar ({exc})", path) from exc
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
 def measure(localizer: Any, targets: Sequence, search_cfg: Any, zoom: float = 1.25, absent: int = 3,
             seed: int = 0, max_pixels: int = 40_000_000) -> dict[str, Any]:
     """The report of the module docstring for ``localizer`` (any :class:`search.localizer.Localizer`)."""
-    from search.geometry import iou_xyxy
+    from search.geometry import iou_xyxy, square_window_xyxy
     from search.image_source import ImageSource
     from search.tree import leaf_side
 
     rng = np.random.default_rng(seed)
     present, absent_scores, top1, wins = [], [], [], []
+    near_scores: list[list[float]] = []  # per target
     current = None
     for t in targets:
         if current is None or current[0] != t.image:
@@ -69,8 +98,13 @@ def measure(localizer: Any, targets: Sequence, search_cfg: Any, zoom: float = 1.
             localizer.set_image(current[1])
         image = current[1]
         side = zoom * leaf_side(image.width, image.height, search_cfg)
-        regions = windows_for(np.asarray(t.boxes_xyxy, dtype=np.float64), image.width, image.height, side, absent, rng)
-        dets = localizer.locate(t.name, regions)
+        truth = np.asarray(t.boxes_xyxy, dtype=np.float64)
+        regions = windows_for(truth, image.width, image.height, side, absent, rng)
+        near = [w for w in (square_window_xyxy((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, side, image.width, image.height)
+                            for b in near_miss_boxes(t.annotation, t.name)) if not (iou_xyxy(w, truth) > 0).any()]
+        dets = localizer.locate(t.name, regions + near)
+        near_scores.append([d.best_score for d in dets[len(regions):]])
+        dets = dets[:len(regions)]
         best = dets[0].best_box
         top1.append(best is not None and max(iou_xyxy(best, tuple(g)) for g in t.boxes_xyxy) >= 0.5)
         present.append(dets[0].best_score)
@@ -80,14 +114,25 @@ def measure(localizer: Any, targets: Sequence, search_cfg: Any, zoom: float = 1.
     if not present:
         raise InputError("no targets to measure")
     p, a = np.array(present), np.array(absent_scores)
-    auc = float((p[:, None] > a[None, :]).mean() + 0.5 * (p[:, None] == a[None, :]).mean()) if len(a) else float("nan")
+    n = np.array([s for row in near_scores for s in row])
     high = search_cfg.confidence_high
+    near_report = {} if not len(n) else {
+        "near_windows": len(n), "auc_near": round(_auc(p, n), 4),
+        "wins_near": round(float(np.mean([all(s < ps for s in row) for ps, row in zip(p, near_scores) if row])), 4),
+        "fires_near": round(float((n > high).mean()), 4), "mean_score_near": round(float(n.mean()), 4)}
     return {"targets": len(p), "absent_windows": len(a), "zoom": zoom, "top1": round(float(np.mean(top1)), 4),
-            "auc": round(auc, 4), "wins": round(float(np.mean(wins)), 4),
+            "auc": round(_auc(p, a), 4), "wins": round(float(np.mean(wins)), 4),
             "fires_present": round(float((p > high).mean()), 4),
             "fires_absent": round(float((a > high).mean()), 4) if len(a) else float("nan"),
             "mean_score_present": round(float(p.mean()), 4),
-            "mean_score_absent": round(float(a.mean()), 4) if len(a) else float("nan")}
+            "mean_score_absent": round(float(a.mean()), 4) if len(a) else float("nan"), **near_report}
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a positive outscores a negative), ties counted half; nan without negatives."""
+    if not len(neg):
+        return float("nan")
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
 def main(argv: list[str] | None = None) -> int:

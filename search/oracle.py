@@ -108,7 +108,7 @@ class OracleLocalizer:
             if not isinstance(name, str) or not name.strip():
                 raise InputError(f"target_object[{i}]: expected a non-empty name, found {name!r}", path)
             targets.setdefault(normalize_name(name), []).append(_xywh_box(box, f"bbox[{i}]", path))
-        sidecar = path.parent.parent / "synth_annotations" / path.parent.name / path.name
+        sidecar = sidecar_path(path)
         distractors = _sidecar_distractors(sidecar, set(targets)) if sidecar.is_file() else {}
         return cls({k: np.stack(v) for k, v in targets.items()}, cfg, distractors, source=str(path))
 
@@ -288,6 +288,13 @@ def _xywh_box(box: Any, field: str, path: Path) -> np.ndarray:
     if not ok or box[2] <= 0 or box[3] <= 0:
         raise InputError(f"{field}: expected [x, y, w, h] with w, h > 0, found {box!r}", path)
     return xywh_to_xyxy(box)
+
+
+def sidecar_path(json_path: str | Path) -> Path:
+    """The SynthVStar sidecar of a V*Bench per-sample JSON: ``<root>/synth_annotations/<category>/<stem>.json``
+    with ``root`` the JSON's grandparent (it need not exist)."""
+    path = Path(json_path)
+    return path.parent.parent / "synth_annotations" / path.parent.name / path.name
 
 
 def _sidecar_distractors(path: Path, target_keys: set[str]) -> dict[str, np.ndarray]:

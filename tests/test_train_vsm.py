@@ -140,6 +140,42 @@ def test_more_rows_per_patch_and_attribute_maps_in_batches(tmp_path):
     assert max(len(rows) for rows in data.by_patch) >= 4
 
 
+def test_target_negatives_name_an_absent_target_next_to_its_near_miss():
+    from training.vsm_data import target_negatives
+
+    def obj(color, pattern, shape, x, role):
+        return {"color": color, "pattern": pattern, "shape": shape, "bbox": [x, 0, 10, 10], "role": role}
+
+    target = obj("red", "striped", "star", 500, "target")
+    near = obj("blue", "striped", "star", 0, "near_miss")  # "striped star" matches it, "red star" does not
+    region = (0.0, 0.0, 100.0, 100.0)
+    hard = target_negatives([target, near], [target], [near], region)
+    assert hard == [(("color", "shape"), {"color": "red", "shape": "star"})]
+    assert target_negatives([target, near], [target], [], region) == []  # no near miss in view
+    assert target_negatives([target, near], [target], [target, near], (0.0, 0.0, 600.0, 100.0)) == []  # target in view
+
+
+def test_hard_negative_rows_and_near_miss_crops(tmp_path):
+    cfg = VSMDataConfig(cache_dir=str(tmp_path), target_negatives=2, near_miss_crops=1.0, random_crops=3)
+    base = build_dataset(SynthConfig(n=2, **SMALL_SYNTH), VSMDataConfig(cache_dir=str(tmp_path), random_crops=3),
+                         SearchConfig(), 64, (16, 16), (122, 116, 104))
+    hard = build_dataset(SynthConfig(n=2, **SMALL_SYNTH), cfg, SearchConfig(), 64, (16, 16), (122, 116, 104))
+    scenes = {i: render_sample(sample_rng(0, "train", i), SynthConfig(**SMALL_SYNTH), tag="search").sidecar_json("")
+              for i in (0, 1)}
+    target_names = {(r, n) for r in (0, 1) for o in scenes[r]["objects"] if o["role"] == "target"
+                    for n in (f"{o['color']} {o['shape']}", f"{o['pattern']} {o['shape']}")}
+    def negatives_naming_targets(data):
+        return sum(1 for e in data.examples if e.kind == "detect" and not len(e.boxes) and not e.heatmap.sum()
+                   and (data.records[e.patch].scene, e.target) in target_names)
+    assert negatives_naming_targets(hard) > negatives_naming_targets(base)
+    from search.geometry import intersection_fraction_xyxy, xywh_to_xyxy
+    for p, r in enumerate(hard.records):
+        if r.level == -1:  # every crop is centred on (and holds) a near miss
+            assert any(o["role"] == "near_miss" and
+                       intersection_fraction_xyxy(xywh_to_xyxy(o["bbox"]), r.region_xyxy) > 0.99
+                       for o in scenes[r.scene]["objects"])
+
+
 # ---------------------------------------------------------------- the real seal train vsm
 def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_path, capsys):
     from search.image_source import ImageSource

@@ -42,3 +42,40 @@ def test_a_localizer_that_sees_up_close_scores_perfectly_and_a_blind_one_does_no
     assert blind["top1"] == 0.0 and blind["auc"] == 0.5 and blind["fires_present"] == 0.0
     with pytest.raises(InputError, match="no targets"):
         measure(FakeLocalizer({}), [], cfg)
+
+
+def test_near_miss_windows_come_from_the_sidecar(tmp_path):
+    import json
+
+    from eval.vsm_windows import near_miss_boxes
+
+    path = tmp_path / "img.png"
+    Image.new("RGB", (2048, 1536), (90, 90, 90)).save(path)
+    (tmp_path / "cat").mkdir()
+    annotation = tmp_path / "cat" / "s.json"
+    near, other = (300.0, 1000.0, 340.0, 1040.0), (1700.0, 1200.0, 1740.0, 1240.0)
+
+    def obj(name, color, pattern, shape, box, role):
+        return {"name": name, "color": color, "pattern": pattern, "shape": shape, "role": role,
+                "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]}
+
+    side = tmp_path / "synth_annotations" / "cat"
+    side.mkdir(parents=True)
+    (side / "s.json").write_text(json.dumps({"objects": [
+        obj("red star", "red", "solid", "star", CUP, "target"),
+        obj("solid blue star", "blue", "solid", "star", near, "near_miss"),  # colour changed: a near miss
+        obj("solid blue ring", "blue", "solid", "ring", other, "near_miss"),  # two changed: not of "red star"
+    ]}))
+    assert near_miss_boxes(annotation, "red star").tolist() == [list(near)]
+    assert near_miss_boxes(annotation, "green ring").shape == (0, 4)
+    assert near_miss_boxes(tmp_path / "nowhere" / "x.json", "red star").shape == (0, 4)
+    target = BenchTarget(path, annotation, "red star", np.array([CUP]))
+    cfg = SearchConfig()
+    sharp = measure(FakeLocalizer({"red star": [CUP]}, detect_side=600), [target] * 3, cfg)
+    assert sharp["near_windows"] == 3 and sharp["auc_near"] == 1.0 and sharp["fires_near"] == 0.0
+    assert sharp["wins_near"] == 1.0
+    fooled = measure(FakeLocalizer({"red star": [CUP, near]}, detect_side=600), [target] * 3, cfg)
+    assert fooled["fires_near"] == 1.0 and fooled["wins_near"] == 0.0 and fooled["auc_near"] == 0.5
+    (side / "s.json").write_text("{not json")
+    with pytest.raises(InputError, match="sidecar"):
+        near_miss_boxes(annotation, "red star")

@@ -74,6 +74,13 @@ class VSMDataConfig:
     """Positive ``detect`` rows per patch (distinct names of objects in view; fewer when fewer exist)."""
     negatives_per_patch: int = 1
     """Negative ``detect`` rows per patch."""
+    target_negatives: int = 0
+    """Per patch, up to this many more negative rows, each naming a scene target that is *not* in the
+    patch while a near miss of it (one name attribute changed) is: the case a search stops on wrongly.
+    0 (the earlier recipes) draws nothing extra, so their rows are unchanged."""
+    near_miss_crops: float = 0.0
+    """Probability that a random crop is centred on a near miss (else, as before, on a target or on
+    any object with equal odds)."""
     attribute_maps: bool = False
     """Also store per-patch attribute maps (colour / pattern / shape class of the object covering each
     vision-grid cell) for the auxiliary dense loss (``vsm.attribute_classes``, loss term ``attributes``)."""
@@ -85,12 +92,12 @@ class VSMDataConfig:
         if self.positives_per_patch < 1 or self.negatives_per_patch < 0:
             raise ConfigError("vsm_train.data.positives_per_patch / negatives_per_patch: expected >= 1 / >= 0, "
                               f"found {self.positives_per_patch} / {self.negatives_per_patch}")
-        if self.level2_negatives < 0 or self.random_crops < 0:
-            raise ConfigError("vsm_train.data.level2_negatives / random_crops: expected >= 0")
+        if self.level2_negatives < 0 or self.random_crops < 0 or self.target_negatives < 0:
+            raise ConfigError("vsm_train.data.level2_negatives / random_crops / target_negatives: expected >= 0")
         lo, hi = self.crop_object_px
         if not 0 < lo <= hi:
             raise ConfigError(f"vsm_train.data.crop_object_px: expected 0 < low <= high, found {self.crop_object_px}")
-        for name in ("min_visible", "context_fraction", "near_miss_fraction"):
+        for name in ("min_visible", "context_fraction", "near_miss_fraction", "near_miss_crops"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"vsm_train.data.{name}: expected 0..1, found {getattr(self, name)}")
         if self.min_legible_px <= 0 or self.region_px <= 0 or self.context_px <= 0:
@@ -176,8 +183,13 @@ def scene_patches(sample_json: dict, targets: list[dict], cfg: VSMDataConfig, se
     picks = rng.permutation(len(others))[:cfg.level2_negatives]
     keep += with_target + [others[int(i)] for i in picks]
     objects = sample_json["objects"]
+    near = [o for o in objects if o["role"] == "near_miss"]
     for _ in range(cfg.random_crops):
-        pool = targets if rng.random() < 0.5 else objects
+        u = rng.random()  # one draw per crop, so near_miss_crops = 0 keeps the earlier recipes' stream
+        if near and u < cfg.near_miss_crops:
+            pool = near
+        else:
+            pool = targets if u < cfg.near_miss_crops + 0.5 * (1.0 - cfg.near_miss_crops) else objects
         obj = pool[int(rng.integers(len(pool)))]
         x, y, bw, bh = obj["bbox"]
         side = max(bw, bh) * input_size / rng.uniform(*cfg.crop_object_px)
@@ -229,6 +241,23 @@ def _near_miss(obj: dict, keys: tuple[str, ...], rng: np.random.Generator) -> di
     key = keys[int(rng.integers(len(keys)))]
     values[key] = str(rng.choice([v for v in VALUES[key] if v != obj[key]]))
     return values
+
+
+def target_negatives(objects: list[dict], targets: list[dict], present: list[dict],
+                     region: tuple[float, ...]) -> list[tuple[tuple[str, ...], dict[str, str]]]:
+    """``(keys, values)`` of each target name (both naming ways) that nothing in ``region`` answers to
+    while a near miss of it is in ``region`` (``present``: the objects at least half inside)."""
+    from eval.synth.scene import is_near_miss
+
+    out = []
+    for t in targets:
+        for keys in NAME_KEYS:
+            values = {k: t[k] for k in keys}
+            if any(_inside(o, region, 0.05) for o in matching(objects, keys, values)):
+                continue
+            if any(is_near_miss(o, t, keys) for o in present):
+                out.append((keys, values))
+    return out
 
 
 def scene_examples(sample_json: dict, image, index: int, cfg: VSMDataConfig, search_cfg: "SearchConfig",
@@ -287,6 +316,10 @@ def scene_examples(sample_json: dict, image, index: int, cfg: VSMDataConfig, sea
                 if not any(_inside(o, region, 0.05) for o in matching(objects, keys, values)):
                     add("detect", keys, values)
                     break
+        if cfg.target_negatives:
+            hard = target_negatives(objects, targets, present, region)
+            for i in rng.permutation(len(hard))[:cfg.target_negatives]:
+                add("detect", *hard[int(i)])
         if level in (0, 1) and rng.random() < cfg.context_fraction:
             t = targets[int(rng.integers(len(targets)))]
             keys = NAME_KEYS[int(rng.integers(2))]
