@@ -7,7 +7,8 @@ On a held-out SynthVStar TEST-split benchmark folder (generated into ``--bench``
 vstar-suite samples when it holds none), for the first ``--n-targets`` (sample, target) pairs:
 
 - **search**: :class:`search.session.SearchSession` with the VSM localizer, strategies ``vstar`` and
-  ``bfs`` (same model): ``found_rate`` (found and IoU >= 0.5 with a ground-truth box of that name),
+  ``bfs`` (same model): ``found_rate`` (found and IoU >= 0.5 with a ground-truth box of that name;
+  ``found_by_name_kind``: hits / targets for SynthVStar names by colour and by pattern),
   ``mean_nodes_all`` (nodes visited, over all targets), ``mean_nodes_found``, ``mean_model_calls``;
   ``vstar_bfs_node_ratio`` = vstar / bfs mean nodes;
 - **calibration**: every node of each image's search tree (root, level 1, level 2) is located for
@@ -118,10 +119,16 @@ def run_bench(localizer: Any, targets: list, cfg: Any, timing_calls: int = 20, l
     }
 
 
-def _summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
+def _summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from eval.synth.vocab import name_kind
+
     hits = [r for r in rows if r["hit"]]
     n = max(len(rows), 1)
+    kinds: dict[str, list[bool]] = {}
+    for r in rows:
+        kinds.setdefault(name_kind(r["target"]) or "other", []).append(r["hit"])
     return {
+        "found_by_name_kind": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(kinds.items())},
         "n": len(rows),
         "found_rate": len(hits) / n,
         "confident_hit_rate": sum(r["stop_reason"] == "confident" for r in hits) / n,
@@ -155,8 +162,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"{report['n_targets']} targets",
              f"{'strategy':<9} {'found':>6} {'nodes(all)':>10} {'nodes(found)':>12} {'calls':>6} {'s/target':>8}"]
     for name, m in report["search"].items():
+        kinds = ", ".join(f"{k} {v}" for k, v in m["found_by_name_kind"].items())
         lines.append(f"{name:<9} {m['found_rate']:>6.1%} {m['mean_nodes_all']:>10.2f} {m['mean_nodes_found']:>12.2f} "
-                     f"{m['mean_model_calls']:>6.2f} {m['mean_seconds']:>8.2f}")
+                     f"{m['mean_model_calls']:>6.2f} {m['mean_seconds']:>8.2f}  ({kinds})")
     c = report["calibration"]
     lines += [f"vstar / bfs nodes: {report['vstar_bfs_node_ratio']:.2f}",
               f"found-score calibration over {c['n']} patches ({c['positives']} correct boxes): ECE {c['ece']:.3f}, "

@@ -15,7 +15,9 @@ instance) and ``--absent`` windows of the same size holding no instance of that 
   (an object whose name differs in one attribute, e.g. a "dotted ring" for "striped ring"), centred
   on it and holding no instance of the target: ``auc_near``, ``wins_near`` (the present window
   outscores all of its target's near-miss windows) and ``fires_near``. These are the windows a
-  search stops on wrongly.
+  search stops on wrongly;
+- ``by_name_kind``: the same report for the targets named by colour ("red star") and by pattern
+  ("dotted star") apart, when every target has a SynthVStar name.
 
 The search needs all of them: ``top1`` says the model can see the target up close, ``auc`` /
 ``wins`` / the firing rates say whether its score can be compared across the patches a search visits.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -81,16 +84,27 @@ def near_miss_boxes(annotation: Path, name: str) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
+@dataclass
+class TargetWindows:
+    """Scores of one target's windows: the present one, the absent ones, the near-miss ones."""
+
+    kind: str | None  # SynthVStar name kind (eval.synth.vocab.name_kind)
+    top1: bool
+    present: float
+    absent: list[float]
+    near: list[float]
+
+
 def measure(localizer: Any, targets: Sequence, search_cfg: Any, zoom: float = 1.25, absent: int = 3,
             seed: int = 0, max_pixels: int = 40_000_000) -> dict[str, Any]:
     """The report of the module docstring for ``localizer`` (any :class:`search.localizer.Localizer`)."""
+    from eval.synth.vocab import name_kind
     from search.geometry import iou_xyxy, square_window_xyxy
     from search.image_source import ImageSource
     from search.tree import leaf_side
 
     rng = np.random.default_rng(seed)
-    present, absent_scores, top1, wins = [], [], [], []
-    near_scores: list[list[float]] = []  # per target
+    records: list[TargetWindows] = []
     current = None
     for t in targets:
         if current is None or current[0] != t.image:
@@ -103,29 +117,38 @@ def measure(localizer: Any, targets: Sequence, search_cfg: Any, zoom: float = 1.
         near = [w for w in (square_window_xyxy((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, side, image.width, image.height)
                             for b in near_miss_boxes(t.annotation, t.name)) if not (iou_xyxy(w, truth) > 0).any()]
         dets = localizer.locate(t.name, regions + near)
-        near_scores.append([d.best_score for d in dets[len(regions):]])
-        dets = dets[:len(regions)]
         best = dets[0].best_box
-        top1.append(best is not None and max(iou_xyxy(best, tuple(g)) for g in t.boxes_xyxy) >= 0.5)
-        present.append(dets[0].best_score)
-        others = [d.best_score for d in dets[1:]]
-        absent_scores += others
-        wins.append(all(present[-1] > o for o in others))
-    if not present:
+        scores = [d.best_score for d in dets]
+        records.append(TargetWindows(
+            name_kind(t.name), best is not None and max(iou_xyxy(best, tuple(g)) for g in t.boxes_xyxy) >= 0.5,
+            scores[0], scores[1:len(regions)], scores[len(regions):]))
+    if not records:
         raise InputError("no targets to measure")
-    p, a = np.array(present), np.array(absent_scores)
-    n = np.array([s for row in near_scores for s in row])
-    high = search_cfg.confidence_high
-    near_report = {} if not len(n) else {
-        "near_windows": len(n), "auc_near": round(_auc(p, n), 4),
-        "wins_near": round(float(np.mean([all(s < ps for s in row) for ps, row in zip(p, near_scores) if row])), 4),
-        "fires_near": round(float((n > high).mean()), 4), "mean_score_near": round(float(n.mean()), 4)}
-    return {"targets": len(p), "absent_windows": len(a), "zoom": zoom, "top1": round(float(np.mean(top1)), 4),
-            "auc": round(_auc(p, a), 4), "wins": round(float(np.mean(wins)), 4),
-            "fires_present": round(float((p > high).mean()), 4),
-            "fires_absent": round(float((a > high).mean()), 4) if len(a) else float("nan"),
-            "mean_score_present": round(float(p.mean()), 4),
-            "mean_score_absent": round(float(a.mean()), 4) if len(a) else float("nan"), **near_report}
+    report = {**summarize(records, search_cfg.confidence_high), "zoom": zoom}
+    kinds = {r.kind for r in records}
+    if None not in kinds and len(kinds) > 1:
+        report["by_name_kind"] = {k: summarize([r for r in records if r.kind == k], search_cfg.confidence_high)
+                                  for k in sorted(kinds)}  # type: ignore[type-var]
+    return report
+
+
+def summarize(records: Sequence[TargetWindows], high: float) -> dict[str, Any]:
+    """The module docstring's figures over ``records``; ``high``: the firing threshold."""
+    p = np.array([r.present for r in records])
+    a = np.array([s for r in records for s in r.absent])
+    n = np.array([s for r in records for s in r.near])
+    out = {"targets": len(p), "absent_windows": len(a), "top1": round(float(np.mean([r.top1 for r in records])), 4),
+           "auc": round(_auc(p, a), 4), "wins": round(float(np.mean([all(r.present > o for o in r.absent)
+                                                                      for r in records])), 4),
+           "fires_present": round(float((p > high).mean()), 4),
+           "fires_absent": round(float((a > high).mean()), 4) if len(a) else float("nan"),
+           "mean_score_present": round(float(p.mean()), 4),
+           "mean_score_absent": round(float(a.mean()), 4) if len(a) else float("nan")}
+    if len(n):
+        out.update({"near_windows": len(n), "auc_near": round(_auc(p, n), 4),
+                    "wins_near": round(float(np.mean([all(s < r.present for s in r.near) for r in records if r.near])), 4),
+                    "fires_near": round(float((n > high).mean()), 4), "mean_score_near": round(float(n.mean()), 4)})
+    return out
 
 
 def _auc(pos: np.ndarray, neg: np.ndarray) -> float:

@@ -79,3 +79,30 @@ def test_near_miss_windows_come_from_the_sidecar(tmp_path):
     (side / "s.json").write_text("{not json")
     with pytest.raises(InputError, match="sidecar"):
         near_miss_boxes(annotation, "red star")
+
+
+def test_colour_and_pattern_names_are_also_reported_apart(target):
+    red, dotted = (BenchTarget(target.image, target.annotation, n, np.array([CUP])) for n in ("red star", "dotted star"))
+    report = measure(FakeLocalizer({"red star": [CUP]}, detect_side=600), [red, dotted, red], SearchConfig())
+    kinds = report["by_name_kind"]
+    assert set(kinds) == {"colour", "pattern"}
+    assert kinds["colour"]["targets"] == 2 and kinds["colour"]["top1"] == 1.0
+    assert kinds["pattern"]["targets"] == 1 and kinds["pattern"]["top1"] == 0.0  # the fake knows only "red star"
+    assert "by_name_kind" not in measure(FakeLocalizer({"cup": [CUP]}, detect_side=600), [target], SearchConfig())
+
+
+def test_bench_vsm_counts_hits_per_strategy_and_per_name_kind(target):
+    from eval.bench_vsm import format_report, run_bench
+    from seal.config.root import Config
+
+    red, dotted = (BenchTarget(target.image, target.annotation, n, np.array([CUP])) for n in ("red star", "dotted star"))
+    report = run_bench(FakeLocalizer({"red star": [CUP]}, detect_side=600), [red, dotted], Config(), timing_calls=2,
+                       log=lambda _: None)
+    for strategy in ("vstar", "bfs"):
+        m = report["search"][strategy]
+        assert m["n"] == 2 and m["found_rate"] == 0.5
+        assert m["found_by_name_kind"] == {"colour": "1/1", "pattern": "0/1"}
+    assert report["vstar_bfs_node_ratio"] < 1.0  # the heatmap leads V* to the star; bfs walks level by level
+    assert report["calibration"]["n"] == 2 * 21  # root + 4 + 16 tree patches located per target
+    assert report["calibration"]["positives"] >= 1  # the leaf-level patches holding the red star
+    assert "colour 1/1, pattern 0/1" in format_report(report)

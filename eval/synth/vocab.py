@@ -29,6 +29,14 @@ PATTERNS: tuple[str, ...] = ("solid", "striped", "dotted", "checkered")
 """Surface patterns, drawn in the object's *ink* colour (a shade of its own colour) at a period of
 a third to a fifth of the object: legible at full resolution, a uniform blur in a 336 px view."""
 
+
+
+def name_kind(name: str) -> str | None:
+    """``"colour"`` for a SynthVStar name like "red star", ``"pattern"`` for "dotted star", else None."""
+    first = name.split()[0] if name.split() else ""
+    return "colour" if first in COLORS else "pattern" if first in PATTERNS else None
+
+
 FREE_ROTATION = frozenset({"circle", "ring", "star", "hexagon"})
 """Shapes that may turn freely; the others turn at most ``MAX_TILT`` so a square never becomes a
 diamond."""
