@@ -243,6 +243,11 @@ def _near_miss(obj: dict, keys: tuple[str, ...], rng: np.random.Generator) -> di
     return values
 
 
+def _absent(objects: list[dict], keys: tuple[str, ...], values: dict[str, str], region: tuple[float, ...]) -> bool:
+    """Nothing answering to the name ``values`` on ``keys`` reaches into ``region`` (5% of its box)."""
+    return not any(_inside(o, region, 0.05) for o in matching(objects, keys, values))
+
+
 def target_negatives(objects: list[dict], targets: list[dict], present: list[dict],
                      region: tuple[float, ...]) -> list[tuple[tuple[str, ...], dict[str, str]]]:
     """``(keys, values)`` of each target name (both naming ways) that nothing in ``region`` answers to
@@ -253,9 +258,7 @@ def target_negatives(objects: list[dict], targets: list[dict], present: list[dic
     for t in targets:
         for keys in NAME_KEYS:
             values = {k: t[k] for k in keys}
-            if any(_inside(o, region, 0.05) for o in matching(objects, keys, values)):
-                continue
-            if any(is_near_miss(o, t, keys) for o in present):
+            if _absent(objects, keys, values, region) and any(is_near_miss(o, t, keys) for o in present):
                 out.append((keys, values))
     return out
 
@@ -313,7 +316,7 @@ def scene_examples(sample_json: dict, image, index: int, cfg: VSMDataConfig, sea
                 else:
                     other = outside[int(rng.integers(len(outside)))]
                     values = {k: other[k] for k in keys}
-                if not any(_inside(o, region, 0.05) for o in matching(objects, keys, values)):
+                if _absent(objects, keys, values, region):
                     add("detect", keys, values)
                     break
         if cfg.target_negatives:

@@ -30,7 +30,6 @@ PATTERNS: tuple[str, ...] = ("solid", "striped", "dotted", "checkered")
 a third to a fifth of the object: legible at full resolution, a uniform blur in a 336 px view."""
 
 
-
 def name_kind(name: str) -> str | None:
     """``"colour"`` for a SynthVStar name like "red star", ``"pattern"`` for "dotted star", else None."""
     first = name.split()[0] if name.split() else ""
