@@ -70,8 +70,11 @@ def calibration(scores: list[float], correct: list[bool]) -> dict[str, float]:
             "accuracy_at_0.5": float(np.mean((s > 0.5) == (c > 0.5))), "positives": int(c.sum())}
 
 
-def run_bench(localizer: Any, targets: list, cfg: Any, timing_calls: int = 20, log=print) -> dict[str, Any]:
-    """Search / calibration / timing over ``targets`` (:class:`eval.bench_search.BenchTarget`)."""
+def run_bench(localizer: Any, targets: list, cfg: Any, timing_calls: int = 20, log=print,
+              verifier: Any = None) -> dict[str, Any]:
+    """Search / calibration / timing over ``targets`` (:class:`eval.bench_search.BenchTarget`);
+    ``verifier``: an optional :class:`search.verifier.Verifier` checking the searches' hits (the
+    calibration patches are the localizer's alone)."""
     from dataclasses import replace
 
     from search.geometry import iou_xyxy
@@ -90,7 +93,7 @@ def run_bench(localizer: Any, targets: list, cfg: Any, timing_calls: int = 20, l
     for k, (path, group) in enumerate(by_image.items(), start=1):
         image = ImageSource.from_path(path, cfg.image.max_pixels)
         images[path] = image
-        session = SearchSession(localizer, image, cfg.search)
+        session = SearchSession(localizer, image, cfg.search, verifier)
         for t in group:
             for strategy in STRATEGIES:
                 result = session.search(t.name, cfg=replace(cfg.search, strategy=strategy))
@@ -135,6 +138,7 @@ def _summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_nodes_all": sum(r["nodes_visited"] for r in rows) / n,
         "mean_nodes_found": (sum(r["nodes_visited"] for r in hits) / len(hits)) if hits else float("nan"),
         "mean_model_calls": sum(r["model_calls"] for r in rows) / n,
+        "mean_verifier_calls": sum(r["verifier_calls"] for r in rows) / n,
         "mean_seconds": sum(r["seconds"] for r in rows) / n,
     }
 
@@ -159,12 +163,13 @@ def _time_locate(localizer: Any, images: list, calls: int) -> float:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{report['n_targets']} targets",
+    lines = [f"{report['n_targets']} targets, hits checked by {report.get('verifier') or 'nothing'}",
              f"{'strategy':<9} {'found':>6} {'nodes(all)':>10} {'nodes(found)':>12} {'calls':>6} {'s/target':>8}"]
     for name, m in report["search"].items():
         kinds = ", ".join(f"{k} {v}" for k, v in m["found_by_name_kind"].items())
+        checks = f", {m['mean_verifier_calls']:.2f} hit checks" if m.get("mean_verifier_calls") else ""
         lines.append(f"{name:<9} {m['found_rate']:>6.1%} {m['mean_nodes_all']:>10.2f} {m['mean_nodes_found']:>12.2f} "
-                     f"{m['mean_model_calls']:>6.2f} {m['mean_seconds']:>8.2f}  ({kinds})")
+                     f"{m['mean_model_calls']:>6.2f} {m['mean_seconds']:>8.2f}  ({kinds}{checks})")
     c = report["calibration"]
     lines += [f"vstar / bfs nodes: {report['vstar_bfs_node_ratio']:.2f}",
               f"found-score calibration over {c['n']} patches ({c['positives']} correct boxes): ECE {c['ece']:.3f}, "
@@ -180,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from eval.bench_search import list_targets
     from search.vsm.localizer import load_vsm_localizer
+    from seal.cli.cmd_search import load_verifier
 
     p = argparse.ArgumentParser(prog="python -m eval.bench_vsm", description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=Path("checkpoints/vsm_tiny"), help="VSM checkpoint directory")
@@ -190,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timing-calls", type=int, default=20)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--out", type=Path, help="report JSON (default: MODEL/metrics.json)")
+    p.add_argument("--verifier-model", metavar="DIR",
+                   help="VQA LLM checking the hits, as seal search does (default: agent.vqa_path when it exists; "
+                        "--verifier.enabled=false: the search model alone)")
     add_config_args(p)
     try:
         args, cfg = parse_with_config(p, argv)
@@ -199,12 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         if not targets:
             raise InputError("no targets in the benchmark folder", bench)
         localizer = load_vsm_localizer(args.model)
-        report = run_bench(localizer, targets, cfg, args.timing_calls, log=lambda m: print(m, file=sys.stderr))
+        verifier = load_verifier(args, cfg, localizer.name)
+        report = run_bench(localizer, targets, cfg, args.timing_calls, log=lambda m: print(m, file=sys.stderr),
+                           verifier=verifier)
     except InputError as exc:
         print(f"bench_vsm: error: {exc}", file=sys.stderr)
         return 2
     report = {"command": ["python", "-m", "eval.bench_vsm", *(argv if argv is not None else sys.argv[1:])],
-              "model": str(args.model), "bench": str(bench), "threads": args.threads, **report}
+              "model": str(args.model), "bench": str(bench), "threads": args.threads,
+              "verifier": None if verifier is None else str(args.verifier_model or cfg.agent.vqa_path),
+              **report}
     print(format_report(report))
     out = args.out or args.model / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)

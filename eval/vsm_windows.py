@@ -61,27 +61,33 @@ def windows_for(boxes: np.ndarray, width: int, height: int, side: float, absent:
     return out
 
 
-def near_miss_boxes(annotation: Path, name: str) -> np.ndarray:
-    """``(M, 4)`` full-image ``xyxy`` boxes of the sidecar's near misses of target ``name`` (the objects
-    whose attributes differ from the target's in exactly one of the attributes its name uses); (0, 4)
-    without a sidecar or a target of that name."""
+def near_misses(annotation: Path, name: str) -> tuple[dict | None, list[dict]]:
+    """``(target, near_misses)``: the SynthVStar sidecar objects of target ``name`` and of its near
+    misses (objects whose attributes differ from the target's in exactly one of the attributes its
+    name uses); ``(None, [])`` without a sidecar or a target of that name."""
     from eval.synth.scene import ATTRS, is_near_miss
-    from search.geometry import xywh_to_xyxy
     from search.oracle import normalize_name, sidecar_path
 
     path = sidecar_path(annotation)
     if not path.is_file():
-        return np.zeros((0, 4))
+        return None, []
     try:
         objects = json.loads(path.read_text(encoding="utf-8"))["objects"]
         truth = [o for o in objects if o["role"] == "target" and normalize_name(o["name"]) == name]
         if not truth:
-            return np.zeros((0, 4))
+            return None, []
         keys = tuple(k for k in ATTRS if truth[0][k] in name.split())
-        boxes = [xywh_to_xyxy(o["bbox"]) for o in objects if o["role"] == "near_miss" and is_near_miss(o, truth[0], keys)]
+        return truth[0], [o for o in objects if o["role"] == "near_miss" and is_near_miss(o, truth[0], keys)]
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"malformed SynthVStar sidecar ({exc})", path) from exc
-    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def near_miss_boxes(annotation: Path, name: str) -> np.ndarray:
+    """``(M, 4)`` full-image ``xyxy`` boxes of :func:`near_misses`; (0, 4) when there are none."""
+    from search.geometry import xywh_to_xyxy
+
+    return np.asarray([xywh_to_xyxy(o["bbox"]) for o in near_misses(annotation, name)[1]],
+                      dtype=np.float64).reshape(-1, 4)
 
 
 @dataclass

@@ -73,6 +73,20 @@ class SearchConfig:
     min_priority: float = 0.0
     """Nodes whose priority is below this are not expanded (prunes multi-instance search)."""
 
+    verify_threshold: float = 0.5
+    """With a verifier (:mod:`search.verifier`, e.g. the VQA LLM reading the named colour or
+    pattern back from a crop of the box), a confident hit stops the search only if the verifier
+    gives it at least this probability. A rejected box is never returned, and boxes overlapping it
+    (IoU > ``nms_iou``) are not asked about again. Without a verifier nothing changes."""
+    max_verifications: int = 8
+    """Verifier calls per target; once they are spent, hits are trusted as without a verifier."""
+    verify_per_node: int = 2
+    """Confident boxes of one node checked, best first (a patch may hold a near miss and the target)."""
+    verify_fallback_top: int = 3
+    """Without a verified confident hit, at most this many of the visited nodes' best boxes scoring
+    ``>= confidence_low`` are checked, best first; the first one accepted is the anytime fallback, and
+    if all are rejected the target is not found."""
+
     seed: int = 0
     """Seed of the random baselines."""
 
@@ -100,6 +114,11 @@ class SearchConfig:
             raise ConfigError(f"search.deadline_s: expected >= 0, found {self.deadline_s}")
         if self.max_instances < 1:
             raise ConfigError(f"search.max_instances: expected >= 1, found {self.max_instances}")
+        if not 0.0 <= self.verify_threshold <= 1.0:
+            raise ConfigError(f"search.verify_threshold: expected 0..1, found {self.verify_threshold}")
+        if min(self.max_verifications, self.verify_per_node, self.verify_fallback_top) < 0:
+            raise ConfigError("search.max_verifications / verify_per_node / verify_fallback_top: expected >= 0, found "
+                              f"{self.max_verifications} / {self.verify_per_node} / {self.verify_fallback_top}")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"search.nms_iou: expected 0 < iou <= 1, found {self.nms_iou}")
 

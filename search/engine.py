@@ -18,7 +18,11 @@ Read top to bottom (:meth:`_Search.run`):
    never raise. Without a confident hit, the best box of any visited node is the anytime fallback
    (:mod:`search.result`).
 
-Only the ``Localizer`` protocol is used: no torch model is imported here.
+With a :class:`~search.verifier.Verifier`, a confident hit (after its confirmation) stops the search
+only when the verifier accepts it, and the fallback is the best box it accepts; a node whose hits
+were rejected is expanded like any other (:mod:`search.verification` has the rules).
+
+Only the ``Localizer`` and ``Verifier`` protocols are used: no torch model is imported here.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from search.priority import ancestor_evidence, make_scorer
 from search.result import InstanceSet, SearchResult
 from search.trace import SearchTrace
 from search.tree import Box, Node, is_leaf, leaf_side, split
+from search.verification import Verdict, Verification
+from search.verifier import Verifier
 
 
 @dataclass
@@ -55,24 +61,29 @@ class StepEvent:
     cue: str  # "target" | "context" | "none" (see search.trace)
     heatmap_max: float  # max logit of the node's target heatmap
     queue_size: int  # frontier size after the visit
+    verify_score: float = -1.0  # the verifier's best probability at this node, -1.0 if not asked
 
 
 def run_search(localizer: Localizer, image: ImageSource, target: str, cfg: SearchConfig,
-               on_step: Callable[[StepEvent], None] | None = None, set_image: bool = True) -> SearchResult:
+               on_step: Callable[[StepEvent], None] | None = None, set_image: bool = True,
+               verifier: Verifier | None = None) -> SearchResult:
     """Search ``image`` for ``target``; never raises on a budget.
 
-    ``set_image=False`` when the localizer already holds this image (see :class:`SearchSession`).
-    ``on_step`` is called after each visit. Localizer errors propagate.
+    ``set_image=False`` when the localizer (and the verifier) already hold this image (see
+    :class:`SearchSession`). ``on_step`` is called after each visit. Localizer and verifier errors
+    propagate.
     """
-    search = _Search(localizer, image, target, cfg, on_step)
+    search = _Search(localizer, image, target, cfg, on_step, verifier)
     if set_image:
         search.budget.timed(lambda: localizer.set_image(image))
+        if verifier is not None:
+            verifier.set_image(image)
     return search.run()
 
 
 class _Search:
     def __init__(self, localizer: Localizer, image: ImageSource, target: str, cfg: SearchConfig,
-                 on_step: Callable[[StepEvent], None] | None) -> None:
+                 on_step: Callable[[StepEvent], None] | None, verifier: Verifier | None = None) -> None:
         self.loc, self.image, self.target, self.cfg, self.on_step = localizer, image, target, cfg, on_step
         self.budget = Budget(cfg)
         self.frontier = make_frontier(cfg.strategy, cfg.seed)
@@ -83,6 +94,10 @@ class _Search:
         self.best: Node | None = None  # visited node with the best detection so far
         self.instances = InstanceSet(cfg.nms_iou)
         self.blocked: str | None = None  # budget that prevented an expansion
+        self.checks = None if verifier is None or cfg.multi_instance else Verification(verifier, target, cfg)
+        self.hit: Verdict | None = None  # the verified confident hit
+        self.final_verify: float | None = None  # the verifier's probability for the returned box
+        self.visited: list[Node] = []
 
     def run(self) -> SearchResult:
         t0 = time.perf_counter()
@@ -112,6 +127,7 @@ class _Search:
         """Visit ``node``: record it, expand it if due. Returns whether it holds a confident hit."""
         t0, calls0 = time.perf_counter(), self.budget.model_calls
         self.budget.nodes_visited += 1
+        self.visited.append(node)
         det = node.detection
         assert det is not None  # every node is located before it enters the frontier
         confirm_score = -1.0
@@ -121,6 +137,10 @@ class _Search:
         if self.best is None or det.best_score > self.best.best_score:
             self.best = node
         confident = det.best_score > self.cfg.confidence_high
+        verify_score = -1.0
+        if confident and self.checks is not None:
+            self.hit, verify_score = self.checks.confident_hit(det.boxes_xyxy, det.scores)
+            confident = self.hit is not None
         if confident and self.cfg.multi_instance:
             self.instances.add(det.boxes_xyxy, det.scores, self.cfg.confidence_high)
         target_max = float(det.heatmap.max())
@@ -134,12 +154,12 @@ class _Search:
         charged = self.trace.graph.nodes[node.node_id]  # the root's own locate is charged before its visit
         self.trace.update(node.node_id, visit_order=self.budget.nodes_visited, best_score=det.best_score,
                           best_box_xyxy=list(det.best_box or []), cue=cue, heatmap_max=target_max,
-                          confirm_score=confirm_score,
+                          confirm_score=confirm_score, verify_score=verify_score,
                           model_calls=charged["model_calls"] + self.budget.model_calls - calls0,
                           seconds=charged["seconds"] + time.perf_counter() - t0)
         if self.on_step is not None:
             self.on_step(StepEvent(self.budget.nodes_visited, node.node_id, node.box, node.level, node.priority,
-                                   det.best_score, det.best_box, cue, target_max, len(self.frontier)))
+                                   det.best_score, det.best_box, cue, target_max, len(self.frontier), verify_score))
         return confident
 
     def _should_confirm(self, node: Node) -> bool:
@@ -220,6 +240,8 @@ class _Search:
 
     def _answer(self, stop: str) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
         """``(box, score, instances, fallback)``: see :mod:`search.result` for the rules."""
+        if self.checks is not None:
+            return self._verified_answer(stop)
         best_score = self.best.best_score if self.best is not None else 0.0
         best_box = self.best.detection.best_box if self.best is not None and self.best.detection else None
         if self.cfg.multi_instance:
@@ -232,17 +254,32 @@ class _Search:
             return best_box, best_score, [(best_box, best_score)], True
         return None, best_score, [], False
 
+    def _verified_answer(self, stop: str) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
+        """The verified hit, else the fallback the verifier accepts among the visited nodes' boxes."""
+        assert self.checks is not None
+        verdict, fallback = (self.hit, False) if stop == "confident" else (None, True)
+        if verdict is None:
+            verdict = self.checks.fallback((tuple(b), float(s)) for n in self.visited if n.detection is not None
+                                           for b, s in zip(n.detection.boxes_xyxy, n.detection.scores))
+        if verdict is None:
+            return None, self.best.best_score if self.best is not None else 0.0, [], False
+        self.final_verify = verdict.probability
+        return verdict.box_xyxy, verdict.score, [(verdict.box_xyxy, verdict.score)], fallback
+
     def _result(self, stop: str) -> SearchResult:
         box, score, instances, fallback = self._answer(stop)
         b, seconds = self.budget, self.budget.elapsed()
+        calls = self.checks.calls if self.checks is not None else 0
+        verify = -1.0 if self.final_verify is None else float(self.final_verify)
         self.trace.set_summary(
             target=self.target, strategy=self.cfg.strategy, found=box is not None,
             box_xyxy=list(box) if box is not None else [], score=float(score), nodes_visited=b.nodes_visited,
             model_calls=b.model_calls, seconds=seconds, stop_reason=stop, image_width=self.image.width,
-            image_height=self.image.height)
+            image_height=self.image.height, verifier_calls=calls, verify_score=verify)
         return SearchResult(self.target, self.cfg.strategy, box is not None, box, float(score), instances,
                             b.nodes_visited, b.nodes_scored, b.model_calls, seconds, b.localizer_seconds, stop,
-                            self.trace, fallback)
+                            self.trace, fallback, self.final_verify, calls,
+                            self.checks.seconds if self.checks is not None else 0.0)
 
 
 def _floats(box: Box) -> Box:

@@ -52,6 +52,13 @@ class SearchResult:
     trace: SearchTrace
     fallback: bool = False
     """The box came from the anytime fallback, not from a confident hit."""
+    verify_score: float | None = None
+    """The verifier's probability for ``box_xyxy``; None without a verifier, when it abstained or
+    its budget was spent (:mod:`search.verification`)."""
+    verifier_calls: int = 0
+    """Boxes the verifier judged (one call each; not counted in ``model_calls``)."""
+    verifier_seconds: float = 0.0
+    """Wall time inside verifier calls."""
 
     @property
     def confident(self) -> bool:
@@ -64,7 +71,7 @@ class SearchResult:
         return max(0.0, self.seconds - self.localizer_seconds)
 
     def to_json(self) -> dict:
-        """The api.md keys plus ``fallback``; boxes as lists (or null), rounded to 0.01 px."""
+        """The api.md keys plus ``fallback`` and the verifier's ``verify_score`` / ``verifier_calls`` / ``verifier_seconds``; boxes as lists (or null), rounded to 0.01 px."""
         return {
             "target": self.target,
             "strategy": self.strategy,
@@ -79,6 +86,9 @@ class SearchResult:
             "seconds": round(self.seconds, 4),
             "localizer_seconds": round(self.localizer_seconds, 4),
             "stop_reason": self.stop_reason,
+            "verify_score": None if self.verify_score is None else round(float(self.verify_score), 4),
+            "verifier_calls": self.verifier_calls,
+            "verifier_seconds": round(self.verifier_seconds, 4),
         }
 
 

@@ -17,6 +17,7 @@ from search.engine import StepEvent, run_search
 from search.image_source import ImageSource
 from search.localizer import Localizer, LocalizerStats
 from search.result import SearchResult
+from search.verifier import Verifier
 
 
 class SearchSession:
@@ -26,19 +27,25 @@ class SearchSession:
         localizer: any :class:`~search.localizer.Localizer`; ``set_image(image)`` is called here.
         image: the upright image all targets are searched in.
         cfg: the search config of every target (``search(..., cfg=...)`` overrides it per call).
+        verifier: an optional :class:`~search.verifier.Verifier` checking confident hits; its
+            ``set_image(image)`` is called here too.
     """
 
-    def __init__(self, localizer: Localizer, image: ImageSource, cfg: SearchConfig) -> None:
-        self.localizer, self.image, self.cfg = localizer, image, cfg
+    def __init__(self, localizer: Localizer, image: ImageSource, cfg: SearchConfig,
+                 verifier: Verifier | None = None) -> None:
+        self.localizer, self.image, self.cfg, self.verifier = localizer, image, cfg, verifier
         t0 = time.perf_counter()
         localizer.set_image(image)
+        if verifier is not None:
+            verifier.set_image(image)
         self.set_image_seconds = time.perf_counter() - t0
         self.results: list[SearchResult] = []
 
     def search(self, target: str, on_step: Callable[[StepEvent], None] | None = None,
                cfg: SearchConfig | None = None) -> SearchResult:
         """Search one target (the image is already set); the result is also kept in ``results``."""
-        result = run_search(self.localizer, self.image, target, cfg or self.cfg, on_step, set_image=False)
+        result = run_search(self.localizer, self.image, target, cfg or self.cfg, on_step, set_image=False,
+                            verifier=self.verifier)
         self.results.append(result)
         return result
 
@@ -72,6 +79,7 @@ class SearchSession:
             "model_calls": sum(r.model_calls for r in self.results),
             "seconds": sum(r.seconds for r in self.results),
             "localizer_seconds": sum(r.localizer_seconds for r in self.results),
+            "verifier_calls": sum(r.verifier_calls for r in self.results),
             "set_image_seconds": self.set_image_seconds,
             "patches_encoded": s.patches_encoded,
             "encode_cache_hits": s.encode_cache_hits,

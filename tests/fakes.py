@@ -156,3 +156,44 @@ def _cells(lo: float, hi: float, start: float, end: float, n: int) -> tuple[int,
     if hi <= start or lo >= end:
         return 0, 0
     return max(a, 0), min(max(b, a + 1), n)
+
+
+class FakeVerifier:
+    """A :class:`search.verifier.Verifier` without a model: a box showing one of ``truth[name]``
+    (IoU >= 0.5) gets ``p_true``, any other box ``p_false``; ``abstain`` answers None to everything
+    and ``value`` (when given) is returned for every box (for bad-answer tests)."""
+
+    name = "fake_verifier"
+
+    def __init__(self, truth: dict[str, list], p_true: float = 0.9, p_false: float = 0.05, abstain: bool = False,
+                 value=None) -> None:
+        from search.verifier import VerifierStats
+
+        self.truth = {k: [tuple(map(float, b)) for b in v] for k, v in truth.items()}
+        self.p_true, self.p_false, self.abstain, self.value = p_true, p_false, abstain, value
+        self.asked: list[tuple[str, Box]] = []
+        self.set_image_calls = 0
+        self._stats = VerifierStats()
+
+    def set_image(self, image) -> None:
+        from search.verifier import VerifierStats
+
+        self.set_image_calls += 1
+        self._stats = VerifierStats()
+
+    def verify(self, target: str, box_xyxy) -> float | None:
+        from search.geometry import iou_xyxy
+
+        box = tuple(float(v) for v in box_xyxy)
+        self.asked.append((target, box))
+        self._stats.calls += 1
+        if self.value is not None:
+            return self.value
+        if self.abstain:
+            self._stats.abstained += 1
+            return None
+        truth = self.truth.get(target, [])
+        return self.p_true if truth and float(iou_xyxy(box, truth).max()) >= 0.5 else self.p_false
+
+    def stats(self):
+        return self._stats

@@ -101,12 +101,18 @@ class VQADataConfig:
     """Probability that a probe is asked in the letter format instead of as an open question."""
     probe_spatial_prob: float = 0.3
     """Probability that a probe is a left / right question about two objects (both crops shown)."""
+    probe_check_prob: float = 0.0
+    """Probability that a (non-spatial) probe is a *hit-check* question instead
+    (:func:`eval.synth.questions.check_question`: the object's colour or pattern asked by its shape
+    alone, or its shape asked by its colour or pattern + "object"), the questions
+    :mod:`seal.vqa.verifier` asks about a search box. Any object of the scene (near misses
+    included), one crop. 0 draws nothing, so earlier recipes' examples stay the same."""
 
     def __post_init__(self) -> None:
         if self.probe_objects < 0:
             raise ConfigError(f"vqa_train.data.probe_objects: expected >= 0, found {self.probe_objects}")
         for name in ("letter_short_prob", "not_found_prob", "letter_refusal_prob", "probe_refusal_prob",
-                     "probe_letter_prob", "probe_spatial_prob"):
+                     "probe_letter_prob", "probe_spatial_prob", "probe_check_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"vqa_train.data.{name}: expected 0..1, found {getattr(self, name)}")
         if self.workers < 1 or self.bucket_batches < 1:
@@ -228,6 +234,9 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
             if spec is not None:
                 specs.append(spec)
             continue
+        if cfg.probe_check_prob > 0 and rng.random() < cfg.probe_check_prob:
+            specs.append(_check_probe(rng, obj, cfg))
+            continue
         kind = "color" if rng.random() < 0.5 else "pattern"
         named = _named(sample, obj, kind)
         if named is None or named.name in asked:
@@ -241,6 +250,20 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
         if max(obj.bbox[2], obj.bbox[3]) <= SMALL_PROBE * long_side and rng.random() < cfg.probe_refusal_prob:
             specs.append(ExampleSpec("probe_refusal", q.question, format_refusal([named.name]), "global"))
     return specs
+
+
+def _check_probe(rng: np.random.Generator, obj, cfg: VQADataConfig) -> ExampleSpec:
+    """A hit-check question about ``obj`` (half of them its shape), answered from its crop; the VWM
+    entry carries the question's name, as the verifier lays it out."""
+    from eval.synth.questions import check_name, check_question
+
+    kind = "shape" if rng.random() < 0.5 else ("color" if rng.random() < 0.5 else "pattern")
+    by = "color" if rng.random() < 0.5 else "pattern"
+    q = check_question(rng, kind, obj, by)
+    targets = ((check_name(kind, obj, by), _box_xyxy(obj)),)
+    if rng.random() < cfg.probe_letter_prob:
+        return _letter_spec("probe_check", q, rng, cfg, "crops", targets)
+    return ExampleSpec("probe_check", q.question, q.options[0], "crops", targets)
 
 
 def _spatial_probe(sample: "SynthSample", rng: np.random.Generator, a, asked: set[str],

@@ -21,8 +21,10 @@ class CostLedger:
     """Vision tokens of the VWM crops fed to the VQA LLM."""
     vision_tokens_search: int = 0
     """Vision tokens the search model encoded (patches x tokens per patch)."""
+    vision_tokens_verify: int = 0
+    """Vision tokens the VQA LLM spent checking the search's hits (global view + one crop per box)."""
     llm_calls: int = 0
-    """Forward passes / generate calls of the VQA LLM."""
+    """Forward passes / generate calls of the VQA LLM (including the hit checks)."""
     search_calls: int = 0
     """Search-model calls (batched locate = 1, suggest_region = 1)."""
     search_nodes: int = 0
@@ -36,7 +38,7 @@ class CostLedger:
     @property
     def vision_tokens(self) -> int:
         """The cost of a question: every vision token spent on it."""
-        return self.vision_tokens_global + self.vision_tokens_crops + self.vision_tokens_search
+        return self.vision_tokens_global + self.vision_tokens_crops + self.vision_tokens_search + self.vision_tokens_verify
 
     @property
     def total_seconds(self) -> float:

@@ -16,15 +16,17 @@ from eval.synth.scene import VALUES, SceneObject
 N_ATTRIBUTE_OPTIONS = 4
 """Attribute questions offer this many options (V*Bench: 4)."""
 
-_QUESTION = {
+QUESTIONS = {
     "color": "What is the color of the {name}?",
     "pattern": "What is the pattern of the {name}?",
     "spatial": "Is the {a} on the left or right side of the {b}?",
+    "shape": "What is the shape of the {name}?",
 }
-_SENTENCE = {
+SENTENCES = {
     "color": "The color of the {name} is {value}.",
     "pattern": "The {name} is {value}.",
     "spatial": "The {a} is on the {value} side of the {b}.",
+    "shape": "The {name} is a {value}.",
 }
 _STATEMENTS = {
     "color": ("The {name} in this picture is painted {value}.",
@@ -43,7 +45,8 @@ _STATEMENTS = {
 @dataclass
 class Question:
     kind: str
-    """``color`` | ``pattern`` | ``spatial``."""
+    """``color`` | ``pattern`` | ``spatial`` | ``shape`` (``shape`` and the bare attribute questions
+    are the hit checks' questions, :func:`check_question`: training probes, not benchmark questions)."""
     question: str
     options: list[str]
     """Full sentences, correct first."""
@@ -72,21 +75,46 @@ def attribute_question(rng: np.random.Generator, kind: str, target: SceneObject,
         wrong = [p for p in VALUES["pattern"] if p != answer]
     wrong = [wrong[i] for i in rng.permutation(len(wrong))][: N_ATTRIBUTE_OPTIONS - 1]
     shorts = [answer, *wrong]
-    text = _QUESTION[kind].format(name=target.name)
+    text = QUESTIONS[kind].format(name=target.name)
     if text_only:
         text = _statement(rng, kind, value=answer, name=target.name) + " " + text
-    return Question(kind, text, [_SENTENCE[kind].format(name=target.name, value=v) for v in shorts], shorts)
+    return Question(kind, text, [SENTENCES[kind].format(name=target.name, value=v) for v in shorts], shorts)
 
 
 def spatial_question(rng: np.random.Generator, a: SceneObject, b: SceneObject, text_only: bool = False) -> Question:
     """"Is the ``a`` on the left or right side of the ``b``?" (their footprints are apart along x)."""
     answer = "left" if a.cx < b.cx else "right"
     shorts = [answer, "right" if answer == "left" else "left"]
-    text = _QUESTION["spatial"].format(a=a.name, b=b.name)
+    text = QUESTIONS["spatial"].format(a=a.name, b=b.name)
     if text_only:
         text = _statement(rng, "spatial", value=answer, a=a.name, b=b.name) + " " + text
-    return Question("spatial", text, [_SENTENCE["spatial"].format(a=a.name, b=b.name, value=v) for v in shorts],
+    return Question("spatial", text, [SENTENCES["spatial"].format(a=a.name, b=b.name, value=v) for v in shorts],
                     shorts)
+
+
+CHECK_NOUN = "object"
+"""The head noun of a shape question's name ("the dotted object")."""
+
+
+def check_question(rng: np.random.Generator, kind: str, obj: SceneObject, by: str) -> Question:
+    """A question the search's hit check asks (:mod:`seal.vqa.verifier`): ``obj``'s ``kind`` with
+    the name's other word only, so the question never holds the answer: ``kind="pattern"`` names it
+    by its shape ("What is the pattern of the cross?"), ``kind="shape"`` by its ``by`` attribute
+    (``color`` | ``pattern``) and :data:`CHECK_NOUN` ("What is the shape of the dotted object?").
+    Four options, the correct one first."""
+    name = check_name(kind, obj, by)
+    answer = getattr(obj, kind)
+    wrong = [str(v) for v in VALUES[kind] if v != answer]
+    shorts = [answer, *[wrong[i] for i in rng.permutation(len(wrong))][: N_ATTRIBUTE_OPTIONS - 1]]
+    return Question(kind, QUESTIONS[kind].format(name=name),
+                    [SENTENCES[kind].format(name=name, value=v) for v in shorts], shorts)
+
+
+def check_name(kind: str, obj: SceneObject, by: str) -> str:
+    """How :func:`check_question` names ``obj`` when it asks its ``kind``."""
+    if kind not in ("color", "pattern", "shape") or by not in ("color", "pattern"):
+        raise ValueError(f"check question: kind {kind!r} / by {by!r}")
+    return f"{getattr(obj, by)} {CHECK_NOUN}" if kind == "shape" else obj.shape
 
 
 def _statement(rng: np.random.Generator, kind: str, **fields: str) -> str:

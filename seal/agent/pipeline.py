@@ -99,6 +99,12 @@ class Agent:
         self.policy_note = policy_note
         self.views: ImageViews | None = None
         self.session: "SearchSession | None" = None
+        self.verifier = None
+        if cfg.verifier.enabled:
+            from seal.vqa.verifier import AttributeVerifier
+            from vwm.budget import VisionBudget
+
+            self.verifier = AttributeVerifier(vqa, cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
 
     @classmethod
     def from_config(cls, cfg: "Config") -> "Agent":
@@ -139,7 +145,8 @@ class Agent:
             img, path = load_image(image, self.cfg.image.max_pixels), str(image)
         views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path)
         localizer = self._localizer_for(annotation)
-        self.session = SearchSession(localizer, views.source, self.cfg.search)
+        verifier = self.verifier if self.cfg.verifier.applies_to(localizer.name) else None
+        self.session = SearchSession(localizer, views.source, self.cfg.search, verifier)
         self.views = views
 
     def _localizer_for(self, annotation: "str | Path | None") -> "Localizer":
@@ -302,6 +309,7 @@ class Agent:
         """Search each target in the session's image; books calls, nodes and newly encoded patches."""
         session = self.session
         encoded_before = session.stats().patches_encoded
+        verify_before = session.verifier.stats().vision_tokens if session.verifier is not None else 0
         results = []
         with q.ledger.stage("search"):
             for target in targets:
@@ -309,9 +317,12 @@ class Agent:
                 q.emit(ev.search_done(result))
                 q.ledger.search_calls += result.model_calls
                 q.ledger.search_nodes += result.nodes_visited
+                q.ledger.llm_calls += result.verifier_calls  # the VQA LLM checked the hits
                 results.append(result)
         new_patches = session.stats().patches_encoded - encoded_before
         q.ledger.vision_tokens_search += new_patches * self.tokens_per_patch()
+        if session.verifier is not None:
+            q.ledger.vision_tokens_verify += session.verifier.stats().vision_tokens - verify_before
         return results
 
     def tokens_per_patch(self) -> int:

@@ -8,6 +8,9 @@ With several targets the top-level ``target`` / ``box_xyxy`` / ``score`` are lis
 target), ``found`` is true when all were found, the counts are totals, and ``results`` holds the
 per-target objects.
 
+With the ``vsm`` localizer, confident hits are checked by the VQA LLM reading the named colour or
+pattern back from a crop (:mod:`seal.vqa.verifier`; ``verifier`` config section, ``--verifier-model``).
+
 Localizers (``--localizer``): ``vsm`` (the trained V* search model at ``--model DIR``, default
 ``checkpoints/vsm_tiny``; the default localizer when that checkpoint exists) and ``oracle`` (simulated
 from ``--annotation``; the default otherwise).
@@ -53,6 +56,29 @@ LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": 
 """``--localizer`` name -> factory ``(args, cfg) -> Localizer``. A trained model is one more entry."""
 
 
+def load_verifier(args: argparse.Namespace, cfg: Config, localizer_name: str) -> Any:
+    """The VQA LLM hit checker (:class:`seal.vqa.verifier.AttributeVerifier`) when the ``verifier``
+    section applies to this localizer and a model is there; None otherwise. ``--verifier-model DIR``
+    must exist; the default ``agent.vqa_path`` may be missing (then no check, and a note says so)."""
+    if not cfg.verifier.applies_to(localizer_name):
+        return None
+    from seal.agent.config import find_dir, resolve_dir
+
+    if args.verifier_model:
+        path = resolve_dir(args.verifier_model, "verifier-model")
+    else:
+        path = find_dir(cfg.agent.vqa_path)
+        if path is None:
+            print(f"note: no VQA model at {cfg.agent.vqa_path}: confident hits are not checked", flush=True)
+            return None
+    from seal.vqa.model import VQAModel
+    from seal.vqa.verifier import AttributeVerifier
+    from vwm.budget import VisionBudget
+
+    vqa = VQAModel.load(path, vwm_config=cfg.vwm)
+    return AttributeVerifier(vqa, cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
+
+
 def default_localizer(args: argparse.Namespace) -> str:
     """``--localizer`` when given; else ``vsm`` when ``--model`` is given or the shipped checkpoint
     exists; else ``oracle`` when ``--annotation`` is given; else an :class:`InputError`."""
@@ -78,6 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="DIR",
                    help="VSM checkpoint directory for --localizer vsm (default: checkpoints/vsm_tiny)")
     p.add_argument("--annotation", metavar="JSON", help="V*Bench per-sample JSON (target_object + bbox)")
+    p.add_argument("--verifier-model", metavar="DIR",
+                   help="VQA LLM that checks confident hits (verifier section; default: agent.vqa_path, "
+                        "checkpoints/vqa_tiny, when it exists); --verifier.enabled=false turns the check off")
     p.add_argument("--strategy", choices=STRATEGIES, help="expansion order (overrides search.strategy)")
     p.add_argument("--trace-dir", metavar="DIR",
                    help="write trace.json, search_graph.graphml, PNGs, config.yaml and run.json here")
@@ -99,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     truth = _annotated_targets(args, cfg)
     targets = _targets(args, truth)
     image = ImageSource.from_path(args.image, cfg.image.max_pixels)
-    session = SearchSession(localizer, image, cfg.search)
+    session = SearchSession(localizer, image, cfg.search, load_verifier(args, cfg, localizer.name))
 
     results, records = [], []
     for target in targets:
@@ -124,8 +153,9 @@ def run(args: argparse.Namespace) -> int:
 def format_step(ev: Any) -> str:
     """One line per visited node: order, level, box (full-image xyxy), priority, best score, cue."""
     box = ",".join(f"{v:.0f}" for v in ev.box_xyxy)
+    check = f" check {ev.verify_score:.2f}" if ev.verify_score >= 0 else ""
     return (f"  #{ev.visit_order:<3d} L{ev.level} [{box}] prio {ev.priority:.3f} "
-            f"score {ev.best_score:.2f} cue {ev.cue:<7s} hmax {ev.heatmap_max:6.2f} queue {ev.queue_size}")
+            f"score {ev.best_score:.2f} cue {ev.cue:<7s} hmax {ev.heatmap_max:6.2f} queue {ev.queue_size}{check}")
 
 
 def format_summary(result: Any) -> str:
@@ -135,7 +165,8 @@ def format_summary(result: Any) -> str:
         verdict = "NOT found"
     return (f"{result.target!r}: {verdict}, score {result.score:.2f}; {result.nodes_visited} nodes, "
             f"{result.model_calls} model calls, {result.seconds:.3f} s (localizer {result.localizer_seconds:.3f} s), "
-            f"stop: {result.stop_reason}")
+            + (f"{result.verifier_calls} hit checks ({result.verifier_seconds:.3f} s), " if result.verifier_calls else "")
+            + f"stop: {result.stop_reason}")
 
 
 def _targets(args: argparse.Namespace, truth: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from training.policy_data import PolicyDataConfig
 from training.vqa_recipe import VQATrainConfig
 from training.vsm_recipe import VSMTrainConfig
 from seal.policy.config import PolicyConfig
+from seal.vqa.verifier import VerifierConfig
 from vwm.budget import VisionBudgetConfig
 from vwm.layout import VWMConfig
 
@@ -42,4 +43,5 @@ class Config:
     vsm_train: VSMTrainConfig = field(default_factory=VSMTrainConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
     policy_data: PolicyDataConfig = field(default_factory=PolicyDataConfig)

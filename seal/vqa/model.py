@@ -107,18 +107,21 @@ class VQAModel:
 
     # ---- multiple choice ----------------------------------------------------------------------
     def score_options(self, image: Image.Image | None, question: str, options: Sequence[str],
-                      vwm: VisualWorkingMemory | None = None) -> list[float]:
-        """Mean per-token log-likelihood of each option (plus ``</s>``) as the reply to ``question``.
+                      vwm: VisualWorkingMemory | None = None, reduce: str = "mean") -> list[float]:
+        """Mean (``reduce="sum"``: summed) per-token log-likelihood of each option (plus ``</s>``) as
+        the reply to ``question``; the sums are the options' log-probabilities as whole replies.
 
         The options are not shown in the prompt. Returns ``len(options)`` finite floats (higher is
         better), computed with the prompt encoded once and the options in one batched forward.
         """
+        if reduce not in ("mean", "sum"):
+            raise ValueError(f"score_options: reduce must be 'mean' or 'sum', found {reduce!r}")
         if not options:
             raise ValueError("score_options needs at least one option")
         enc = encode_prompt(self.processor, question, self.memory(image, vwm))
         replies = [encode_reply(self.tokenizer, str(opt)) for opt in options]
         logps = reply_token_logprobs(self.model, enc, replies, self.tokenizer.pad_token_id)
-        return [float(lp.mean()) for lp in logps]
+        return [float(lp.mean() if reduce == "mean" else lp.sum()) for lp in logps]
 
     def choose_letter(self, image: Image.Image | None, question: str, options: Sequence[str],
                       vwm: VisualWorkingMemory | None = None) -> tuple[str, list[float]]:

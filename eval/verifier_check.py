@@ -1,0 +1,118 @@
+"""How well the search's hit check tells a target from its near misses, with the boxes given:
+
+    python -m eval.verifier_check --model checkpoints/vqa_tiny --bench runs/synth_test80 --n-targets 40
+
+For each (sample, target name) (``eval.bench_search.list_targets`` order) of a TEST-split folder with
+SynthVStar sidecars, :class:`seal.vqa.verifier.AttributeVerifier` judges the target's ground-truth
+box and the box of each of its near misses (objects whose name differs in one word). Reported, over
+all targets and per name kind (colour- / pattern-named):
+
+- ``accept_target``: target boxes judged ``>= search.verify_threshold``;
+- ``accept_near``: near-miss boxes accepted, split by the kind of the word that differs
+  (``color`` / ``pattern`` / ``shape``): each is a wrong hit the check lets through;
+- ``wins``: the target's probability is above all of its near misses';
+- ``seconds_per_box``: mean wall time of one ``verify`` call.
+
+Prints one JSON line; ``--out`` also writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from seal.cli.common import add_config_args, parse_with_config
+from seal.errors import InputError
+
+
+def measure(verifier: Any, targets: Sequence, threshold: float, max_pixels: int) -> dict[str, Any]:
+    """The report of the module docstring for ``verifier`` (any :class:`search.verifier.Verifier`)."""
+    from eval.synth.scene import ATTRS
+    from eval.synth.vocab import name_kind
+    from eval.vsm_windows import near_misses
+    from search.geometry import xywh_to_xyxy
+    from search.image_source import ImageSource
+
+    records: list[dict[str, Any]] = []
+    current, seconds, calls = None, 0.0, 0
+    for t in targets:
+        truth, near = near_misses(t.annotation, t.name)
+        if truth is None:
+            raise InputError(f"no SynthVStar sidecar names the target {t.name!r}", t.annotation)
+        if current != t.image:
+            verifier.set_image(ImageSource.from_path(t.image, max_pixels))
+            current = t.image
+        t0 = time.perf_counter()
+        probs = [verifier.verify(t.name, xywh_to_xyxy(o["bbox"])) for o in [truth, *near]]
+        seconds, calls = seconds + time.perf_counter() - t0, calls + len(probs)
+        probs = [1.0 if p is None else float(p) for p in probs]  # an abstention accepts
+        named = [k for k in ATTRS if truth[k] in t.name.split()]
+        records.append({"kind": name_kind(t.name), "target": probs[0],
+                        "near": [(next(k for k in named if o[k] != truth[k]), p) for o, p in zip(near, probs[1:])]})
+    if not records:
+        raise InputError("no targets to measure")
+    report = {**summarize(records, threshold), "seconds_per_box": round(seconds / max(calls, 1), 4)}
+    kinds = sorted({r["kind"] for r in records if r["kind"]})
+    if len(kinds) > 1:
+        report["by_name_kind"] = {k: summarize([r for r in records if r["kind"] == k], threshold) for k in kinds}
+    return report
+
+
+def summarize(records: Sequence[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """The module docstring's figures over ``records`` (``target``: p; ``near``: [(differing kind, p)])."""
+    target = np.array([r["target"] for r in records])
+    by_kind: dict[str, list[float]] = {}
+    for r in records:
+        for kind, p in r["near"]:
+            by_kind.setdefault(kind, []).append(p)
+    near = [p for ps in by_kind.values() for p in ps]
+    return {"targets": len(records), "near_boxes": len(near),
+            "accept_target": round(float((target >= threshold).mean()), 4),
+            "accept_near": round(float(np.mean(np.array(near) >= threshold)), 4) if near else float("nan"),
+            "accept_near_by_word": {k: f"{sum(p >= threshold for p in ps)}/{len(ps)}" for k, ps in sorted(by_kind.items())},
+            "wins": round(float(np.mean([all(r["target"] > p for _, p in r["near"]) for r in records])), 4)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from eval.bench_search import list_targets
+    from seal.vqa.model import VQAModel
+    from seal.vqa.verifier import AttributeVerifier
+    from vwm.budget import VisionBudget
+
+    p = argparse.ArgumentParser(prog="python -m eval.verifier_check", description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=Path("checkpoints/vqa_tiny"), help="VQA LLM checkpoint directory")
+    p.add_argument("--bench", type=Path, required=True, help="TEST-split V*Bench-layout folder with synth_annotations/")
+    p.add_argument("--n-targets", type=int, default=40, help="first N (sample, target) pairs")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--out", type=Path, help="also write the JSON report here")
+    add_config_args(p)
+    try:
+        args, cfg = parse_with_config(p, argv)
+        torch.set_num_threads(args.threads)
+        if not args.model.is_dir():
+            raise InputError("no such model directory", args.model)
+        targets = list_targets(args.bench)[: max(args.n_targets, 0)]
+        vqa = VQAModel.load(args.model, vwm_config=cfg.vwm)
+        verifier = AttributeVerifier(vqa, cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
+        report = measure(verifier, targets, cfg.search.verify_threshold, cfg.image.max_pixels)
+    except InputError as exc:
+        print(f"verifier_check: error: {exc}", file=sys.stderr)
+        return 2
+    line = json.dumps({"model": str(args.model), "bench": str(args.bench), **report})
+    print(line)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(line + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

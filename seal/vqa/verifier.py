@@ -1,0 +1,177 @@
+"""``AttributeVerifier``: the VQA LLM reads a box's named words back, so the search can tell the
+target from its near misses.
+
+A target name such as "dotted cross" holds words of known kinds: "dotted" (a pattern) and "cross"
+(a shape, the head noun). For each of them the verifier shows the VQA LLM the global view plus one
+crop of the box, laid out by :mod:`vwm.layout` exactly as the answer step does, and asks that word's
+question with the word left out of the name: "What is the pattern of the cross?", "What is the
+shape of the dotted object?" (a noun kind's word is replaced by ``placeholder_noun``; the VWM entry
+carries the same name, so the prompt never gives the word away). Every value of the kind is scored
+as the reply ("The cross is dotted.", "The cross is striped.", ...) by its summed token
+log-likelihood; the probability of the named value, normalised over the values, is that word's
+check, and the verdict is the product over the words. A name with nothing to check gets None (the
+search then trusts the localizer).
+
+A near miss differs from the target in one word; the localizer's wrong hits are near misses of the
+words it reads worst. The tiny VSM sees a ~30 px object as 2 x 2 cells of a 256 px patch, while the
+VQA LLM sees it at crop scale.
+
+Cost: one prompt per checked word (the global view and one crop: their vision tokens are counted in
+:meth:`AttributeVerifier.stats`), the values scored in one batched forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from search.verifier import VerifierStats
+from seal.errors import ConfigError
+from vwm.budget import VisionBudget, VisionBudgetConfig
+from vwm.crops import extract_crop
+from vwm.layout import VisualWorkingMemory, VWMEntry
+
+if TYPE_CHECKING:
+    from search.image_source import ImageSource
+    from seal.vqa.model import VQAModel
+
+
+CHECKED_KINDS = ("color", "pattern", "shape")
+
+
+def _synth_vocabularies() -> dict[str, list[str]]:
+    from eval.synth.scene import VALUES
+
+    return {k: list(VALUES[k]) for k in CHECKED_KINDS}
+
+
+def _synth_templates(which: str) -> dict[str, str]:
+    from eval.synth.questions import QUESTIONS, SENTENCES
+
+    table = QUESTIONS if which == "question" else SENTENCES
+    return {k: table[k] for k in CHECKED_KINDS}
+
+
+@dataclass
+class VerifierConfig:
+    """How the VQA LLM checks a box (``verifier`` section; defaults: SynthVStar's words and phrasing,
+    the questions the shipped VQA model was trained on)."""
+
+    enabled: bool = True
+    """Check the search's confident hits with the VQA LLM (``seal ask`` / ``seal search`` / evaluation)."""
+    localizers: list[str] = field(default_factory=lambda: ["vsm"])
+    """Localizers whose hits are checked (the ``oracle`` simulates ground truth: left unchecked, so
+    the simulation figures stay what they measure)."""
+    attributes: dict[str, list[str]] = field(default_factory=_synth_vocabularies)
+    """Attribute kind -> its values (the words a target name may hold)."""
+    questions: dict[str, str] = field(default_factory=lambda: _synth_templates("question"))
+    """Attribute kind -> question about ``{name}`` (the noun)."""
+    replies: dict[str, str] = field(default_factory=lambda: _synth_templates("reply"))
+    """Attribute kind -> reply sentence with ``{name}`` and ``{value}``."""
+    noun_kinds: list[str] = field(default_factory=lambda: ["shape"])
+    """Kinds whose word is the name's head noun: asking them names the object by its other words
+    plus ``placeholder_noun``."""
+    placeholder_noun: str = "object"
+
+    def applies_to(self, localizer_name: str) -> bool:
+        """Whether hits of the localizer called ``localizer_name`` are checked."""
+        return self.enabled and localizer_name in self.localizers
+
+    def __post_init__(self) -> None:
+        self.localizers = [str(v) for v in self.localizers]
+        self.attributes = {str(k): [str(v).lower() for v in vals] for k, vals in dict(self.attributes).items()}
+        for kind, values in self.attributes.items():
+            if len(values) < 2 or len(set(values)) != len(values):
+                raise ConfigError(f"verifier.attributes.{kind}: expected >= 2 distinct values, found {values}")
+            for table, fields in (("questions", ("{name}",)), ("replies", ("{name}", "{value}"))):
+                text = getattr(self, table).get(kind)
+                if not isinstance(text, str) or any(f not in text for f in fields):
+                    raise ConfigError(f"verifier.{table}.{kind}: expected a template holding {' and '.join(fields)}, "
+                                      f"found {text!r}")
+        words = [v for vals in self.attributes.values() for v in vals]
+        if len(set(words)) != len(words):
+            raise ConfigError("verifier.attributes: a word belongs to two attribute kinds")
+        self.noun_kinds = [str(k) for k in self.noun_kinds]
+        if not set(self.noun_kinds) <= set(self.attributes) or not self.placeholder_noun.strip():
+            raise ConfigError(f"verifier.noun_kinds: expected attribute kinds ({sorted(self.attributes)}) and a "
+                              f"placeholder_noun, found {self.noun_kinds} / {self.placeholder_noun!r}")
+
+    def checks(self, name: str) -> list[tuple[str, str, str]]:
+        """``[(kind, word, asked_name), ...]``: each known word of ``name`` and the name its question
+        uses. ``checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross",
+        "dotted object")]``; a word whose question would name nothing is not checked."""
+        kind_of = {v: k for k, vals in self.attributes.items() for v in vals}
+        words = name.lower().split()
+        out = []
+        for i, w in enumerate(words):
+            if w not in kind_of:
+                continue
+            rest = words[:i] + words[i + 1:]
+            if not rest:
+                continue
+            asked = " ".join(rest + [self.placeholder_noun] if kind_of[w] in self.noun_kinds else rest)
+            out.append((kind_of[w], w, asked))
+        return out
+
+
+class AttributeVerifier:
+    """A :class:`search.verifier.Verifier` backed by a :class:`seal.vqa.model.VQAModel`.
+
+    Args:
+        vqa: the VQA LLM (its ``vwm_config`` sets the crop).
+        cfg: the words and templates.
+        budget: the vision budget whose ``full`` view is the global image (the agent's view); None:
+            the default budget with the model's processor (exact token counts).
+    """
+
+    name = "vqa_attributes"
+
+    def __init__(self, vqa: "VQAModel", cfg: VerifierConfig | None = None, budget: VisionBudget | None = None) -> None:
+        self.vqa, self.cfg = vqa, cfg or VerifierConfig()
+        self.budget = budget or VisionBudget(VisionBudgetConfig(), vqa.processor)
+        self._image = None
+        self._view = None
+        self._stats = VerifierStats()
+
+    def set_image(self, image: "ImageSource") -> None:
+        self._image = image.image
+        self._view = self.budget.resize(image.image, "full")
+        self._stats = VerifierStats()
+
+    def stats(self) -> VerifierStats:
+        return self._stats
+
+    def verify(self, target: str, box_xyxy: Sequence[float]) -> float | None:
+        if self._image is None:
+            raise RuntimeError("AttributeVerifier.verify before set_image")
+        checks = self.cfg.checks(target)
+        self._stats.calls += 1
+        if not checks:
+            self._stats.abstained += 1
+            return None
+        p = 1.0
+        for kind, word, asked in checks:
+            p *= self.value_probabilities(self._memory(asked, box_xyxy), asked, kind)[word]
+        return float(p)
+
+    def value_probabilities(self, vwm: VisualWorkingMemory, noun: str, kind: str) -> dict[str, float]:
+        """P(value) over ``kind``'s values as the reply about ``noun`` in ``vwm``'s prompt."""
+        values = self.cfg.attributes[kind]
+        question = self.cfg.questions[kind].format(name=noun)
+        replies = [self.cfg.replies[kind].format(name=noun, value=v) for v in values]
+        logp = np.asarray(self.vqa.score_options(None, question, replies, vwm, reduce="sum"), dtype=np.float64)
+        prob = np.exp(logp - logp.max())
+        return dict(zip(values, (prob / prob.sum()).tolist()))
+
+    def _memory(self, noun: str, box_xyxy: Sequence[float]) -> VisualWorkingMemory:
+        """The global view plus one crop of ``box_xyxy`` (full-image pixels), named ``noun``."""
+        assert self._image is not None and self._view is not None
+        vcfg = self.vqa.vwm_config
+        crop = extract_crop(self._image, box_xyxy, vcfg.crop_scale, vcfg.min_context_px, vcfg.crop_side_px)
+        sx, sy = self._view.size[0] / self._image.size[0], self._view.size[1] / self._image.size[1]
+        x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+        self._stats.vision_tokens += self.budget.tokens_for(self._view) + self.budget.tokens_for(crop.image)
+        entry = VWMEntry(name=noun, found=True, box_xyxy=(x1 * sx, y1 * sy, x2 * sx, y2 * sy), score=1.0, crop=crop.image)
+        return VisualWorkingMemory(global_image=self._view, entries=[entry], config=vcfg)

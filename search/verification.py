@@ -1,0 +1,105 @@
+"""The engine's side of verification: which boxes a :class:`~search.verifier.Verifier` is asked about,
+and what its answers mean for one target's search.
+
+- A visited node's confident boxes (score ``> confidence_high``) are checked best first, at most
+  ``verify_per_node`` of them; the first one the verifier accepts (probability ``>=
+  verify_threshold``) is the hit and stops the search.
+- A rejected box is remembered: a box overlapping it by IoU ``> nms_iou`` (the same object seen from
+  another node) is rejected without a call, and no rejected box is ever returned.
+- Without an accepted hit, the anytime fallback checks the visited nodes' boxes scoring ``>=
+  confidence_low`` best first, at most ``verify_fallback_top`` distinct objects.
+- The verifier's None (it cannot judge the name) and a spent budget (``max_verifications`` calls)
+  both mean: trust the localizer, as the engine does without a verifier.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from search.config import SearchConfig
+from search.geometry import iou_xyxy
+from search.localizer import BoxXYXY
+from search.verifier import Verifier
+
+
+@dataclass
+class Verdict:
+    box_xyxy: BoxXYXY
+    score: float
+    """The localizer's score of the box."""
+    probability: float | None
+    """The verifier's probability; None when it abstained or its budget was spent."""
+
+
+class Verification:
+    """The verification state of one target's search (rejected boxes, calls, time)."""
+
+    def __init__(self, verifier: Verifier, target: str, cfg: SearchConfig) -> None:
+        self.verifier, self.target, self.cfg = verifier, target, cfg
+        self.rejected: list[BoxXYXY] = []
+        self.calls = 0
+        self.seconds = 0.0
+
+    def confident_hit(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> tuple[Verdict | None, float]:
+        """The first accepted box among a node's confident ones (best first), and the highest
+        probability the verifier gave at this node (-1.0 if it was not asked)."""
+        seen, checked = -1.0, 0
+        for box, score in zip(boxes, scores):
+            if score <= self.cfg.confidence_high or checked >= self.cfg.verify_per_node:
+                break
+            box = tuple(float(v) for v in box)
+            if self._known_wrong(box):
+                continue
+            checked += 1
+            p = self._ask(box)  # type: ignore[arg-type]
+            if p is not None:
+                seen = max(seen, p)
+            if p is None or p >= self.cfg.verify_threshold:
+                return Verdict(box, float(score), p), seen  # type: ignore[arg-type]
+        return None, seen
+
+    def fallback(self, candidates: Iterable[tuple[BoxXYXY, float]]) -> Verdict | None:
+        """The anytime fallback among ``(box, score)`` candidates (any order): the best-scoring box
+        ``>= confidence_low`` the verifier accepts, within ``verify_fallback_top`` distinct objects."""
+        ranked = sorted(((tuple(float(v) for v in b), float(s)) for b, s in candidates if s >= self.cfg.confidence_low),
+                        key=lambda c: -c[1])
+        tried: list[BoxXYXY] = []
+        for box, score in ranked:
+            if len(tried) >= self.cfg.verify_fallback_top:
+                break
+            if self._known_wrong(box) or _overlaps(box, tried, self.cfg.nms_iou):  # type: ignore[arg-type]
+                continue
+            tried.append(box)  # type: ignore[arg-type]
+            p = self._ask(box)  # type: ignore[arg-type]
+            if p is None or p >= self.cfg.verify_threshold:
+                return Verdict(box, score, p)  # type: ignore[arg-type]
+        return None
+
+    def _known_wrong(self, box: BoxXYXY) -> bool:
+        return _overlaps(box, self.rejected, self.cfg.nms_iou)
+
+    def _ask(self, box: BoxXYXY) -> float | None:
+        """One verifier call (None once the budget is spent); a rejection is remembered."""
+        if self.calls >= self.cfg.max_verifications:
+            return None
+        t0 = time.perf_counter()
+        try:
+            p = self.verifier.verify(self.target, box)
+        finally:
+            self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        if p is None:
+            return None
+        if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
+            raise RuntimeError(f"verifier {getattr(self.verifier, 'name', '?')!r}: verify returned {p!r} "
+                               "(expected a probability in [0, 1] or None)")
+        if p < self.cfg.verify_threshold:
+            self.rejected.append(box)
+        return float(p)
+
+
+def _overlaps(box: BoxXYXY, others: list[BoxXYXY], iou: float) -> bool:
+    return bool(others) and float(iou_xyxy(box, others).max()) > iou

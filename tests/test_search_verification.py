@@ -1,0 +1,97 @@
+"""The search with a verifier: rejected near misses do not stop it, are not returned and are not
+asked about twice; an abstaining verifier or a spent budget changes nothing."""
+
+import math
+
+import pytest
+
+from search.config import SearchConfig
+from search.engine import run_search
+from search.session import SearchSession
+from search.verification import Verification
+from search.verifier import Verifier
+from seal.errors import ConfigError
+from tests.fakes import FakeLocalizer, FakeVerifier, blank_image
+
+CUP = (1300.0, 300.0, 1340.0, 340.0)
+NEAR = (200.0, 1500.0, 240.0, 1540.0)  # a near miss the localizer likes better than the cup, at any zoom
+
+
+def _search(verifier=None, cfg=None, decoy_score=0.95, targets=None):
+    loc = FakeLocalizer({"cup": [CUP]} if targets is None else targets, detect_side=600,
+                        decoys={"cup": [(NEAR, decoy_score)]})
+    return run_search(loc, blank_image(2048, 2048), "cup", cfg or SearchConfig(), verifier=verifier)
+
+
+def test_without_a_verifier_the_near_miss_wins():
+    res = _search()
+    assert res.found and res.box_xyxy == NEAR and res.stop_reason == "confident"
+    assert res.verifier_calls == 0 and res.verify_score is None
+
+
+def test_a_rejected_near_miss_does_not_stop_the_search():
+    ver = FakeVerifier({"cup": [CUP]})
+    res = _search(ver)
+    assert isinstance(ver, Verifier)
+    assert res.found and res.box_xyxy == CUP and res.stop_reason == "confident" and not res.fallback
+    assert res.verify_score == pytest.approx(0.9)
+    # the near miss is seen by several nodes but judged once; the cup once
+    assert [b for _, b in ver.asked] == [NEAR, CUP] and res.verifier_calls == 2
+    g = res.trace.graph
+    assert g.graph["verifier_calls"] == 2 and g.graph["verify_score"] == pytest.approx(0.9)
+    checked = sorted(a["verify_score"] for a in g.nodes.values() if a["verify_score"] >= 0)
+    assert checked == pytest.approx([0.05, 0.9])
+    assert res.to_json()["verifier_calls"] == 2
+
+
+def test_an_abstaining_verifier_or_no_budget_changes_nothing():
+    plain = _search()
+    for ver, cfg in ((FakeVerifier({}, abstain=True), SearchConfig()),
+                     (FakeVerifier({"cup": [CUP]}), SearchConfig(max_verifications=0))):
+        res = _search(ver, cfg)
+        assert (res.box_xyxy, res.nodes_visited, res.model_calls) == (plain.box_xyxy, plain.nodes_visited, plain.model_calls)
+        assert res.verify_score is None
+    assert res.verifier_calls == 0 and not ver.asked  # the budget of 0 never calls
+
+
+def test_fallback_skips_rejected_boxes():
+    # no cup in the image, the near miss between confidence_low and confidence_high: the anytime fallback
+    plain = _search(decoy_score=0.4, targets={})
+    assert plain.found and plain.fallback and plain.box_xyxy == NEAR
+    rejected = _search(FakeVerifier({"cup": [CUP]}), decoy_score=0.4, targets={})
+    assert not rejected.found and rejected.box_xyxy is None and rejected.verifier_calls == 1
+    accepted = _search(FakeVerifier({"cup": [NEAR]}), decoy_score=0.4, targets={})
+    assert accepted.found and accepted.fallback and accepted.box_xyxy == NEAR
+    assert accepted.verify_score == pytest.approx(0.9)
+
+
+def test_second_confident_box_of_a_node_is_checked():
+    cfg = SearchConfig()
+    ver = FakeVerifier({"cup": [CUP]})
+    checks = Verification(ver, "cup", cfg)
+    hit, seen = checks.confident_hit([NEAR, CUP], [0.95, 0.8])
+    assert hit is not None and hit.box_xyxy == CUP and hit.score == 0.8 and seen == pytest.approx(0.9)
+    once = Verification(FakeVerifier({"cup": [CUP]}), "cup", SearchConfig(verify_per_node=1))
+    assert once.confident_hit([NEAR, CUP], [0.95, 0.8])[0] is None
+    # below confidence_high is not a hit to check
+    assert Verification(ver, "cup", cfg).confident_hit([CUP], [0.5]) == (None, -1.0)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, math.nan, "yes"])
+def test_bad_verifier_answers_raise(bad):
+    with pytest.raises(RuntimeError, match="fake_verifier"):
+        _search(FakeVerifier({}, value=bad))
+
+
+def test_session_sets_the_verifiers_image_once():
+    loc, ver = FakeLocalizer({"cup": [CUP]}, detect_side=600), FakeVerifier({"cup": [CUP]})
+    session = SearchSession(loc, blank_image(2048, 2048), SearchConfig(), ver)
+    session.search_many(["cup", "cup", "plate"])
+    assert ver.set_image_calls == 1 and session.summary()["verifier_calls"] >= 1
+
+
+@pytest.mark.parametrize("field,value", [("verify_threshold", 1.5), ("max_verifications", -1),
+                                         ("verify_per_node", -2), ("verify_fallback_top", -1)])
+def test_config_rejects_impossible_values(field, value):
+    with pytest.raises(ConfigError, match=field):
+        SearchConfig(**{field: value})

@@ -1,0 +1,72 @@
+"""The VQA LLM as the search's hit checker (seal.vqa.verifier): name parsing, config checks, and the
+shipped VQA model telling test-split targets from their near misses."""
+
+import pytest
+
+from eval.synth.config import SynthConfig
+from eval.synth.scene import ATTRS, is_near_miss
+from search.geometry import xywh_to_xyxy
+from search.image_source import ImageSource
+from search.verifier import Verifier
+from seal.agent.config import PROJECT_ROOT
+from seal.errors import ConfigError
+from seal.vqa.verifier import AttributeVerifier, VerifierConfig
+from training.vqa_data import render_scene
+
+VQA_TINY = PROJECT_ROOT / "checkpoints" / "vqa_tiny"
+
+
+def test_checks_of_a_name():
+    cfg = VerifierConfig()
+    assert cfg.checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross", "dotted object")]
+    assert cfg.checks("Red  Star") == [("color", "red", "star"), ("shape", "star", "red object")]
+    assert cfg.checks("umbrella") == [] and cfg.checks("red") == []
+    assert cfg.checks("red umbrella") == [("color", "red", "umbrella")]
+    assert VerifierConfig(noun_kinds=[]).checks("striped red ring") == [
+        ("pattern", "striped", "red ring"), ("color", "red", "striped ring"), ("shape", "ring", "striped red")]
+    assert cfg.applies_to("vsm") and not cfg.applies_to("oracle")
+    assert not VerifierConfig(enabled=False).applies_to("vsm")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"attributes": {"color": ["red"]}}, "verifier.attributes.color"),
+    ({"attributes": {"size": ["big", "small"]}}, "verifier.questions.size"),
+    ({"replies": {"color": "It is {value}.", "pattern": "The {name} is {value}."}}, "verifier.replies.color"),
+    ({"attributes": {"color": ["red", "blue"], "pattern": ["red", "dotted"]}}, "two attribute kinds"),
+    ({"noun_kinds": ["size"]}, "verifier.noun_kinds"),
+])
+def test_config_rejects_impossible_values(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        VerifierConfig(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def shipped_verifier():
+    from seal.vqa.model import VQAModel
+
+    assert VQA_TINY.is_dir(), f"the shipped VQA model is missing: {VQA_TINY}"
+    return AttributeVerifier(VQAModel.load(VQA_TINY))
+
+
+@pytest.mark.parametrize("index", [100, 101, 102])
+def test_shipped_model_accepts_the_target_and_rejects_its_near_misses(shipped_verifier, index):
+    # a test-split scene as the benchmark stores it (JPEG round trip): its first target and its near
+    # misses (one word of the name differs: the colour / pattern, or the shape)
+    sample = render_scene(SynthConfig(split="test", suite="vstar"), index, jpeg_roundtrip=True)
+    target = sample.targets[0]
+    keys = tuple(k for k in ATTRS if target.attrs[k] in target.name.split())
+    near = [o for o in sample.objects if is_near_miss(o.attrs, target.attrs, keys)]
+    v = shipped_verifier
+    assert isinstance(v, Verifier)
+    v.set_image(ImageSource(sample.image))
+    assert v.verify(target.name, xywh_to_xyxy(target.bbox)) >= 0.5, target.name
+    for o in near:
+        assert v.verify(target.name, xywh_to_xyxy(o.bbox)) < 0.5, (target.name, o.name)
+    assert v.verify("umbrella", xywh_to_xyxy(target.bbox)) is None
+    s = v.stats()
+    assert s.calls == len(near) + 2 and s.abstained == 1 and s.vision_tokens > 0
+
+
+def test_verify_before_set_image_is_an_error(shipped_verifier):
+    with pytest.raises(RuntimeError, match="set_image"):
+        AttributeVerifier(shipped_verifier.vqa).verify("red star", (0, 0, 10, 10))
