@@ -116,9 +116,9 @@ class SearchConfig:
             raise ConfigError(f"search.max_instances: expected >= 1, found {self.max_instances}")
         if not 0.0 <= self.verify_threshold <= 1.0:
             raise ConfigError(f"search.verify_threshold: expected 0..1, found {self.verify_threshold}")
-        if min(self.max_verifications, self.verify_per_node, self.verify_fallback_top) < 0:
-            raise ConfigError("search.max_verifications / verify_per_node / verify_fallback_top: expected >= 0, found "
-                              f"{self.max_verifications} / {self.verify_per_node} / {self.verify_fallback_top}")
+        if min(self.max_verifications, self.verify_fallback_top) < 0 or self.verify_per_node < 1:
+            raise ConfigError("search.max_verifications / verify_fallback_top: expected >= 0, verify_per_node: >= 1; "
+                              f"found {self.max_verifications} / {self.verify_fallback_top} / {self.verify_per_node}")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"search.nms_iou: expected 0 < iou <= 1, found {self.nms_iou}")
 

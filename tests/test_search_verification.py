@@ -91,7 +91,7 @@ def test_session_sets_the_verifiers_image_once():
 
 
 @pytest.mark.parametrize("field,value", [("verify_threshold", 1.5), ("max_verifications", -1),
-                                         ("verify_per_node", -2), ("verify_fallback_top", -1)])
+                                         ("verify_per_node", 0), ("verify_fallback_top", -1)])
 def test_config_rejects_impossible_values(field, value):
     with pytest.raises(ConfigError, match=field):
         SearchConfig(**{field: value})

@@ -141,6 +141,29 @@ def test_probe_questions_ask_about_other_objects_from_their_crops(scenes):
     assert probe_specs(scenes["search"][1], np.random.default_rng(0), VQADataConfig(probe_objects=0)) == []
 
 
+def test_hit_check_probes_never_name_their_answer(scenes):
+    from eval.synth.questions import CHECK_NOUN
+
+    sample = scenes["search"][1]
+    plain = VQADataConfig(probe_objects=12)
+    assert probe_specs(sample, np.random.default_rng(3), plain) == \
+        probe_specs(sample, np.random.default_rng(3), VQADataConfig(probe_objects=12, probe_check_prob=0.0))
+    specs = probe_specs(sample, np.random.default_rng(3), VQADataConfig(probe_objects=12, probe_check_prob=1.0,
+                                                                        probe_spatial_prob=0.0, probe_letter_prob=0.0))
+    checks = [s for s in specs if s.kind == "probe_check"]
+    assert len(checks) == min(12, len(sample.objects)) and {s.question.split()[3] for s in checks} >= {"shape"}
+    boxes = {tuple(float(v) for v in (o.bbox[0], o.bbox[1], o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3])): o
+             for o in sample.objects}
+    for spec in checks:
+        ((name, box),) = spec.targets
+        obj = boxes[tuple(float(v) for v in box)]
+        kind = spec.question.split()[3]  # "What is the <kind> of the <name>?"
+        assert spec.question == f"What is the {kind} of the {name}?" and spec.view == "crops"
+        value = getattr(obj, kind)
+        assert value not in name.split() and spec.reply.rstrip(".").split()[-1] == value
+        assert name == (obj.shape if kind != "shape" else f"{name.split()[0]} {CHECK_NOUN}")
+
+
 def test_view_attribute_maps_follow_the_letterbox():
     from eval.synth.scene import VALUES
     from training.vqa_data import view_attribute_maps

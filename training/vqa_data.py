@@ -107,12 +107,14 @@ class VQADataConfig:
     alone, or its shape asked by its colour or pattern + "object"), the questions
     :mod:`seal.vqa.verifier` asks about a search box. Any object of the scene (near misses
     included), one crop. 0 draws nothing, so earlier recipes' examples stay the same."""
+    probe_check_shape_prob: float = 0.5
+    """Share of the hit-check probes that ask the shape (the rest: colour or pattern, half each)."""
 
     def __post_init__(self) -> None:
         if self.probe_objects < 0:
             raise ConfigError(f"vqa_train.data.probe_objects: expected >= 0, found {self.probe_objects}")
         for name in ("letter_short_prob", "not_found_prob", "letter_refusal_prob", "probe_refusal_prob",
-                     "probe_letter_prob", "probe_spatial_prob", "probe_check_prob"):
+                     "probe_letter_prob", "probe_spatial_prob", "probe_check_prob", "probe_check_shape_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"vqa_train.data.{name}: expected 0..1, found {getattr(self, name)}")
         if self.workers < 1 or self.bucket_batches < 1:
@@ -257,7 +259,7 @@ def _check_probe(rng: np.random.Generator, obj, cfg: VQADataConfig) -> ExampleSp
     entry carries the question's name, as the verifier lays it out."""
     from eval.synth.questions import check_name, check_question
 
-    kind = "shape" if rng.random() < 0.5 else ("color" if rng.random() < 0.5 else "pattern")
+    kind = "shape" if rng.random() < cfg.probe_check_shape_prob else ("color" if rng.random() < 0.5 else "pattern")
     by = "color" if rng.random() < 0.5 else "pattern"
     q = check_question(rng, kind, obj, by)
     targets = ((check_name(kind, obj, by), _box_xyxy(obj)),)
