@@ -34,6 +34,7 @@ def test_checks_of_a_name():
     ({"replies": {"color": "It is {value}.", "pattern": "The {name} is {value}."}}, "verifier.replies.color"),
     ({"attributes": {"color": ["red", "blue"], "pattern": ["red", "dotted"]}}, "two attribute kinds"),
     ({"noun_kinds": ["size"]}, "verifier.noun_kinds"),
+    ({"word_score": "max"}, "verifier.word_score"),
 ])
 def test_config_rejects_impossible_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):

@@ -74,6 +74,10 @@ class VerifierConfig:
     """Kinds whose word is the name's head noun: asking them names the object by its other words
     plus ``placeholder_noun``."""
     placeholder_noun: str = "object"
+    word_score: str = "probability"
+    """A word's check: ``probability`` (the named value's probability over the kind's values) or
+    ``ratio`` (that probability over the most probable value's: 1 when the named value wins, so a
+    weak but informative reader, e.g. of 8 shapes, accepts its best guess and rejects a clear other)."""
 
     def applies_to(self, localizer_name: str) -> bool:
         """Whether hits of the localizer called ``localizer_name`` are checked."""
@@ -93,6 +97,8 @@ class VerifierConfig:
         words = [v for vals in self.attributes.values() for v in vals]
         if len(set(words)) != len(words):
             raise ConfigError("verifier.attributes: a word belongs to two attribute kinds")
+        if self.word_score not in ("probability", "ratio"):
+            raise ConfigError(f"verifier.word_score: expected 'probability' or 'ratio', found {self.word_score!r}")
         self.noun_kinds = [str(k) for k in self.noun_kinds]
         if not set(self.noun_kinds) <= set(self.attributes) or not self.placeholder_noun.strip():
             raise ConfigError(f"verifier.noun_kinds: expected attribute kinds ({sorted(self.attributes)}) and a "
@@ -153,7 +159,8 @@ class AttributeVerifier:
             return None
         p = 1.0
         for kind, word, asked in checks:
-            p *= self.value_probabilities(self._memory(asked, box_xyxy), asked, kind)[word]
+            probs = self.value_probabilities(self._memory(asked, box_xyxy), asked, kind)
+            p *= probs[word] / (max(probs.values()) if self.cfg.word_score == "ratio" else 1.0)
         return float(p)
 
     def value_probabilities(self, vwm: VisualWorkingMemory, noun: str, kind: str) -> dict[str, float]:
