@@ -34,6 +34,8 @@ from vwm.crops import extract_crop
 from vwm.layout import VisualWorkingMemory, VWMEntry
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from search.image_source import ImageSource
     from seal.vqa.model import VQAModel
 
@@ -159,9 +161,13 @@ class AttributeVerifier:
         if not checks:
             self._stats.abstained += 1
             return None
+        crop, view_box = self._crop(box_xyxy)
         p = 1.0
         for kind, word, asked in checks:
-            probs = self.value_probabilities(self._memory(asked, box_xyxy), asked, kind)
+            self._stats.vision_tokens += self.budget.tokens_for(self._view) + self.budget.tokens_for(crop)
+            entry = VWMEntry(name=asked, found=True, box_xyxy=view_box, score=1.0, crop=crop)
+            vwm = VisualWorkingMemory(global_image=self._view, entries=[entry], config=self.vqa.vwm_config)
+            probs = self.value_probabilities(vwm, asked, kind)
             p *= probs[word] / (max(probs.values()) if self.cfg.word_score == "ratio" else 1.0)
         return float(p)
 
@@ -174,13 +180,14 @@ class AttributeVerifier:
         prob = np.exp(logp - logp.max())
         return dict(zip(values, (prob / prob.sum()).tolist()))
 
-    def _memory(self, noun: str, box_xyxy: Sequence[float]) -> VisualWorkingMemory:
-        """The global view plus one crop of ``box_xyxy`` (full-image pixels), named ``noun``."""
+    def _crop(self, box_xyxy: Sequence[float]) -> tuple["Image.Image", tuple[float, float, float, float]]:
+        """The VWM crop of ``box_xyxy`` (full-image pixels, cut once per box for all its words) and
+        the box in the global view's pixels."""
+        from search.geometry import Frame
+
         assert self._image is not None and self._view is not None
         vcfg = self.vqa.vwm_config
         crop = extract_crop(self._image, box_xyxy, vcfg.crop_scale, vcfg.min_context_px, vcfg.crop_side_px)
-        sx, sy = self._view.size[0] / self._image.size[0], self._view.size[1] / self._image.size[1]
-        x1, y1, x2, y2 = (float(v) for v in box_xyxy)
-        self._stats.vision_tokens += self.budget.tokens_for(self._view) + self.budget.tokens_for(crop.image)
-        entry = VWMEntry(name=noun, found=True, box_xyxy=(x1 * sx, y1 * sy, x2 * sx, y2 * sy), score=1.0, crop=crop.image)
-        return VisualWorkingMemory(global_image=self._view, entries=[entry], config=vcfg)
+        w, h = self._image.size
+        frame = Frame((0.0, 0.0, float(w), float(h)), *self._view.size, letterbox=False)
+        return crop.image, tuple(float(v) for v in frame.full_to_input_xyxy(box_xyxy))  # type: ignore[return-value]
