@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if not targets:
             raise InputError("no targets in the benchmark folder", bench)
         localizer = load_vsm_localizer(args.model)
-        verifier = load_verifier(args, cfg, localizer.name)
+        verifier = load_verifier(args, cfg, localizer)
         report = run_bench(localizer, targets, cfg, args.timing_calls, log=lambda m: print(m, file=sys.stderr),
                            verifier=verifier)
     except InputError as exc:
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = {"command": ["python", "-m", "eval.bench_vsm", *(argv if argv is not None else sys.argv[1:])],
               "model": str(args.model), "bench": str(bench), "threads": args.threads,
-              "verifier": None if verifier is None else str(args.verifier_model or cfg.agent.vqa_path),
+              "verifier": None if verifier is None else f"{verifier.name} ({args.verifier_model or cfg.agent.vqa_path})",
               **report}
     print(format_report(report))
     out = args.out or args.model / "metrics.json"

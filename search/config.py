@@ -76,8 +76,9 @@ class SearchConfig:
     verify_threshold: float = 0.5
     """With a verifier (:mod:`search.verifier`, e.g. the VQA LLM reading the named colour or
     pattern back from a crop of the box), a confident hit stops the search only if the verifier
-    gives it at least this probability. A rejected box is never returned, and boxes overlapping it
-    (IoU > ``nms_iou``) are not asked about again. Without a verifier nothing changes."""
+    gives it at least this probability. A rejected box is not returned (but see ``verify_floor``),
+    and boxes overlapping it (IoU > ``nms_iou``) are not asked about again. Without a verifier
+    nothing changes."""
     max_verifications: int = 8
     """Verifier calls per target; once they are spent, hits are trusted as without a verifier."""
     verify_per_node: int = 2
@@ -86,6 +87,10 @@ class SearchConfig:
     """Without a verified confident hit, at most this many of the visited nodes' best boxes scoring
     ``>= confidence_low`` are checked, best first; the first one accepted is the anytime fallback, and
     if all are rejected the target is not found."""
+
+    verify_floor: float = 0.0
+    """When no box was accepted, the most probable rejected one with at least this probability is
+    the fallback after all; 0 = off (a rejected box is never returned)."""
 
     seed: int = 0
     """Seed of the random baselines."""
@@ -116,6 +121,9 @@ class SearchConfig:
             raise ConfigError(f"search.max_instances: expected >= 1, found {self.max_instances}")
         if not 0.0 <= self.verify_threshold <= 1.0:
             raise ConfigError(f"search.verify_threshold: expected 0..1, found {self.verify_threshold}")
+        if not 0.0 <= self.verify_floor <= self.verify_threshold:
+            raise ConfigError(f"search.verify_floor: expected 0 <= floor <= verify_threshold ({self.verify_threshold}), "
+                              f"found {self.verify_floor}")
         if min(self.max_verifications, self.verify_fallback_top) < 0 or self.verify_per_node < 1:
             raise ConfigError("search.max_verifications / verify_fallback_top: expected >= 0, verify_per_node: >= 1; "
                               f"found {self.max_verifications} / {self.verify_fallback_top} / {self.verify_per_node}")

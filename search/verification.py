@@ -8,6 +8,9 @@ and what its answers mean for one target's search.
   another node) is rejected without a call, and no rejected box is ever returned.
 - Without an accepted hit, the anytime fallback checks the visited nodes' boxes scoring ``>=
   confidence_low`` best first, at most ``verify_fallback_top`` distinct objects.
+- With ``verify_floor > 0``, when nothing was accepted, the most probable rejected box with
+  probability ``>= verify_floor`` is the fallback after all (a verifier that sometimes rejects the
+  target then loses it only to a box it believes more).
 - The verifier's None (it cannot judge the name) and a spent budget (``max_verifications`` calls)
   both mean: trust the localizer, as the engine does without a verifier.
 """
@@ -40,6 +43,7 @@ class Verification:
     def __init__(self, verifier: Verifier, target: str, cfg: SearchConfig) -> None:
         self.verifier, self.target, self.cfg = verifier, target, cfg
         self.rejected: list[BoxXYXY] = []
+        self.rejected_verdicts: list[Verdict] = []
         self.calls = 0
         self.seconds = 0.0
 
@@ -54,7 +58,7 @@ class Verification:
             if self._known_wrong(box):
                 continue
             checked += 1
-            p = self._ask(box)  # type: ignore[arg-type]
+            p = self._ask(box, float(score))  # type: ignore[arg-type]
             if p is not None:
                 seen = max(seen, p)
             if p is None or p >= self.cfg.verify_threshold:
@@ -73,15 +77,22 @@ class Verification:
             if self._known_wrong(box) or _overlaps(box, tried, self.cfg.nms_iou):  # type: ignore[arg-type]
                 continue
             tried.append(box)  # type: ignore[arg-type]
-            p = self._ask(box)  # type: ignore[arg-type]
+            p = self._ask(box, score)  # type: ignore[arg-type]
             if p is None or p >= self.cfg.verify_threshold:
                 return Verdict(box, score, p)  # type: ignore[arg-type]
-        return None
+        return self.best_rejected()
+
+    def best_rejected(self) -> Verdict | None:
+        """The most probable rejected box with probability ``>= verify_floor``; None when the floor is
+        0 (off) or no rejected box reaches it."""
+        floor = self.cfg.verify_floor
+        kept = [v for v in self.rejected_verdicts if floor > 0 and v.probability is not None and v.probability >= floor]
+        return max(kept, key=lambda v: (v.probability, v.score)) if kept else None
 
     def _known_wrong(self, box: BoxXYXY) -> bool:
         return _overlaps(box, self.rejected, self.cfg.nms_iou)
 
-    def _ask(self, box: BoxXYXY) -> float | None:
+    def _ask(self, box: BoxXYXY, score: float) -> float | None:
         """One verifier call (None once the budget is spent); a rejection is remembered."""
         if self.calls >= self.cfg.max_verifications:
             return None
@@ -98,6 +109,7 @@ class Verification:
                                "(expected a probability in [0, 1] or None)")
         if p < self.cfg.verify_threshold:
             self.rejected.append(box)
+            self.rejected_verdicts.append(Verdict(box, score, float(p)))
         return float(p)
 
 

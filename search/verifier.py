@@ -12,8 +12,8 @@ Boxes are ``xyxy`` in full-image pixels, as everywhere in the search.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import astuple, dataclass
+from typing import Protocol, Sequence, runtime_checkable
 
 from search.image_source import ImageSource
 from search.localizer import BoxXYXY
@@ -24,11 +24,18 @@ class VerifierStats:
     """Work a verifier did since its last ``set_image``, counted by the verifier itself."""
 
     calls: int = 0
-    """Boxes judged (one model call each)."""
+    """Boxes judged."""
     abstained: int = 0
     """Calls answered with None (the name gave the verifier nothing to check)."""
     vision_tokens: int = 0
     """Vision tokens its model encoded (0 for a verifier without a vision model)."""
+    llm_calls: int = 0
+    """Prompts its language model ran (e.g. one per checked word)."""
+    localizer_calls: int = 0
+    """``locate`` calls it made on the search's localizer (e.g. :mod:`search.contrast`)."""
+
+    def __add__(self, other: "VerifierStats") -> "VerifierStats":
+        return VerifierStats(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
 
 @runtime_checkable
@@ -44,3 +51,44 @@ class Verifier(Protocol):
 
     def stats(self) -> VerifierStats:
         """Work done since the last :meth:`set_image`."""
+
+
+class AllOf:
+    """Several verifiers asked in turn, cheapest first: a box passes only if each of them that
+    judges it gives at least ``threshold`` (the engine's ``verify_threshold``). The answer is the
+    lowest probability given; asking stops at the first one below ``threshold``. All abstaining
+    is an abstention."""
+
+    def __init__(self, verifiers: Sequence[Verifier], threshold: float) -> None:
+        if not verifiers:
+            raise ValueError("AllOf: no verifiers")
+        self.verifiers, self.threshold = list(verifiers), threshold
+        self.name = "+".join(v.name for v in self.verifiers)
+        self._own = VerifierStats()
+
+    def set_image(self, image: ImageSource) -> None:
+        for v in self.verifiers:
+            v.set_image(image)
+        self._own = VerifierStats()
+
+    def verify(self, target: str, box_xyxy: BoxXYXY) -> float | None:
+        self._own.calls += 1
+        given = []
+        for v in self.verifiers:
+            p = v.verify(target, box_xyxy)
+            if p is not None:
+                given.append(p)
+                if p < self.threshold:
+                    break
+        if not given:
+            self._own.abstained += 1
+            return None
+        return min(given)
+
+    def stats(self) -> VerifierStats:
+        """Boxes judged by the whole (``calls``, ``abstained``) and the members' work summed."""
+        total = VerifierStats()
+        for v in self.verifiers:
+            total = total + v.stats()
+        return VerifierStats(self._own.calls, self._own.abstained, total.vision_tokens, total.llm_calls,
+                             total.localizer_calls)

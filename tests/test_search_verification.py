@@ -95,3 +95,23 @@ def test_session_sets_the_verifiers_image_once():
 def test_config_rejects_impossible_values(field, value):
     with pytest.raises(ConfigError, match=field):
         SearchConfig(**{field: value})
+
+
+def test_verify_floor_keeps_the_most_probable_rejected_box():
+    # no cup: the near miss is rejected (p 0.3 < 0.5); off by default, it is the fallback above the floor
+    off = _search(FakeVerifier({"cup": [CUP]}, p_false=0.3), decoy_score=0.4, targets={})
+    assert not off.found and off.box_xyxy is None
+    kept = _search(FakeVerifier({"cup": [CUP]}, p_false=0.3), SearchConfig(verify_floor=0.2), decoy_score=0.4,
+                   targets={})
+    assert kept.found and kept.fallback and kept.box_xyxy == NEAR and kept.verify_score == pytest.approx(0.3)
+    below = _search(FakeVerifier({"cup": [CUP]}, p_false=0.1), SearchConfig(verify_floor=0.2), decoy_score=0.4,
+                    targets={})
+    assert not below.found
+    # an accepted box always wins over a rejected one
+    both = _search(FakeVerifier({"cup": [CUP]}, p_false=0.3), SearchConfig(verify_floor=0.2))
+    assert both.box_xyxy == CUP and not both.fallback
+
+
+def test_verify_floor_above_the_threshold_is_refused():
+    with pytest.raises(ConfigError, match="verify_floor"):
+        SearchConfig(verify_threshold=0.5, verify_floor=0.6)

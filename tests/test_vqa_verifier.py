@@ -39,10 +39,37 @@ def test_checks_of_a_name():
     ({"attributes": {"color": ["red", "blue"], "pattern": ["red", "dotted"]}}, "two attribute kinds"),
     ({"noun_kinds": ["size"]}, "verifier.noun_kinds"),
     ({"word_score": "max"}, "verifier.word_score"),
+    ({"contrast": {"shape": ["ring"]}}, "verifier.contrast"),
+    ({"contrast": {"shape": ["ring", "star"], "size": ["ring", "big"]}}, "verifier.contrast"),
+    ({"contrast_margin": 0.0}, "verifier.contrast_margin"),
+    ({"contrast_window": 9.0}, "contrast_window"),
 ])
 def test_config_rejects_impossible_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         VerifierConfig(**kwargs)
+
+
+def test_hit_checker_chains_the_contrast_check_before_the_vqa_llm():
+    from search.config import SearchConfig
+    from search.contrast import ContrastVerifier
+    from search.verifier import AllOf
+    from seal.vqa.verifier import hit_checker
+    from tests.fakes import FakeLocalizer, FakeVerifier
+
+    vsm, oracle = FakeLocalizer({}), FakeLocalizer({})
+    vsm.name, oracle.name = "vsm", "oracle"
+    llm = FakeVerifier({})
+    cfg = load([PROJECT_ROOT / "configs" / "verifier_contrast.yaml"]).verifier
+    assert VerifierConfig().contrast == {}
+    both = hit_checker(cfg, SearchConfig(verify_threshold=0.4), vsm, llm)
+    assert isinstance(both, AllOf) and both.threshold == 0.4
+    assert isinstance(both.verifiers[0], ContrastVerifier) and both.verifiers[0].localizer is vsm
+    assert both.verifiers[1] is llm
+    assert both.verifiers[0].variants("dotted cross")[:2] == ["dotted circle", "dotted square"]
+    assert hit_checker(cfg, SearchConfig(), oracle, llm) is None
+    assert isinstance(hit_checker(cfg, SearchConfig(), vsm, None), ContrastVerifier)
+    assert hit_checker(VerifierConfig(contrast={}), SearchConfig(), vsm, llm) is llm
+    assert hit_checker(VerifierConfig(contrast={}), SearchConfig(), vsm, None) is None
 
 
 @pytest.fixture(scope="module")

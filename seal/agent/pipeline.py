@@ -137,6 +137,7 @@ class Agent:
         """
         from search.session import SearchSession
         from seal.image_io import load_image
+        from seal.vqa.verifier import hit_checker
 
         if isinstance(image, Image.Image):
             img = image if image.mode == "RGB" else image.convert("RGB")
@@ -145,7 +146,7 @@ class Agent:
             img, path = load_image(image, self.cfg.image.max_pixels), str(image)
         views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path)
         localizer = self._localizer_for(annotation)
-        verifier = self.verifier if self.cfg.verifier.applies_to(localizer.name) else None
+        verifier = hit_checker(self.cfg.verifier, self.cfg.search, localizer, self.verifier)
         self.session = SearchSession(localizer, views.source, self.cfg.search, verifier)
         self.views = views
 
@@ -309,7 +310,8 @@ class Agent:
         """Search each target in the session's image; books calls, nodes and newly encoded patches."""
         session = self.session
         encoded_before = session.stats().patches_encoded
-        verify_before = session.verifier.stats().vision_tokens if session.verifier is not None else 0
+        # a copy: a verifier's stats() may be its live counters
+        checked_before = replace(session.verifier.stats()) if session.verifier is not None else None
         results = []
         with q.ledger.stage("search"):
             for target in targets:
@@ -317,12 +319,14 @@ class Agent:
                 q.emit(ev.search_done(result))
                 q.ledger.search_calls += result.model_calls
                 q.ledger.search_nodes += result.nodes_visited
-                q.ledger.llm_calls += result.verifier_calls  # the VQA LLM checked the hits
                 results.append(result)
         new_patches = session.stats().patches_encoded - encoded_before
         q.ledger.vision_tokens_search += new_patches * self.tokens_per_patch()
-        if session.verifier is not None:
-            q.ledger.vision_tokens_verify += session.verifier.stats().vision_tokens - verify_before
+        if checked_before is not None:  # the hit checks: VQA LLM prompts, search-model calls
+            checked = session.verifier.stats()
+            q.ledger.vision_tokens_verify += checked.vision_tokens - checked_before.vision_tokens
+            q.ledger.llm_calls += checked.llm_calls - checked_before.llm_calls
+            q.ledger.search_calls += checked.localizer_calls - checked_before.localizer_calls
         return results
 
     def tokens_per_patch(self) -> int:

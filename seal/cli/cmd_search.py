@@ -56,12 +56,19 @@ LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": 
 """``--localizer`` name -> factory ``(args, cfg) -> Localizer``. A trained model is one more entry."""
 
 
-def load_verifier(args: argparse.Namespace, cfg: Config, localizer_name: str) -> Any:
-    """The VQA LLM hit checker (:class:`seal.vqa.verifier.AttributeVerifier`) when the ``verifier``
-    section applies to this localizer and a model is there; None otherwise. ``--verifier-model DIR``
-    must exist; the default ``agent.vqa_path`` may be missing (then no check, and a note says so)."""
-    if not cfg.verifier.applies_to(localizer_name):
+def load_verifier(args: argparse.Namespace, cfg: Config, localizer: Any) -> Any:
+    """The hit checker of ``localizer`` (:func:`seal.vqa.verifier.hit_checker`: the contrast check,
+    then the VQA LLM's) when the ``verifier`` section applies to it; None otherwise.
+    ``--verifier-model DIR`` must exist; the default ``agent.vqa_path`` may be missing (then the VQA
+    LLM does not check, and a note says so)."""
+    from seal.vqa.verifier import hit_checker
+
+    if not cfg.verifier.applies_to(localizer.name):
         return None
+    return hit_checker(cfg.verifier, cfg.search, localizer, _attribute_verifier(args, cfg))
+
+
+def _attribute_verifier(args: argparse.Namespace, cfg: Config) -> Any:
     from seal.agent.config import find_dir, resolve_dir
 
     if args.verifier_model:
@@ -69,7 +76,7 @@ def load_verifier(args: argparse.Namespace, cfg: Config, localizer_name: str) ->
     else:
         path = find_dir(cfg.agent.vqa_path)
         if path is None:
-            print(f"note: no VQA model at {cfg.agent.vqa_path}: confident hits are not checked", flush=True)
+            print(f"note: no VQA model at {cfg.agent.vqa_path}: the VQA LLM does not check the hits", flush=True)
             return None
     from seal.vqa.model import VQAModel
     from seal.vqa.verifier import AttributeVerifier
@@ -128,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     truth = _annotated_targets(args, cfg)
     targets = _targets(args, truth)
     image = ImageSource.from_path(args.image, cfg.image.max_pixels)
-    session = SearchSession(localizer, image, cfg.search, load_verifier(args, cfg, localizer.name))
+    session = SearchSession(localizer, image, cfg.search, load_verifier(args, cfg, localizer))
 
     results, records = [], []
     for target in targets:

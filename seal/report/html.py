@@ -134,7 +134,7 @@ def _target_card(name: str, info: dict, folder: Path | None) -> str:
                    + (f" at [{', '.join(_num(v, 0) for v in box)}]" if found and box else "")
                    + f"; score {_num(info.get('score'))}, {_e(info.get('nodes_visited', '?'))} nodes, "
                    f"{_e(info.get('model_calls', '?'))} model calls"
-                   + (f", {_e(info['verifier_calls'])} hit checks by the VQA LLM" if info.get("verifier_calls") else "")
+                   + (f", {_e(info['verifier_calls'])} hit checks" if info.get("verifier_calls") else "")
                    + (f" (the box's {_num(info['verify_score'])})" if info.get("verify_score") is not None else "")
                    + (f", stop: {_e(info.get('stop_reason'))}" if info.get("stop_reason") else ""))
     parts = [f"<div class=\"card\"><h3>{_e(name)}</h3><p>{verdict}</p>"]

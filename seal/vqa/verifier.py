@@ -36,6 +36,10 @@ from vwm.layout import VisualWorkingMemory, VWMEntry
 if TYPE_CHECKING:
     from PIL import Image
 
+    from search.config import SearchConfig
+    from search.localizer import Localizer
+    from search.verifier import Verifier
+
     from search.image_source import ImageSource
     from seal.vqa.model import VQAModel
 
@@ -78,6 +82,15 @@ class VerifierConfig:
     """Kinds whose word is the name's head noun: asking them names the object by its other words
     plus ``placeholder_noun``."""
     placeholder_noun: str = "object"
+    contrast: dict[str, list[str]] = field(default_factory=dict)
+    """Kind -> values the search model itself checks before the VQA LLM does
+    (:class:`search.contrast.ContrastVerifier`): the box is located again under the name with that
+    word swapped for each other value; {} = off (the default: with the tiny VSM it did not pay,
+    README; ``configs/verifier_contrast.yaml`` turns it on for shapes)."""
+    contrast_margin: float = 0.6
+    """The contrast check passes when the target's score of the box is >= this x the best variant's."""
+    contrast_window: float = 1.25
+    """Side of the contrast check's window, in leaf sides (at least twice the box)."""
     word_score: str = "probability"
     """A word's check: ``probability`` (the named value's probability over the kind's values) or
     ``ratio`` (that probability over the most probable value's: 1 when the named value wins, so a
@@ -103,6 +116,13 @@ class VerifierConfig:
             raise ConfigError("verifier.attributes: a word belongs to two attribute kinds")
         if self.word_score not in ("probability", "ratio"):
             raise ConfigError(f"verifier.word_score: expected 'probability' or 'ratio', found {self.word_score!r}")
+        self.contrast = {str(k): [str(v).lower() for v in vals] for k, vals in dict(self.contrast).items()}
+        contrasted = [v for vals in self.contrast.values() for v in vals]
+        if len(set(contrasted)) != len(contrasted) or any(len(v) < 2 for v in self.contrast.values()):
+            raise ConfigError(f"verifier.contrast: expected kinds of >= 2 values, no word in two kinds; found {self.contrast}")
+        if self.contrast_margin <= 0 or not 0.5 <= self.contrast_window <= 4.0:
+            raise ConfigError(f"verifier.contrast_margin / contrast_window: expected > 0 / 0.5..4 leaf sides, found "
+                              f"{self.contrast_margin} / {self.contrast_window}")
         self.noun_kinds = [str(k) for k in self.noun_kinds]
         if not set(self.noun_kinds) <= set(self.attributes) or not self.placeholder_noun.strip():
             raise ConfigError(f"verifier.noun_kinds: expected attribute kinds ({sorted(self.attributes)}) and a "
@@ -165,6 +185,7 @@ class AttributeVerifier:
         p = 1.0
         for kind, word, asked in checks:
             self._stats.vision_tokens += self.budget.tokens_for(self._view) + self.budget.tokens_for(crop)
+            self._stats.llm_calls += 1
             entry = VWMEntry(name=asked, found=True, box_xyxy=view_box, score=1.0, crop=crop)
             vwm = VisualWorkingMemory(global_image=self._view, entries=[entry], config=self.vqa.vwm_config)
             probs = self.value_probabilities(vwm, asked, kind)
@@ -191,3 +212,23 @@ class AttributeVerifier:
         w, h = self._image.size
         frame = Frame((0.0, 0.0, float(w), float(h)), *self._view.size, letterbox=False)
         return crop.image, tuple(float(v) for v in frame.full_to_input_xyxy(box_xyxy))  # type: ignore[return-value]
+
+
+def hit_checker(cfg: VerifierConfig, search_cfg: "SearchConfig", localizer: "Localizer",
+                attributes: AttributeVerifier | None) -> "Verifier | None":
+    """The verifier of the search's hits for ``localizer``: the contrast check (``cfg.contrast``, the
+    localizer itself, cheap) then the VQA LLM's ``attributes`` check, each optional; None when the
+    section does not apply to this localizer or nothing is left."""
+    from search.contrast import ContrastVerifier
+    from search.verifier import AllOf
+
+    if not cfg.applies_to(localizer.name):
+        return None
+    members: list = []
+    if cfg.contrast:
+        members.append(ContrastVerifier(localizer, cfg.contrast, search_cfg, cfg.contrast_margin, cfg.contrast_window))
+    if attributes is not None:
+        members.append(attributes)
+    if not members:
+        return None
+    return members[0] if len(members) == 1 else AllOf(members, search_cfg.verify_threshold)
