@@ -55,7 +55,10 @@ def observe(bench: Path) -> dict:
             res = agent.ask(sample.question, list(sample.options), force_action=None if mode == "policy" else "full")
             rec[mode] = {"action": res.action, "answer_index": res.answer_index, "targets": list(res.targets),
                          "found": [bool(r.found) for r in res.search],
-                         "vision_tokens": int(res.ledger.vision_tokens), "probs": res.decision.to_json()["probs"]}
+                         "vision_tokens": int(res.ledger.vision_tokens), "probs": res.decision.to_json()["probs"],
+                         # not in the goldens: read by test_shipped_models's ledger check
+                         "hit_checks": sum(int(r.verifier_calls) for r in res.search),
+                         "verify_tokens": int(res.ledger.vision_tokens_verify), "llm_calls": int(res.ledger.llm_calls)}
         session = SearchSession(localizer, agent.views.source, cfg.search)
         rec["search"] = []
         for name in sample.targets:

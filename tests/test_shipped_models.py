@@ -41,6 +41,15 @@ def test_agent_decisions_and_answers(observed, golden, mode):
             assert g["probs"][action] == pytest.approx(p, abs=0.03), (got["id"], action)
 
 
+def test_the_ledger_books_the_hit_checks(observed):
+    checked = [s["full"] for s in observed["samples"] if s["full"]["hit_checks"]]
+    assert checked, "no forced-FULL run checked a hit"
+    for rec in (s["full"] for s in observed["samples"]):
+        # each check is at least one VQA prompt over the global view and a crop
+        assert (rec["verify_tokens"] > 0) == (rec["hit_checks"] > 0)
+        assert rec["llm_calls"] >= rec["hit_checks"] + 1
+
+
 def test_search_boxes(observed, golden):
     for got, want in zip(observed["samples"], golden["samples"]):
         for g, w in zip(got["search"], want["search"], strict=True):
