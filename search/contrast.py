@@ -20,12 +20,13 @@ Cost: ``1 + len(variants)`` locate calls on one region per box, counted in ``sta
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from search.config import SearchConfig
-from search.geometry import iou_xyxy, square_window_xyxy
+from search.geometry import box_window_xyxy, iou_xyxy
 from search.image_source import ImageSource
 from search.localizer import BoxXYXY, Localizer
 from search.tree import leaf_side
@@ -64,7 +65,7 @@ class ContrastVerifier:
         self._stats = VerifierStats()
 
     def stats(self) -> VerifierStats:
-        return self._stats
+        return replace(self._stats)
 
     def variants(self, target: str) -> list[str]:
         """The names one contrasted word away from ``target`` (lower case, in vocabulary order)."""
@@ -95,9 +96,7 @@ class ContrastVerifier:
     def _window(self, box: BoxXYXY) -> BoxXYXY:
         """The square around ``box``: ``window`` leaf sides, at least twice the box's long side."""
         w, h = self._size  # type: ignore[misc]
-        x1, y1, x2, y2 = (float(v) for v in box)
-        side = max(self.window * leaf_side(w, h, self.cfg), 2.0 * max(x2 - x1, y2 - y1))
-        return square_window_xyxy((x1 + x2) / 2, (y1 + y2) / 2, side, w, h)
+        return box_window_xyxy(box, self.window * leaf_side(w, h, self.cfg), w, h)
 
     def _box_score(self, name: str, window: BoxXYXY, box: BoxXYXY) -> float:
         """``name``'s best detection score among its boxes in ``window`` matching ``box`` (0 if none)."""

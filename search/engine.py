@@ -36,7 +36,7 @@ import numpy as np
 from search.budget import Budget
 from search.config import SearchConfig
 from search.frontier import make_frontier
-from search.geometry import square_window_xyxy
+from search.geometry import box_window_xyxy
 from search.image_source import ImageSource
 from search.localizer import Detection, Localizer
 from search.priority import ancestor_evidence, make_scorer
@@ -169,9 +169,8 @@ class _Search:
     def _confirm(self, node: Node, det: Detection) -> Detection:
         """Locate again on a leaf-scale window around ``det``'s best box (1 call); the window's
         boxes and scores with the node's own heatmap (which keeps guiding the expansion)."""
-        x1, y1, x2, y2 = det.best_box  # type: ignore[misc]
-        side = max(self.cfg.confirm_zoom * self.leaf_side, 2.0 * max(x2 - x1, y2 - y1))
-        window = square_window_xyxy((x1 + x2) / 2, (y1 + y2) / 2, side, self.image.width, self.image.height)
+        window = box_window_xyxy(det.best_box, self.cfg.confirm_zoom * self.leaf_side,  # type: ignore[arg-type]
+                                 self.image.width, self.image.height)
         (closer,) = self._located([window])
         return Detection(closer.boxes_xyxy, closer.scores, det.heatmap)
 

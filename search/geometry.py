@@ -100,6 +100,14 @@ def square_window_xyxy(cx: float, cy: float, side: float, width: float, height: 
     return (x0, y0, x0 + side, y0 + side)
 
 
+def box_window_xyxy(box: BoxLike, min_side: float, width: float, height: float) -> tuple[float, float, float, float]:
+    """The square window centred on ``box`` (``xyxy``) for a closer look: ``min_side``, or twice the
+    box's long side when that is larger, fitted into a ``width x height`` image."""
+    x1, y1, x2, y2 = (float(v) for v in _arr(box).reshape(4))
+    side = max(min_side, 2.0 * max(x2 - x1, y2 - y1))
+    return square_window_xyxy((x1 + x2) / 2, (y1 + y2) / 2, side, width, height)
+
+
 def normalize_xyxy(boxes: BoxLike, width: float, height: float) -> np.ndarray:
     """Pixels -> ``[0, 1]`` coordinates of a ``width x height`` frame."""
     return _arr(boxes) / np.array([width, height, width, height], dtype=np.float64)

@@ -5,7 +5,7 @@ and what its answers mean for one target's search.
   ``verify_per_node`` of them; the first one the verifier accepts (probability ``>=
   verify_threshold``) is the hit and stops the search.
 - A rejected box is remembered: a box overlapping it by IoU ``> nms_iou`` (the same object seen from
-  another node) is rejected without a call, and no rejected box is ever returned.
+  another node) is rejected without a call, and a rejected box is not returned (but see ``verify_floor`` below).
 - Without an accepted hit, the anytime fallback checks the visited nodes' boxes scoring ``>=
   confidence_low`` best first, at most ``verify_fallback_top`` distinct objects.
 - With ``verify_floor > 0``, when nothing was accepted, the most probable rejected box with
@@ -42,8 +42,7 @@ class Verification:
 
     def __init__(self, verifier: Verifier, target: str, cfg: SearchConfig) -> None:
         self.verifier, self.target, self.cfg = verifier, target, cfg
-        self.rejected: list[BoxXYXY] = []
-        self.rejected_verdicts: list[Verdict] = []
+        self.rejected: list[Verdict] = []
         self.calls = 0
         self.seconds = 0.0
 
@@ -86,11 +85,11 @@ class Verification:
         """The most probable rejected box with probability ``>= verify_floor``; None when the floor is
         0 (off) or no rejected box reaches it."""
         floor = self.cfg.verify_floor
-        kept = [v for v in self.rejected_verdicts if floor > 0 and v.probability is not None and v.probability >= floor]
+        kept = [v for v in self.rejected if v.probability >= floor] if floor > 0 else []  # type: ignore[operator]
         return max(kept, key=lambda v: (v.probability, v.score)) if kept else None
 
     def _known_wrong(self, box: BoxXYXY) -> bool:
-        return _overlaps(box, self.rejected, self.cfg.nms_iou)
+        return _overlaps(box, [v.box_xyxy for v in self.rejected], self.cfg.nms_iou)
 
     def _ask(self, box: BoxXYXY, score: float) -> float | None:
         """One verifier call (None once the budget is spent); a rejection is remembered."""
@@ -108,8 +107,7 @@ class Verification:
             raise RuntimeError(f"verifier {getattr(self.verifier, 'name', '?')!r}: verify returned {p!r} "
                                "(expected a probability in [0, 1] or None)")
         if p < self.cfg.verify_threshold:
-            self.rejected.append(box)
-            self.rejected_verdicts.append(Verdict(box, score, float(p)))
+            self.rejected.append(Verdict(box, score, float(p)))
         return float(p)
 
 

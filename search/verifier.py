@@ -12,7 +12,7 @@ Boxes are ``xyxy`` in full-image pixels, as everywhere in the search.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Protocol, Sequence, runtime_checkable
 
 from search.image_source import ImageSource
@@ -50,7 +50,8 @@ class Verifier(Protocol):
         judge this name (the engine then trusts the localizer, as without a verifier)."""
 
     def stats(self) -> VerifierStats:
-        """Work done since the last :meth:`set_image`."""
+        """Work done since the last :meth:`set_image`: a snapshot, not the live counters (callers
+        take differences)."""
 
 
 class AllOf:
@@ -87,8 +88,5 @@ class AllOf:
 
     def stats(self) -> VerifierStats:
         """Boxes judged by the whole (``calls``, ``abstained``) and the members' work summed."""
-        total = VerifierStats()
-        for v in self.verifiers:
-            total = total + v.stats()
-        return VerifierStats(self._own.calls, self._own.abstained, total.vision_tokens, total.llm_calls,
-                             total.localizer_calls)
+        total = sum((v.stats() for v in self.verifiers), VerifierStats())
+        return replace(total, calls=self._own.calls, abstained=self._own.abstained)

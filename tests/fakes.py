@@ -196,4 +196,6 @@ class FakeVerifier:
         return self.p_true if truth and float(iou_xyxy(box, truth).max()) >= 0.5 else self.p_false
 
     def stats(self):
-        return self._stats
+        from dataclasses import replace
+
+        return replace(self._stats)

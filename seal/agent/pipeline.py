@@ -310,8 +310,7 @@ class Agent:
         """Search each target in the session's image; books calls, nodes and newly encoded patches."""
         session = self.session
         encoded_before = session.stats().patches_encoded
-        # a copy: a verifier's stats() may be its live counters
-        checked_before = replace(session.verifier.stats()) if session.verifier is not None else None
+        checked_before = session.verifier.stats() if session.verifier is not None else None
         results = []
         with q.ledger.stage("search"):
             for target in targets:

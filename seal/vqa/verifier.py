@@ -22,7 +22,7 @@ Cost: one prompt per checked word (the global view and one crop: their vision to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -37,10 +37,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from search.config import SearchConfig
+    from search.image_source import ImageSource
     from search.localizer import Localizer
     from search.verifier import Verifier
-
-    from search.image_source import ImageSource
     from seal.vqa.model import VQAModel
 
 
@@ -171,7 +170,7 @@ class AttributeVerifier:
         self._stats = VerifierStats()
 
     def stats(self) -> VerifierStats:
-        return self._stats
+        return replace(self._stats)
 
     def verify(self, target: str, box_xyxy: Sequence[float]) -> float | None:
         if self._image is None:
