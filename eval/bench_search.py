@@ -8,8 +8,8 @@ order) and every strategy, runs :func:`search.engine.run_search` with an
 :class:`~search.oracle.OracleLocalizer` built from the sample's annotation and reports per strategy:
 
 - ``found_rate``: found and IoU >= 0.5 with a ground-truth box of that name (the reference's
-  search accuracy); ``confident_hit_rate``: the same, restricted to searches that stopped on a
-  confident detection (``stop_reason == "confident"``), i.e. without the anytime fallback;
+  search accuracy); ``confident_hit_rate``: the same, restricted to searches whose box was a
+  confident detection (``fallback`` false), i.e. without the anytime fallback;
 - ``mean_nodes_all`` (over ALL targets: the true search length) and ``mean_nodes_found`` (over the
   found ones, the number the reference reported);
 - ``mean_model_calls`` and ``engine_ms_per_node`` = sum(seconds - localizer_seconds) / sum(nodes).
@@ -99,7 +99,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {
         "n": len(rows),
         "found_rate": len(hits) / len(rows),
-        "confident_hit_rate": sum(r["stop_reason"] == "confident" for r in hits) / len(rows),
+        "confident_hit_rate": sum(not r["fallback"] for r in hits) / len(rows),
         "mean_nodes_all": nodes / len(rows),
         "mean_nodes_found": (sum(r["nodes_visited"] for r in hits) / len(hits)) if hits else float("nan"),
         "mean_model_calls": sum(r["model_calls"] for r in rows) / len(rows),

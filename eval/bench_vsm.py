@@ -134,7 +134,7 @@ def _summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "found_by_name_kind": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(kinds.items())},
         "n": len(rows),
         "found_rate": len(hits) / n,
-        "confident_hit_rate": sum(r["stop_reason"] == "confident" for r in hits) / n,
+        "confident_hit_rate": sum(not r["fallback"] for r in hits) / n,
         "mean_nodes_all": sum(r["nodes_visited"] for r in rows) / n,
         "mean_nodes_found": (sum(r["nodes_visited"] for r in hits) / len(hits)) if hits else float("nan"),
         "mean_model_calls": sum(r["model_calls"] for r in rows) / n,

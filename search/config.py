@@ -92,6 +92,18 @@ class SearchConfig:
     """When no box was accepted, the most probable rejected one with at least this probability is
     the fallback after all; 0 = off (a rejected box is never returned)."""
 
+    select: Literal["first", "best"] = "first"
+    """Which confident hit is the answer. ``first`` (the reference): the first one accepted stops the
+    search. ``best``: the first one opens a comparison; the search visits ``compare_nodes`` more nodes
+    (or until the frontier or a budget ends it), each node's accepted confident boxes are
+    candidates (``verify_per_node`` of them are checked, not just up to the first accepted), and the
+    answer is the candidate with the highest verifier probability x localizer score (a box the
+    verifier did not judge counts with ``verify_threshold``; without a verifier: the best score).
+    Near misses the verifier only half reads (a colour checked, the shape not) lose to the target
+    when both are seen."""
+    compare_nodes: int = 6
+    """``select: best``: visits after the first accepted hit."""
+
     seed: int = 0
     """Seed of the random baselines."""
 
@@ -127,6 +139,10 @@ class SearchConfig:
         if min(self.max_verifications, self.verify_fallback_top) < 0 or self.verify_per_node < 1:
             raise ConfigError("search.max_verifications / verify_fallback_top: expected >= 0, verify_per_node: >= 1; "
                               f"found {self.max_verifications} / {self.verify_fallback_top} / {self.verify_per_node}")
+        if self.select not in ("first", "best"):
+            raise ConfigError(f"search.select: expected first or best, found {self.select!r}")
+        if self.compare_nodes < 0:
+            raise ConfigError(f"search.compare_nodes: expected >= 0, found {self.compare_nodes}")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"search.nms_iou: expected 0 < iou <= 1, found {self.nms_iou}")
 

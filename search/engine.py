@@ -18,6 +18,9 @@ Read top to bottom (:meth:`_Search.run`):
    never raise. Without a confident hit, the best box of any visited node is the anytime fallback
    (:mod:`search.result`).
 
+With ``select: best`` the first confident hit does not stop the search at once: ``compare_nodes``
+more nodes are visited and the best of the confident hits seen is the answer (``search.config``).
+
 With a :class:`~search.verifier.Verifier`, a confident hit (after its confirmation) stops the search
 only when the verifier accepts it, and the fallback is the best box it accepts; a node whose hits
 were rejected is expanded like any other (:mod:`search.verification` has the rules).
@@ -43,7 +46,7 @@ from search.priority import ancestor_evidence, make_scorer
 from search.result import InstanceSet, SearchResult
 from search.trace import SearchTrace
 from search.tree import Box, Node, is_leaf, leaf_side, split
-from search.verification import Verdict, Verification
+from search.verification import Verdict, Verification, rank
 from search.verifier import Verifier
 
 
@@ -95,7 +98,8 @@ class _Search:
         self.instances = InstanceSet(cfg.nms_iou)
         self.blocked: str | None = None  # budget that prevented an expansion
         self.checks = None if verifier is None or cfg.multi_instance else Verification(verifier, target, cfg)
-        self.hit: Verdict | None = None  # the verified confident hit
+        self.candidates: list[Verdict] = []  # confident hits (accepted by the verifier, if any)
+        self.compare_end: int | None = None  # select: best: the visit that closes the comparison
         self.final_verify: float | None = None  # the verifier's probability for the returned box
         self.visited: list[Node] = []
 
@@ -119,6 +123,12 @@ class _Search:
                 stop = "instances_cap"
                 break
             if confident and not self.cfg.multi_instance:
+                if self.cfg.select == "first":
+                    stop = "confident"
+                    break
+                if self.compare_end is None:
+                    self.compare_end = self.budget.nodes_visited + self.cfg.compare_nodes
+            if self.compare_end is not None and self.budget.nodes_visited >= self.compare_end:
                 stop = "confident"
                 break
         return self._result(stop)
@@ -139,8 +149,11 @@ class _Search:
         confident = det.best_score > self.cfg.confidence_high
         verify_score = -1.0
         if confident and self.checks is not None:
-            self.hit, verify_score = self.checks.confident_hit(det.boxes_xyxy, det.scores)
-            confident = self.hit is not None
+            hits, verify_score = self.checks.confident_hits(det.boxes_xyxy, det.scores)
+            self.candidates += hits
+            confident = bool(hits)
+        elif confident and not self.cfg.multi_instance:
+            self.candidates.append(Verdict(det.best_box, det.best_score, None))  # type: ignore[arg-type]
         if confident and self.cfg.multi_instance:
             self.instances.add(det.boxes_xyxy, det.scores, self.cfg.confidence_high)
         target_max = float(det.heatmap.max())
@@ -175,8 +188,8 @@ class _Search:
         return Detection(closer.boxes_xyxy, closer.scores, det.heatmap)
 
     def _should_expand(self, node: Node, confident: bool) -> bool:
-        if node.leaf or (confident and not self.cfg.multi_instance):
-            return False
+        if node.leaf or (confident and not self.cfg.multi_instance and self.cfg.select == "first"):
+            return False  # (select: best expands a hit's node: the comparison may need what else it holds)
         return node.parent < 0 or node.priority >= self.cfg.min_priority
 
     def _guiding_heatmap(self, node: Node, target_max: float) -> tuple[np.ndarray, str]:
@@ -239,31 +252,31 @@ class _Search:
 
     def _answer(self, stop: str) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
         """``(box, score, instances, fallback)``: see :mod:`search.result` for the rules."""
+        if self.candidates:  # ``select: first`` holds one; ``best`` the comparison's candidates
+            hit = max(self.candidates, key=lambda v: rank(v, self.cfg))
+            self.final_verify = hit.probability if self.checks is not None else None
+            return hit.box_xyxy, hit.score, [(hit.box_xyxy, hit.score)], False
         if self.checks is not None:
-            return self._verified_answer(stop)
+            return self._verified_fallback()
         best_score = self.best.best_score if self.best is not None else 0.0
         best_box = self.best.detection.best_box if self.best is not None and self.best.detection else None
         if self.cfg.multi_instance:
             instances = self.instances.instances()
             if instances:
                 return instances[0][0], instances[0][1], instances, False
-        elif stop == "confident":
-            return best_box, best_score, [(best_box, best_score)], False  # type: ignore[list-item]
         if best_box is not None and best_score >= self.cfg.confidence_low:
             return best_box, best_score, [(best_box, best_score)], True
         return None, best_score, [], False
 
-    def _verified_answer(self, stop: str) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
-        """The verified hit, else the fallback the verifier accepts among the visited nodes' boxes."""
+    def _verified_fallback(self) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
+        """The fallback the verifier accepts among the visited nodes' boxes (no confident hit)."""
         assert self.checks is not None
-        verdict, fallback = (self.hit, False) if stop == "confident" else (None, True)
-        if verdict is None:
-            verdict = self.checks.fallback((tuple(b), float(s)) for n in self.visited if n.detection is not None
-                                           for b, s in zip(n.detection.boxes_xyxy, n.detection.scores))
+        verdict = self.checks.fallback((tuple(b), float(s)) for n in self.visited if n.detection is not None
+                                       for b, s in zip(n.detection.boxes_xyxy, n.detection.scores))
         if verdict is None:
             return None, self.best.best_score if self.best is not None else 0.0, [], False
         self.final_verify = verdict.probability
-        return verdict.box_xyxy, verdict.score, [(verdict.box_xyxy, verdict.score)], fallback
+        return verdict.box_xyxy, verdict.score, [(verdict.box_xyxy, verdict.score)], True
 
     def _result(self, stop: str) -> SearchResult:
         box, score, instances, fallback = self._answer(stop)

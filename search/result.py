@@ -3,7 +3,9 @@
 ``found`` / ``fallback`` (chosen once, here):
 
 - a **confident hit** (a visited node's best detection scored ``> confidence_high``): ``found=True``,
-  ``fallback=False``, ``stop_reason="confident"`` (multi-instance mode: any confident instance);
+  ``fallback=False``, ``stop_reason="confident"`` (multi-instance mode: any confident instance;
+  ``select: best``: the best of the hits compared, and the stop reason is a budget's or
+  ``exhausted`` when one of those ended the comparison);
 - the **anytime fallback**: no confident hit, but the best box of any visited node scored
   ``>= confidence_low``: ``found=True``, ``fallback=True``; the box is returned, flagged, as the
   reference V* did (it counted these as successes). Use :attr:`SearchResult.confident` to accept

@@ -6,6 +6,8 @@ and what its answers mean for one target's search.
   verify_threshold``) is the hit and stops the search.
 - A rejected box is remembered: a box overlapping it by IoU ``> nms_iou`` (the same object seen from
   another node) is rejected without a call, and a rejected box is not returned (but see ``verify_floor`` below).
+- With ``select: best`` every accepted confident box is a candidate, and the answer is the most
+  probable one (:func:`rank`); a box of an object already accepted is not asked about again.
 - Without an accepted hit, the anytime fallback checks the visited nodes' boxes scoring ``>=
   confidence_low`` best first, at most ``verify_fallback_top`` distinct objects.
 - With ``verify_floor > 0``, when nothing was accepted, the most probable rejected box with
@@ -43,26 +45,32 @@ class Verification:
     def __init__(self, verifier: Verifier, target: str, cfg: SearchConfig) -> None:
         self.verifier, self.target, self.cfg = verifier, target, cfg
         self.rejected: list[Verdict] = []
+        self.accepted: list[Verdict] = []  # confident hits accepted (or trusted), in visit order
         self.calls = 0
         self.seconds = 0.0
 
-    def confident_hit(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> tuple[Verdict | None, float]:
-        """The first accepted box among a node's confident ones (best first), and the highest
-        probability the verifier gave at this node (-1.0 if it was not asked)."""
-        seen, checked = -1.0, 0
+    def confident_hits(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> tuple[list[Verdict], float]:
+        """The accepted boxes among a node's confident ones (best first; ``select: first``: only the
+        first accepted, ``best``: every accepted one of the ``verify_per_node`` checked), and the
+        highest probability the verifier gave at this node (-1.0 if it was not asked). A box of an
+        object already accepted (IoU ``> nms_iou``) is not asked about again."""
+        seen, checked, hits = -1.0, 0, []
         for box, score in zip(boxes, scores):
             if score <= self.cfg.confidence_high or checked >= self.cfg.verify_per_node:
                 break
             box = tuple(float(v) for v in box)
-            if self._known_wrong(box):
+            if self._known_wrong(box) or _overlaps(box, [v.box_xyxy for v in self.accepted], self.cfg.nms_iou):  # type: ignore[arg-type]
                 continue
             checked += 1
             p = self._ask(box, float(score))  # type: ignore[arg-type]
             if p is not None:
                 seen = max(seen, p)
             if p is None or p >= self.cfg.verify_threshold:
-                return Verdict(box, float(score), p), seen  # type: ignore[arg-type]
-        return None, seen
+                hits.append(Verdict(box, float(score), p))  # type: ignore[arg-type]
+                self.accepted.append(hits[-1])
+                if self.cfg.select == "first":
+                    break
+        return hits, seen
 
     def fallback(self, candidates: Iterable[tuple[BoxXYXY, float]]) -> Verdict | None:
         """The anytime fallback among ``(box, score)`` candidates (any order): the best-scoring box
@@ -109,6 +117,13 @@ class Verification:
         if p < self.cfg.verify_threshold:
             self.rejected.append(Verdict(box, score, float(p)))
         return float(p)
+
+
+def rank(verdict: Verdict, cfg: SearchConfig) -> float:
+    """``select: best``'s order of candidates: probability x localizer score, a box the verifier did not
+    judge counting with ``verify_threshold``."""
+    p = cfg.verify_threshold if verdict.probability is None else verdict.probability
+    return p * verdict.score
 
 
 def _overlaps(box: BoxXYXY, others: list[BoxXYXY], iou: float) -> bool:

@@ -69,12 +69,12 @@ def test_second_confident_box_of_a_node_is_checked():
     cfg = SearchConfig()
     ver = FakeVerifier({"cup": [CUP]})
     checks = Verification(ver, "cup", cfg)
-    hit, seen = checks.confident_hit([NEAR, CUP], [0.95, 0.8])
-    assert hit is not None and hit.box_xyxy == CUP and hit.score == 0.8 and seen == pytest.approx(0.9)
+    (hit,), seen = checks.confident_hits([NEAR, CUP], [0.95, 0.8])
+    assert hit.box_xyxy == CUP and hit.score == 0.8 and seen == pytest.approx(0.9)
     once = Verification(FakeVerifier({"cup": [CUP]}), "cup", SearchConfig(verify_per_node=1))
-    assert once.confident_hit([NEAR, CUP], [0.95, 0.8])[0] is None
+    assert once.confident_hits([NEAR, CUP], [0.95, 0.8])[0] == []
     # below confidence_high is not a hit to check
-    assert Verification(ver, "cup", cfg).confident_hit([CUP], [0.5]) == (None, -1.0)
+    assert Verification(ver, "cup", cfg).confident_hits([CUP], [0.5]) == ([], -1.0)
 
 
 @pytest.mark.parametrize("bad", [1.5, -0.1, math.nan, "yes"])
@@ -115,3 +115,36 @@ def test_verify_floor_keeps_the_most_probable_rejected_box():
 def test_verify_floor_above_the_threshold_is_refused():
     with pytest.raises(ConfigError, match="verify_floor"):
         SearchConfig(verify_threshold=0.5, verify_floor=0.6)
+
+
+def test_select_best_compares_the_accepted_hits():
+    # a verifier that only half reads the near miss accepts it too, less sure than the cup
+    half = {"p_true": 0.95, "p_false": 0.6}
+    first = _search(FakeVerifier({"cup": [CUP]}, **half))
+    assert first.box_xyxy == NEAR and first.verify_score == pytest.approx(0.6)
+    best = _search(FakeVerifier({"cup": [CUP]}, **half), SearchConfig(select="best", compare_nodes=20))
+    assert best.found and not best.fallback and best.box_xyxy == CUP and best.verify_score == pytest.approx(0.95)
+    assert first.nodes_visited < best.nodes_visited <= first.nodes_visited + 20
+    # the near miss is asked about once, although several nodes see it
+    none_more = _search(FakeVerifier({"cup": [CUP]}, **half), SearchConfig(select="best", compare_nodes=0))
+    assert (none_more.box_xyxy, none_more.nodes_visited) == (first.box_xyxy, first.nodes_visited)
+
+
+def test_select_best_asks_about_an_accepted_object_once():
+    ver = FakeVerifier({"cup": [CUP]}, p_true=0.95, p_false=0.6)
+    _search(ver, SearchConfig(select="best", compare_nodes=40))
+    asked = [b for _, b in ver.asked]
+    from search.geometry import iou_xyxy
+    for i, a in enumerate(asked):
+        assert all(float(iou_xyxy(a, [b]).max()) <= 0.5 for b in asked[:i]), asked
+
+
+def test_select_best_without_a_verifier_keeps_the_best_score():
+    res = _search(cfg=SearchConfig(select="best", compare_nodes=20))
+    assert res.found and res.box_xyxy == NEAR and res.verify_score is None
+
+
+@pytest.mark.parametrize("field", [{"select": "all"}, {"compare_nodes": -1}])
+def test_select_config_is_checked(field):
+    with pytest.raises(ConfigError):
+        SearchConfig(**field)
