@@ -148,3 +148,11 @@ def test_select_best_without_a_verifier_keeps_the_best_score():
 def test_select_config_is_checked(field):
     with pytest.raises(ConfigError):
         SearchConfig(**field)
+
+
+def test_shipped_best_of_config_turns_it_on():
+    from seal.agent.config import PROJECT_ROOT
+    from seal.config import load
+
+    cfg = load([PROJECT_ROOT / "configs" / "search_best.yaml"]).search
+    assert (cfg.select, cfg.compare_nodes) == ("best", 6) and SearchConfig().select == "first"
