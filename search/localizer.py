@@ -63,6 +63,10 @@ class LocalizerStats:
     """Patches served from the per-image feature cache (shared across targets)."""
     extra: dict[str, float] = field(default_factory=dict)
 
+    def snapshot(self) -> LocalizerStats:
+        """A copy that later work does not change (``extra`` copied too)."""
+        return LocalizerStats(self.patches_encoded, self.encode_cache_hits, dict(self.extra))
+
 
 @runtime_checkable
 class Localizer(Protocol):
@@ -81,4 +85,5 @@ class Localizer(Protocol):
         or ``None`` when the localizer has no idea."""
 
     def stats(self) -> LocalizerStats:
-        """Work done since the last :meth:`set_image`."""
+        """Work done since the last :meth:`set_image`: a snapshot (:meth:`LocalizerStats.snapshot`),
+        which later calls do not change."""

@@ -167,7 +167,7 @@ class OracleLocalizer:
         return self._noisy(heat, rng)
 
     def stats(self) -> LocalizerStats:
-        return self._stats
+        return self._stats.snapshot()
 
     # ------------------------------------------------------------------ simulation
     def _detect(self, key: str, region: BoxXYXY) -> Detection:

@@ -88,7 +88,7 @@ class FakeLocalizer:
         return self.context(target, region) if callable(self.context) else self.context
 
     def stats(self) -> LocalizerStats:
-        return self._stats
+        return self._stats.snapshot()
 
     # ---- helpers for tests ----------------------------------------------------------------------
 

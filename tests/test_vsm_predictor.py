@@ -57,8 +57,10 @@ def test_locate_four_regions_in_one_batch_and_cache_across_targets(vsm, image):
         assert len(det.scores) >= 1 and _inside(det.boxes_xyxy, region)
         assert (np.diff(det.scores) <= 0).all() and ((det.scores >= 0) & (det.scores <= 1)).all()
         assert det.heatmap.shape == (24, 32)  # 200x150 letterboxed into 32x32: content 32x24
+    first = s
     again = p.locate("blue bar", QUADRANTS)  # second target: no re-encoding
     s = p.stats()
+    assert (first.encode_cache_hits, first.extra["forwards"]) == (0, 1)  # a snapshot, not live counters
     assert (s.patches_encoded, s.encode_cache_hits, s.extra["forwards"]) == (4, 4, 2)
     assert not np.allclose(again[0].heatmap, dets[0].heatmap)  # the target changes the answer
     cue = p.suggest_region("red square", QUADRANTS[0])

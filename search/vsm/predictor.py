@@ -78,8 +78,8 @@ class VSMPredictor:
 
     def stats(self) -> LocalizerStats:
         """Patches encoded / served from the cache since :meth:`set_image` (+ ``extra``: LM rows run,
-        forward passes, seconds spent in this predictor)."""
-        return self._stats
+        forward passes, seconds spent in this predictor); a snapshot."""
+        return self._stats.snapshot()
 
     # ---- internals -----------------------------------------------------------------------------
     def _locate_chunk(self, target: str, regions: list[BoxXYXY]) -> list[Detection]:
