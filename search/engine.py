@@ -122,13 +122,7 @@ class _Search:
             if self.cfg.multi_instance and len(self.instances) >= self.cfg.max_instances:
                 stop = "instances_cap"
                 break
-            if confident and not self.cfg.multi_instance:
-                if self.cfg.select == "first":
-                    stop = "confident"
-                    break
-                if self.compare_end is None:
-                    self.compare_end = self.budget.nodes_visited + self.cfg.compare_nodes
-            if self.compare_end is not None and self.budget.nodes_visited >= self.compare_end:
+            if (confident and not self.cfg.multi_instance and self.cfg.select == "first") or self._comparison_over():
                 stop = "confident"
                 break
         return self._result(stop)
@@ -154,6 +148,8 @@ class _Search:
             confident = bool(hits)
         elif confident and not self.cfg.multi_instance:
             self.candidates.append(Verdict(det.best_box, det.best_score, None))  # type: ignore[arg-type]
+        if confident and self.cfg.select == "best" and not self.cfg.multi_instance and self.compare_end is None:
+            self.compare_end = self.budget.nodes_visited + self.cfg.compare_nodes
         if confident and self.cfg.multi_instance:
             self.instances.add(det.boxes_xyxy, det.scores, self.cfg.confidence_high)
         target_max = float(det.heatmap.max())
@@ -190,7 +186,13 @@ class _Search:
     def _should_expand(self, node: Node, confident: bool) -> bool:
         if node.leaf or (confident and not self.cfg.multi_instance and self.cfg.select == "first"):
             return False  # (select: best expands a hit's node: the comparison may need what else it holds)
+        if self._comparison_over():
+            return False  # the search stops after this visit: children would be located for nothing
         return node.parent < 0 or node.priority >= self.cfg.min_priority
+
+    def _comparison_over(self) -> bool:
+        """``select: best``: the visits of the comparison are used up."""
+        return self.compare_end is not None and self.budget.nodes_visited >= self.compare_end
 
     def _guiding_heatmap(self, node: Node, target_max: float) -> tuple[np.ndarray, str]:
         """The target heatmap, or the contextual cue when the target heatmap is weak (1 call)."""

@@ -128,6 +128,7 @@ def test_select_best_compares_the_accepted_hits():
     # the near miss is asked about once, although several nodes see it
     none_more = _search(FakeVerifier({"cup": [CUP]}, **half), SearchConfig(select="best", compare_nodes=0))
     assert (none_more.box_xyxy, none_more.nodes_visited) == (first.box_xyxy, first.nodes_visited)
+    assert none_more.model_calls == first.model_calls  # the closing node is not expanded
 
 
 def test_select_best_asks_about_an_accepted_object_once():
