@@ -252,7 +252,7 @@ class _Search:
         self.trace.add_node(node.node_id, node.box, node.level, node.parent, 0.0, node.leaf)
         return node
 
-    def _answer(self, stop: str) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
+    def _answer(self) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
         """``(box, score, instances, fallback)``: see :mod:`search.result` for the rules."""
         if self.candidates:  # ``select: first`` holds one; ``best`` the comparison's candidates
             hit = max(self.candidates, key=lambda v: rank(v, self.cfg))
@@ -281,7 +281,7 @@ class _Search:
         return verdict.box_xyxy, verdict.score, [(verdict.box_xyxy, verdict.score)], True
 
     def _result(self, stop: str) -> SearchResult:
-        box, score, instances, fallback = self._answer(stop)
+        box, score, instances, fallback = self._answer()
         b, seconds = self.budget, self.budget.elapsed()
         calls = self.checks.calls if self.checks is not None else 0
         verify = -1.0 if self.final_verify is None else float(self.final_verify)
