@@ -98,7 +98,7 @@ class _Search:
         self.instances = InstanceSet(cfg.nms_iou)
         self.blocked: str | None = None  # budget that prevented an expansion
         self.checks = None if verifier is None or cfg.multi_instance else Verification(verifier, target, cfg)
-        self.candidates: list[Verdict] = []  # confident hits (accepted by the verifier, if any)
+        self.unchecked: list[Verdict] = []  # confident hits without a verifier (with one: checks.accepted)
         self.compare_end: int | None = None  # select: best: the visit that closes the comparison
         self.final_verify: float | None = None  # the verifier's probability for the returned box
         self.visited: list[Node] = []
@@ -144,10 +144,9 @@ class _Search:
         verify_score = -1.0
         if confident and self.checks is not None:
             hits, verify_score = self.checks.confident_hits(det.boxes_xyxy, det.scores)
-            self.candidates += hits
             confident = bool(hits)
         elif confident and not self.cfg.multi_instance:
-            self.candidates.append(Verdict(det.best_box, det.best_score, None))  # type: ignore[arg-type]
+            self.unchecked.append(Verdict(det.best_box, det.best_score, None))  # type: ignore[arg-type]
         if confident and self.cfg.select == "best" and not self.cfg.multi_instance and self.compare_end is None:
             self.compare_end = self.budget.nodes_visited + self.cfg.compare_nodes
         if confident and self.cfg.multi_instance:
@@ -254,8 +253,9 @@ class _Search:
 
     def _answer(self) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
         """``(box, score, instances, fallback)``: see :mod:`search.result` for the rules."""
-        if self.candidates:  # ``select: first`` holds one; ``best`` the comparison's candidates
-            hit = max(self.candidates, key=lambda v: rank(v, self.cfg))
+        candidates = self.checks.accepted if self.checks is not None else self.unchecked
+        if candidates:  # ``select: first`` holds one; ``best`` the comparison's candidates
+            hit = max(candidates, key=lambda v: rank(v, self.cfg))
             self.final_verify = hit.probability if self.checks is not None else None
             return hit.box_xyxy, hit.score, [(hit.box_xyxy, hit.score)], False
         if self.checks is not None:

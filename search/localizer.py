@@ -7,7 +7,7 @@ frame (upright); heatmaps are logits over the region they describe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -65,7 +65,7 @@ class LocalizerStats:
 
     def snapshot(self) -> LocalizerStats:
         """A copy that later work does not change (``extra`` copied too)."""
-        return LocalizerStats(self.patches_encoded, self.encode_cache_hits, dict(self.extra))
+        return replace(self, extra=dict(self.extra))
 
 
 @runtime_checkable

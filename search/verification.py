@@ -59,7 +59,7 @@ class Verification:
             if score <= self.cfg.confidence_high or checked >= self.cfg.verify_per_node:
                 break
             box = tuple(float(v) for v in box)
-            if self._known_wrong(box) or _overlaps(box, [v.box_xyxy for v in self.accepted], self.cfg.nms_iou):  # type: ignore[arg-type]
+            if self._near(box, self.rejected) or self._near(box, self.accepted):  # type: ignore[arg-type]
                 continue
             checked += 1
             p = self._ask(box, float(score))  # type: ignore[arg-type]
@@ -81,7 +81,7 @@ class Verification:
         for box, score in ranked:
             if len(tried) >= self.cfg.verify_fallback_top:
                 break
-            if self._known_wrong(box) or _overlaps(box, tried, self.cfg.nms_iou):  # type: ignore[arg-type]
+            if self._near(box, self.rejected) or _overlaps(box, tried, self.cfg.nms_iou):  # type: ignore[arg-type]
                 continue
             tried.append(box)  # type: ignore[arg-type]
             p = self._ask(box, score)  # type: ignore[arg-type]
@@ -96,8 +96,9 @@ class Verification:
         kept = [v for v in self.rejected if v.probability >= floor] if floor > 0 else []  # type: ignore[operator]
         return max(kept, key=lambda v: (v.probability, v.score)) if kept else None
 
-    def _known_wrong(self, box: BoxXYXY) -> bool:
-        return _overlaps(box, [v.box_xyxy for v in self.rejected], self.cfg.nms_iou)
+    def _near(self, box: BoxXYXY, verdicts: list[Verdict]) -> bool:
+        """Whether ``box`` is the object of one of ``verdicts`` (IoU ``> nms_iou``)."""
+        return _overlaps(box, [v.box_xyxy for v in verdicts], self.cfg.nms_iou)
 
     def _ask(self, box: BoxXYXY, score: float) -> float | None:
         """One verifier call (None once the budget is spent); a rejection is remembered."""
