@@ -103,6 +103,11 @@ class SearchConfig:
     when both are seen."""
     compare_nodes: int = 6
     """``select: best``: visits after the first accepted hit."""
+    compare_rejected: bool = False
+    """``select: best``: a confident box the verifier rejected with probability ``>= verify_floor`` is a
+    candidate too (and opens the comparison), so the verifier ranks the hits instead of gating them:
+    for a verifier that reads an attribute well enough to order boxes but sometimes rejects the
+    target (a shape reader). An accepted box still outranks a rejected one of the same score."""
 
     seed: int = 0
     """Seed of the random baselines."""
@@ -143,6 +148,9 @@ class SearchConfig:
             raise ConfigError(f"search.select: expected first or best, found {self.select!r}")
         if self.compare_nodes < 0:
             raise ConfigError(f"search.compare_nodes: expected >= 0, found {self.compare_nodes}")
+        if self.compare_rejected and self.select != "best":
+            raise ConfigError("search.compare_rejected: needs select: best (with first, a rejected box never stops "
+                              "the search; see verify_floor)")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"search.nms_iou: expected 0 < iou <= 1, found {self.nms_iou}")
 

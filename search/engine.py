@@ -253,7 +253,7 @@ class _Search:
 
     def _answer(self) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
         """``(box, score, instances, fallback)``: see :mod:`search.result` for the rules."""
-        candidates = self.checks.accepted if self.checks is not None else self.unchecked
+        candidates = self.checks.candidates() if self.checks is not None else self.unchecked
         if candidates:  # ``select: first`` holds one; ``best`` the comparison's candidates
             hit = max(candidates, key=lambda v: rank(v, self.cfg))
             self.final_verify = hit.probability if self.checks is not None else None

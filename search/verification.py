@@ -7,7 +7,9 @@ and what its answers mean for one target's search.
 - A rejected box is remembered: a box overlapping it by IoU ``> nms_iou`` (the same object seen from
   another node) is rejected without a call, and a rejected box is not returned (but see ``verify_floor`` below).
 - With ``select: best`` every accepted confident box is a candidate, and the answer is the most
-  probable one (:func:`rank`); a box of an object already accepted is not asked about again.
+  probable one (:func:`rank`); a box of an object already accepted is not asked about again. With
+  ``compare_rejected`` a rejected confident box with probability ``>= verify_floor`` is a candidate
+  as well (:meth:`Verification.candidates`).
 - Without an accepted hit, the anytime fallback checks the visited nodes' boxes scoring ``>=
   confidence_low`` best first, at most ``verify_fallback_top`` distinct objects.
 - With ``verify_floor > 0``, when nothing was accepted, the most probable rejected box with
@@ -46,6 +48,7 @@ class Verification:
         self.verifier, self.target, self.cfg = verifier, target, cfg
         self.rejected: list[Verdict] = []
         self.accepted: list[Verdict] = []  # confident hits accepted (or trusted), in visit order
+        self.compared: list[Verdict] = []  # compare_rejected: rejected confident hits above the floor
         self.calls = 0
         self.seconds = 0.0
 
@@ -70,7 +73,16 @@ class Verification:
                 self.accepted.append(hits[-1])
                 if self.cfg.select == "first":
                     break
+            elif self.cfg.compare_rejected and p >= self.cfg.verify_floor:
+                hits.append(self.rejected[-1])
+                self.compared.append(hits[-1])
         return hits, seen
+
+    def candidates(self) -> list[Verdict]:
+        """The confident boxes the answer is chosen from: the accepted ones, and with
+        ``compare_rejected`` the rejected ones with probability ``>= verify_floor`` (confident boxes
+        only: the fallback's rejected boxes are not)."""
+        return self.accepted + self.compared
 
     def fallback(self, candidates: Iterable[tuple[BoxXYXY, float]]) -> Verdict | None:
         """The anytime fallback among ``(box, score)`` candidates (any order): the best-scoring box

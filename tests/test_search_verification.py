@@ -157,3 +157,34 @@ def test_shipped_best_of_config_turns_it_on():
 
     cfg = load([PROJECT_ROOT / "configs" / "search_best.yaml"]).search
     assert (cfg.select, cfg.compare_nodes) == ("best", 6) and SearchConfig().select == "first"
+
+
+def test_compare_rejected_lets_the_check_rank_instead_of_gate():
+    # the check rejects the cup (0.45) but the near miss only just passes (0.5) and the localizer
+    # scores it lower (0.6): gating answers the near miss, ranking the cup (0.45 x 0.9 > 0.5 x 0.6)
+    reader = {"p_true": 0.45, "p_false": 0.5}
+    gated = _search(FakeVerifier({"cup": [CUP]}, **reader), SearchConfig(select="best", compare_nodes=40),
+                    decoy_score=0.6)
+    assert gated.box_xyxy == NEAR
+    ranked = _search(FakeVerifier({"cup": [CUP]}, **reader),
+                     SearchConfig(select="best", compare_nodes=40, compare_rejected=True, verify_floor=0.1),
+                     decoy_score=0.6)
+    assert ranked.box_xyxy == CUP and not ranked.fallback and ranked.verify_score == pytest.approx(0.45)
+    floored = _search(FakeVerifier({"cup": [CUP]}, **reader),
+                      SearchConfig(select="best", compare_nodes=40, compare_rejected=True, verify_floor=0.46),
+                      decoy_score=0.6)
+    assert floored.box_xyxy == NEAR  # below the floor a rejected box is no candidate
+
+
+def test_compare_rejected_opens_the_comparison_on_a_rejected_hit():
+    checks = Verification(FakeVerifier({"cup": [CUP]}, p_false=0.3),
+                          "cup", SearchConfig(select="best", compare_rejected=True, verify_floor=0.2))
+    hits, seen = checks.confident_hits([NEAR], [0.95])
+    assert [h.box_xyxy for h in hits] == [NEAR] and seen == pytest.approx(0.3)
+    assert checks.accepted == [] and [v.box_xyxy for v in checks.candidates()] == [NEAR]
+    assert checks.confident_hits([NEAR], [0.95]) == ([], -1.0)  # the same object is not asked again
+
+
+def test_compare_rejected_needs_select_best():
+    with pytest.raises(ConfigError, match="compare_rejected"):
+        SearchConfig(compare_rejected=True)

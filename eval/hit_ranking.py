@@ -1,0 +1,200 @@
+"""How far best-of selection could go with a hit check: every confident instance, ranked.
+
+    python -m eval.hit_ranking --model checkpoints/vsm_tiny --bench runs/synth_test80 --n-targets 200
+
+``search.select: best`` answers with the best-ranked of the confident hits it has seen. This script
+takes the navigation out: for each (sample, target name) a bfs search in multi-instance mode walks
+the tree (up to ``search.max_nodes``; no hit check, no confirmation zoom) and keeps every confident
+box (score ``> confidence_high``, NMS-deduplicated): the *candidates*. The hit check then judges
+every candidate, each of its members on its own (the contrast check and the VQA LLM's, when both are
+on). Reported over the targets:
+
+- ``in_candidates``: a candidate is the target (IoU >= 0.5): the ceiling of any ranking;
+- ``top1``: the best-ranked candidate is the target, per ranking: ``score`` (the localizer's alone),
+  ``check`` (the check as the engine combines its members, :class:`search.verifier.AllOf`),
+  ``check_x_score`` (:func:`search.verification.rank`, what ``select: best`` uses) and
+  ``product_x_score`` (the members' product instead of their minimum, x score);
+- ``accept_target``: the target's candidate passes the check (``>= search.verify_threshold``);
+  ``wrong_accepted_per_target``: candidates that are not the target and pass it.
+
+A check the verifier cannot make (None) counts at ``verify_threshold``, as in the engine.
+``--reuse REPORT`` takes the candidates from an earlier report of the same targets (the search part
+is the slow one and does not depend on the check). Writes the report with per-target rows to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from seal.cli.common import add_config_args, parse_with_config
+from seal.errors import InputError
+
+RANKINGS = ("score", "check", "check_x_score", "product_x_score")
+
+
+def collect_candidates(localizer: Any, image: Any, names: Sequence[str], cfg: Any) -> list[list[tuple[list, float]]]:
+    """Per name, the confident instances ``[(box_xyxy, score), ...]`` of a full multi-instance bfs."""
+    from search.session import SearchSession
+
+    search_cfg = replace(cfg.search, strategy="bfs", multi_instance=True)
+    session = SearchSession(localizer, image, search_cfg)
+    out = []
+    for name in names:
+        result = session.search(name)
+        out.append([([float(v) for v in box], float(score)) for box, score in result.instances])
+    return out
+
+
+def judge(members: Sequence[Any], target: str, box: Sequence[float]) -> list[float | None]:
+    """Each member verifier's probability for ``box`` (None: it abstained)."""
+    return [m.verify(target, box) for m in members]
+
+
+def combined(probs: Sequence[float | None], threshold: float) -> float | None:
+    """The members' probabilities combined as :class:`search.verifier.AllOf` does: asked in order up to
+    the first below ``threshold``, the lowest given; None when all abstain."""
+    given = []
+    for p in probs:
+        if p is not None:
+            given.append(p)
+            if p < threshold:
+                break
+    return min(given) if given else None
+
+
+def ranking_keys(score: float, probs: Sequence[float | None], threshold: float) -> dict[str, float]:
+    """The candidate's key under each of :data:`RANKINGS` (higher ranks first)."""
+    check = combined(probs, threshold)
+    check = threshold if check is None else check
+    product = float(np.prod([threshold if p is None else p for p in probs])) if probs else threshold
+    return {"score": score, "check": check, "check_x_score": check * score, "product_x_score": product * score}
+
+
+def summarize(rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """The module docstring's figures over per-target ``rows`` (``candidates``: [{iou, score, probs}])."""
+    n = max(len(rows), 1)
+    top1 = {k: 0 for k in RANKINGS}
+    inside = accepted = wrong = 0
+    for r in rows:
+        cands = r["candidates"]
+        hits = [c["iou"] >= 0.5 for c in cands]
+        inside += any(hits)
+        passes = [combined(c["probs"], threshold) for c in cands]
+        passes = [p is None or p >= threshold for p in passes]
+        accepted += any(h and p for h, p in zip(hits, passes))
+        wrong += sum(p and not h for h, p in zip(hits, passes))
+        if not cands:
+            continue
+        for k in RANKINGS:
+            keys = [ranking_keys(c["score"], c["probs"], threshold)[k] for c in cands]
+            top1[k] += hits[int(np.argmax(keys))]
+    return {"targets": len(rows), "in_candidates": round(inside / n, 4),
+            "top1": {k: round(v / n, 4) for k, v in top1.items()},
+            "accept_target": round(accepted / n, 4), "wrong_accepted_per_target": round(wrong / n, 3),
+            "mean_candidates": round(sum(len(r["candidates"]) for r in rows) / n, 2)}
+
+
+def measure(localizer: Any, members: Sequence[Any], targets: Sequence, cfg: Any,
+            reused: dict[tuple[str, str], list] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Rows and summary for ``targets`` (:class:`eval.bench_search.BenchTarget`); ``reused``: candidates
+    by ``(annotation, name)`` from an earlier report (every target must be there)."""
+    from search.geometry import iou_xyxy
+    from search.image_source import ImageSource
+
+    by_image: dict[Path, list] = {}
+    for t in targets:
+        by_image.setdefault(t.image, []).append(t)
+    rows: list[dict[str, Any]] = []
+    started, verify_s, verify_n = time.perf_counter(), 0.0, 0
+    for k, (path, group) in enumerate(by_image.items(), start=1):
+        image = ImageSource.from_path(path, cfg.image.max_pixels)
+        if reused is None:
+            found = collect_candidates(localizer, image, [t.name for t in group], cfg)
+        else:
+            missing = [t for t in group if (str(t.annotation), t.name) not in reused]
+            if missing:
+                raise InputError(f"--reuse: no candidates for target {missing[0].name!r}", missing[0].annotation)
+            localizer.set_image(image)  # the contrast check locates on it
+            found = [reused[(str(t.annotation), t.name)] for t in group]
+        for m in members:
+            m.set_image(image)
+        for t, cands in zip(group, found):
+            judged = []
+            for box, score in cands:
+                t0 = time.perf_counter()
+                probs = judge(members, t.name, box)
+                verify_s, verify_n = verify_s + time.perf_counter() - t0, verify_n + 1
+                judged.append({"box_xyxy": box, "score": score, "probs": probs,
+                               "iou": float(iou_xyxy(box, t.boxes_xyxy).max())})
+            rows.append({"sample": str(t.annotation), "target": t.name, "candidates": judged})
+        log(f"image {k}/{len(by_image)}: {len(rows)} targets, {time.perf_counter() - started:.0f} s")
+    if not rows:
+        raise InputError("no targets to measure")
+    threshold = cfg.search.verify_threshold
+    return {**summarize(rows, threshold), "members": [getattr(m, "name", "?") for m in members],
+            "seconds_per_check": round(verify_s / max(verify_n, 1), 4), "rows": rows}
+
+
+def read_reused(path: Path) -> dict[tuple[str, str], list]:
+    """Candidates ``(annotation, name) -> [(box, score), ...]`` of an earlier report."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        return {(r["sample"], r["target"]): [(c["box_xyxy"], float(c["score"])) for c in r["candidates"]]
+                for r in report["rows"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--reuse: not a hit_ranking report ({exc})", path) from exc
+
+
+def _members(verifier: Any) -> list[Any]:
+    from search.verifier import AllOf
+
+    if verifier is None:
+        return []
+    return list(verifier.verifiers) if isinstance(verifier, AllOf) else [verifier]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from eval.bench_search import list_targets
+    from search.vsm.localizer import load_vsm_localizer
+    from seal.cli.cmd_search import load_verifier
+
+    p = argparse.ArgumentParser(prog="python -m eval.hit_ranking", description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=Path("checkpoints/vsm_tiny"), help="VSM checkpoint directory")
+    p.add_argument("--bench", type=Path, required=True, help="TEST-split V*Bench-layout folder")
+    p.add_argument("--n-targets", type=int, default=100, help="first N (sample, target) pairs, sorted")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--reuse", type=Path, help="take the candidates from this earlier report")
+    p.add_argument("--out", type=Path, required=True, help="report JSON")
+    p.add_argument("--verifier-model", metavar="DIR", help="VQA LLM of the check (default: agent.vqa_path)")
+    add_config_args(p)
+    try:
+        args, cfg = parse_with_config(p, argv)
+        torch.set_num_threads(args.threads)
+        reused = read_reused(args.reuse) if args.reuse else None
+        targets = list_targets(args.bench)[: max(args.n_targets, 0)]
+        localizer = load_vsm_localizer(args.model)
+        members = _members(load_verifier(args, cfg, localizer))
+        report = measure(localizer, members, targets, cfg, reused, log=lambda m: print(m, file=sys.stderr))
+    except InputError as exc:
+        print(f"hit_ranking: error: {exc}", file=sys.stderr)
+        return 2
+    report = {"command": ["python", "-m", "eval.hit_ranking", *(argv if argv is not None else sys.argv[1:])],
+              "model": str(args.model), "bench": str(args.bench), **report}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=float) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in report.items() if k != "rows"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
