@@ -164,6 +164,29 @@ def test_hit_check_probes_never_name_their_answer(scenes):
         assert name == (obj.shape if kind != "shape" else f"{name.split()[0]} {CHECK_NOUN}")
 
 
+def test_box_jitter_moves_the_crop_boxes_like_a_localizers(scenes):
+    from search.geometry import iou_xyxy
+    from training.vqa_data import jittered
+
+    sample = scenes["search"][1]
+    (spec,) = [s for s in scene_specs(sample, np.random.default_rng(0), VQADataConfig(not_found_prob=1.0))
+               if s.kind == "not_found"]
+    moved = jittered(spec, np.random.default_rng(1), 0.12, sample.image.size)
+    assert [n for n, _ in moved.targets] == [n for n, _ in spec.targets] and moved.question == spec.question
+    for (_, box), (_, new) in zip(spec.targets, moved.targets):
+        if box is None:  # a target marked "not found" stays so
+            assert new is None
+            continue
+        assert new != box and float(iou_xyxy(new, [box]).max()) > 0.6
+        w, h = box[2] - box[0], box[3] - box[1]
+        assert all(abs(a - b) <= 0.12 * s + 1e-9 for a, b, s in zip(new, box, (w, h, w, h)))
+    edge = replace(spec, targets=(("x", (0.0, 0.0, 3.0, 3.0)),))  # stays inside the image, >= 1 px
+    (_, (x1, y1, x2, y2)), = jittered(edge, np.random.default_rng(2), 0.4, sample.image.size).targets
+    assert 0.0 <= x1 < x2 and 0.0 <= y1 < y2
+    with pytest.raises(Exception, match="box_jitter"):
+        VQADataConfig(box_jitter=0.5)
+
+
 def test_view_attribute_maps_follow_the_letterbox():
     from eval.synth.scene import VALUES
     from training.vqa_data import view_attribute_maps
