@@ -188,3 +188,11 @@ def test_compare_rejected_opens_the_comparison_on_a_rejected_hit():
 def test_compare_rejected_needs_select_best():
     with pytest.raises(ConfigError, match="compare_rejected"):
         SearchConfig(compare_rejected=True)
+
+
+def test_rank_config_lets_the_check_rank():
+    from seal.agent.config import PROJECT_ROOT
+    from seal.config import load
+
+    cfg = load([PROJECT_ROOT / "configs" / "search_rank.yaml"]).search
+    assert (cfg.select, cfg.compare_rejected, cfg.compare_nodes) == ("best", True, 30) and cfg.verify_floor > 0
