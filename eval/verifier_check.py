@@ -13,6 +13,9 @@ all targets and per name kind (colour- / pattern-named):
 - ``wins``: the target's probability is above all of its near misses';
 - ``seconds_per_box``: mean wall time of one ``verify`` call.
 
+``--jitter F`` moves each box's edges by up to ``F`` of its side (uniform, seeded), as a localizer's
+boxes are off the truth: a check that learned the exact framing of ground-truth crops shows it here.
+
 Prints one JSON line; ``--out`` also writes it.
 """
 
@@ -31,8 +34,10 @@ from seal.cli.common import add_config_args, parse_with_config
 from seal.errors import InputError
 
 
-def measure(verifier: Any, targets: Sequence, threshold: float, max_pixels: int) -> dict[str, Any]:
-    """The report of the module docstring for ``verifier`` (any :class:`search.verifier.Verifier`)."""
+def measure(verifier: Any, targets: Sequence, threshold: float, max_pixels: int, jitter: float = 0.0,
+            seed: int = 0) -> dict[str, Any]:
+    """The report of the module docstring for ``verifier`` (any :class:`search.verifier.Verifier`);
+    ``jitter``: each box's edges moved by up to this fraction of its side."""
     from eval.synth.scene import ATTRS
     from eval.synth.vocab import name_kind
     from eval.vsm_windows import near_misses
@@ -41,6 +46,12 @@ def measure(verifier: Any, targets: Sequence, threshold: float, max_pixels: int)
 
     records: list[dict[str, Any]] = []
     current, seconds, calls = None, 0.0, 0
+    rng = np.random.default_rng(seed)
+
+    def box(obj) -> np.ndarray:
+        x1, y1, x2, y2 = xywh_to_xyxy(obj["bbox"])
+        return np.array([x1, y1, x2, y2]) + rng.uniform(-jitter, jitter, 4) * np.array([x2 - x1, y2 - y1] * 2)
+
     for t in targets:
         truth, near = near_misses(t.annotation, t.name)
         if truth is None:
@@ -49,7 +60,7 @@ def measure(verifier: Any, targets: Sequence, threshold: float, max_pixels: int)
             verifier.set_image(ImageSource.from_path(t.image, max_pixels))
             current = t.image
         t0 = time.perf_counter()
-        probs = [verifier.verify(t.name, xywh_to_xyxy(o["bbox"])) for o in [truth, *near]]
+        probs = [verifier.verify(t.name, box(o)) for o in [truth, *near]]
         seconds, calls = seconds + time.perf_counter() - t0, calls + len(probs)
         probs = [1.0 if p is None else float(p) for p in probs]  # an abstention accepts
         named = [k for k in ATTRS if truth[k] in t.name.split()]
@@ -92,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench", type=Path, required=True, help="TEST-split V*Bench-layout folder with synth_annotations/")
     p.add_argument("--n-targets", type=int, default=40, help="first N (sample, target) pairs")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--jitter", type=float, default=0.0, help="move each box edge by up to this fraction of its side")
     p.add_argument("--out", type=Path, help="also write the JSON report here")
     add_config_args(p)
     try:
@@ -102,11 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]
         vqa = VQAModel.load(args.model, vwm_config=cfg.vwm)
         verifier = AttributeVerifier(vqa, cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
-        report = measure(verifier, targets, cfg.search.verify_threshold, cfg.image.max_pixels)
+        if not 0.0 <= args.jitter <= 0.5:
+            raise InputError(f"--jitter: expected 0..0.5 of the box side, found {args.jitter}")
+        report = measure(verifier, targets, cfg.search.verify_threshold, cfg.image.max_pixels, args.jitter)
     except InputError as exc:
         print(f"verifier_check: error: {exc}", file=sys.stderr)
         return 2
-    line = json.dumps({"model": str(args.model), "bench": str(args.bench), **report})
+    line = json.dumps({"model": str(args.model), "bench": str(args.bench), "jitter": args.jitter, **report})
     print(line)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,3 +51,11 @@ def test_a_target_without_a_sidecar_is_an_error(target, tmp_path):
         measure(FakeVerifier({}), [lost], 0.5, 10**8)
     with pytest.raises(InputError, match="no targets"):
         measure(FakeVerifier({}), [], 0.5, 10**8)
+
+
+def test_jittered_boxes_show_a_check_that_needs_the_exact_box(target):
+    exact = measure(FakeVerifier({"red star": [STAR]}), [target], 0.5, 10**8, jitter=0.0)
+    assert exact["accept_target"] == 1.0
+    # edges moved by up to 40% of the side: the fake check wants IoU >= 0.5 with the true box
+    moved = measure(FakeVerifier({"red star": [STAR]}), [target] * 20, 0.5, 10**8, jitter=0.4)
+    assert 0.0 < moved["accept_target"] < 1.0
