@@ -58,24 +58,17 @@ def judge(members: Sequence[Any], target: str, box: Sequence[float]) -> list[flo
     return [m.verify(target, box) for m in members]
 
 
-def combined(probs: Sequence[float | None], threshold: float) -> float | None:
-    """The members' probabilities combined as :class:`search.verifier.AllOf` does: asked in order up to
-    the first below ``threshold``, the lowest given; None when all abstain."""
-    given = []
-    for p in probs:
-        if p is not None:
-            given.append(p)
-            if p < threshold:
-                break
-    return min(given) if given else None
-
-
 def ranking_keys(score: float, probs: Sequence[float | None], threshold: float) -> dict[str, float]:
-    """The candidate's key under each of :data:`RANKINGS` (higher ranks first)."""
-    check = combined(probs, threshold)
-    check = threshold if check is None else check
-    product = float(np.prod([threshold if p is None else p for p in probs])) if probs else threshold
-    return {"score": score, "check": check, "check_x_score": check * score, "product_x_score": product * score}
+    """The candidate's key under each of :data:`RANKINGS` (higher ranks first); ``check``: the members
+    combined by :func:`search.verifier.all_of` (all abstaining: ``threshold``, as the engine counts it)."""
+    from search.verification import Verdict, rank
+    from search.verifier import all_of
+
+    check = all_of(probs, threshold)
+    product = float(np.prod([threshold if p is None else p for p in probs])) if probs else None
+    return {"score": score, "check": threshold if check is None else check,
+            "check_x_score": rank(Verdict((0.0, 0.0, 0.0, 0.0), score, check), threshold),
+            "product_x_score": rank(Verdict((0.0, 0.0, 0.0, 0.0), score, product), threshold)}
 
 
 def summarize(rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, Any]:
@@ -86,16 +79,13 @@ def summarize(rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, Any
     for r in rows:
         cands = r["candidates"]
         hits = [c["iou"] >= 0.5 for c in cands]
+        keys = [ranking_keys(c["score"], c["probs"], threshold) for c in cands]
+        passes = [k["check"] >= threshold for k in keys]  # an abstention passes
         inside += any(hits)
-        passes = [combined(c["probs"], threshold) for c in cands]
-        passes = [p is None or p >= threshold for p in passes]
         accepted += any(h and p for h, p in zip(hits, passes))
         wrong += sum(p and not h for h, p in zip(hits, passes))
-        if not cands:
-            continue
-        for k in RANKINGS:
-            keys = [ranking_keys(c["score"], c["probs"], threshold)[k] for c in cands]
-            top1[k] += hits[int(np.argmax(keys))]
+        for name in RANKINGS if cands else ():
+            top1[name] += hits[int(np.argmax([k[name] for k in keys]))]
     return {"targets": len(rows), "in_candidates": round(inside / n, 4),
             "top1": {k: round(v / n, 4) for k, v in top1.items()},
             "accept_target": round(accepted / n, 4), "wrong_accepted_per_target": round(wrong / n, 3),

@@ -41,24 +41,26 @@ def measure(verifier: Any, targets: Sequence, threshold: float, max_pixels: int,
     from eval.synth.scene import ATTRS
     from eval.synth.vocab import name_kind
     from eval.vsm_windows import near_misses
-    from search.geometry import xywh_to_xyxy
+    from search.geometry import jitter_xyxy, xywh_to_xyxy
     from search.image_source import ImageSource
 
     records: list[dict[str, Any]] = []
     current, seconds, calls = None, 0.0, 0
     rng = np.random.default_rng(seed)
 
-    def box(obj) -> np.ndarray:
-        x1, y1, x2, y2 = xywh_to_xyxy(obj["bbox"])
-        return np.array([x1, y1, x2, y2]) + rng.uniform(-jitter, jitter, 4) * np.array([x2 - x1, y2 - y1] * 2)
-
     for t in targets:
         truth, near = near_misses(t.annotation, t.name)
         if truth is None:
             raise InputError(f"no SynthVStar sidecar names the target {t.name!r}", t.annotation)
         if current != t.image:
-            verifier.set_image(ImageSource.from_path(t.image, max_pixels))
+            image = ImageSource.from_path(t.image, max_pixels)
+            verifier.set_image(image)
             current = t.image
+
+        def box(obj) -> tuple[float, ...]:
+            truth_box = xywh_to_xyxy(obj["bbox"])
+            return tuple(truth_box) if jitter == 0 else jitter_xyxy(truth_box, rng, jitter, image.width, image.height)
+
         t0 = time.perf_counter()
         probs = [verifier.verify(t.name, box(o)) for o in [truth, *near]]
         seconds, calls = seconds + time.perf_counter() - t0, calls + len(probs)

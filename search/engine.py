@@ -255,7 +255,7 @@ class _Search:
         """``(box, score, instances, fallback)``: see :mod:`search.result` for the rules."""
         candidates = self.checks.candidates() if self.checks is not None else self.unchecked
         if candidates:  # ``select: first`` holds one; ``best`` the comparison's candidates
-            hit = max(candidates, key=lambda v: rank(v, self.cfg))
+            hit = max(candidates, key=lambda v: rank(v, self.cfg.verify_threshold))
             self.final_verify = hit.probability if self.checks is not None else None
             return hit.box_xyxy, hit.score, [(hit.box_xyxy, hit.score)], False
         if self.checks is not None:

@@ -108,6 +108,17 @@ def box_window_xyxy(box: BoxLike, min_side: float, width: float, height: float) 
     return square_window_xyxy((x1 + x2) / 2, (y1 + y2) / 2, side, width, height)
 
 
+def jitter_xyxy(box: BoxLike, rng: np.random.Generator, fraction: float, width: float,
+                height: float) -> tuple[float, float, float, float]:
+    """``box`` with each edge moved by up to ``fraction`` of the box's width / height (uniform, one draw
+    of 4 from ``rng``), kept inside the ``width x height`` image and at least 1 px wide, as a
+    localizer's boxes are off the truth."""
+    x1, y1, x2, y2 = (float(v) for v in _arr(box).reshape(4))
+    dx1, dy1, dx2, dy2 = rng.uniform(-fraction, fraction, 4) * np.array([x2 - x1, y2 - y1] * 2)
+    nx1, ny1 = min(max(x1 + dx1, 0.0), width - 1.0), min(max(y1 + dy1, 0.0), height - 1.0)
+    return nx1, ny1, min(max(x2 + dx2, nx1 + 1.0), float(width)), min(max(y2 + dy2, ny1 + 1.0), float(height))
+
+
 def normalize_xyxy(boxes: BoxLike, width: float, height: float) -> np.ndarray:
     """Pixels -> ``[0, 1]`` coordinates of a ``width x height`` frame."""
     return _arr(boxes) / np.array([width, height, width, height], dtype=np.float64)

@@ -132,10 +132,10 @@ class Verification:
         return float(p)
 
 
-def rank(verdict: Verdict, cfg: SearchConfig) -> float:
+def rank(verdict: Verdict, threshold: float) -> float:
     """``select: best``'s order of candidates: probability x localizer score, a box the verifier did not
-    judge counting with ``verify_threshold``."""
-    p = cfg.verify_threshold if verdict.probability is None else verdict.probability
+    judge counting with ``threshold`` (``search.verify_threshold``)."""
+    p = threshold if verdict.probability is None else verdict.probability
     return p * verdict.score
 
 

@@ -13,7 +13,7 @@ Boxes are ``xyxy`` in full-image pixels, as everywhere in the search.
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, replace
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 from search.image_source import ImageSource
 from search.localizer import BoxXYXY
@@ -54,6 +54,18 @@ class Verifier(Protocol):
         take differences)."""
 
 
+def all_of(probabilities: Iterable[float | None], threshold: float) -> float | None:
+    """:class:`AllOf`'s rule over its members' answers, taken in order (lazily: a generator is asked no
+    further than the first answer below ``threshold``): the lowest answer given, None when all abstain."""
+    given: list[float] = []
+    for p in probabilities:
+        if p is not None:
+            given.append(p)
+            if p < threshold:
+                break
+    return min(given) if given else None
+
+
 class AllOf:
     """Several verifiers asked in turn, cheapest first: a box passes only if each of them that
     judges it gives at least ``threshold`` (the engine's ``verify_threshold``). The answer is the
@@ -74,17 +86,10 @@ class AllOf:
 
     def verify(self, target: str, box_xyxy: BoxXYXY) -> float | None:
         self._own.calls += 1
-        given = []
-        for v in self.verifiers:
-            p = v.verify(target, box_xyxy)
-            if p is not None:
-                given.append(p)
-                if p < self.threshold:
-                    break
-        if not given:
+        p = all_of((v.verify(target, box_xyxy) for v in self.verifiers), self.threshold)
+        if p is None:
             self._own.abstained += 1
-            return None
-        return min(given)
+        return p
 
     def stats(self) -> VerifierStats:
         """Boxes judged by the whole (``calls``, ``abstained``) and the members' work summed."""

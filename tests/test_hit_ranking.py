@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from eval.bench_search import BenchTarget
-from eval.hit_ranking import combined, main, measure, ranking_keys, summarize
+from eval.hit_ranking import main, measure, ranking_keys, summarize
+from search.verifier import all_of
 from seal.config import Config
 from seal.errors import InputError
 from tests.fakes import FakeLocalizer, FakeVerifier
@@ -40,8 +41,8 @@ def test_the_check_ranks_the_target_first_where_the_score_does_not(target):
 
 
 def test_members_combine_as_all_of_and_as_a_product():
-    assert combined([0.9, 0.2, 0.1], 0.5) == 0.2  # asking stops at the first rejection
-    assert combined([None, 0.7], 0.5) == 0.7 and combined([None, None], 0.5) is None
+    assert all_of([0.9, 0.2, 0.1], 0.5) == 0.2  # asking stops at the first rejection
+    assert all_of([None, 0.7], 0.5) == 0.7 and all_of([None, None], 0.5) is None
     keys = ranking_keys(0.8, [0.9, None], 0.5)
     assert keys["check"] == 0.9 and keys["check_x_score"] == pytest.approx(0.72)
     assert keys["product_x_score"] == pytest.approx(0.9 * 0.5 * 0.8)

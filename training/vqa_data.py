@@ -299,20 +299,15 @@ def _spatial_probe(sample: "SynthSample", rng: np.random.Generator, a, asked: se
 
 
 def jittered(spec: ExampleSpec, rng: np.random.Generator, fraction: float, image_size: tuple[int, int]) -> ExampleSpec:
-    """``spec`` with each target box's edges moved by up to ``fraction`` of its width / height
-    (uniform per edge), kept inside the ``(width, height)`` image and at least 1 px wide."""
+    """``spec`` with each target box moved by :func:`search.geometry.jitter_xyxy` in the ``(width,
+    height)`` image; a target marked not found stays so."""
     from dataclasses import replace
 
-    w_img, h_img = image_size
-    moved = []
-    for name, box in spec.targets:
-        if box is not None:
-            x1, y1, x2, y2 = box
-            dx1, dy1, dx2, dy2 = rng.uniform(-fraction, fraction, 4) * np.array([x2 - x1, y2 - y1] * 2)
-            nx1, ny1 = min(max(x1 + dx1, 0.0), w_img - 1.0), min(max(y1 + dy1, 0.0), h_img - 1.0)
-            box = (nx1, ny1, min(max(x2 + dx2, nx1 + 1.0), float(w_img)), min(max(y2 + dy2, ny1 + 1.0), float(h_img)))
-        moved.append((name, box))
-    return replace(spec, targets=tuple(moved))
+    from search.geometry import jitter_xyxy
+
+    moved = tuple((name, None if box is None else jitter_xyxy(box, rng, fraction, *image_size))
+                  for name, box in spec.targets)
+    return replace(spec, targets=moved)
 
 
 def spec_memory(spec: ExampleSpec, image, vwm_config: "VWMConfig"):
