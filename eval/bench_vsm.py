@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--out", type=Path, help="report JSON (default: MODEL/metrics.json)")
     p.add_argument("--verifier-model", metavar="DIR",
-                   help="VQA LLM checking the hits, as seal search does (default: agent.vqa_path when it exists; "
+                   help="VQA LLM checking the hits, as seal search does (default: verifier.model_path, else "
+                        "agent.vqa_path when it exists; "
                         "--verifier.enabled=false: the search model alone)")
     add_config_args(p)
     try:
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = {"command": ["python", "-m", "eval.bench_vsm", *(argv if argv is not None else sys.argv[1:])],
               "model": str(args.model), "bench": str(bench), "threads": args.threads,
-              "verifier": None if verifier is None else f"{verifier.name} ({args.verifier_model or cfg.agent.vqa_path})",
+              "verifier": None if verifier is None else f"{verifier.name} ({args.verifier_model or cfg.verifier.model_path or cfg.agent.vqa_path})",
               **report}
     print(format_report(report))
     out = args.out or args.model / "metrics.json"

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--reuse", type=Path, help="take the candidates from this earlier report")
     p.add_argument("--out", type=Path, required=True, help="report JSON")
-    p.add_argument("--verifier-model", metavar="DIR", help="VQA LLM of the check (default: agent.vqa_path)")
+    p.add_argument("--verifier-model", metavar="DIR", help="VQA LLM of the check (default: verifier.model_path, else agent.vqa_path)")
     add_config_args(p)
     try:
         args, cfg = parse_with_config(p, argv)

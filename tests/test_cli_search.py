@@ -147,3 +147,22 @@ def test_bench_search_smoke(tmp_path, capsys):
     assert vstar["found_rate"] == 1.0 and vstar["mean_nodes_all"] >= 1 and vstar["engine_ms_per_node"] > 0
     assert report["strategies"]["bfs"]["mean_nodes_all"] > vstar["mean_nodes_all"]
     assert (out.parent / "run.json").is_file()
+
+
+def test_the_hit_checker_model_is_chosen_flag_then_config(tmp_path):
+    """``--verifier-model`` wins over ``verifier.model_path``, which wins over ``agent.vqa_path``; a
+    configured checker that is missing is an error, not a silent fallback to the answering model."""
+    import argparse
+
+    from seal.cli.cmd_search import _attribute_verifier
+    from seal.config import load
+    from seal.errors import InputError
+
+    missing = tmp_path / "no_checker"
+    cfg = load([], [f"verifier.model_path={missing}"])
+    with pytest.raises(InputError, match="verifier.model_path"):
+        _attribute_verifier(argparse.Namespace(verifier_model=None), cfg)
+    shipped = ROOT / "checkpoints" / "vqa_tiny"
+    assert _attribute_verifier(argparse.Namespace(verifier_model=str(shipped)), cfg) is not None
+    with pytest.raises(InputError, match="verifier-model"):
+        _attribute_verifier(argparse.Namespace(verifier_model=str(missing)), load())

@@ -43,6 +43,7 @@ def test_checks_of_a_name():
     ({"contrast": {"shape": ["ring", "star"], "size": ["ring", "big"]}}, "verifier.contrast"),
     ({"contrast_margin": 0.0}, "verifier.contrast_margin"),
     ({"contrast_window": 9.0}, "contrast_window"),
+    ({"model_path": " "}, "verifier.model_path"),
 ])
 def test_config_rejects_impossible_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -70,6 +71,23 @@ def test_hit_checker_chains_the_contrast_check_before_the_vqa_llm():
     assert isinstance(hit_checker(cfg, SearchConfig(), vsm, None), ContrastVerifier)
     assert hit_checker(VerifierConfig(contrast={}), SearchConfig(), vsm, llm) is llm
     assert hit_checker(VerifierConfig(contrast={}), SearchConfig(), vsm, None) is None
+
+
+def test_the_checker_is_the_configured_vqa_model(tmp_path):
+    """``verifier.model_path`` loads a second VQA LLM for the hit check (the answering one is
+    ``agent.vqa_path``); a missing one is an InputError naming the field."""
+    from seal.agent.pipeline import Agent
+    from seal.errors import InputError
+
+    base = ["agent.localizer=oracle", "policy.baseline_name=always_full"]
+    own = Agent.from_config(load([], base))
+    assert own.verifier.vqa is own.vqa
+    other = Agent.from_config(load([], base + [f"verifier.model_path={VQA_TINY}"]))
+    assert other.verifier.vqa is not other.vqa and other.verifier.vqa.processor is not None
+    off = Agent.from_config(load([], base + [f"verifier.model_path={tmp_path / 'none'}", "verifier.enabled=false"]))
+    assert off.verifier is None
+    with pytest.raises(InputError, match="verifier.model_path"):
+        Agent.from_config(load([], base + [f"verifier.model_path={tmp_path / 'none'}"]))
 
 
 @pytest.fixture(scope="module")

@@ -90,10 +90,12 @@ class Agent:
         localizer: the search localizer for ``agent.localizer: vsm`` (the oracle is built per image
             from its annotation in :meth:`set_image`).
         policy_note: prefixed to every decision's reason (see :func:`load_policy`).
+        checker: the VQA LLM that checks the search's hits (``verifier.model_path``); None = ``vqa``.
     """
 
     def __init__(self, vqa: "VQAModel", policy: ValuePolicy, cfg: "Config",
-                 localizer: "Localizer | None" = None, policy_note: str = "") -> None:
+                 localizer: "Localizer | None" = None, policy_note: str = "",
+                 checker: "VQAModel | None" = None) -> None:
         self.vqa, self.policy, self.cfg, self.acfg = vqa, policy, cfg, cfg.agent
         self.localizer = localizer
         self.policy_note = policy_note
@@ -104,23 +106,29 @@ class Agent:
             from seal.vqa.verifier import AttributeVerifier
             from vwm.budget import VisionBudget
 
-            self.verifier = AttributeVerifier(vqa, cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
+            checker = vqa if checker is None else checker
+            self.verifier = AttributeVerifier(checker, cfg.verifier, VisionBudget(cfg.vision_budget, checker.processor))
 
     @classmethod
     def from_config(cls, cfg: "Config") -> "Agent":
-        """Load the VQA LLM (``agent.vqa_path``), the VSM (``agent.vsm_path``, when
-        ``agent.localizer: vsm``) and the policy (:func:`load_policy`). Missing paths raise InputError."""
+        """Load the VQA LLM (``agent.vqa_path``), its hit checker when another (``verifier.model_path``),
+        the VSM (``agent.vsm_path``, when ``agent.localizer: vsm``) and the policy (:func:`load_policy`).
+        Missing paths raise InputError."""
         from seal.vqa import VQAModel
 
         acfg = cfg.agent
         vqa = VQAModel.load(resolve_dir(acfg.vqa_path, "agent.vqa_path"), device=acfg.device, vwm_config=cfg.vwm)
         policy, note = load_policy(cfg)
+        checker = None
+        if cfg.verifier.enabled and cfg.verifier.model_path:
+            checker = VQAModel.load(resolve_dir(cfg.verifier.model_path, "verifier.model_path"), device=acfg.device,
+                                    vwm_config=cfg.vwm)
         localizer = None
         if acfg.localizer == "vsm":
             from search.vsm.localizer import load_vsm_localizer
 
             localizer = load_vsm_localizer(resolve_dir(acfg.vsm_path, "agent.vsm_path"), device=acfg.device)
-        return cls(vqa, policy, cfg, localizer, note)
+        return cls(vqa, policy, cfg, localizer, note, checker)
 
     # ---- the image ------------------------------------------------------------------------------
     def set_image(self, image: "str | Path | Image.Image", annotation: "str | Path | None" = None,

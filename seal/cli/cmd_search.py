@@ -59,8 +59,8 @@ LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": 
 def load_verifier(args: argparse.Namespace, cfg: Config, localizer: Any) -> Any:
     """The hit checker of ``localizer`` (:func:`seal.vqa.verifier.hit_checker`: the contrast check,
     then the VQA LLM's) when the ``verifier`` section applies to it; None otherwise.
-    ``--verifier-model DIR`` must exist; the default ``agent.vqa_path`` may be missing (then the VQA
-    LLM does not check, and a note says so)."""
+    ``--verifier-model DIR`` (else ``verifier.model_path``) must exist; the default ``agent.vqa_path``
+    may be missing (then the VQA LLM does not check, and a note says so)."""
     from seal.vqa.verifier import hit_checker
 
     if not cfg.verifier.applies_to(localizer.name):
@@ -73,6 +73,8 @@ def _attribute_verifier(args: argparse.Namespace, cfg: Config) -> Any:
 
     if args.verifier_model:
         path = resolve_dir(args.verifier_model, "verifier-model")
+    elif cfg.verifier.model_path:
+        path = resolve_dir(cfg.verifier.model_path, "verifier.model_path")
     else:
         path = find_dir(cfg.agent.vqa_path)
         if path is None:
@@ -112,8 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="VSM checkpoint directory for --localizer vsm (default: checkpoints/vsm_tiny)")
     p.add_argument("--annotation", metavar="JSON", help="V*Bench per-sample JSON (target_object + bbox)")
     p.add_argument("--verifier-model", metavar="DIR",
-                   help="VQA LLM that checks confident hits (verifier section; default: agent.vqa_path, "
-                        "checkpoints/vqa_tiny, when it exists); --verifier.enabled=false turns the check off")
+                   help="VQA LLM that checks confident hits (verifier section; default: verifier.model_path, else "
+                        "agent.vqa_path, checkpoints/vqa_tiny, when it exists); --verifier.enabled=false turns the check off")
     p.add_argument("--strategy", choices=STRATEGIES, help="expansion order (overrides search.strategy)")
     p.add_argument("--trace-dir", metavar="DIR",
                    help="write trace.json, search_graph.graphml, PNGs, config.yaml and run.json here")

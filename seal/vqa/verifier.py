@@ -68,6 +68,9 @@ class VerifierConfig:
 
     enabled: bool = True
     """Check the search's confident hits with the VQA LLM (``seal ask`` / ``seal search`` / evaluation)."""
+    model_path: str | None = None
+    """The VQA LLM that checks (a checkpoint directory, looked up as ``agent.vqa_path`` is); None =
+    the answering model (``agent.vqa_path``). ``seal search --verifier-model DIR`` overrides it."""
     localizers: list[str] = field(default_factory=lambda: ["vsm"])
     """Localizers whose hits are checked (the ``oracle`` simulates ground truth: left unchecked, so
     the simulation figures stay what they measure)."""
@@ -101,6 +104,8 @@ class VerifierConfig:
 
     def __post_init__(self) -> None:
         self.localizers = [str(v) for v in self.localizers]
+        if self.model_path is not None and not str(self.model_path).strip():
+            raise ConfigError("verifier.model_path: expected a directory or null, found an empty string")
         self.attributes = {str(k): [str(v).lower() for v in vals] for k, vals in dict(self.attributes).items()}
         for kind, values in self.attributes.items():
             if len(values) < 2 or len(set(values)) != len(values):
