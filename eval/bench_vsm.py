@@ -24,8 +24,6 @@ The report (with the command line) is printed and written to ``--out`` as JSON.
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
 import sys
 import time
@@ -34,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from seal.cli.common import add_config_args, parse_with_config
+from eval.target_cli import command, input_error, target_parser, write_report
+from seal.cli.common import parse_with_config
 from seal.errors import InputError
 
 STRATEGIES = ("vstar", "bfs")
@@ -187,20 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     from search.vsm.localizer import load_vsm_localizer
     from seal.cli.cmd_search import load_verifier
 
-    p = argparse.ArgumentParser(prog="python -m eval.bench_vsm", description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, default=Path("checkpoints/vsm_tiny"), help="VSM checkpoint directory")
-    p.add_argument("--bench", type=Path, default=Path("runs/synth_test_vsm"),
-                   help="TEST-split V*Bench-layout folder (generated here when it holds no benchmark)")
+    p = target_parser("bench_vsm", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=100, threads=1,
+                      out_help="report JSON (default: MODEL/metrics.json)",
+                      bench_help="TEST-split V*Bench-layout folder (generated here when it holds no benchmark)",
+                      bench="runs/synth_test_vsm")
     p.add_argument("--n-samples", type=int, default=80, help="samples to generate when --bench is empty")
-    p.add_argument("--n-targets", type=int, default=100, help="first N (sample, target) pairs, sorted")
     p.add_argument("--timing-calls", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--out", type=Path, help="report JSON (default: MODEL/metrics.json)")
     p.add_argument("--verifier-model", metavar="DIR",
                    help="VQA LLM checking the hits, as seal search does (default: verifier.model_path, else "
                         "agent.vqa_path when it exists; "
                         "--verifier.enabled=false: the search model alone)")
-    add_config_args(p)
     try:
         args, cfg = parse_with_config(p, argv)
         torch.set_num_threads(args.threads)
@@ -213,16 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         report = run_bench(localizer, targets, cfg, args.timing_calls, log=lambda m: print(m, file=sys.stderr),
                            verifier=verifier)
     except InputError as exc:
-        print(f"bench_vsm: error: {exc}", file=sys.stderr)
-        return 2
-    report = {"command": ["python", "-m", "eval.bench_vsm", *(argv if argv is not None else sys.argv[1:])],
+        return input_error("bench_vsm", exc)
+    report = {"command": command("bench_vsm", argv),
               "model": str(args.model), "bench": str(bench), "threads": args.threads,
               "verifier": None if verifier is None else f"{verifier.name} ({args.verifier_model or cfg.verifier.model_path or cfg.agent.vqa_path})",
               **report}
     print(format_report(report))
     out = args.out or args.model / "metrics.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=float) + "\n", encoding="utf-8")
+    write_report(out, report, indent=1)
     print(f"report written to {out}")
     return 0
 

@@ -24,7 +24,6 @@ is the slow one and does not depend on the check). Writes the report with per-ta
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -34,7 +33,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from seal.cli.common import add_config_args, parse_with_config
+from eval.target_cli import command, input_error, target_parser, write_report
+from seal.cli.common import parse_with_config
 from seal.errors import InputError
 
 RANKINGS = ("score", "check", "check_x_score", "product_x_score")
@@ -158,17 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     from search.vsm.localizer import load_vsm_localizer
     from seal.cli.cmd_search import load_verifier
 
-    p = argparse.ArgumentParser(prog="python -m eval.hit_ranking", description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, default=Path("checkpoints/vsm_tiny"), help="VSM checkpoint directory")
-    p.add_argument("--bench", type=Path, required=True, help="TEST-split V*Bench-layout folder")
-    p.add_argument("--n-targets", type=int, default=100, help="first N (sample, target) pairs, sorted")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p = target_parser("hit_ranking", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=100,
+                      threads=1, out_help="report JSON (required)")
     p.add_argument("--reuse", type=Path, help="take the candidates from this earlier report")
-    p.add_argument("--out", type=Path, required=True, help="report JSON")
     p.add_argument("--verifier-model", metavar="DIR", help="VQA LLM of the check (default: verifier.model_path, else agent.vqa_path)")
-    add_config_args(p)
     try:
         args, cfg = parse_with_config(p, argv)
+        if args.out is None:
+            raise InputError("--out: the report JSON is required")
         torch.set_num_threads(args.threads)
         reused = read_reused(args.reuse) if args.reuse else None
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]
@@ -176,12 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         members = _members(load_verifier(args, cfg, localizer))
         report = measure(localizer, members, targets, cfg, reused, log=lambda m: print(m, file=sys.stderr))
     except InputError as exc:
-        print(f"hit_ranking: error: {exc}", file=sys.stderr)
-        return 2
-    report = {"command": ["python", "-m", "eval.hit_ranking", *(argv if argv is not None else sys.argv[1:])],
-              "model": str(args.model), "bench": str(args.bench), **report}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=float) + "\n", encoding="utf-8")
+        return input_error("hit_ranking", exc)
+    report = {"command": command("hit_ranking", argv), "model": str(args.model), "bench": str(args.bench), **report}
+    write_report(args.out, report, indent=1)
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}))
     return 0
 

@@ -21,16 +21,14 @@ Prints one JSON line; ``--out`` also writes it.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from seal.cli.common import add_config_args, parse_with_config
+from eval.target_cli import input_error, target_parser, write_report
+from seal.cli.common import parse_with_config
 from seal.errors import InputError
 
 
@@ -100,14 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     from seal.vqa.verifier import AttributeVerifier
     from vwm.budget import VisionBudget
 
-    p = argparse.ArgumentParser(prog="python -m eval.verifier_check", description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, default=Path("checkpoints/vqa_tiny"), help="VQA LLM checkpoint directory")
-    p.add_argument("--bench", type=Path, required=True, help="TEST-split V*Bench-layout folder with synth_annotations/")
-    p.add_argument("--n-targets", type=int, default=40, help="first N (sample, target) pairs")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p = target_parser("verifier_check", __doc__, "checkpoints/vqa_tiny", "VQA LLM checkpoint directory", n_targets=40,
+                      threads=2, bench_help="TEST-split V*Bench-layout folder with synth_annotations/")
     p.add_argument("--jitter", type=float, default=0.0, help="move each box edge by up to this fraction of its side")
-    p.add_argument("--out", type=Path, help="also write the JSON report here")
-    add_config_args(p)
     try:
         args, cfg = parse_with_config(p, argv)
         torch.set_num_threads(args.threads)
@@ -120,13 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--jitter: expected 0..0.5 of the box side, found {args.jitter}")
         report = measure(verifier, targets, cfg.search.verify_threshold, cfg.image.max_pixels, args.jitter)
     except InputError as exc:
-        print(f"verifier_check: error: {exc}", file=sys.stderr)
-        return 2
-    line = json.dumps({"model": str(args.model), "bench": str(args.bench), "jitter": args.jitter, **report})
-    print(line)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(line + "\n", encoding="utf-8")
+        return input_error("verifier_check", exc)
+    print(write_report(args.out, {"model": str(args.model), "bench": str(args.bench), "jitter": args.jitter, **report}))
     return 0
 
 

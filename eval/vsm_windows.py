@@ -26,7 +26,6 @@ Prints one JSON line; ``--out`` also writes it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -35,7 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seal.cli.common import add_config_args, parse_with_config
+from eval.target_cli import input_error, target_parser, write_report
+from seal.cli.common import parse_with_config
 from seal.errors import InputError
 
 Box = tuple[float, float, float, float]
@@ -170,16 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     from eval.bench_search import list_targets
     from search.vsm.localizer import load_vsm_localizer
 
-    p = argparse.ArgumentParser(prog="python -m eval.vsm_windows", description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, default=Path("checkpoints/vsm_tiny"), help="VSM checkpoint directory")
-    p.add_argument("--bench", type=Path, required=True, help="TEST-split V*Bench-layout folder")
-    p.add_argument("--n-targets", type=int, default=40, help="first N (sample, target) pairs")
+    p = target_parser("vsm_windows", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=40, threads=2)
     p.add_argument("--zoom", type=float, default=1.25, help="window side in search leaf sides")
     p.add_argument("--absent", type=int, default=3, help="absent windows per target")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    p.add_argument("--out", type=Path, help="also write the JSON report here")
-    add_config_args(p)
     try:
         args, cfg = parse_with_config(p, argv)
         torch.set_num_threads(args.threads)
@@ -189,14 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         report = measure(load_vsm_localizer(args.model), targets, cfg.search, args.zoom, args.absent, args.seed,
                          cfg.image.max_pixels)
     except InputError as exc:
-        print(f"vsm_windows: error: {exc}", file=sys.stderr)
-        return 2
-    report = {"model": str(args.model), "bench": str(args.bench), **report}
-    line = json.dumps(report)
-    print(line)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(line + "\n", encoding="utf-8")
+        return input_error("vsm_windows", exc)
+    print(write_report(args.out, {"model": str(args.model), "bench": str(args.bench), **report}))
     return 0
 
 
