@@ -44,6 +44,8 @@ def test_checks_of_a_name():
     ({"contrast_margin": 0.0}, "verifier.contrast_margin"),
     ({"contrast_window": 9.0}, "contrast_window"),
     ({"model_path": " "}, "verifier.model_path"),
+    ({"crop_scale": 0.8}, "verifier.crop_scale"),
+    ({"min_context_px": 0}, "min_context_px"),
 ])
 def test_config_rejects_impossible_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -88,6 +90,35 @@ def test_the_checker_is_the_configured_vqa_model(tmp_path):
     assert off.verifier is None
     with pytest.raises(InputError, match="verifier.model_path"):
         Agent.from_config(load([], base + [f"verifier.model_path={tmp_path / 'none'}"]))
+
+
+def test_the_checked_crop_follows_the_verifier_section_else_the_vwm():
+    """A red 100-px square on white: cut at 1x the box (``verifier.crop_scale``) the crop is all
+    red, at the VWM's 2x it has white margins."""
+    from types import SimpleNamespace
+
+    from PIL import Image, ImageDraw
+
+    from vwm.layout import VWMConfig
+
+    image = Image.new("RGB", (1000, 800), (255, 255, 255))
+    ImageDraw.Draw(image).rectangle([400, 300, 499, 399], fill=(255, 0, 0))
+    box = (400, 300, 500, 400)
+
+    def corner(cfg):
+        verifier = AttributeVerifier(SimpleNamespace(vwm_config=VWMConfig(), processor=None), cfg, budget=_NoBudget())
+        verifier.set_image(ImageSource(image))
+        crop, _ = verifier._crop(box)
+        return crop.getpixel((3, 3))
+
+    assert corner(VerifierConfig()) == (255, 255, 255)
+    tight = corner(VerifierConfig(crop_scale=1.0, min_context_px=10))
+    assert tight[0] > 200 and tight[1] < 60 and tight[2] < 60
+
+
+class _NoBudget:
+    def resize(self, image, which):
+        return image
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,11 @@ class VerifierConfig:
     model_path: str | None = None
     """The VQA LLM that checks (a checkpoint directory, looked up as ``agent.vqa_path`` is); None =
     the answering model (``agent.vqa_path``). ``seal search --verifier-model DIR`` overrides it."""
+    crop_scale: float | None = None
+    """Region side / box side of the checked crop; None = ``vwm.crop_scale`` (the answer layout's).
+    A checker trained on other crops is asked with those."""
+    min_context_px: int | None = None
+    """Minimum region side of the checked crop (full-image px); None = ``vwm.min_context_px``."""
     localizers: list[str] = field(default_factory=lambda: ["vsm"])
     """Localizers whose hits are checked (the ``oracle`` simulates ground truth: left unchecked, so
     the simulation figures stay what they measure)."""
@@ -106,6 +111,10 @@ class VerifierConfig:
         self.localizers = [str(v) for v in self.localizers]
         if self.model_path is not None and not str(self.model_path).strip():
             raise ConfigError("verifier.model_path: expected a directory or null, found an empty string")
+        if (self.crop_scale is not None and self.crop_scale < 1.0) or (self.min_context_px is not None
+                                                                      and self.min_context_px < 1):
+            raise ConfigError(f"verifier.crop_scale / min_context_px: expected >= 1 (the crop holds the box) / >= 1 px "
+                              f"or null, found {self.crop_scale} / {self.min_context_px}")
         self.attributes = {str(k): [str(v).lower() for v in vals] for k, vals in dict(self.attributes).items()}
         for kind, values in self.attributes.items():
             if len(values) < 2 or len(set(values)) != len(values):
@@ -212,7 +221,9 @@ class AttributeVerifier:
 
         assert self._image is not None and self._view is not None
         vcfg = self.vqa.vwm_config
-        crop = extract_crop(self._image, box_xyxy, vcfg.crop_scale, vcfg.min_context_px, vcfg.crop_side_px)
+        scale = vcfg.crop_scale if self.cfg.crop_scale is None else self.cfg.crop_scale
+        min_side = vcfg.min_context_px if self.cfg.min_context_px is None else self.cfg.min_context_px
+        crop = extract_crop(self._image, box_xyxy, scale, min_side, vcfg.crop_side_px)
         w, h = self._image.size
         frame = Frame((0.0, 0.0, float(w), float(h)), *self._view.size, letterbox=False)
         return crop.image, tuple(float(v) for v in frame.full_to_input_xyxy(box_xyxy))  # type: ignore[return-value]
