@@ -18,7 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "shipped.json"
 CHECKPOINTS = {"vqa": ROOT / "checkpoints" / "vqa_tiny", "vsm": ROOT / "checkpoints" / "vsm_tiny",
-               "policy": ROOT / "checkpoints" / "policy_tiny"}
+               "policy": ROOT / "checkpoints" / "policy_tiny", "checker": ROOT / "checkpoints" / "vqa_check_tiny"}
+CHECKED = ROOT / "configs" / "search_check.yaml"
+"""The search with the shipped hit checker (``checked_search`` in the goldens)."""
 BENCH_SEED, BENCH_N = 11, 3
 """The fixed samples: ``seal bench synth --split test --suite mixed --seed 11 --n 3``."""
 
@@ -33,7 +35,8 @@ def make_bench(out: Path) -> Path:
 
 def observe(bench: Path) -> dict:
     """What the shipped models do on every sample of ``bench``: one agent run per sample (learned
-    policy, VSM localizer) plus a forced-FULL run, and a direct search of each annotated target."""
+    policy, VSM localizer) plus a forced-FULL run, and direct searches of each annotated target: by
+    the search model alone, and checked by the shipped checker (``configs/search_check.yaml``)."""
     import torch
 
     from eval.readers.vstar import read_vstar
@@ -41,12 +44,18 @@ def observe(bench: Path) -> dict:
     from search.vsm.localizer import load_vsm_localizer
     from seal.agent.pipeline import Agent
     from seal.config import load
+    from seal.vqa.model import VQAModel
+    from seal.vqa.verifier import AttributeVerifier
+    from vwm.budget import VisionBudget
 
     torch.set_num_threads(1)
     cfg = load([], [f"agent.vqa_path={CHECKPOINTS['vqa']}", f"agent.vsm_path={CHECKPOINTS['vsm']}",
                     f"policy.checkpoint={CHECKPOINTS['policy']}"])
     agent = Agent.from_config(cfg)
     localizer = load_vsm_localizer(CHECKPOINTS["vsm"])
+    check_cfg = load([CHECKED], [f"verifier.model_path={CHECKPOINTS['checker']}"])
+    checker_vqa = VQAModel.load(CHECKPOINTS["checker"], vwm_config=check_cfg.vwm)
+    checker = AttributeVerifier(checker_vqa, check_cfg.verifier, VisionBudget(check_cfg.vision_budget, checker_vqa.processor))
     out = []
     for sample in read_vstar(bench):
         agent.set_image(sample.image)
@@ -59,15 +68,18 @@ def observe(bench: Path) -> dict:
                          # not in the goldens: read by test_shipped_models's ledger check
                          "hit_checks": sum(int(r.verifier_calls) for r in res.search),
                          "verify_tokens": int(res.ledger.vision_tokens_verify), "llm_calls": int(res.ledger.llm_calls)}
-        session = SearchSession(localizer, agent.views.source, cfg.search)
-        rec["search"] = []
-        for name in sample.targets:
-            r = session.search(name)
-            rec["search"].append({"target": name, "found": bool(r.found), "score": round(float(r.score), 4),
-                                  "box_xyxy": None if not r.found else [round(float(v), 1) for v in r.box_xyxy],
-                                  "nodes_visited": int(r.nodes_visited)})
+        for key, session in (("search", SearchSession(localizer, agent.views.source, cfg.search)),
+                             ("checked_search", SearchSession(localizer, agent.views.source, check_cfg.search, checker))):
+            rec[key] = [_searched(name, session.search(name)) for name in sample.targets]
         out.append(rec)
     return {"bench": {"seed": BENCH_SEED, "n": BENCH_N}, "samples": out}
+
+
+def _searched(name: str, r) -> dict:
+    return {"target": name, "found": bool(r.found), "score": round(float(r.score), 4),
+            "box_xyxy": None if not r.found else [round(float(v), 1) for v in r.box_xyxy],
+            "nodes_visited": int(r.nodes_visited),
+            "verify_score": None if r.verify_score is None else round(float(r.verify_score), 4)}
 
 
 def main(argv: list[str] | None = None) -> int:

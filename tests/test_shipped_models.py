@@ -50,11 +50,15 @@ def test_the_ledger_books_the_hit_checks(observed):
         assert rec["llm_calls"] >= rec["hit_checks"] + 1
 
 
-def test_search_boxes(observed, golden):
+@pytest.mark.parametrize("key", ["search", "checked_search"])
+def test_search_boxes(observed, golden, key):
+    """The search model alone, and checked by the shipped checker (``configs/search_check.yaml``)."""
     for got, want in zip(observed["samples"], golden["samples"]):
-        for g, w in zip(got["search"], want["search"], strict=True):
+        for g, w in zip(got[key], want[key], strict=True):
             assert (g["target"], g["found"]) == (w["target"], w["found"]), got["id"]
             assert g["score"] == pytest.approx(w["score"], abs=0.03), (got["id"], g["target"])
             assert abs(g["nodes_visited"] - w["nodes_visited"]) <= 2, (got["id"], g["target"])
             if w["box_xyxy"] is not None:
                 assert g["box_xyxy"] == pytest.approx(w["box_xyxy"], abs=3.0), (got["id"], g["target"])
+            if w.get("verify_score") is not None:
+                assert g["verify_score"] == pytest.approx(w["verify_score"], abs=0.03), (got["id"], g["target"])

@@ -19,14 +19,13 @@ VQA_TINY = PROJECT_ROOT / "checkpoints" / "vqa_tiny"
 
 def test_checks_of_a_name():
     cfg = VerifierConfig()
-    assert cfg.checks("dotted cross") == [("pattern", "dotted", "cross")]
+    assert cfg.checks("dotted cross") == [("pattern", "dotted", "cross")]  # shapes are known, not checked
     assert cfg.checks("Red  Star") == [("color", "red", "star")]
     assert cfg.checks("umbrella") == [] and cfg.checks("red") == []
     assert cfg.checks("striped red ring") == [("pattern", "striped", "red ring"), ("color", "red", "striped ring")]
     with_shape = load([PROJECT_ROOT / "configs" / "verifier_shape.yaml"]).verifier
     assert with_shape.checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross", "dotted object")]
-    assert VerifierConfig(attributes=with_shape.attributes, questions=with_shape.questions,
-                          replies=with_shape.replies).checks("red ring") == [
+    assert VerifierConfig(kinds=with_shape.kinds).checks("red ring") == [
         ("color", "red", "ring"), ("shape", "ring", "red")]  # without noun_kinds the noun is not replaced
     assert cfg.applies_to("vsm") and not cfg.applies_to("oracle")
     assert not VerifierConfig(enabled=False).applies_to("vsm")
@@ -38,6 +37,8 @@ def test_checks_of_a_name():
     ({"replies": {"color": "It is {value}.", "pattern": "The {name} is {value}."}}, "verifier.replies.color"),
     ({"attributes": {"color": ["red", "blue"], "pattern": ["red", "dotted"]}}, "two attribute kinds"),
     ({"noun_kinds": ["size"]}, "verifier.noun_kinds"),
+    ({"kinds": ["size"]}, "verifier.kinds"),
+    ({"kinds": []}, "verifier.kinds"),
     ({"word_score": "max"}, "verifier.word_score"),
     ({"contrast": {"shape": ["ring"]}}, "verifier.contrast"),
     ({"contrast": {"shape": ["ring", "star"], "size": ["ring", "big"]}}, "verifier.contrast"),

@@ -43,22 +43,23 @@ if TYPE_CHECKING:
     from seal.vqa.model import VQAModel
 
 
-CHECKED_KINDS = ("color", "pattern")
-"""The kinds checked by default. A shape check ("What is the shape of the dotted object?") is
-available (``configs/verifier_shape.yaml``) but did not pay with the tiny models: see README."""
+KNOWN_KINDS = ("color", "pattern", "shape")
+"""The attribute kinds whose words the default ``verifier`` section knows (SynthVStar's). Colour and
+pattern are checked by default (``verifier.kinds``); the shape check ("What is the shape of the
+dotted object?") needs the trained checker (``configs/search_check.yaml``; README "Measured")."""
 
 
 def _synth_vocabularies() -> dict[str, list[str]]:
     from eval.synth.scene import VALUES
 
-    return {k: list(VALUES[k]) for k in CHECKED_KINDS}
+    return {k: list(VALUES[k]) for k in KNOWN_KINDS}
 
 
 def _synth_templates(which: str) -> dict[str, str]:
     from eval.synth.questions import QUESTIONS, SENTENCES
 
     table = QUESTIONS if which == "question" else SENTENCES
-    return {k: table[k] for k in CHECKED_KINDS}
+    return {k: table[k] for k in KNOWN_KINDS}
 
 
 @dataclass
@@ -85,6 +86,10 @@ class VerifierConfig:
     """Attribute kind -> question about ``{name}`` (the noun)."""
     replies: dict[str, str] = field(default_factory=lambda: _synth_templates("reply"))
     """Attribute kind -> reply sentence with ``{name}`` and ``{value}``."""
+    kinds: list[str] = field(default_factory=lambda: ["color", "pattern"])
+    """The attribute kinds that are checked (the others' words are still known, e.g. as the noun).
+    The answering tiny VQA model reads colours and patterns; the shape needs the trained checker
+    (``configs/search_check.yaml``)."""
     noun_kinds: list[str] = field(default_factory=list)
     """Kinds whose word is the name's head noun: asking them names the object by its other words
     plus ``placeholder_noun``."""
@@ -136,20 +141,24 @@ class VerifierConfig:
         if self.contrast_margin <= 0 or not 0.5 <= self.contrast_window <= 4.0:
             raise ConfigError(f"verifier.contrast_margin / contrast_window: expected > 0 / 0.5..4 leaf sides, found "
                               f"{self.contrast_margin} / {self.contrast_window}")
+        self.kinds = [str(k) for k in self.kinds]
+        if not self.kinds or not set(self.kinds) <= set(self.attributes):
+            raise ConfigError(f"verifier.kinds: expected attribute kinds ({sorted(self.attributes)}), found {self.kinds}")
         self.noun_kinds = [str(k) for k in self.noun_kinds]
         if not set(self.noun_kinds) <= set(self.attributes) or not self.placeholder_noun.strip():
             raise ConfigError(f"verifier.noun_kinds: expected attribute kinds ({sorted(self.attributes)}) and a "
                               f"placeholder_noun, found {self.noun_kinds} / {self.placeholder_noun!r}")
 
     def checks(self, name: str) -> list[tuple[str, str, str]]:
-        """``[(kind, word, asked_name), ...]``: each known word of ``name`` and the name its question
-        uses. ``checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross",
-        "dotted object")]``; a word whose question would name nothing is not checked."""
+        """``[(kind, word, asked_name), ...]``: each word of ``name`` of a checked kind (``kinds``) and
+        the name its question uses. With ``kinds`` [pattern, shape] and ``noun_kinds`` [shape],
+        ``checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross", "dotted object")]``;
+        a word whose question would name nothing is not checked."""
         kind_of = {v: k for k, vals in self.attributes.items() for v in vals}
         words = name.lower().split()
         out = []
         for i, w in enumerate(words):
-            if w not in kind_of:
+            if kind_of.get(w) not in self.kinds:
                 continue
             rest = words[:i] + words[i + 1:]
             if not rest:
