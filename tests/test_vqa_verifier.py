@@ -153,3 +153,16 @@ def test_shipped_model_accepts_the_target_and_rejects_its_near_misses(shipped_ve
 def test_verify_before_set_image_is_an_error(shipped_verifier):
     with pytest.raises(RuntimeError, match="set_image"):
         AttributeVerifier(shipped_verifier.vqa).verify("red star", (0, 0, 10, 10))
+
+
+def test_the_checker_bundle_asks_with_the_crops_its_checker_was_trained_on():
+    """``configs/search_check.yaml`` names the shipped checker and cuts its crops as that checker's
+    training did (its resolved config's ``vwm`` section); it checks the shape too."""
+    from seal.config.loader import read_yaml
+
+    cfg = load([PROJECT_ROOT / "configs" / "search_check.yaml"])
+    checker = PROJECT_ROOT / cfg.verifier.model_path
+    trained = read_yaml(checker / "config.yaml")["vwm"]
+    assert (cfg.verifier.crop_scale, cfg.verifier.min_context_px) == (trained["crop_scale"], trained["min_context_px"])
+    assert cfg.verifier.checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross", "dotted object")]
+    assert cfg.search.select == "best" and cfg.search.compare_rejected
