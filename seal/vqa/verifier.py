@@ -172,7 +172,8 @@ class AttributeVerifier:
     """A :class:`search.verifier.Verifier` backed by a :class:`seal.vqa.model.VQAModel`.
 
     Args:
-        vqa: the VQA LLM (its ``vwm_config`` sets the crop).
+        vqa: the VQA LLM (its ``vwm_config`` sets the crop, unless ``cfg.crop_scale`` /
+            ``cfg.min_context_px`` do).
         cfg: the words and templates.
         budget: the vision budget whose ``full`` view is the global image (the agent's view); None:
             the default budget with the model's processor (exact token counts).
