@@ -43,7 +43,7 @@ from seal.agent.views import ImageViews
 from seal.errors import InputError
 from seal.models.tokenizer import OPTION_LETTERS
 from seal.policy.policy import ValuePolicy
-from seal.vqa.refusal import in_question_order, parse_missing_targets
+from seal.vqa.refusal import REFUSAL_PREFIX, in_question_order, parse_missing_targets
 from vwm.crops import extract_crop
 from vwm.layout import VisualWorkingMemory, VWMEntry
 from vwm.ledger import CostLedger
@@ -299,6 +299,8 @@ class Agent:
         q.ledger.llm_calls += 1
         q.ledger.generated_tokens += self._generated(free)
         targets = parse_missing_targets(free)
+        if targets is None and self.acfg.list_targets_above > 0:
+            free, targets = self._list_anyway(q, view, free)
         if targets is None:
             answer = (free, None, None) if q.options is None else self._answer(q, view, None)
             return free, [], [], [], None, answer
@@ -312,6 +314,20 @@ class Agent:
         results = self._search(q, searched)
         vwm = self._memory(q, view, results)
         return free, targets, skipped, results, vwm, self._answer(q, None, vwm)
+
+    def _list_anyway(self, q: "_Question", view: Image.Image, free: str) -> tuple[str, list[str] | None]:
+        """``agent.list_targets_above``: the refusal generated with its prefix forced when it was
+        probable enough; ``(free, None)`` otherwise."""
+        with q.ledger.stage("free_answer"):
+            p = self.vqa.refusal_probability(view, q.question)
+            q.ledger.llm_calls += 1
+            if p < self.acfg.list_targets_above:
+                return free, None
+            listed = self.vqa.answer(view, q.question, None, self.acfg.max_new_tokens, prefix=REFUSAL_PREFIX)
+        q.ledger.llm_calls += 1
+        q.ledger.generated_tokens += self._generated(listed)
+        q.emit({"type": "listed_anyway", "answer": free, "refusal_probability": round(p, 4)})
+        return listed, parse_missing_targets(listed)
 
     # ---- search and memory ----------------------------------------------------------------------
     def _search(self, q: "_Question", targets: Sequence[str]) -> list["SearchResult"]:

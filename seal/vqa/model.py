@@ -21,7 +21,7 @@ from PIL import Image
 
 from seal.models.tokenizer import OPTION_LETTERS, encode_reply
 from seal.vqa.prompts import encode_prompt, letter_question
-from seal.vqa.refusal import parse_missing_targets
+from seal.vqa.refusal import REFUSAL_PREFIX, parse_missing_targets
 from seal.vqa.scoring import prompt_state, reply_token_logprobs
 from vwm.layout import VisualWorkingMemory, VWMConfig
 
@@ -86,18 +86,35 @@ class VQAModel:
 
     # ---- free-form -----------------------------------------------------------------------------
     def answer(self, image: Image.Image | None, question: str, vwm: VisualWorkingMemory | None = None,
-               max_new_tokens: int = 64) -> str:
-        """Greedy answer to ``question`` about ``image`` (None: text only), decoded and stripped."""
+               max_new_tokens: int = 64, prefix: str = "") -> str:
+        """Greedy answer to ``question`` about ``image`` (None: text only), decoded and stripped; with
+        ``prefix``, the reply is forced to begin with it and the returned text begins with it too."""
         import torch
 
         enc = encode_prompt(self.processor, question, self.memory(image, vwm))
         inputs = {k: v.to(self.model.device) for k, v in enc.items()}
+        start = inputs["input_ids"].shape[1]
+        if prefix:
+            forced = torch.tensor([encode_reply(self.tokenizer, prefix, add_eos=False)], dtype=inputs["input_ids"].dtype,
+                                  device=self.model.device)  # (1, T)
+            inputs["input_ids"] = torch.cat([inputs["input_ids"], forced], dim=1)
+            inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(forced)], dim=1)
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                       eos_token_id=self.tokenizer.eos_token_id,
                                       pad_token_id=self.tokenizer.pad_token_id)
-        new_tokens = out[0, inputs["input_ids"].shape[1]:]
-        return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        return self.tokenizer.decode(out[0, start:], skip_special_tokens=True).strip()
+
+    def refusal_probability(self, image: Image.Image | None, question: str,
+                            vwm: VisualWorkingMemory | None = None) -> float:
+        """Probability that the reply to ``question`` begins as the "missing objects" refusal does
+        (its first token; one forward of the prompt)."""
+        import torch
+
+        enc = encode_prompt(self.processor, question, self.memory(image, vwm))
+        _, last_logits = prompt_state(self.model, enc)
+        first = encode_reply(self.tokenizer, REFUSAL_PREFIX, add_eos=False)[0]
+        return float(torch.softmax(last_logits, dim=-1)[first])
 
     def missing_targets(self, image: Image.Image | None, question: str,
                         vwm: VisualWorkingMemory | None = None, max_new_tokens: int = 64) -> tuple[str, list[str] | None]:
