@@ -159,13 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     from seal.cli.cmd_search import load_verifier
 
     p = target_parser("hit_ranking", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=100,
-                      threads=1, out_help="report JSON (required)")
+                      threads=1, out_help="report JSON", out_required=True)
     p.add_argument("--reuse", type=Path, help="take the candidates from this earlier report")
     p.add_argument("--verifier-model", metavar="DIR", help="VQA LLM of the check (default: verifier.model_path, else agent.vqa_path)")
     try:
         args, cfg = parse_with_config(p, argv)
-        if args.out is None:
-            raise InputError("--out: the report JSON is required")
         torch.set_num_threads(args.threads)
         reused = read_reused(args.reuse) if args.reuse else None
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]

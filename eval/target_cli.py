@@ -14,19 +14,19 @@ from seal.cli.common import add_config_args
 
 
 def target_parser(module: str, description: str, model: str, model_help: str, *, n_targets: int, threads: int,
-                  out_help: str = "also write the JSON report here",
+                  out_help: str = "also write the JSON report here", out_required: bool = False,
                   bench_help: str = "TEST-split V*Bench-layout folder",
                   bench: str | None = None) -> argparse.ArgumentParser:
     """A parser for ``python -m eval.<module>`` with ``--model`` (default ``model``), ``--bench``
-    (required unless ``bench`` gives a default), ``--n-targets``, ``--threads``, ``--out`` and
-    ``--config``; callers add their own."""
+    (required unless ``bench`` gives a default), ``--n-targets``, ``--threads``, ``--out`` (required
+    with ``out_required``) and ``--config``; callers add their own."""
     p = argparse.ArgumentParser(prog=f"python -m eval.{module}", description=description.splitlines()[0])
     p.add_argument("--model", type=Path, default=Path(model), help=model_help)
     p.add_argument("--bench", type=Path, required=bench is None, default=None if bench is None else Path(bench),
                    help=bench_help)
     p.add_argument("--n-targets", type=int, default=n_targets, help="first N (sample, target) pairs, sorted")
     p.add_argument("--threads", type=int, default=threads, help="torch intra-op threads")
-    p.add_argument("--out", type=Path, help=out_help)
+    p.add_argument("--out", type=Path, required=out_required, help=out_help)
     add_config_args(p)
     return p
 

@@ -96,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     from eval.bench_search import list_targets
     from seal.vqa.model import VQAModel
     from seal.vqa.verifier import AttributeVerifier
-    from vwm.budget import VisionBudget
 
     p = target_parser("verifier_check", __doc__, "checkpoints/vqa_tiny", "VQA LLM checkpoint directory", n_targets=40,
                       threads=2, bench_help="TEST-split V*Bench-layout folder with synth_annotations/")
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("no such model directory", args.model)
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]
         vqa = VQAModel.load(args.model, vwm_config=cfg.vwm)
-        verifier = AttributeVerifier(vqa, cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
+        verifier = AttributeVerifier.from_config(vqa, cfg)
         if not 0.0 <= args.jitter <= 0.5:
             raise InputError(f"--jitter: expected 0..0.5 of the box side, found {args.jitter}")
         report = measure(verifier, targets, cfg.search.verify_threshold, cfg.image.max_pixels, args.jitter)

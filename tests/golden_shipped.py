@@ -46,16 +46,14 @@ def observe(bench: Path) -> dict:
     from seal.config import load
     from seal.vqa.model import VQAModel
     from seal.vqa.verifier import AttributeVerifier
-    from vwm.budget import VisionBudget
 
     torch.set_num_threads(1)
     cfg = load([], [f"agent.vqa_path={CHECKPOINTS['vqa']}", f"agent.vsm_path={CHECKPOINTS['vsm']}",
                     f"policy.checkpoint={CHECKPOINTS['policy']}"])
     agent = Agent.from_config(cfg)
     localizer = load_vsm_localizer(CHECKPOINTS["vsm"])
-    check_cfg = load([CHECKED], [f"verifier.model_path={CHECKPOINTS['checker']}"])
-    checker_vqa = VQAModel.load(CHECKPOINTS["checker"], vwm_config=check_cfg.vwm)
-    checker = AttributeVerifier(checker_vqa, check_cfg.verifier, VisionBudget(check_cfg.vision_budget, checker_vqa.processor))
+    check_cfg = load([CHECKED])  # its verifier.model_path is CHECKPOINTS["checker"]
+    checker = AttributeVerifier.from_config(VQAModel.load(CHECKPOINTS["checker"], vwm_config=check_cfg.vwm), check_cfg)
     out = []
     for sample in read_vstar(bench):
         agent.set_image(sample.image)

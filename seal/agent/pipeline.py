@@ -104,10 +104,8 @@ class Agent:
         self.verifier = None
         if cfg.verifier.enabled:
             from seal.vqa.verifier import AttributeVerifier
-            from vwm.budget import VisionBudget
 
-            checker = vqa if checker is None else checker
-            self.verifier = AttributeVerifier(checker, cfg.verifier, VisionBudget(cfg.vision_budget, checker.processor))
+            self.verifier = AttributeVerifier.from_config(vqa if checker is None else checker, cfg)
 
     @classmethod
     def from_config(cls, cfg: "Config") -> "Agent":

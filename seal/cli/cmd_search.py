@@ -82,10 +82,8 @@ def _attribute_verifier(args: argparse.Namespace, cfg: Config) -> Any:
             return None
     from seal.vqa.model import VQAModel
     from seal.vqa.verifier import AttributeVerifier
-    from vwm.budget import VisionBudget
 
-    vqa = VQAModel.load(path, vwm_config=cfg.vwm)
-    return AttributeVerifier(vqa, cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
+    return AttributeVerifier.from_config(VQAModel.load(path, vwm_config=cfg.vwm), cfg)
 
 
 def default_localizer(args: argparse.Namespace) -> str:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from search.image_source import ImageSource
     from search.localizer import Localizer
     from search.verifier import Verifier
+    from seal.config import Config
     from seal.vqa.model import VQAModel
 
 
@@ -187,6 +188,12 @@ class AttributeVerifier:
         self._image = None
         self._view = None
         self._stats = VerifierStats()
+
+    @classmethod
+    def from_config(cls, vqa: "VQAModel", cfg: "Config") -> "AttributeVerifier":
+        """The check by ``vqa`` as the root config sets it (``verifier`` section; the global view at
+        ``vision_budget``'s full level, token counts from the model's processor)."""
+        return cls(vqa, cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
 
     def set_image(self, image: "ImageSource") -> None:
         self._image = image.image
