@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     from eval.bench_search import list_targets
     from search.vsm.localizer import load_vsm_localizer
     from seal.cli.cmd_search import load_verifier
+    from seal.vqa.checker import plan_checker
 
     p = target_parser("bench_vsm", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=100, threads=1,
                       out_help="report JSON (default: MODEL/metrics.json)",
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timing-calls", type=int, default=20)
     p.add_argument("--verifier-model", metavar="DIR",
                    help="VQA LLM checking the hits, as seal search does (default: verifier.model_path, else "
-                        "agent.vqa_path when it exists; "
+                        "the checker agent.vqa_path's verifier.yaml names, else agent.vqa_path; "
                         "--verifier.enabled=false: the search model alone)")
     try:
         args, cfg = parse_with_config(p, argv)
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return input_error("bench_vsm", exc)
     report = {"command": command("bench_vsm", argv),
               "model": str(args.model), "bench": str(bench), "threads": args.threads,
-              "verifier": None if verifier is None else f"{verifier.name} ({args.verifier_model or cfg.verifier.model_path or cfg.agent.vqa_path})",
+              "verifier": None if verifier is None else f"{verifier.name} ({plan_checker(cfg, args.verifier_model).path})",
               **report}
     print(format_report(report))
     out = args.out or args.model / "metrics.json"

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p = target_parser("hit_ranking", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=100,
                       threads=1, out_help="report JSON", out_required=True)
     p.add_argument("--reuse", type=Path, help="take the candidates from this earlier report")
-    p.add_argument("--verifier-model", metavar="DIR", help="VQA LLM of the check (default: verifier.model_path, else agent.vqa_path)")
+    p.add_argument("--verifier-model", metavar="DIR", help="VQA LLM of the check (default: as seal search: seal.vqa.checker.plan_checker)")
     try:
         args, cfg = parse_with_config(p, argv)
         torch.set_num_threads(args.threads)

@@ -176,12 +176,26 @@ def prediction_record(sample: VStarSample, result: Any, seconds: float) -> dict:
         "fallback_fired": bool(getattr(decision, "fallback_fired", False)),
         "probs": list(map(float, decision.probs)) if decision is not None else None,
         "targets": list(result.targets or []),
+        "listed": _listed(result),
+        "option_scores": None if getattr(result, "option_scores", None) is None
+        else [round(float(s), 6) for s in result.option_scores],
         "search": [{"target": r.target, "found": bool(r.found), "nodes_visited": int(r.nodes_visited)}
                    for r in (getattr(result, "search", None) or [])],
         "vision_tokens": int(ledger.vision_tokens), "llm_calls": int(ledger.llm_calls),
         "search_calls": int(ledger.search_calls), "seconds": round(seconds, 6),
         "peak_rss_mb": float(ledger.peak_rss_mb),
     }
+
+
+def _listed(result: Any) -> dict | None:
+    """How the FULL action came to list targets: ``{"by": "refusal"}`` (the greedy reply refused) or
+    ``{"by": "list_targets_above", "refusal_probability": p}``; None when nothing was listed."""
+    if not getattr(result, "targets", None):
+        return None
+    for event in getattr(result, "events", None) or []:
+        if event.get("type") == "listed_anyway":
+            return {"by": "list_targets_above", "refusal_probability": event.get("refusal_probability")}
+    return {"by": "refusal"}
 
 
 def sample_annotation(sample: VStarSample) -> Path | None:

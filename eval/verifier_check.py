@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from eval.bench_search import list_targets
+    from seal.vqa.checker import asking_config
     from seal.vqa.model import VQAModel
     from seal.vqa.verifier import AttributeVerifier
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("no such model directory", args.model)
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]
         vqa = VQAModel.load(args.model, vwm_config=cfg.vwm)
-        verifier = AttributeVerifier.from_config(vqa, cfg)
+        verifier = AttributeVerifier.from_config(vqa, cfg, asking_config(cfg.verifier, args.model))
         if not 0.0 <= args.jitter <= 0.5:
             raise InputError(f"--jitter: expected 0..0.5 of the box side, found {args.jitter}")
         report = measure(verifier, targets, cfg.search.verify_threshold, cfg.image.max_pixels, args.jitter)

@@ -79,7 +79,7 @@ class SearchConfig:
     gives it at least this probability. A rejected box is not returned (but see ``verify_floor``),
     and boxes overlapping it (IoU > ``nms_iou``) are not asked about again. Without a verifier
     nothing changes."""
-    max_verifications: int = 8
+    max_verifications: int = 16
     """Verifier calls per target; once they are spent, hits are trusted as without a verifier."""
     verify_per_node: int = 2
     """Confident boxes of one node checked, best first (a patch may hold a near miss and the target)."""
@@ -88,22 +88,25 @@ class SearchConfig:
     ``>= confidence_low`` are checked, best first; the first one accepted is the anytime fallback, and
     if all are rejected the target is not found."""
 
-    verify_floor: float = 0.0
+    verify_floor: float = 0.05
     """When no box was accepted, the most probable rejected one with at least this probability is
     the fallback after all; 0 = off (a rejected box is never returned)."""
 
-    select: Literal["first", "best"] = "first"
+    select: Literal["auto", "first", "best"] = "auto"
     """Which confident hit is the answer. ``first`` (the reference): the first one accepted stops the
-    search. ``best``: the first one opens a comparison; the search visits ``compare_nodes`` more nodes
+    search. ``auto`` (the default): ``best`` when a verifier checks the hits, else ``first`` (a
+    comparison of unchecked hits has only the localizer's scores to go by, and the simulated
+    ``oracle`` stays the reference's search); also ``first`` when the verifier did not judge the
+    first confident hit (it abstained on the name, or its budget was spent). ``best``: the first one opens a comparison; the search visits ``compare_nodes`` more nodes
     (or until the frontier or a budget ends it), each node's accepted confident boxes are
     candidates (``verify_per_node`` of them are checked, not just up to the first accepted), and the
     answer is the candidate with the highest verifier probability x localizer score (a box the
     verifier did not judge counts with ``verify_threshold``; without a verifier: the best score).
     Near misses the verifier only half reads (a colour checked, the shape not) lose to the target
     when both are seen."""
-    compare_nodes: int = 6
+    compare_nodes: int = 8
     """``select: best``: visits after the first accepted hit."""
-    compare_rejected: bool = False
+    compare_rejected: bool = True
     """``select: best``: a confident box the verifier rejected with probability ``>= verify_floor`` is a
     candidate too (and opens the comparison), so the verifier ranks the hits instead of gating them:
     for a verifier that reads an attribute well enough to order boxes but sometimes rejects the
@@ -111,6 +114,12 @@ class SearchConfig:
 
     seed: int = 0
     """Seed of the random baselines."""
+
+    def selection(self, checked: bool) -> str:
+        """``select`` with ``auto`` decided: ``best`` when a verifier checks the hits (``checked``)."""
+        if self.select != "auto":
+            return self.select
+        return "best" if checked else "first"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence_low <= self.confidence_high <= 1.0:
@@ -144,13 +153,13 @@ class SearchConfig:
         if min(self.max_verifications, self.verify_fallback_top) < 0 or self.verify_per_node < 1:
             raise ConfigError("search.max_verifications / verify_fallback_top: expected >= 0, verify_per_node: >= 1; "
                               f"found {self.max_verifications} / {self.verify_fallback_top} / {self.verify_per_node}")
-        if self.select not in ("first", "best"):
-            raise ConfigError(f"search.select: expected first or best, found {self.select!r}")
+        if self.select not in ("auto", "first", "best"):
+            raise ConfigError(f"search.select: expected auto, first or best, found {self.select!r}")
         if self.compare_nodes < 0:
             raise ConfigError(f"search.compare_nodes: expected >= 0, found {self.compare_nodes}")
-        if self.compare_rejected and self.select != "best":
-            raise ConfigError("search.compare_rejected: needs select: best (with first, a rejected box never stops "
-                              "the search; see verify_floor)")
+        if self.compare_rejected and self.select == "first":
+            raise ConfigError("search.compare_rejected: needs select: best or auto (with first, a rejected box never "
+                              "stops the search; see verify_floor)")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"search.nms_iou: expected 0 < iou <= 1, found {self.nms_iou}")
 

@@ -18,8 +18,9 @@ Read top to bottom (:meth:`_Search.run`):
    never raise. Without a confident hit, the best box of any visited node is the anytime fallback
    (:mod:`search.result`).
 
-With ``select: best`` the first confident hit does not stop the search at once: ``compare_nodes``
-more nodes are visited and the best of the confident hits seen is the answer (``search.config``).
+With ``select: best`` (the default ``auto`` when a verifier checks the hits) the first confident hit
+does not stop the search at once: ``compare_nodes`` more nodes are visited and the best of the
+confident hits seen is the answer (``search.config``).
 
 With a :class:`~search.verifier.Verifier`, a confident hit (after its confirmation) stops the search
 only when the verifier accepts it, and the fallback is the best box it accepts; a node whose hits
@@ -98,6 +99,7 @@ class _Search:
         self.instances = InstanceSet(cfg.nms_iou)
         self.blocked: str | None = None  # budget that prevented an expansion
         self.checks = None if verifier is None or cfg.multi_instance else Verification(verifier, target, cfg)
+        self.select = cfg.selection(checked=self.checks is not None)  # ``auto`` decided
         self.unchecked: list[Verdict] = []  # confident hits without a verifier (with one: checks.accepted)
         self.compare_end: int | None = None  # select: best: the visit that closes the comparison
         self.final_verify: float | None = None  # the verifier's probability for the returned box
@@ -122,7 +124,7 @@ class _Search:
             if self.cfg.multi_instance and len(self.instances) >= self.cfg.max_instances:
                 stop = "instances_cap"
                 break
-            if (confident and not self.cfg.multi_instance and self.cfg.select == "first") or self._comparison_over():
+            if (confident and not self.cfg.multi_instance and self.select == "first") or self._comparison_over():
                 stop = "confident"
                 break
         return self._result(stop)
@@ -145,9 +147,12 @@ class _Search:
         if confident and self.checks is not None:
             hits, verify_score = self.checks.confident_hits(det.boxes_xyxy, det.scores)
             confident = bool(hits)
+            if confident and self.cfg.select == "auto" and self.compare_end is None \
+                    and all(v.probability is None for v in hits):
+                self.select = "first"  # nothing judged the first hit (abstained, budget spent): no ranking
         elif confident and not self.cfg.multi_instance:
             self.unchecked.append(Verdict(det.best_box, det.best_score, None))  # type: ignore[arg-type]
-        if confident and self.cfg.select == "best" and not self.cfg.multi_instance and self.compare_end is None:
+        if confident and self.select == "best" and not self.cfg.multi_instance and self.compare_end is None:
             self.compare_end = self.budget.nodes_visited + self.cfg.compare_nodes
         if confident and self.cfg.multi_instance:
             self.instances.add(det.boxes_xyxy, det.scores, self.cfg.confidence_high)
@@ -183,7 +188,7 @@ class _Search:
         return Detection(closer.boxes_xyxy, closer.scores, det.heatmap)
 
     def _should_expand(self, node: Node, confident: bool) -> bool:
-        if node.leaf or (confident and not self.cfg.multi_instance and self.cfg.select == "first"):
+        if node.leaf or (confident and not self.cfg.multi_instance and self.select == "first"):
             return False  # (select: best expands a hit's node: the comparison may need what else it holds)
         if self._comparison_over():
             return False  # the search stops after this visit: children would be located for nothing

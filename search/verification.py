@@ -71,7 +71,7 @@ class Verification:
             if p is None or p >= self.cfg.verify_threshold:
                 hits.append(Verdict(box, float(score), p))  # type: ignore[arg-type]
                 self.accepted.append(hits[-1])
-                if self.cfg.select == "first":
+                if self.cfg.selection(checked=True) == "first":
                     break
             elif self.cfg.compare_rejected and p >= self.cfg.verify_floor:
                 hits.append(self.rejected[-1])

@@ -19,8 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "shipped.json"
 CHECKPOINTS = {"vqa": ROOT / "checkpoints" / "vqa_tiny", "vsm": ROOT / "checkpoints" / "vsm_tiny",
                "policy": ROOT / "checkpoints" / "policy_tiny", "checker": ROOT / "checkpoints" / "vqa_check_tiny"}
-CHECKED = ROOT / "configs" / "search_check.yaml"
-"""The search with the shipped hit checker (``checked_search`` in the goldens)."""
 BENCH_SEED, BENCH_N = 11, 3
 """The fixed samples: ``seal bench synth --split test --suite mixed --seed 11 --n 3``."""
 
@@ -36,7 +34,8 @@ def make_bench(out: Path) -> Path:
 def observe(bench: Path) -> dict:
     """What the shipped models do on every sample of ``bench``: one agent run per sample (learned
     policy, VSM localizer) plus a forced-FULL run, and direct searches of each annotated target: by
-    the search model alone, and checked by the shipped checker (``configs/search_check.yaml``)."""
+    the search model alone, and checked by the shipped checker as the default config plans it
+    (:func:`seal.vqa.checker.plan_checker`: the one ``checkpoints/vqa_tiny/verifier.yaml`` names)."""
     import torch
 
     from eval.readers.vstar import read_vstar
@@ -44,6 +43,7 @@ def observe(bench: Path) -> dict:
     from search.vsm.localizer import load_vsm_localizer
     from seal.agent.pipeline import Agent
     from seal.config import load
+    from seal.vqa.checker import plan_checker
     from seal.vqa.model import VQAModel
     from seal.vqa.verifier import AttributeVerifier
 
@@ -52,8 +52,9 @@ def observe(bench: Path) -> dict:
                     f"policy.checkpoint={CHECKPOINTS['policy']}"])
     agent = Agent.from_config(cfg)
     localizer = load_vsm_localizer(CHECKPOINTS["vsm"])
-    check_cfg = load([CHECKED])  # its verifier.model_path is CHECKPOINTS["checker"]
-    checker = AttributeVerifier.from_config(VQAModel.load(CHECKPOINTS["checker"], vwm_config=check_cfg.vwm), check_cfg)
+    plan = plan_checker(cfg)
+    assert plan.path is not None and plan.path.resolve() == CHECKPOINTS["checker"].resolve(), plan
+    checker = AttributeVerifier.from_config(VQAModel.load(plan.path, vwm_config=cfg.vwm), cfg, plan.config)
     out = []
     for sample in read_vstar(bench):
         agent.set_image(sample.image)
@@ -67,7 +68,7 @@ def observe(bench: Path) -> dict:
                          "hit_checks": sum(int(r.verifier_calls) for r in res.search),
                          "verify_tokens": int(res.ledger.vision_tokens_verify), "llm_calls": int(res.ledger.llm_calls)}
         for key, session in (("search", SearchSession(localizer, agent.views.source, cfg.search)),
-                             ("checked_search", SearchSession(localizer, agent.views.source, check_cfg.search, checker))):
+                             ("checked_search", SearchSession(localizer, agent.views.source, cfg.search, checker))):
             rec[key] = [_searched(name, session.search(name)) for name in sample.targets]
         out.append(rec)
     return {"bench": {"seed": BENCH_SEED, "n": BENCH_N}, "samples": out}

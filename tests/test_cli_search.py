@@ -150,7 +150,8 @@ def test_bench_search_smoke(tmp_path, capsys):
 
 
 def test_the_hit_checker_model_is_chosen_flag_then_config(tmp_path):
-    """``--verifier-model`` wins over ``verifier.model_path``, which wins over ``agent.vqa_path``; a
+    """``--verifier-model`` wins over ``verifier.model_path``, which wins over the answering model's
+    profile and ``agent.vqa_path``; a
     configured checker that is missing is an error, not a silent fallback to the answering model."""
     import argparse
 
@@ -163,6 +164,7 @@ def test_the_hit_checker_model_is_chosen_flag_then_config(tmp_path):
     with pytest.raises(InputError, match="verifier.model_path"):
         _attribute_verifier(argparse.Namespace(verifier_model=None), cfg)
     shipped = ROOT / "checkpoints" / "vqa_tiny"
-    assert _attribute_verifier(argparse.Namespace(verifier_model=str(shipped)), cfg) is not None
+    checker, asked = _attribute_verifier(argparse.Namespace(verifier_model=str(shipped)), cfg)
+    assert checker is not None and asked.checked_kinds == ["color", "pattern"]  # vqa_tiny names no asking keys
     with pytest.raises(InputError, match="verifier-model"):
         _attribute_verifier(argparse.Namespace(verifier_model=str(missing)), load())

@@ -1,7 +1,9 @@
 """The search with a verifier: rejected near misses do not stop it, are not returned and are not
-asked about twice; an abstaining verifier or a spent budget changes nothing."""
+asked about twice; an abstaining verifier or a spent budget changes nothing. Most tests pin the
+reference's gate (:data:`GATE`: the first accepted hit stops the search); the default ranks."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -15,12 +17,14 @@ from tests.fakes import FakeLocalizer, FakeVerifier, blank_image
 
 CUP = (1300.0, 300.0, 1340.0, 340.0)
 NEAR = (200.0, 1500.0, 240.0, 1540.0)  # a near miss the localizer likes better than the cup, at any zoom
+GATE = SearchConfig(select="first", compare_rejected=False, verify_floor=0.0, max_verifications=8)
+"""The gate of ``configs/search_gate.yaml``: a rejected box never stops the search nor is returned."""
 
 
 def _search(verifier=None, cfg=None, decoy_score=0.95, targets=None):
     loc = FakeLocalizer({"cup": [CUP]} if targets is None else targets, detect_side=600,
                         decoys={"cup": [(NEAR, decoy_score)]})
-    return run_search(loc, blank_image(2048, 2048), "cup", cfg or SearchConfig(), verifier=verifier)
+    return run_search(loc, blank_image(2048, 2048), "cup", cfg or GATE, verifier=verifier)
 
 
 def test_without_a_verifier_the_near_miss_wins():
@@ -46,7 +50,8 @@ def test_a_rejected_near_miss_does_not_stop_the_search():
 
 def test_an_abstaining_verifier_or_no_budget_changes_nothing():
     plain = _search()
-    for ver, cfg in ((FakeVerifier({}, abstain=True), SearchConfig()),
+    for ver, cfg in ((FakeVerifier({}, abstain=True), GATE), (FakeVerifier({}, abstain=True), SearchConfig()),
+                     (FakeVerifier({"cup": [CUP]}), replace(GATE, max_verifications=0)),
                      (FakeVerifier({"cup": [CUP]}), SearchConfig(max_verifications=0))):
         res = _search(ver, cfg)
         assert (res.box_xyxy, res.nodes_visited, res.model_calls) == (plain.box_xyxy, plain.nodes_visited, plain.model_calls)
@@ -66,12 +71,12 @@ def test_fallback_skips_rejected_boxes():
 
 
 def test_second_confident_box_of_a_node_is_checked():
-    cfg = SearchConfig()
+    cfg = GATE
     ver = FakeVerifier({"cup": [CUP]})
     checks = Verification(ver, "cup", cfg)
     (hit,), seen = checks.confident_hits([NEAR, CUP], [0.95, 0.8])
     assert hit.box_xyxy == CUP and hit.score == 0.8 and seen == pytest.approx(0.9)
-    once = Verification(FakeVerifier({"cup": [CUP]}), "cup", SearchConfig(verify_per_node=1))
+    once = Verification(FakeVerifier({"cup": [CUP]}), "cup", replace(GATE, verify_per_node=1))
     assert once.confident_hits([NEAR, CUP], [0.95, 0.8])[0] == []
     # below confidence_high is not a hit to check
     assert Verification(ver, "cup", cfg).confident_hits([CUP], [0.5]) == ([], -1.0)
@@ -101,14 +106,14 @@ def test_verify_floor_keeps_the_most_probable_rejected_box():
     # no cup: the near miss is rejected (p 0.3 < 0.5); off by default, it is the fallback above the floor
     off = _search(FakeVerifier({"cup": [CUP]}, p_false=0.3), decoy_score=0.4, targets={})
     assert not off.found and off.box_xyxy is None
-    kept = _search(FakeVerifier({"cup": [CUP]}, p_false=0.3), SearchConfig(verify_floor=0.2), decoy_score=0.4,
+    kept = _search(FakeVerifier({"cup": [CUP]}, p_false=0.3), replace(GATE, verify_floor=0.2), decoy_score=0.4,
                    targets={})
     assert kept.found and kept.fallback and kept.box_xyxy == NEAR and kept.verify_score == pytest.approx(0.3)
-    below = _search(FakeVerifier({"cup": [CUP]}, p_false=0.1), SearchConfig(verify_floor=0.2), decoy_score=0.4,
+    below = _search(FakeVerifier({"cup": [CUP]}, p_false=0.1), replace(GATE, verify_floor=0.2), decoy_score=0.4,
                     targets={})
     assert not below.found
     # an accepted box always wins over a rejected one
-    both = _search(FakeVerifier({"cup": [CUP]}, p_false=0.3), SearchConfig(verify_floor=0.2))
+    both = _search(FakeVerifier({"cup": [CUP]}, p_false=0.3), replace(GATE, verify_floor=0.2))
     assert both.box_xyxy == CUP and not both.fallback
 
 
@@ -122,11 +127,11 @@ def test_select_best_compares_the_accepted_hits():
     half = {"p_true": 0.95, "p_false": 0.6}
     first = _search(FakeVerifier({"cup": [CUP]}, **half))
     assert first.box_xyxy == NEAR and first.verify_score == pytest.approx(0.6)
-    best = _search(FakeVerifier({"cup": [CUP]}, **half), SearchConfig(select="best", compare_nodes=20))
+    best = _search(FakeVerifier({"cup": [CUP]}, **half), replace(GATE, select="best", compare_nodes=20))
     assert best.found and not best.fallback and best.box_xyxy == CUP and best.verify_score == pytest.approx(0.95)
     assert first.nodes_visited < best.nodes_visited <= first.nodes_visited + 20
     # the near miss is asked about once, although several nodes see it
-    none_more = _search(FakeVerifier({"cup": [CUP]}, **half), SearchConfig(select="best", compare_nodes=0))
+    none_more = _search(FakeVerifier({"cup": [CUP]}, **half), replace(GATE, select="best", compare_nodes=0))
     assert (none_more.box_xyxy, none_more.nodes_visited) == (first.box_xyxy, first.nodes_visited)
     assert none_more.model_calls == first.model_calls  # the closing node is not expanded
 
@@ -141,7 +146,7 @@ def test_select_best_asks_about_an_accepted_object_once():
 
 
 def test_select_best_without_a_verifier_keeps_the_best_score():
-    res = _search(cfg=SearchConfig(select="best", compare_nodes=20))
+    res = _search(cfg=replace(GATE, select="best", compare_nodes=20))
     assert res.found and res.box_xyxy == NEAR and res.verify_score is None
 
 
@@ -156,14 +161,14 @@ def test_shipped_best_of_config_turns_it_on():
     from seal.config import load
 
     cfg = load([PROJECT_ROOT / "configs" / "search_best.yaml"]).search
-    assert (cfg.select, cfg.compare_nodes) == ("best", 6) and SearchConfig().select == "first"
+    assert (cfg.select, cfg.compare_nodes) == ("best", 6) and SearchConfig().select == "auto"
 
 
 def test_compare_rejected_lets_the_check_rank_instead_of_gate():
     # the check rejects the cup (0.45) but the near miss only just passes (0.5) and the localizer
     # scores it lower (0.6): gating answers the near miss, ranking the cup (0.45 x 0.9 > 0.5 x 0.6)
     reader = {"p_true": 0.45, "p_false": 0.5}
-    gated = _search(FakeVerifier({"cup": [CUP]}, **reader), SearchConfig(select="best", compare_nodes=40),
+    gated = _search(FakeVerifier({"cup": [CUP]}, **reader), replace(GATE, select="best", compare_nodes=40),
                     decoy_score=0.6)
     assert gated.box_xyxy == NEAR
     ranked = _search(FakeVerifier({"cup": [CUP]}, **reader),
@@ -187,7 +192,20 @@ def test_compare_rejected_opens_the_comparison_on_a_rejected_hit():
 
 def test_compare_rejected_needs_select_best():
     with pytest.raises(ConfigError, match="compare_rejected"):
-        SearchConfig(compare_rejected=True)
+        SearchConfig(select="first", compare_rejected=True)
+
+
+def test_the_default_ranks_checked_hits_and_gates_nothing_unchecked():
+    """``select: auto``: with a verifier the search compares (the cup, rejected at 0.45, outranks
+    the near miss, accepted at 0.5, that the localizer scores lower); without one, or when the
+    verifier cannot judge the name, the first confident hit stops it as in the reference."""
+    reader = {"p_true": 0.45, "p_false": 0.5}
+    ranked = _search(FakeVerifier({"cup": [CUP]}, **reader), SearchConfig(), decoy_score=0.6)
+    gated = _search(FakeVerifier({"cup": [CUP]}, **reader), GATE, decoy_score=0.6)
+    assert ranked.box_xyxy == CUP and gated.box_xyxy == NEAR
+    assert ranked.nodes_visited > gated.nodes_visited
+    plain, unchecked = _search(cfg=GATE), _search(cfg=SearchConfig())
+    assert (unchecked.box_xyxy, unchecked.nodes_visited) == (plain.box_xyxy, plain.nodes_visited)
 
 
 def test_rank_config_lets_the_check_rank():

@@ -52,7 +52,7 @@ def test_the_ledger_books_the_hit_checks(observed):
 
 @pytest.mark.parametrize("key", ["search", "checked_search"])
 def test_search_boxes(observed, golden, key):
-    """The search model alone, and checked by the shipped checker (``configs/search_check.yaml``)."""
+    """The search model alone, and checked by the shipped checker (the default plan)."""
     for got, want in zip(observed["samples"], golden["samples"]):
         for g, w in zip(got[key], want[key], strict=True):
             assert (g["target"], g["found"]) == (w["target"], w["found"]), got["id"]

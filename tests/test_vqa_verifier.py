@@ -77,16 +77,18 @@ def test_hit_checker_chains_the_contrast_check_before_the_vqa_llm():
 
 
 def test_the_checker_is_the_configured_vqa_model(tmp_path):
-    """``verifier.model_path`` loads a second VQA LLM for the hit check (the answering one is
-    ``agent.vqa_path``); a missing one is an InputError naming the field."""
+    """By default the checker the answering model's profile names is loaded as a second VQA LLM;
+    ``verifier.model_path`` naming the answering model checks with it (one model in memory); a
+    missing one is an InputError naming the field."""
     from seal.agent.pipeline import Agent
     from seal.errors import InputError
 
     base = ["agent.localizer=oracle", "policy.baseline_name=always_full"]
-    own = Agent.from_config(load([], base))
-    assert own.verifier.vqa is own.vqa
-    other = Agent.from_config(load([], base + [f"verifier.model_path={VQA_TINY}"]))
+    own = Agent.from_config(load([], base + [f"verifier.model_path={VQA_TINY}"]))
+    assert own.verifier.vqa is own.vqa and own.verifier.cfg.checked_kinds == ["color", "pattern"]
+    other = Agent.from_config(load([], base))
     assert other.verifier.vqa is not other.vqa and other.verifier.vqa.processor is not None
+    assert other.verifier.cfg.checked_kinds == ["color", "pattern", "shape"]  # the checker's profile
     off = Agent.from_config(load([], base + [f"verifier.model_path={tmp_path / 'none'}", "verifier.enabled=false"]))
     assert off.verifier is None
     with pytest.raises(InputError, match="verifier.model_path"):
@@ -155,14 +157,18 @@ def test_verify_before_set_image_is_an_error(shipped_verifier):
         AttributeVerifier(shipped_verifier.vqa).verify("red star", (0, 0, 10, 10))
 
 
-def test_the_checker_bundle_asks_with_the_crops_its_checker_was_trained_on():
-    """``configs/search_check.yaml`` names the shipped checker and cuts its crops as that checker's
-    training did (its resolved config's ``vwm`` section); it checks the shape too."""
+def test_the_default_plan_asks_the_shipped_checker_as_it_was_trained():
+    """The shipped VQA model's profile names the shipped checker; the checker's profile cuts its
+    crops as its training did (its resolved config's ``vwm`` section) and checks the shape too;
+    hits it checks are ranked (``select: auto``)."""
     from seal.config.loader import read_yaml
+    from seal.vqa.checker import plan_checker
 
-    cfg = load([PROJECT_ROOT / "configs" / "search_check.yaml"])
-    checker = PROJECT_ROOT / cfg.verifier.model_path
-    trained = read_yaml(checker / "config.yaml")["vwm"]
-    assert (cfg.verifier.crop_scale, cfg.verifier.min_context_px) == (trained["crop_scale"], trained["min_context_px"])
-    assert cfg.verifier.checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross", "dotted object")]
-    assert cfg.search.select == "best" and cfg.search.compare_rejected
+    plan = plan_checker(load([]))
+    assert plan.separate and plan.path.resolve() == (PROJECT_ROOT / "checkpoints" / "vqa_check_tiny").resolve()
+    trained = read_yaml(plan.path / "config.yaml")["vwm"]
+    assert (plan.config.crop_scale, plan.config.min_context_px) == (trained["crop_scale"], trained["min_context_px"])
+    assert plan.config.checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross", "dotted object")]
+    search = load([]).search
+    assert search.selection(checked=True) == "best" and search.selection(checked=False) == "first"
+    assert search.compare_rejected

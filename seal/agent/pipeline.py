@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from search.localizer import Localizer
     from search.result import SearchResult
     from search.session import SearchSession
+    from seal.vqa.verifier import VerifierConfig
     from seal.config import Config
     from seal.vqa import VQAModel
 
@@ -90,43 +91,51 @@ class Agent:
         localizer: the search localizer for ``agent.localizer: vsm`` (the oracle is built per image
             from its annotation in :meth:`set_image`).
         policy_note: prefixed to every decision's reason (see :func:`load_policy`).
-        checker: the VQA LLM that checks the search's hits (``verifier.model_path``); None = ``vqa``.
+        checker: the VQA LLM that checks the search's hits (:func:`seal.vqa.checker.plan_checker`);
+            None = ``vqa``.
+        checker_config: the ``verifier`` section as the checker is asked (the plan's); None =
+            ``cfg.verifier``.
     """
 
     def __init__(self, vqa: "VQAModel", policy: ValuePolicy, cfg: "Config",
                  localizer: "Localizer | None" = None, policy_note: str = "",
-                 checker: "VQAModel | None" = None) -> None:
+                 checker: "VQAModel | None" = None, checker_config: "VerifierConfig | None" = None) -> None:
         self.vqa, self.policy, self.cfg, self.acfg = vqa, policy, cfg, cfg.agent
         self.localizer = localizer
         self.policy_note = policy_note
         self.views: ImageViews | None = None
         self.session: "SearchSession | None" = None
         self.verifier = None
+        self.checker_config = checker_config or cfg.verifier
         if cfg.verifier.enabled:
             from seal.vqa.verifier import AttributeVerifier
 
-            self.verifier = AttributeVerifier.from_config(vqa if checker is None else checker, cfg)
+            self.verifier = AttributeVerifier.from_config(vqa if checker is None else checker, cfg, checker_config)
 
     @classmethod
     def from_config(cls, cfg: "Config") -> "Agent":
-        """Load the VQA LLM (``agent.vqa_path``), its hit checker when another (``verifier.model_path``),
-        the VSM (``agent.vsm_path``, when ``agent.localizer: vsm``) and the policy (:func:`load_policy`).
-        Missing paths raise InputError."""
+        """Load the VQA LLM (``agent.vqa_path``), its hit checker when another
+        (:func:`seal.vqa.checker.plan_checker`: ``verifier.model_path``, else the one the VQA model's
+        ``verifier.yaml`` names), the VSM (``agent.vsm_path``, when ``agent.localizer: vsm``) and the
+        policy (:func:`load_policy`). Missing paths raise InputError."""
         from seal.vqa import VQAModel
+        from seal.vqa.checker import plan_checker
 
         acfg = cfg.agent
         vqa = VQAModel.load(resolve_dir(acfg.vqa_path, "agent.vqa_path"), device=acfg.device, vwm_config=cfg.vwm)
         policy, note = load_policy(cfg)
-        checker = None
-        if cfg.verifier.enabled and cfg.verifier.model_path:
-            checker = VQAModel.load(resolve_dir(cfg.verifier.model_path, "verifier.model_path"), device=acfg.device,
-                                    vwm_config=cfg.vwm)
+        checker, checker_config = None, None
+        if cfg.verifier.enabled:
+            plan = plan_checker(cfg)
+            checker_config = plan.config
+            if plan.separate:
+                checker = VQAModel.load(plan.path, device=acfg.device, vwm_config=cfg.vwm)
         localizer = None
         if acfg.localizer == "vsm":
             from search.vsm.localizer import load_vsm_localizer
 
             localizer = load_vsm_localizer(resolve_dir(acfg.vsm_path, "agent.vsm_path"), device=acfg.device)
-        return cls(vqa, policy, cfg, localizer, note, checker)
+        return cls(vqa, policy, cfg, localizer, note, checker, checker_config)
 
     # ---- the image ------------------------------------------------------------------------------
     def set_image(self, image: "str | Path | Image.Image", annotation: "str | Path | None" = None,
@@ -152,7 +161,7 @@ class Agent:
             img, path = load_image(image, self.cfg.image.max_pixels), str(image)
         views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path)
         localizer = self._localizer_for(annotation)
-        verifier = hit_checker(self.cfg.verifier, self.cfg.search, localizer, self.verifier)
+        verifier = hit_checker(self.checker_config, self.cfg.search, localizer, self.verifier)
         self.session = SearchSession(localizer, views.source, self.cfg.search, verifier)
         self.views = views
 

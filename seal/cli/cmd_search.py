@@ -58,32 +58,31 @@ LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": 
 
 def load_verifier(args: argparse.Namespace, cfg: Config, localizer: Any) -> Any:
     """The hit checker of ``localizer`` (:func:`seal.vqa.verifier.hit_checker`: the contrast check,
-    then the VQA LLM's) when the ``verifier`` section applies to it; None otherwise.
-    ``--verifier-model DIR`` (else ``verifier.model_path``) must exist; the default ``agent.vqa_path``
-    may be missing (then the VQA LLM does not check, and a note says so)."""
+    then the VQA LLM's) when the ``verifier`` section applies to it; None otherwise. The checking
+    model is :func:`seal.vqa.checker.plan_checker`'s: ``--verifier-model DIR``, ``verifier.model_path``
+    or the checker the VQA model's profile names must exist; the default ``agent.vqa_path`` may be
+    missing (then the VQA LLM does not check, and a note says so)."""
     from seal.vqa.verifier import hit_checker
 
     if not cfg.verifier.applies_to(localizer.name):
         return None
-    return hit_checker(cfg.verifier, cfg.search, localizer, _attribute_verifier(args, cfg))
+    attributes, vcfg = _attribute_verifier(args, cfg)
+    return hit_checker(vcfg, cfg.search, localizer, attributes)
 
 
-def _attribute_verifier(args: argparse.Namespace, cfg: Config) -> Any:
-    from seal.agent.config import find_dir, resolve_dir
+def _attribute_verifier(args: argparse.Namespace, cfg: Config) -> tuple[Any, Any]:
+    """``(AttributeVerifier | None, the verifier section as it is asked)``."""
+    from seal.vqa.checker import plan_checker
 
-    if args.verifier_model:
-        path = resolve_dir(args.verifier_model, "verifier-model")
-    elif cfg.verifier.model_path:
-        path = resolve_dir(cfg.verifier.model_path, "verifier.model_path")
-    else:
-        path = find_dir(cfg.agent.vqa_path)
-        if path is None:
-            print(f"note: no VQA model at {cfg.agent.vqa_path}: the VQA LLM does not check the hits", flush=True)
-            return None
+    plan = plan_checker(cfg, args.verifier_model)
+    if plan.path is None:
+        print(f"note: no VQA model at {cfg.agent.vqa_path}: the VQA LLM does not check the hits", flush=True)
+        return None, plan.config
     from seal.vqa.model import VQAModel
     from seal.vqa.verifier import AttributeVerifier
 
-    return AttributeVerifier.from_config(VQAModel.load(path, vwm_config=cfg.vwm), cfg)
+    vqa = VQAModel.load(plan.path, vwm_config=cfg.vwm)
+    return AttributeVerifier.from_config(vqa, cfg, plan.config), plan.config
 
 
 def default_localizer(args: argparse.Namespace) -> str:
@@ -113,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--annotation", metavar="JSON", help="V*Bench per-sample JSON (target_object + bbox)")
     p.add_argument("--verifier-model", metavar="DIR",
                    help="VQA LLM that checks confident hits (verifier section; default: verifier.model_path, else "
-                        "agent.vqa_path, checkpoints/vqa_tiny, when it exists); --verifier.enabled=false turns the check off")
+                        "the checker agent.vqa_path's verifier.yaml names, checkpoints/vqa_check_tiny, else agent.vqa_path); --verifier.enabled=false turns the check off")
     p.add_argument("--strategy", choices=STRATEGIES, help="expansion order (overrides search.strategy)")
     p.add_argument("--trace-dir", metavar="DIR",
                    help="write trace.json, search_graph.graphml, PNGs, config.yaml and run.json here")

@@ -45,9 +45,12 @@ if TYPE_CHECKING:
 
 
 KNOWN_KINDS = ("color", "pattern", "shape")
-"""The attribute kinds whose words the default ``verifier`` section knows (SynthVStar's). Colour and
-pattern are checked by default (``verifier.kinds``); the shape check ("What is the shape of the
-dotted object?") needs the trained checker (``configs/search_check.yaml``; README "Measured")."""
+"""The attribute kinds whose words the default ``verifier`` section knows (SynthVStar's)."""
+
+DEFAULT_KINDS = ("color", "pattern")
+"""The kinds checked when neither ``verifier.kinds`` nor the checker's ``verifier.yaml`` names them:
+what a VQA model trained to answer (not to check) reads. The shipped checker adds the shape
+("What is the shape of the dotted object?"; :mod:`seal.vqa.checker`, README "Measured")."""
 
 
 def _synth_vocabularies() -> dict[str, list[str]]:
@@ -72,12 +75,14 @@ class VerifierConfig:
     """Check the search's confident hits with the VQA LLM (``seal ask`` / ``seal search`` / evaluation)."""
     model_path: str | None = None
     """The VQA LLM that checks (a checkpoint directory, looked up as ``agent.vqa_path`` is); None =
-    the answering model (``agent.vqa_path``). ``seal search --verifier-model DIR`` overrides it."""
+    the checker the answering model's ``verifier.yaml`` names, else the answering model itself
+    (:mod:`seal.vqa.checker`). ``seal search --verifier-model DIR`` overrides it."""
     crop_scale: float | None = None
-    """Region side / box side of the checked crop; None = ``vwm.crop_scale`` (the answer layout's).
-    A checker trained on other crops is asked with those."""
+    """Region side / box side of the checked crop; None = the checker's ``verifier.yaml``, else
+    ``vwm.crop_scale`` (the answer layout's). A checker trained on other crops is asked with those."""
     min_context_px: int | None = None
-    """Minimum region side of the checked crop (full-image px); None = ``vwm.min_context_px``."""
+    """Minimum region side of the checked crop (full-image px); None = the checker's
+    ``verifier.yaml``, else ``vwm.min_context_px``."""
     localizers: list[str] = field(default_factory=lambda: ["vsm"])
     """Localizers whose hits are checked (the ``oracle`` simulates ground truth: left unchecked, so
     the simulation figures stay what they measure)."""
@@ -87,13 +92,12 @@ class VerifierConfig:
     """Attribute kind -> question about ``{name}`` (the noun)."""
     replies: dict[str, str] = field(default_factory=lambda: _synth_templates("reply"))
     """Attribute kind -> reply sentence with ``{name}`` and ``{value}``."""
-    kinds: list[str] = field(default_factory=lambda: ["color", "pattern"])
-    """The attribute kinds that are checked (the others' words are still known, e.g. as the noun).
-    The answering tiny VQA model reads colours and patterns; the shape needs the trained checker
-    (``configs/search_check.yaml``)."""
-    noun_kinds: list[str] = field(default_factory=list)
+    kinds: list[str] | None = None
+    """The attribute kinds that are checked (the others' words are still known, e.g. as the noun);
+    None = the checker's ``verifier.yaml``, else :data:`DEFAULT_KINDS`."""
+    noun_kinds: list[str] | None = None
     """Kinds whose word is the name's head noun: asking them names the object by its other words
-    plus ``placeholder_noun``."""
+    plus ``placeholder_noun``; None = the checker's ``verifier.yaml``, else none."""
     placeholder_noun: str = "object"
     contrast: dict[str, list[str]] = field(default_factory=dict)
     """Kind -> values the search model itself checks before the VQA LLM does
@@ -142,13 +146,20 @@ class VerifierConfig:
         if self.contrast_margin <= 0 or not 0.5 <= self.contrast_window <= 4.0:
             raise ConfigError(f"verifier.contrast_margin / contrast_window: expected > 0 / 0.5..4 leaf sides, found "
                               f"{self.contrast_margin} / {self.contrast_window}")
-        self.kinds = [str(k) for k in self.kinds]
-        if not self.kinds or not set(self.kinds) <= set(self.attributes):
+        if self.kinds is not None:
+            self.kinds = [str(k) for k in self.kinds]
+        if not self.checked_kinds or not set(self.checked_kinds) <= set(self.attributes):
             raise ConfigError(f"verifier.kinds: expected attribute kinds ({sorted(self.attributes)}), found {self.kinds}")
-        self.noun_kinds = [str(k) for k in self.noun_kinds]
-        if not set(self.noun_kinds) <= set(self.attributes) or not self.placeholder_noun.strip():
+        if self.noun_kinds is not None:
+            self.noun_kinds = [str(k) for k in self.noun_kinds]
+        if not set(self.noun_kinds or ()) <= set(self.attributes) or not self.placeholder_noun.strip():
             raise ConfigError(f"verifier.noun_kinds: expected attribute kinds ({sorted(self.attributes)}) and a "
                               f"placeholder_noun, found {self.noun_kinds} / {self.placeholder_noun!r}")
+
+    @property
+    def checked_kinds(self) -> list[str]:
+        """``kinds``, or :data:`DEFAULT_KINDS` when unset."""
+        return list(DEFAULT_KINDS) if self.kinds is None else self.kinds
 
     def checks(self, name: str) -> list[tuple[str, str, str]]:
         """``[(kind, word, asked_name), ...]``: each word of ``name`` of a checked kind (``kinds``) and
@@ -159,12 +170,12 @@ class VerifierConfig:
         words = name.lower().split()
         out = []
         for i, w in enumerate(words):
-            if kind_of.get(w) not in self.kinds:
+            if kind_of.get(w) not in self.checked_kinds:
                 continue
             rest = words[:i] + words[i + 1:]
             if not rest:
                 continue
-            asked = " ".join(rest + [self.placeholder_noun] if kind_of[w] in self.noun_kinds else rest)
+            asked = " ".join(rest + [self.placeholder_noun] if kind_of[w] in (self.noun_kinds or ()) else rest)
             out.append((kind_of[w], w, asked))
         return out
 
@@ -190,10 +201,11 @@ class AttributeVerifier:
         self._stats = VerifierStats()
 
     @classmethod
-    def from_config(cls, vqa: "VQAModel", cfg: "Config") -> "AttributeVerifier":
-        """The check by ``vqa`` as the root config sets it (``verifier`` section; the global view at
+    def from_config(cls, vqa: "VQAModel", cfg: "Config", verifier: VerifierConfig | None = None) -> "AttributeVerifier":
+        """The check by ``vqa`` as the root config sets it (``verifier``: default ``cfg.verifier``,
+        or the plan's resolved section, :func:`seal.vqa.checker.plan_checker`; the global view at
         ``vision_budget``'s full level, token counts from the model's processor)."""
-        return cls(vqa, cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
+        return cls(vqa, verifier or cfg.verifier, VisionBudget(cfg.vision_budget, vqa.processor))
 
     def set_image(self, image: "ImageSource") -> None:
         self._image = image.image
