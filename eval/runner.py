@@ -179,7 +179,9 @@ def prediction_record(sample: VStarSample, result: Any, seconds: float) -> dict:
         "listed": _listed(result),
         "option_scores": None if getattr(result, "option_scores", None) is None
         else [round(float(s), 6) for s in result.option_scores],
-        "search": [{"target": r.target, "found": bool(r.found), "nodes_visited": int(r.nodes_visited)}
+        "search": [{"target": r.target, "found": bool(r.found), "nodes_visited": int(r.nodes_visited),
+                    "box_xyxy": [round(float(v), 1) for v in r.box_xyxy] if r.found else None,
+                    "score": round(float(r.score), 4)}
                    for r in (getattr(result, "search", None) or [])],
         "vision_tokens": int(ledger.vision_tokens), "llm_calls": int(ledger.llm_calls),
         "search_calls": int(ledger.search_calls), "seconds": round(seconds, 6),

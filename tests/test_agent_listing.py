@@ -1,5 +1,6 @@
 """``agent.list_targets_above``: in FULL vision, a greedy answer from the global view gives way to the
-refusal (its prefix forced) when the refusal was probable enough; and the VQA model's forced prefix."""
+refusal (its prefix forced): always (0, the default), when the refusal was probable enough, or never
+(null); and the VQA model's forced prefix."""
 
 import pytest
 
@@ -25,16 +26,20 @@ def test_forced_prefix_and_refusal_probability(vqa):
 def test_full_vision_lists_the_targets_anyway_above_the_threshold(vqa, tmp_path):
     image, annotation = write_scene(tmp_path)
     runs = {}
-    for threshold in ("0.0", "0.0000001", "1.0"):  # as written in YAML
+    for threshold in ("null", "0.0", "0.0000001", "1.0"):  # as written in YAML
         agent = make_agent(vqa, f"agent.list_targets_above={threshold}")
         agent.set_image(image, annotation)
         runs[threshold] = agent.ask(OTHER_QUESTION, force_action="full")
-    off, low, high = runs["0.0"], runs["0.0000001"], runs["1.0"]
+    off, always, low, high = runs["null"], runs["0.0"], runs["0.0000001"], runs["1.0"]
     assert not off.targets and not high.targets  # answered from the view
     assert not any(e["type"] == "listed_anyway" for e in off.events + high.events)
     assert high.ledger.llm_calls == off.ledger.llm_calls + 1  # the probe only
-    assert any(e["type"] == "listed_anyway" for e in low.events)
-    assert low.targets and len(low.search) == len(low.targets)  # whatever the model lists is searched
+    for run in (always, low):
+        listed = [e for e in run.events if e["type"] == "listed_anyway"]
+        assert listed and run.targets and len(run.search) == len(run.targets)  # whatever it lists is searched
+    assert [e["refusal_probability"] for e in always.events if e["type"] == "listed_anyway"] == [None]  # no probe
+    assert always.targets == low.targets
+    assert low.ledger.llm_calls - always.ledger.llm_calls == 1
 
 
 def test_threshold_must_be_a_probability():

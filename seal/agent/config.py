@@ -35,12 +35,14 @@ class AgentConfig:
     (recorded in every result, with whether it was used and why not)."""
     text_pass_options: bool = False
     """Show the options (``(A) ...`` lines) in the text-only pass; False = the question alone."""
-    list_targets_above: float = 0.0
-    """FULL vision: when the greedy reply on the global view answers, but the refusal's first token
-    had at least this probability (:meth:`VQAModel.refusal_probability`), the refusal is generated
-    anyway (its fixed prefix forced) and the targets it lists are searched; 0 = off (the default).
-    The tiny VQA model answers about 1 in 9 V*-style questions from a global view on which the target
-    is not legible, mostly wrong (README "Measured")."""
+    list_targets_above: float | None = 0.0
+    """FULL vision: when the greedy reply on the global view answers instead of refusing, the
+    refusal is generated anyway (its fixed prefix forced) and the targets it lists are searched,
+    if the refusal's first token had at least this probability (:meth:`VQAModel.refusal_probability`,
+    one more forward); 0 (the default) = always, without the probe; null = never (the reference: only
+    the model's own refusal lists targets). Chosen on the validation suites (README "Measured",
+    item 16): the tiny VQA model answers about 1 in 8 V*-style questions from a global view on which
+    the target is not legible, mostly wrong, and no threshold separated them from the others."""
     search_targets_cap: int = 4
     """At most this many listed targets are searched per question (in the listed order); the
     rest are recorded as skipped."""
@@ -61,8 +63,9 @@ class AgentConfig:
             raise ConfigError(f"agent.localizer: expected 'vsm' or 'oracle', found {self.localizer!r}")
         if self.answer_protocol not in ("likelihood", "letter"):
             raise ConfigError(f"agent.answer_protocol: expected 'likelihood' or 'letter', found {self.answer_protocol!r}")
-        if not 0.0 <= self.list_targets_above <= 1.0:
-            raise ConfigError(f"agent.list_targets_above: expected a probability 0..1, found {self.list_targets_above}")
+        if self.list_targets_above is not None and not 0.0 <= self.list_targets_above <= 1.0:
+            raise ConfigError(f"agent.list_targets_above: expected a probability 0..1 or null, found "
+                              f"{self.list_targets_above}")
         for name in ("max_new_tokens", "search_targets_cap", "oracle_tokens_per_patch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"agent.{name}: expected >= 1, found {getattr(self, name)}")

@@ -306,7 +306,7 @@ class Agent:
         q.ledger.llm_calls += 1
         q.ledger.generated_tokens += self._generated(free)
         targets = parse_missing_targets(free)
-        if targets is None and self.acfg.list_targets_above > 0:
+        if targets is None and self.acfg.list_targets_above is not None:
             free, targets = self._list_anyway(q, view, free)
         if targets is None:
             answer = (free, None, None) if q.options is None else self._answer(q, view, None)
@@ -323,17 +323,20 @@ class Agent:
         return free, targets, skipped, results, vwm, self._answer(q, None, vwm)
 
     def _list_anyway(self, q: "_Question", view: Image.Image, free: str) -> tuple[str, list[str] | None]:
-        """``agent.list_targets_above``: the refusal generated with its prefix forced when it was
-        probable enough; ``(free, None)`` otherwise."""
+        """``agent.list_targets_above``: the refusal generated with its prefix forced (always at 0;
+        else when it was probable enough); ``(free, None)`` otherwise."""
+        threshold = self.acfg.list_targets_above
         with q.ledger.stage("free_answer"):
-            p = self.vqa.refusal_probability(view, q.question)
-            q.ledger.llm_calls += 1
-            if p < self.acfg.list_targets_above:
-                return free, None
+            p = None
+            if threshold:
+                p = self.vqa.refusal_probability(view, q.question)
+                q.ledger.llm_calls += 1
+                if p < threshold:
+                    return free, None
             listed = self.vqa.answer(view, q.question, None, self.acfg.max_new_tokens, prefix=REFUSAL_PREFIX)
         q.ledger.llm_calls += 1
         q.ledger.generated_tokens += self._generated(listed)
-        q.emit({"type": "listed_anyway", "answer": free, "refusal_probability": round(p, 4)})
+        q.emit({"type": "listed_anyway", "answer": free, "refusal_probability": None if p is None else round(p, 4)})
         return listed, parse_missing_targets(listed)
 
     # ---- search and memory ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ file: it answers and checks itself, with the answer layout's crops, as before th
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,7 @@ def plan_checker(cfg: "Config", model_dir: str | Path | None = None) -> CheckerP
     elif cfg.verifier.model_path:
         path, source = resolve_dir(cfg.verifier.model_path, "verifier.model_path"), "verifier.model_path"
     elif answering is not None and "model_path" in read_profile(answering):
-        named = answering / read_profile(answering)["model_path"]
+        named = Path(os.path.normpath(answering / read_profile(answering)["model_path"]))
         source = str(answering / PROFILE)
         if not named.is_dir():
             raise InputError(f"{source}: model_path {named} is not a directory; restore it or set verifier.model_path")
