@@ -78,3 +78,28 @@ def test_asking_config_fills_only_unset_fields(tmp_path):
     assert filled.checks("red ring") == [("color", "red", "ring"), ("shape", "ring", "red object")]
     kept = asking_config(VerifierConfig(kinds=["color"], noun_kinds=[]), checker)
     assert (kept.kinds, kept.noun_kinds) == (["color"], [])
+
+
+CHECKER_RECIPE = ["vqa_tiny.yaml", "vqa_tiny_ft.yaml", "vqa_tiny_rel.yaml", "vqa_tiny_check.yaml",
+                  "vqa_check_tiny.yaml", "vqa_check_tight.yaml"]
+
+
+def test_the_checker_recipe_exports_the_shipped_profile(tmp_path):
+    """The documented checker recipe writes the profile the shipped checker carries (its crops from
+    the recipe's vwm section); the answering model's recipe writes none."""
+    from seal.agent.config import PROJECT_ROOT
+    from training.vqa_recipe import write_checker_profile
+
+    train = PROJECT_ROOT / "configs" / "train"
+    cfg = load([train / f for f in CHECKER_RECIPE])
+    assert write_checker_profile(tmp_path, cfg) == tmp_path / PROFILE
+    assert read_profile(tmp_path) == read_profile(PROJECT_ROOT / "checkpoints" / "vqa_check_tiny")
+    answering = load([train / f for f in CHECKER_RECIPE[:4]])
+    assert write_checker_profile(tmp_path / "none", answering) is None
+
+
+@pytest.mark.parametrize("fields, match", [(["vqa_train.checker_kinds=[size]"], "verifier.kinds"),
+                                           (["vqa_train.checker_noun_kinds=[shape]"], "checker_kinds")])
+def test_checker_recipe_fields_are_checked(fields, match):
+    with pytest.raises(ConfigError, match=match):
+        load([], fields)

@@ -55,12 +55,25 @@ class VQATrainConfig:
     attribute_balanced: bool = False
     """Weigh the object and background cells of that loss equally
     (:func:`search.vsm.losses.attribute_cross_entropy`); the shipped model used plain cross-entropy."""
+    checker_kinds: list[str] | None = None
+    """A recipe that trains a hit checker names the attribute kinds it taught: the export then
+    holds the checker profile ``verifier.yaml`` (:mod:`seal.vqa.checker`) with these kinds, the
+    ``vwm`` section's crop (``crop_scale``, ``min_context_px``: the crops it trained on) and
+    ``checker_noun_kinds``; None = no profile (an answering model, asked with the defaults)."""
+    checker_noun_kinds: list[str] = field(default_factory=list)
+    """The profile's ``noun_kinds`` (the kinds asked about "the dotted object")."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
             raise ConfigError(f"vqa_train.vocab_size: expected >= 300, found {self.vocab_size}")
         if not self.export_dir:
             raise ConfigError("vqa_train.export_dir: expected a directory, found an empty string")
+        if self.checker_kinds is not None or self.checker_noun_kinds:
+            from seal.vqa.verifier import VerifierConfig
+
+            VerifierConfig(kinds=self.checker_kinds, noun_kinds=list(self.checker_noun_kinds))  # raises on unknown kinds
+            if self.checker_kinds is None:
+                raise ConfigError("vqa_train.checker_noun_kinds: needs vqa_train.checker_kinds")
         if self.attribute_loss < 0 or (self.attribute_loss > 0 and not self.data.attribute_maps):
             raise ConfigError(f"vqa_train.attribute_loss: expected >= 0, and data.attribute_maps on when > 0; "
                               f"found {self.attribute_loss} / {self.data.attribute_maps}")
@@ -147,7 +160,26 @@ def export(model, processor, cfg: "Config", out_dir: Path, command: list[str] | 
 
     export_dir = Path(cfg.vqa_train.export_dir)
     save_llava(model.eval(), processor, export_dir, cfg.vqa_train.backbone)
+    write_checker_profile(export_dir, cfg)
     return finish_export(export_dir, cfg, out_dir, command)
+
+
+def write_checker_profile(export_dir: Path, cfg: "Config") -> Path | None:
+    """``export_dir/verifier.yaml`` for a checker recipe (``vqa_train.checker_kinds`` set): how the
+    exported model must be asked, as it was trained. None (and nothing written) otherwise."""
+    import yaml
+
+    from seal.vqa.checker import PROFILE
+
+    vt = cfg.vqa_train
+    if vt.checker_kinds is None:
+        return None
+    profile = {"crop_scale": cfg.vwm.crop_scale, "min_context_px": cfg.vwm.min_context_px,
+               "kinds": list(vt.checker_kinds), "noun_kinds": list(vt.checker_noun_kinds)}
+    path = export_dir / PROFILE
+    header = "# Checker profile written by the VQA recipe (vqa_train.checker_kinds; crops: its vwm section).\n"
+    path.write_text(header + yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
