@@ -51,7 +51,8 @@ def run_metrics(records: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> d
     Returns a flat dict: ``n``, ``accuracy`` (micro), ``accuracy_ci_low`` / ``accuracy_ci_high``
     (95 % bootstrap), ``action_rate_no|coarse|full``, ``avg_cost`` (mean vision tokens per question),
     ``latency`` (mean s/question), ``latency_p50``, ``mem`` (peak RSS MB over the run),
-    ``fallback_rate`` and one ``acc_<category>`` per category (sorted by name).
+    ``fallback_rate``, ``escalation_rate`` (COARSE decisions escalated to FULL; their action is
+    ``full``) and one ``acc_<category>`` per category (sorted by name).
     """
     if not records:
         raise ValueError("no prediction records to aggregate")
@@ -67,6 +68,7 @@ def run_metrics(records: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> d
     out["latency_p50"] = float(np.median(seconds))
     out["mem"] = float(max(float(r.get("peak_rss_mb") or 0.0) for r in records))
     out["fallback_rate"] = float(np.mean([bool(r.get("fallback_fired")) for r in records]))
+    out["escalation_rate"] = float(np.mean([bool(r.get("escalated")) for r in records]))
     for category in sorted({r["category"] for r in records}):
         hits = [bool(r["correct"]) for r in records if r["category"] == category]
         out[category_column(category)] = sum(hits) / len(hits)

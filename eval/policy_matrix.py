@@ -54,7 +54,7 @@ def run_policy(bench: Path, out: Path, policy: str, extra: list[str], limit: int
 
 def summarize(records: list[dict]) -> dict:
     """:func:`eval.metrics.run_metrics` (accuracy, cost, action rates, ...) plus accuracy per tag and
-    median seconds per action."""
+    median seconds per action (COARSE decisions escalated to FULL under their own key, ``coarse>full``)."""
     from eval.metrics import run_metrics
 
     metrics = run_metrics(records)
@@ -62,7 +62,8 @@ def summarize(records: list[dict]) -> dict:
     seconds: dict[str, list[float]] = {}
     for r in records:
         by_tag.setdefault(r.get("tag") or "untagged", []).append(bool(r["correct"]))
-        seconds.setdefault(r["action"], []).append(float(r["seconds"]))
+        action = "coarse>full" if r.get("escalated") else r["action"]
+        seconds.setdefault(action, []).append(float(r["seconds"]))
     return {
         **metrics,
         "action_rates": {a: metrics[f"action_rate_{a}"] for a in ("no", "coarse", "full")},
@@ -107,6 +108,8 @@ def markdown(table: dict[str, dict[str, dict]]) -> str:
     for suite, rows in table.items():
         for policy, s in rows.items():
             rates = " / ".join(f"{s['action_rates'][a]:.2f}" for a in ("no", "coarse", "full"))
+            if s.get("escalation_rate"):
+                rates += f" ({s['escalation_rate']:.2f} escalated)"
             tags = ", ".join(f"{t} {v:.2f}" for t, v in s["accuracy_by_tag"].items())
             secs = ", ".join(f"{a} {v:.2f}" for a, v in s["median_seconds_by_action"].items())
             acc_ratio = s.get("accuracy_vs_full")

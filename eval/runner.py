@@ -174,6 +174,7 @@ def prediction_record(sample: VStarSample, result: Any, seconds: float) -> dict:
         "correct": result.answer_index == sample.answer, "action": result.action,
         "reason": result.reason, "policy": getattr(result, "policy", None),
         "fallback_fired": bool(getattr(decision, "fallback_fired", False)),
+        "escalated": getattr(result, "escalation", None) is not None,
         "probs": list(map(float, decision.probs)) if decision is not None else None,
         "targets": list(result.targets or []),
         "listed": _listed(result),

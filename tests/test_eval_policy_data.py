@@ -60,6 +60,8 @@ def test_collect_then_train_policy(vqa_dir, tmp_path):
     # full >= coarse > no (the tiny processor's fixed 32 px input makes coarse and full cost the same)
     assert np.all(data.costs[:, 2] >= data.costs[:, 1]) and np.all(data.costs[:, 1] > 0)
     assert np.all(np.isfinite(data.task_loss)) and np.all(data.task_loss >= 0)
+    assert data.coarse_margin is not None and np.all(data.coarse_margin >= 0)  # what the escalation replays
+    assert summary["train"]["escalation"]["margin_threshold"] == cfg.policy.escalation_margin_threshold
     assert data.entropy is not None and list(data.ids) == [s.question_id for s in read_vstar(tmp_path / "synth_train")]
     assert (ckpt / "head.safetensors").is_file() and (ckpt / "head.json").is_file()
     assert json.loads((ckpt / "policy_config.json").read_text())["lambda_cost"] == cfg.policy.lambda_cost

@@ -51,7 +51,7 @@ def synthetic(n=300, types=(A, B, C), seed=0):
 
 def fit(data, **kw):
     base = dict(hidden_dim=32, dropout=0.0, stage1_steps=50, stage2_steps=400, batch_size=64, lr=1e-2,
-                log_every=100)
+                log_every=100, escalation_margin_threshold=None)  # no coarse margins in these data
     return train_policy(PolicyConfig(**{**base, **kw}), data)
 
 
@@ -125,7 +125,8 @@ def test_training_is_deterministic_per_seed():
 def test_train_from_npz_writes_a_loadable_head(tmp_path):
     kind, data = synthetic(n=200)
     path = save_policy_data(tmp_path / "train.npz", data)
-    cfg = PolicyConfig(hidden_dim=16, dropout=0.0, stage1_steps=10, stage2_steps=30, lr=1e-2, log_every=10)
+    cfg = PolicyConfig(hidden_dim=16, dropout=0.0, stage1_steps=10, stage2_steps=30, lr=1e-2, log_every=10,
+                       escalation_margin_threshold=None)
     result = train_policy(cfg, path, tmp_path / "run")
     out = tmp_path / "run"
     assert {"head.safetensors", "head.json", "policy_config.json", "train_log.jsonl", "train_summary.json"} <= \

@@ -10,7 +10,9 @@ question (see :mod:`seal.policy.data` for the file format):
   the mean option log-likelihoods; letter protocol: the letter probabilities);
 - ``correct`` (3,): the chosen option was the correct one;
 - ``costs`` (3,): measured vision tokens (the ledger), NO = 0;
-- ``entropy`` / ``margin`` of the text pass, ``ids`` the question ids.
+- ``entropy`` / ``margin`` of the text pass, ``ids`` the question ids;
+- ``coarse_margin``: top-1 minus top-2 option score of the COARSE answer (what the COARSE -> FULL
+  escalation of :mod:`seal.policy.escalation` reads; training replays it on these columns).
 
 The benchmark is generated (``seal bench synth --split train --suite mixed``) when ``bench_dir``
 has none, so train questions never share a scene with the val / test splits. Whatever VQA / VSM
@@ -90,12 +92,14 @@ def collect_policy_data(agent: Any, samples: Sequence[Any], protocol: str, progr
 
     from eval.runner import sample_annotation
     from seal.policy.data import PolicyData
+    from seal.policy.escalation import option_margin
 
     n = len(samples)
     if n == 0:
         raise InputError("no questions to collect policy data from")
     feats, loss, correct, costs = [], np.zeros((n, 3), np.float32), np.zeros((n, 3), bool), np.zeros((n, 3), np.float32)
     entropy, margin = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    coarse_margin = np.full(n, np.nan, np.float32)
     for i, sample in enumerate(tqdm(samples, desc="policy data", unit="q", file=sys.stderr, disable=not progress)):
         agent.set_image(sample.image, annotation=sample_annotation(sample))
         for col, action in enumerate(FORCED_ACTIONS):
@@ -105,11 +109,14 @@ def collect_policy_data(agent: Any, samples: Sequence[Any], protocol: str, progr
             loss[i, col] = option_nll(res.option_scores, sample.answer, protocol, res.answer_index)
             correct[i, col] = res.answer_index == sample.answer
             costs[i, col] = 0.0 if action == "no" else float(res.ledger.vision_tokens)
+            if action == "coarse" and res.option_scores is not None:
+                coarse_margin[i] = option_margin(res.option_scores)
             if col == 0:
                 feats.append(np.asarray(res.decision.features, dtype=np.float32).reshape(-1))
                 entropy[i], margin[i] = res.text_pass["entropy"], res.text_pass["margin"]
     return PolicyData(features=np.stack(feats), task_loss=loss, correct=correct, costs=costs, entropy=entropy,
-                      margin=margin, ids=np.array([s.question_id for s in samples], dtype=str))
+                      margin=margin, ids=np.array([s.question_id for s in samples], dtype=str),
+                      coarse_margin=coarse_margin)
 
 
 def option_nll(scores: Sequence[float] | None, gold: int, protocol: str, chosen: int | None) -> float:

@@ -8,7 +8,8 @@ Per question (:meth:`Agent.ask`), read top to bottom:
    or baseline, with its fallback) picks NO / COARSE / FULL; ``force_action`` overrides it (and
    says so in the reason).
 3. **NO**: answer from the text-only prompt (the cached prompt when it is the same one).
-   **COARSE**: answer from the global view at the coarse budget.
+   **COARSE**: answer from the global view at the coarse budget; a learned COARSE decision whose
+   answer is unsure (:mod:`seal.policy.escalation`) escalates to FULL, both views booked.
    **FULL**: the global view at the full budget; the model first replies freely. If the reply is the
    "missing objects" refusal, each listed target (put in the order the question names them, the
    VWM order training used; up to ``agent.search_targets_cap``) is searched
@@ -200,12 +201,17 @@ class Agent:
         decision, action, reason = self._decide(q, state, force_action)
         reuse = {"enabled": self.acfg.cache_reuse, "used": False,
                  "note": "vision actions put the image before the question; nothing of the text pass is reused"}
-        free, targets, skipped, results, vwm = None, [], [], [], None
+        free, targets, skipped, results, vwm, escalation = None, [], [], [], None, None
         if action == "no":
             answer, index, scores, reuse = self._answer_without_vision(q, state)
         elif action == "coarse":
             view = self._global_view(q, "coarse")
             answer, index, scores = self._answer(q, view, None)
+            escalation = None if force_action is not None else self._escalation(q, answer, scores)
+            if escalation is not None:
+                action, reason = "full", f"{reason}; {escalation}"
+                view = self._global_view(q, "full")
+                free, targets, skipped, results, vwm, (answer, index, scores) = self._full(q, view)
         else:
             view = self._global_view(q, "full")
             free, targets, skipped, results, vwm, (answer, index, scores) = self._full(q, view)
@@ -220,7 +226,7 @@ class Agent:
             text_pass={"entropy": state.output.entropy, "margin": state.output.margin},
             targets=targets, search=results, vwm=vwm, ledger=q.ledger, events=q.events,
             option_scores=scores, cache_reuse=reuse, free_answer=free, policy=self.policy.name,
-            skipped_targets=skipped)
+            skipped_targets=skipped, escalation=escalation)
 
     def _text_pass(self, q: "_Question") -> CachedTextPass:
         tp_options = q.options if self.acfg.text_pass_options else None
@@ -248,6 +254,17 @@ class Agent:
                 "fallback_fired": decision.fallback_fired, "forced": force_action is not None,
                 "policy": self.policy.name})
         return decision, action, reason
+
+    def _escalation(self, q: "_Question", answer: str, scores: list[float] | None) -> str | None:
+        """The policy's COARSE -> FULL escalation note for this coarse answer, or None (it stands)."""
+        rule = self.policy.escalation
+        if rule is None:
+            return None
+        refused = q.options is None and parse_missing_targets(answer) is not None
+        note = rule.check(scores, refused)
+        if note is not None:
+            q.emit({"type": "escalation", "from": "coarse", "to": "full", "answer": answer, "reason": note})
+        return note
 
     def _global_view(self, q: "_Question", level: str) -> Image.Image:
         with q.ledger.stage("global_view"):

@@ -23,7 +23,8 @@ class AgentResult:
         answer: the chosen option's text, or the free-form answer without options.
         answer_index: index of the chosen option, or None.
         option_scores: per option, the protocol's score (likelihood: mean log-prob; letter: prob).
-        action: ``"no" | "coarse" | "full"``, the action run (forced or decided).
+        action: ``"no" | "coarse" | "full"``, the action run (forced or decided; ``full`` after an
+            escalation).
         decision: the policy's :class:`~seal.policy.policy.Decision` (before any forcing).
         reason: why this action (the decision's reason, or the forcing note + the decision's reason).
         text_pass: ``{"entropy", "margin"}`` of the text-only pass.
@@ -37,6 +38,7 @@ class AgentResult:
         cache_reuse: ``{"enabled", "used", "note"}``: the text pass's KV cache reuse.
         free_answer: the FULL action's first free-form reply (the refusal, when it refused), or None.
         policy: the policy's name (``learned`` or a baseline).
+        escalation: why a COARSE decision escalated to FULL (:mod:`seal.policy.escalation`), or None.
     """
 
     question: str
@@ -57,6 +59,7 @@ class AgentResult:
     free_answer: str | None = None
     policy: str = ""
     skipped_targets: list[str] = field(default_factory=list)
+    escalation: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready summary (boxes in full-image pixels; no events: see :attr:`events`)."""
@@ -74,6 +77,7 @@ class AgentResult:
             "free_answer": self.free_answer,
             "targets": list(self.targets),
             "skipped_targets": list(self.skipped_targets),
+            "escalation": self.escalation,
             "search": [{"target": r.target, "found": bool(r.found),
                         "box_xyxy": box_list(r.box_xyxy) if r.found else None,
                         "nodes_visited": int(r.nodes_visited), "score": round(float(r.score), 4),

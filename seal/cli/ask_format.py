@@ -63,6 +63,10 @@ class EventPrinter:
                 f"  ({ev.get('policy', '')}: {p}){extra}",
                 f"           why: {ev.get('reason', '')}"]
 
+    def _escalation(self, ev: dict) -> list[str]:
+        return [f"{self.c('escalate', 'bold')}   {self.c('coarse -> full', 'yellow')}: the coarse view answered "
+                f"{ev.get('answer', '')!r}; {ev.get('reason', '')}"]
+
     def _refusal(self, ev: dict) -> list[str]:
         lines = [f"{self.c('missing', 'bold')}    the model cannot see: "
                  + (", ".join(self.c(t, 'cyan') for t in ev["targets"]) or "(nothing usable)")]

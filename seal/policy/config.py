@@ -63,6 +63,14 @@ class PolicyConfig:
     fallback_action: Literal["coarse", "full"] = "full"
     """The action a fired fallback escalates NO_VISION to."""
 
+    # ---- COARSE -> FULL escalation (seal.policy.escalation) ------------------------------------
+    escalation_margin_threshold: float | None = 0.5
+    """A COARSE decision of the learned head escalates to FULL when the coarse answer's top-1 option
+    score leads the second by less than this (likelihood protocol: mean log-likelihood, nats per
+    token), or when a free-form coarse reply is the missing-objects refusal; null = never. Training
+    replays it on the recorded coarse margins. Baselines and forced actions never escalate. Chosen
+    on the validation suites (README "Measured", item 17)."""
+
     # ---- loss ----------------------------------------------------------------------------------
     lambda_cost: float = 0.05
     """Weight of the expected normalised vision cost (the accuracy/cost trade-off; sweep for Pareto)."""
@@ -120,6 +128,9 @@ class PolicyConfig:
             raise ConfigError(f"policy.fallback_entropy_threshold: expected >= 0, found {self.fallback_entropy_threshold}")
         if not 0.0 <= self.fallback_margin_threshold <= 1.0:
             raise ConfigError(f"policy.fallback_margin_threshold: expected 0..1, found {self.fallback_margin_threshold}")
+        threshold = self.escalation_margin_threshold
+        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+            raise ConfigError(f"policy.escalation_margin_threshold: expected a finite value >= 0 or null, found {threshold}")
         if binary and self.fallback_mode != "none" and self.fallback_action == "coarse":
             raise ConfigError("policy.fallback_action: coarse needs action_space: ternary")
         for name in ("lambda_cost", "lambda_cal", "cost_normalizer", "weight_decay"):

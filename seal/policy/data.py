@@ -14,6 +14,8 @@ costs           (N, 3)|(3,) float32  measured vision tokens of each action (NO c
 entropy         (N,)        float32  optional: text-pass entropy, nats (needed by thresholds)
 margin          (N,)        float32  optional: text-pass top-1 minus top-2 probability
 ids             (N,)        str      optional: question ids
+coarse_margin   (N,)        float32  optional: top-1 minus top-2 option score of the COARSE answer
+                                     (NaN = free-form); needed by the COARSE -> FULL escalation
 ==============  ==========  =======  ==========================================================
 
 A binary policy only reads the NO and FULL columns, so COARSE may be all NaN for it.
@@ -31,7 +33,7 @@ from seal.errors import InputError
 from seal.policy.actions import N_ACTIONS, Action
 
 REQUIRED = ("features", "task_loss", "correct", "costs")
-OPTIONAL = ("entropy", "margin", "ids")
+OPTIONAL = ("entropy", "margin", "ids", "coarse_margin")
 
 
 @dataclass
@@ -44,6 +46,7 @@ class PolicyData:
     entropy: np.ndarray | None = None
     margin: np.ndarray | None = None
     ids: np.ndarray | None = None
+    coarse_margin: np.ndarray | None = None
     source: str | None = None
     """File the data came from (named in errors)."""
 
@@ -63,7 +66,7 @@ class PolicyData:
         for key in ("task_loss", "correct", "costs"):
             if getattr(self, key).shape != (n, N_ACTIONS):
                 self._fail(f"{key}: expected shape ({n}, 3) [no, coarse, full], found {getattr(self, key).shape}")
-        for key in ("entropy", "margin", "ids"):
+        for key in OPTIONAL:
             value = getattr(self, key)
             if value is None:
                 continue

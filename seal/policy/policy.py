@@ -2,6 +2,8 @@
 
     text pass -> PolicyInputs -> chooser (the learned VoWHead, argmax; or a fixed baseline)
               -> fallback (NO_VISION may escalate when the text pass is unsure) -> Decision
+    (the agent, after a learned COARSE decision: the coarse answer may escalate to FULL,
+     :mod:`seal.policy.escalation`)
 
 Every decision says why (``reason``), e.g.
 ``"p(full)=0.91 > p(no)=0.06, p(coarse)=0.03; entropy 2.300, margin 0.050"`` and, when the fallback
@@ -19,6 +21,7 @@ from seal.errors import ConfigError
 from seal.policy.actions import ALL_ACTIONS, N_ACTIONS, Action
 from seal.policy.baselines import Chooser, Choices, make_baseline
 from seal.policy.config import PolicyConfig
+from seal.policy.escalation import Escalation
 from seal.policy.fallback import Fallback
 from seal.policy.features import PolicyInputs, TextPass
 
@@ -79,12 +82,16 @@ class LearnedChooser:
 
 
 class ValuePolicy:
-    """A chooser (learned or fixed) plus the fallback rule."""
+    """A chooser (learned or fixed) plus the fallback rule and, for the learned head, the COARSE ->
+    FULL escalation (:attr:`escalation`, applied by the agent once the coarse view has answered)."""
 
     def __init__(self, cfg: PolicyConfig, chooser: Chooser) -> None:
         self.cfg = cfg
         self.chooser = chooser
         self.fallback = Fallback.from_config(cfg)
+        threshold = cfg.escalation_margin_threshold
+        learned = isinstance(chooser, LearnedChooser) and cfg.action_space == "ternary"
+        self.escalation = Escalation(threshold) if learned and threshold is not None else None
 
     @classmethod
     def from_config(cls, cfg: PolicyConfig, head: "VoWHead | None" = None) -> "ValuePolicy":

@@ -7,6 +7,10 @@ the VQA model's task loss, correctness and measured vision tokens, so training n
    baseline's action, e.g. ``always_full``, or ``oracle`` = the cheapest action that answered right).
 2. ``stage2_steps`` of ``task + lambda_cost * cost + lambda_cal * calibration`` (:class:`PolicyLoss`).
 
+With ``policy.escalation_margin_threshold`` set (ternary action space), the COARSE column is first
+replayed under the COARSE -> FULL escalation (:func:`seal.policy.escalation.escalated_data`): the head
+is trained on, and its summary reports, what a COARSE decision costs and answers in the agent.
+
 ``train_policy`` writes into ``out_dir`` (when given): ``head.safetensors`` + ``head.json``,
 ``policy_config.json`` (the resolved :class:`PolicyConfig`), ``train_log.jsonl`` and
 ``train_summary.json`` (final metrics on the training data).
@@ -27,6 +31,7 @@ from seal.policy.baselines import make_baseline
 from seal.policy.config import TRAINED_CONFIG_NAME, PolicyConfig
 from seal.policy.cost import CostModel
 from seal.policy.data import PolicyData, load_policy_data
+from seal.policy.escalation import escalated_data, escalation_rate
 from seal.policy.features import PolicyInputs
 from seal.policy.head import HeadSpec, VoWHead
 from seal.policy.loss import PolicyLoss
@@ -49,6 +54,11 @@ def train_policy(cfg: PolicyConfig, data: PolicyData | str | Path, out_dir: str 
     """Train a :class:`VoWHead` per ``cfg`` on ``data`` (a :class:`PolicyData` or an ``.npz`` path)."""
     if not isinstance(data, PolicyData):
         data = load_policy_data(data)
+    escalation = None
+    if cfg.escalation_margin_threshold is not None and cfg.action_space == "ternary":
+        escalation = {"margin_threshold": cfg.escalation_margin_threshold,
+                      "rate": round(escalation_rate(data, cfg.escalation_margin_threshold), 4)}
+        data = escalated_data(data, cfg.escalation_margin_threshold)
     actions = space_actions(cfg.action_space)
     cols = [int(a) for a in actions]
     data.require_actions(actions)
@@ -90,7 +100,8 @@ def train_policy(cfg: PolicyConfig, data: PolicyData | str | Path, out_dir: str 
     head.eval()
     oracle = oracle_actions(data, actions)
     summary = {"steps": total_steps, **evaluate_head(head, data), "cost_model": cost_model.to_json(),
-               "oracle": policy_metrics(oracle, _one_hot(oracle), data), "seconds": round(time.time() - started, 3)}
+               "oracle": policy_metrics(oracle, _one_hot(oracle), data), "escalation": escalation,
+               "seconds": round(time.time() - started, 3)}
     if out_dir is not None:
         _write_outputs(Path(out_dir), cfg, head, log, summary)
     return TrainResult(head, log, summary)

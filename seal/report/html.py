@@ -96,6 +96,8 @@ def _decision(trace: dict) -> str:
     rows = "".join(f"<tr><td>{_e(k)}</td><td>{_num(v)}</td></tr>" for k, v in probs.items())
     signals = ", ".join(f"{_e(k)} {_num(v)}" for k, v in text_pass.items())
     fallback = " (fallback fired)" if decision.get("fallback_fired") else ""
+    if trace.get("escalation"):
+        fallback += " (escalated from coarse)"
     policy = f"<span class=\"muted\">policy {_e(trace['policy'])}</span>" if trace.get("policy") else ""
     return ("<h2>Action</h2><div class=\"card\">"
             f"<span class=\"action\">{_e(trace.get('action', '?'))}</span>{_e(fallback)} {policy}"
