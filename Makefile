@@ -16,16 +16,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m seal bench synth --out $(DEMO_DIR)/bench --n 3 --seed 11 --split test --suite mixed --overwrite
+	$(PY) -m seal bench synth --out $(DEMO_DIR)/bench --n 8 --seed 11 --split test --suite mixed --overwrite
 	# a question whose text gives the answer away: the learned policy answers without vision
-	$(PY) -m seal ask --image $(DEMO_DIR)/bench/text_only/synth_test_00000.jpg \
-		--sample $(DEMO_DIR)/bench/text_only/synth_test_00000.json --trace-dir $(DEMO_DIR)/trace
+	$(PY) -m seal ask --image $(DEMO_DIR)/bench/text_only/synth_test_00007.jpg \
+		--sample $(DEMO_DIR)/bench/text_only/synth_test_00007.json --trace-dir $(DEMO_DIR)/trace
 	# the same question with vision forced on: refusal, V* search, working memory, answer, cost
-	$(PY) -m seal ask --image $(DEMO_DIR)/bench/text_only/synth_test_00000.jpg \
-		--sample $(DEMO_DIR)/bench/text_only/synth_test_00000.json --force-action full \
+	$(PY) -m seal ask --image $(DEMO_DIR)/bench/text_only/synth_test_00007.jpg \
+		--sample $(DEMO_DIR)/bench/text_only/synth_test_00007.json --force-action full \
 		--search.max_nodes=12 --trace-dir $(DEMO_DIR)/trace_full
-	# a small target: the learned policy asks for full vision and V* searches; the VQA LLM's hit check
-	# rejects five confident near misses and accepts the dotted cross as the fallback box (24 nodes)
+	# a small target: the learned policy tries the coarse view, whose answer is unsure (option margin
+	# 0.25 < 0.5), so it escalates to full vision and V* searches; the VQA LLM's hit check rejects
+	# five confident near misses and accepts the dotted cross as the fallback box (24 nodes)
 	$(PY) -m seal ask --image $(DEMO_DIR)/bench/direct_attributes/synth_test_00002.jpg \
 		--sample $(DEMO_DIR)/bench/direct_attributes/synth_test_00002.json --search.max_nodes=24 \
 		--trace-dir $(DEMO_DIR)/trace_search

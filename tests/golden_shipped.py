@@ -61,7 +61,8 @@ def observe(bench: Path) -> dict:
         rec = {"id": sample.question_id, "tag": sample.tag}
         for mode in ("policy", "full"):
             res = agent.ask(sample.question, list(sample.options), force_action=None if mode == "policy" else "full")
-            rec[mode] = {"action": res.action, "answer_index": res.answer_index, "targets": list(res.targets),
+            rec[mode] = {"action": res.action, "escalated": res.escalation is not None,
+                         "answer_index": res.answer_index, "targets": list(res.targets),
                          "found": [bool(r.found) for r in res.search],
                          "vision_tokens": int(res.ledger.vision_tokens), "probs": res.decision.to_json()["probs"],
                          # not in the goldens: read by test_shipped_models's ledger check

@@ -34,8 +34,8 @@ def test_same_samples(observed, golden):
 def test_agent_decisions_and_answers(observed, golden, mode):
     for got, want in zip(observed["samples"], golden["samples"]):
         g, w = got[mode], want[mode]
-        assert (g["action"], g["answer_index"], g["targets"], g["found"]) == \
-               (w["action"], w["answer_index"], w["targets"], w["found"]), got["id"]
+        assert (g["action"], g["escalated"], g["answer_index"], g["targets"], g["found"]) == \
+               (w["action"], w["escalated"], w["answer_index"], w["targets"], w["found"]), got["id"]
         assert g["vision_tokens"] == pytest.approx(w["vision_tokens"], rel=0.05, abs=1), got["id"]
         for action, p in w["probs"].items():
             assert g["probs"][action] == pytest.approx(p, abs=0.03), (got["id"], action)
