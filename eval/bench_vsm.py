@@ -1,7 +1,7 @@
 """Benchmark of a trained V* search model (VSM): search success, node counts, calibration, speed, memory.
 
 ``python -m eval.bench_vsm [--model checkpoints/vsm_tiny] [--bench runs/synth_test_vsm] [--n-samples 80]
-[--n-targets 100] [--out checkpoints/vsm_tiny/metrics.json] [--config YAML ...] [--search.field=value ...]``
+[--n-targets 100] [--out runs/bench_vsm/vsm_tiny.json] [--config YAML ...] [--search.field=value ...]``
 
 On a held-out SynthVStar TEST-split benchmark folder (generated into ``--bench`` with ``--n-samples``
 vstar-suite samples when it holds none), for the first ``--n-targets`` (sample, target) pairs:
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     from seal.vqa.checker import plan_checker
 
     p = target_parser("bench_vsm", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=100, threads=1,
-                      out_help="report JSON (default: MODEL/metrics.json)",
+                      out_help="report JSON (default: runs/bench_vsm/<model folder name>.json; never the checkpoint's own metrics.json)",
                       bench_help="TEST-split V*Bench-layout folder (generated here when it holds no benchmark)",
                       bench="runs/synth_test_vsm")
     p.add_argument("--n-samples", type=int, default=80, help="samples to generate when --bench is empty")
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
               "verifier": None if verifier is None else f"{verifier.name} ({plan_checker(cfg, args.verifier_model).path})",
               **report}
     print(format_report(report))
-    out = args.out or args.model / "metrics.json"
+    out = args.out or Path("runs/bench_vsm") / f"{Path(args.model).name}.json"
     write_report(out, report, indent=1)
     print(f"report written to {out}")
     return 0

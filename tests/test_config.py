@@ -75,3 +75,18 @@ def test_round_trip_dump():
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_recipe_loads(path):
     load([path])
+
+
+@pytest.mark.parametrize("text, value", [("1e-06", 1e-6), ("3E-4", 3e-4), ("2.5e+3", 2500.0), ("5e1", 50.0)])
+def test_exponent_floats_read_as_numbers(tmp_path, text, value):
+    # PyYAML (YAML 1.1) leaves "1e-06" a string; a float field takes it as the number it means
+    assert load([], [f"train.lr={text}"]).train.lr == pytest.approx(value)
+    f = tmp_path / "c.yaml"
+    f.write_text(f"policy:\n  weight_decay: {text}\n")
+    assert load([f]).policy.weight_decay == pytest.approx(value)
+
+
+def test_strings_that_are_not_numbers_still_fail_for_float_fields():
+    for bad in ("1e-x", "fast", "e5"):
+        with pytest.raises(ConfigError, match=r"train\.lr"):
+            load([], [f"train.lr={bad}"])

@@ -8,6 +8,7 @@ came from; nothing is silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,8 @@ import yaml
 from seal.errors import ConfigError
 
 T = TypeVar("T")
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+"""Exponent notation PyYAML (YAML 1.1) reads as a string: no dot, or no sign in the exponent."""
 
 
 def load_config(cls: type[T], files: Iterable[str | Path] = (), overrides: Iterable[str] = ()) -> T:
@@ -138,6 +141,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            return float(value)  # "1e-06": a float everywhere but in YAML 1.1, which wants "1.0e-06"
         raise ConfigError(f"{key}: expected a number, found {value!r}")
     if tp is str:
         if isinstance(value, str):
