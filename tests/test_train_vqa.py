@@ -13,6 +13,7 @@ import torch
 
 from eval.synth.config import SynthConfig
 from seal.cli.main import main
+from seal.errors import ConfigError
 from seal.models.backbone import TinyBackboneConfig, build_tiny_llava
 from seal.models.tokenizer import IMAGE_TOKEN, encode_reply, train_tokenizer
 from seal.vqa import IGNORE_INDEX, VQAModel, format_refusal
@@ -162,6 +163,25 @@ def test_hit_check_probes_never_name_their_answer(scenes):
         value = getattr(obj, kind)
         assert value not in name.split() and spec.reply.rstrip(".").split()[-1] == value
         assert name == (obj.shape if kind != "shape" else f"{name.split()[0]} {CHECK_NOUN}")
+
+
+def test_focus_shapes_are_probed_first(scenes):
+    from collections import Counter
+
+    sample = scenes["search"][1]
+    counts = Counter(o.shape for o in sample.objects)
+    focus = [shape for shape, _ in counts.most_common()[-2:]]  # the scene's two rarest shapes
+    n_focus = sum(counts[f] for f in focus)
+    cfg = dict(probe_objects=n_focus, probe_check_prob=1.0, probe_spatial_prob=0.0, probe_letter_prob=0.0)
+    specs = probe_specs(sample, np.random.default_rng(3), VQADataConfig(**cfg, probe_focus_shapes=focus))
+    boxes = {tuple(float(v) for v in (o.bbox[0], o.bbox[1], o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3])): o
+             for o in sample.objects}
+    probed = [boxes[tuple(float(v) for v in s.targets[0][1])].shape for s in specs]
+    assert len(probed) == n_focus and set(probed) == set(focus)
+    plain = probe_specs(sample, np.random.default_rng(3), VQADataConfig(**cfg))
+    assert plain == probe_specs(sample, np.random.default_rng(3), VQADataConfig(**cfg, probe_focus_shapes=[]))
+    with pytest.raises(ConfigError, match="probe_focus_shapes"):
+        VQADataConfig(probe_focus_shapes=["blob"])
 
 
 def test_box_jitter_moves_the_crop_boxes_like_a_localizers(scenes):

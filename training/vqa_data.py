@@ -41,7 +41,7 @@ import hashlib
 import io
 import json
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -109,6 +109,9 @@ class VQADataConfig:
     included), one crop. 0 draws nothing, so earlier recipes' examples stay the same."""
     probe_check_shape_prob: float = 0.5
     """Share of the hit-check probes that ask the shape (the rest: colour or pattern, half each)."""
+    probe_focus_shapes: list[str] = field(default_factory=list)
+    """Objects of these shapes are probed first (the others follow in random order), e.g. the pair
+    a checker confuses; [] = every object in random order (earlier recipes' examples stay the same)."""
     box_jitter: float = 0.0
     """Each crop's box has its edges moved by up to this fraction of the box's side (uniform, each
     edge on its own), as a localizer's boxes are off the truth: a model trained on exact ground-truth
@@ -123,6 +126,12 @@ class VQADataConfig:
                      "probe_letter_prob", "probe_spatial_prob", "probe_check_prob", "probe_check_shape_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"vqa_train.data.{name}: expected 0..1, found {getattr(self, name)}")
+        self.probe_focus_shapes = [str(v) for v in self.probe_focus_shapes]
+        from eval.synth.vocab import SHAPES
+
+        unknown = sorted(set(self.probe_focus_shapes) - set(SHAPES))
+        if unknown:
+            raise ConfigError(f"vqa_train.data.probe_focus_shapes: unknown shapes {unknown}; known: {list(SHAPES)}")
         if not 0.0 <= self.box_jitter <= 0.4:
             raise ConfigError(f"vqa_train.data.box_jitter: expected 0..0.4 of the box side, found {self.box_jitter}")
         if self.workers < 1 or self.bucket_batches < 1:
@@ -235,7 +244,11 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
     asked = {t.name for t in sample.targets}
     long_side = max(sample.image.size)
     specs: list[ExampleSpec] = []
-    for i in rng.permutation(len(sample.objects)):
+    order = rng.permutation(len(sample.objects))
+    if cfg.probe_focus_shapes:
+        focus = set(cfg.probe_focus_shapes)
+        order = sorted(order, key=lambda j: sample.objects[int(j)].shape not in focus)  # stable: random within
+    for i in order:
         if len(specs) >= cfg.probe_objects:
             break
         obj = sample.objects[int(i)]
