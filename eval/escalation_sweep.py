@@ -24,23 +24,18 @@ from seal.policy.escalation import option_margin
 DEFAULT_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
-def read_predictions(folder: Path) -> dict[str, dict]:
-    """The last record per question id of ``folder/predictions.jsonl``."""
-    from eval.results import PREDICTIONS_FILE
+def run_records(folder: Path) -> dict[str, dict]:
+    """The records of the last run in ``folder/predictions.jsonl`` (a folder may hold several
+    ``run_id``s), by question id; the file is only read."""
+    from eval.results import PREDICTIONS_FILE, last_run, read_predictions
 
     path = Path(folder) / PREDICTIONS_FILE
     if not path.is_file():
         raise InputError("no predictions.jsonl (run seal eval into this folder first)", path)
-    out = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"line {n}: not JSON ({exc.msg})", path) from None
-        out[str(record["question_id"])] = record
-    return out
+    records = last_run(read_predictions(path, repair=False))
+    if not records:
+        raise InputError("no prediction records", path)
+    return {str(r["question_id"]): r for r in records}
 
 
 def sweep(coarse: dict[str, dict], full: dict[str, dict], thresholds=DEFAULT_THRESHOLDS) -> dict:
@@ -91,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
-        result = sweep(read_predictions(args.coarse), read_predictions(args.full), thresholds)
+        result = sweep(run_records(args.coarse), run_records(args.full), thresholds)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -37,8 +37,9 @@ def ensure_bench(path: Path, suite: str, n: int, seed: int) -> Path:
 
 
 def run_policy(bench: Path, out: Path, policy: str, extra: list[str], limit: int | None) -> list[dict]:
-    """One ``seal eval`` run (in this process); returns its per-question prediction records."""
-    from eval.results import PREDICTIONS_FILE
+    """One ``seal eval`` run (in this process); returns its per-question prediction records (of this
+    run only: a changed config or revision is a new run in the same folder)."""
+    from eval.results import PREDICTIONS_FILE, last_run, read_predictions
     from seal.cli.main import main
 
     args = ["eval", "--dataset", "synth", "--path", str(bench), "--output-dir", str(out), "--no-progress", *extra]
@@ -48,8 +49,7 @@ def run_policy(bench: Path, out: Path, policy: str, extra: list[str], limit: int
         args += ["--limit", str(limit)]
     if main(args) != 0:
         raise SystemExit(f"seal eval failed for {policy} on {bench}")
-    lines = (out / PREDICTIONS_FILE).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    return last_run(read_predictions(out / PREDICTIONS_FILE, repair=False))
 
 
 def summarize(records: list[dict]) -> dict:

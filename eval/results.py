@@ -38,7 +38,7 @@ class PredictionLog:
         self.path = Path(out_dir) / PREDICTIONS_FILE
         self.run_id = run_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._all = _read_jsonl(self.path)
+        self._all = read_predictions(self.path)
 
     def records(self) -> list[dict]:
         """This run's records, in the order they were written."""
@@ -94,8 +94,9 @@ def write_summary(out_dir: str | Path, run_id: str, summary: dict) -> Path:
     return path
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    """Records of a predictions file; a torn final line is dropped (and cut from the file)."""
+def read_predictions(path: Path, repair: bool = True) -> list[dict]:
+    """Records of a predictions file, in file order; a torn final line is dropped (and, with
+    ``repair``, cut from the file so that appending resumes cleanly). Missing file: []."""
     if not path.is_file():
         return []
     text = path.read_text(encoding="utf-8")
@@ -112,13 +113,22 @@ def _read_jsonl(path: Path) -> list[dict]:
                 raise ValueError("not a prediction object")
         except ValueError as exc:
             if i == len(lines) - 1 or all(not rest.strip() for rest in lines[i + 1:]):
-                with path.open("r+", encoding="utf-8") as f:  # torn write at the end: cut it
-                    f.truncate(good_chars)
+                if repair:
+                    with path.open("r+", encoding="utf-8") as f:  # torn write at the end: cut it
+                        f.truncate(good_chars)
                 break
             raise InputError(f"line {i + 1}: malformed prediction record ({exc})", path) from exc
         records.append(rec)
         good_chars += len(line.encode("utf-8")) + 1
     return records
+
+
+def last_run(records: list[dict]) -> list[dict]:
+    """The records of the last ``run_id`` written (a folder's file may hold several runs)."""
+    if not records:
+        return []
+    last = records[-1].get("run_id")
+    return [r for r in records if r.get("run_id") == last]
 
 
 def _cell(value: object) -> object:

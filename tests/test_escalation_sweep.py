@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from eval.escalation_sweep import main, read_predictions, sweep
+from eval.escalation_sweep import main, run_records, sweep
 from seal.errors import InputError
 
 
@@ -30,7 +30,7 @@ def _runs(tmp_path):
 
 def test_sweep_takes_the_full_answer_below_the_threshold(tmp_path):
     c, f = _runs(tmp_path)
-    result = sweep(read_predictions(c), read_predictions(f), [0.0, 0.2, 2.0])
+    result = sweep(run_records(c), run_records(f), [0.0, 0.2, 2.0])
     never, mid, always = result["rows"]
     assert never["accuracy"] == pytest.approx(2 / 3) and never["avg_cost"] == 64 and never["escalated"] == 0
     assert mid["escalated"] == pytest.approx(1 / 3) and mid["accuracy"] == 1.0  # only q2 (margin 0.1)
@@ -49,3 +49,17 @@ def test_cli_writes_json_and_rejects_bad_input(tmp_path, capsys):
     assert main(["--coarse", str(c), "--full", str(f)]) == 2
     with pytest.raises(InputError, match="no question ids"):
         sweep({"a": {}}, {"b": {}})
+
+
+def test_only_the_last_run_of_a_folder_is_read_and_the_file_is_left_alone(tmp_path):
+    folder = _write(tmp_path / "runs", [
+        {"run_id": "old", "question_id": "q1", "correct": False},
+        {"run_id": "new", "question_id": "q1", "correct": True},
+        {"run_id": "new", "question_id": "q2", "correct": True},
+    ])
+    path = folder / "predictions.jsonl"
+    path.write_text(path.read_text() + '{"run_id": "new", "question_')  # a torn last line
+    before = path.read_text()
+    records = run_records(folder)
+    assert sorted(records) == ["q1", "q2"] and records["q1"]["correct"] is True
+    assert path.read_text() == before

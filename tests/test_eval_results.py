@@ -94,3 +94,10 @@ def test_results_row_lambda_is_the_learned_heads_own(tmp_path):
     missing = EvalRun("synth", tmp_path, "likelihood", {"policy": {"lambda_cost": 0.05,
                                                                     "checkpoint": str(tmp_path / "none")}})
     assert missing.lambda_cost == 0.05
+
+
+def test_last_run_keeps_only_the_newest_run_id():
+    from eval.results import last_run
+
+    records = [{"run_id": "a", "question_id": 1}, {"run_id": "b", "question_id": 1}, {"run_id": "b", "question_id": 2}]
+    assert last_run(records) == records[1:] and last_run([]) == []

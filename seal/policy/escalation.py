@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from seal.errors import InputError
 from seal.policy.actions import Action
 from seal.policy.data import PolicyData
+
+if TYPE_CHECKING:
+    from seal.policy.config import PolicyConfig
 
 
 class Escalation:
@@ -35,6 +38,14 @@ class Escalation:
         if not (math.isfinite(margin_threshold) and margin_threshold >= 0):
             raise ValueError(f"escalation margin threshold: expected a finite value >= 0, found {margin_threshold}")
         self.margin_threshold = float(margin_threshold)
+
+    @classmethod
+    def from_config(cls, cfg: "PolicyConfig") -> "Escalation | None":
+        """The rule of ``policy.escalation_margin_threshold``; None when it is null or the action
+        space is binary (no COARSE to escalate from)."""
+        if cfg.escalation_margin_threshold is None or cfg.action_space != "ternary":
+            return None
+        return cls(cfg.escalation_margin_threshold)
 
     def check(self, scores: Sequence[float] | None, refused: bool) -> str | None:
         """Why the COARSE answer escalates (a note for the decision's reason), or None when it stands.
@@ -70,7 +81,7 @@ def escalated_data(data: PolicyData, margin_threshold: float) -> PolicyData:
         raise InputError("the policy data has no coarse_margin array (collected before the COARSE -> FULL "
                          "escalation): recollect (--policy_data.recollect=true) or train without it "
                          "(--policy.escalation_margin_threshold=null)", data.source)
-    fires = np.nan_to_num(data.coarse_margin, nan=np.inf) < margin_threshold  # (N,)
+    fires = _fires(data.coarse_margin, margin_threshold)
     c, f = int(Action.COARSE_VISION), int(Action.FULL_VISION)
     task_loss, correct, costs = data.task_loss.copy(), data.correct.copy(), data.costs.copy()
     task_loss[fires, c] = data.task_loss[fires, f]
@@ -80,7 +91,12 @@ def escalated_data(data: PolicyData, margin_threshold: float) -> PolicyData:
 
 
 def escalation_rate(data: PolicyData, margin_threshold: float) -> float:
-    """Share of the data's questions whose COARSE answer would escalate."""
+    """Share of the data's questions whose COARSE answer would escalate (NaN without margins)."""
     if data.coarse_margin is None:
         return float("nan")
-    return float(np.mean(np.nan_to_num(data.coarse_margin, nan=np.inf) < margin_threshold))
+    return float(np.mean(_fires(data.coarse_margin, margin_threshold)))
+
+
+def _fires(coarse_margin: np.ndarray, margin_threshold: float) -> np.ndarray:
+    """(N,) bool: the recorded COARSE margin is below the threshold (NaN, free form: never)."""
+    return np.nan_to_num(coarse_margin, nan=np.inf) < margin_threshold

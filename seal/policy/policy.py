@@ -89,9 +89,7 @@ class ValuePolicy:
         self.cfg = cfg
         self.chooser = chooser
         self.fallback = Fallback.from_config(cfg)
-        threshold = cfg.escalation_margin_threshold
-        learned = isinstance(chooser, LearnedChooser) and cfg.action_space == "ternary"
-        self.escalation = Escalation(threshold) if learned and threshold is not None else None
+        self.escalation = Escalation.from_config(cfg) if isinstance(chooser, LearnedChooser) else None
 
     @classmethod
     def from_config(cls, cfg: PolicyConfig, head: "VoWHead | None" = None) -> "ValuePolicy":

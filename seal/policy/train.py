@@ -31,7 +31,7 @@ from seal.policy.baselines import make_baseline
 from seal.policy.config import TRAINED_CONFIG_NAME, PolicyConfig
 from seal.policy.cost import CostModel
 from seal.policy.data import PolicyData, load_policy_data
-from seal.policy.escalation import escalated_data, escalation_rate
+from seal.policy.escalation import Escalation, escalated_data, escalation_rate
 from seal.policy.features import PolicyInputs
 from seal.policy.head import HeadSpec, VoWHead
 from seal.policy.loss import PolicyLoss
@@ -54,11 +54,11 @@ def train_policy(cfg: PolicyConfig, data: PolicyData | str | Path, out_dir: str 
     """Train a :class:`VoWHead` per ``cfg`` on ``data`` (a :class:`PolicyData` or an ``.npz`` path)."""
     if not isinstance(data, PolicyData):
         data = load_policy_data(data)
-    escalation = None
-    if cfg.escalation_margin_threshold is not None and cfg.action_space == "ternary":
-        escalation = {"margin_threshold": cfg.escalation_margin_threshold,
-                      "rate": round(escalation_rate(data, cfg.escalation_margin_threshold), 4)}
-        data = escalated_data(data, cfg.escalation_margin_threshold)
+    escalation, rule = None, Escalation.from_config(cfg)
+    if rule is not None:
+        escalation = {"margin_threshold": rule.margin_threshold,
+                      "rate": round(escalation_rate(data, rule.margin_threshold), 4)}
+        data = escalated_data(data, rule.margin_threshold)
     actions = space_actions(cfg.action_space)
     cols = [int(a) for a in actions]
     data.require_actions(actions)
