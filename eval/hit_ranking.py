@@ -61,14 +61,14 @@ def judge(members: Sequence[Any], target: str, box: Sequence[float]) -> list[flo
 def ranking_keys(score: float, probs: Sequence[float | None], threshold: float) -> dict[str, float]:
     """The candidate's key under each of :data:`RANKINGS` (higher ranks first); ``check``: the members
     combined by :func:`search.verifier.all_of` (all abstaining: ``threshold``, as the engine counts it)."""
-    from search.verification import Verdict, rank
+    from search.verification import rank_key
     from search.verifier import all_of
 
     check = all_of(probs, threshold)
     product = float(np.prod([threshold if p is None else p for p in probs])) if probs else None
     return {"score": score, "check": threshold if check is None else check,
-            "check_x_score": rank(Verdict((0.0, 0.0, 0.0, 0.0), score, check), threshold),
-            "product_x_score": rank(Verdict((0.0, 0.0, 0.0, 0.0), score, product), threshold)}
+            "check_x_score": rank_key(score, check, threshold),
+            "product_x_score": rank_key(score, product, threshold)}
 
 
 def summarize(rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, Any]:

@@ -133,10 +133,14 @@ class Verification:
 
 
 def rank(verdict: Verdict, threshold: float) -> float:
-    """``select: best``'s order of candidates: probability x localizer score, a box the verifier did not
-    judge counting with ``threshold`` (``search.verify_threshold``)."""
-    p = threshold if verdict.probability is None else verdict.probability
-    return p * verdict.score
+    """``select: best``'s order of candidates (:func:`rank_key` of the verdict's score and probability)."""
+    return rank_key(verdict.score, verdict.probability, threshold)
+
+
+def rank_key(score: float, probability: float | None, threshold: float) -> float:
+    """Probability x localizer score; a box the verifier did not judge (None) counts with ``threshold``
+    (``search.verify_threshold``)."""
+    return (threshold if probability is None else probability) * score
 
 
 def _overlaps(box: BoxXYXY, others: list[BoxXYXY], iou: float) -> bool:

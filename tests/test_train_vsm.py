@@ -16,7 +16,7 @@ from eval.synth.sample import render_sample, sample_rng
 from search.config import SearchConfig
 from search.geometry import Frame, cxcywh_to_xyxy, iou_xyxy
 from seal.cli.main import main
-from seal.errors import InputError
+from seal.errors import ConfigError, InputError
 from training.vsm_data import VSMDataConfig, build_dataset, matching, row_targets, search_regions
 from tests.cli_helpers import last_json, run_cli
 
@@ -289,3 +289,19 @@ def test_scene_cache_key_ignores_search_options_that_do_not_shape_the_tree(tmp_p
     first = build(SearchConfig())
     assert build(SearchConfig(confirm_zoom=0.0, confidence_high=0.7, strategy="bfs")) == first  # reused
     assert len(build(SearchConfig(leaf_divisor=4))) == 2  # another tree, other patches: a new cache
+
+
+def test_worker_processes_render_the_same_rows_into_the_same_cache(tmp_path):
+    def build(workers, cache):
+        return build_dataset(SynthConfig(n=3, **SMALL_SYNTH), VSMDataConfig(cache_dir=str(cache), workers=workers),
+                             SearchConfig(), 64, (16, 16), (122, 116, 104), log=lambda m: None)
+
+    one, two = build(1, tmp_path / "a"), build(2, tmp_path / "b")
+    build(1, tmp_path / "b")
+    assert len(list((tmp_path / "b").iterdir())) == 1  # the workers' cache is the single process's
+    assert np.array_equal(one.patches, two.patches)
+    assert [(e.patch, e.kind, e.target) for e in one.examples] == [(e.patch, e.kind, e.target) for e in two.examples]
+    assert all(np.array_equal(a.boxes, b.boxes) for a, b in zip(one.examples, two.examples))
+    assert not list((tmp_path / "b").rglob("*.tmp"))
+    with pytest.raises(ConfigError, match="workers"):
+        VSMDataConfig(workers=0)

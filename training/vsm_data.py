@@ -86,9 +86,13 @@ class VSMDataConfig:
     vision-grid cell) for the auxiliary dense loss (``vsm.attribute_classes``, loss term ``attributes``)."""
     cache_dir: str = "runs/cache"
     """Rendered scenes' patches and rows are cached here (one file per scene); '' disables."""
+    workers: int = 1
+    """Processes rendering the scenes (1 = this one). Not part of the cache key: the rows are the same."""
 
     def __post_init__(self) -> None:
         self.crop_object_px = tuple(self.crop_object_px)  # type: ignore[assignment]
+        if self.workers < 1:
+            raise ConfigError(f"vsm_train.data.workers: expected >= 1, found {self.workers}")
         if self.positives_per_patch < 1 or self.negatives_per_patch < 0:
             raise ConfigError("vsm_train.data.positives_per_patch / negatives_per_patch: expected >= 1 / >= 0, "
                               f"found {self.positives_per_patch} / {self.negatives_per_patch}")
@@ -436,31 +440,31 @@ def build_dataset(synth: "SynthConfig", cfg: VSMDataConfig, search_cfg: "SearchC
     """
     from dataclasses import replace
 
-    from eval.synth.sample import render_sample, sample_rng
     from search.tree import TREE_FIELDS
 
     if synth.split == "test":
         raise ConfigError("synth.split: the VSM recipe trains on 'train' or 'val' scenes, found 'test'")
-    key_src = json.dumps({"synth": asdict(replace(synth, n=1)), "data": asdict(cfg), "search": {k: getattr(search_cfg, k) for k in TREE_FIELDS},
+    data_key = {k: v for k, v in asdict(cfg).items() if k != "workers"}
+    key_src = json.dumps({"synth": asdict(replace(synth, n=1)), "data": data_key, "search": {k: getattr(search_cfg, k) for k in TREE_FIELDS},
                           "input": input_size, "heat": list(heatmap_hw), "fill": list(fill), "v": 1},
                          sort_keys=True, default=str)
     key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
     cache = Path(cfg.cache_dir) / f"vsm_{key}" if cfg.cache_dir else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    parts = []
+    job = _SceneJob(synth, cfg, search_cfg, input_size, tuple(heatmap_hw), tuple(fill), cache)
+    parts: list[dict] = [None] * synth.n  # type: ignore[list-item]
+    todo = []
     for i in range(synth.n):
-        path = cache / f"scene_{i:05d}.pkl" if cache is not None else None
+        path = job.path(i)
         if path is not None and path.is_file():
-            parts.append(pickle.loads(path.read_bytes()))
-            continue
-        sample = render_sample(sample_rng(synth.seed, synth.split, i), synth, tag="search")
-        part = scene_examples(sample.sidecar_json(""), sample.image, i, cfg, search_cfg, input_size, heatmap_hw, fill)
-        if path is not None:
-            path.write_bytes(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
-        parts.append(part)
-        if (i + 1) % 50 == 0:
-            log(f"rendered {i + 1}/{synth.n} scenes")
+            parts[i] = pickle.loads(path.read_bytes())
+        else:
+            todo.append(i)
+    for done, (i, part) in enumerate(_render_all(job, todo, cfg.workers), start=1):
+        parts[i] = part
+        if done % 50 == 0 or done == len(todo):
+            log(f"rendered {done}/{len(todo)} scenes" + (f" ({cfg.workers} processes)" if cfg.workers > 1 else ""))
     patches, records, examples, attributes = [], [], [], []
     for part in parts:
         offset = sum(len(p) for p in patches)
@@ -471,3 +475,51 @@ def build_dataset(synth: "SynthConfig", cfg: VSMDataConfig, search_cfg: "SearchC
             attributes.append(part["attributes"])
     return VSMData(np.concatenate(patches), records, examples,
                    np.concatenate(attributes) if cfg.attribute_maps else None)
+
+
+@dataclass(frozen=True)
+class _SceneJob:
+    """Everything one scene's patches and rows depend on (picklable for worker processes)."""
+
+    synth: "SynthConfig"
+    cfg: VSMDataConfig
+    search_cfg: "SearchConfig"
+    input_size: int
+    heatmap_hw: tuple[int, int]
+    fill: tuple[int, int, int]
+    cache: Path | None
+
+    def path(self, i: int) -> Path | None:
+        return self.cache / f"scene_{i:05d}.pkl" if self.cache is not None else None
+
+    def __call__(self, i: int) -> tuple[int, dict]:
+        """Render scene ``i``, build its rows and cache them (written under a temporary name first, so
+        an interrupted run never leaves a truncated file)."""
+        from eval.synth.sample import render_sample, sample_rng
+
+        sample = render_sample(sample_rng(self.synth.seed, self.synth.split, i), self.synth, tag="search")
+        part = scene_examples(sample.sidecar_json(""), sample.image, i, self.cfg, self.search_cfg, self.input_size,
+                              self.heatmap_hw, self.fill)
+        path = self.path(i)
+        if path is not None:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
+            tmp.replace(path)
+        return i, part
+
+
+def _render_all(job: _SceneJob, indices: list[int], workers: int) -> Iterator[tuple[int, dict]]:
+    """``job(i)`` for each index, in order, in this process or in a pool of ``workers`` processes."""
+    if workers == 1 or len(indices) < 2:
+        yield from map(job, indices)
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(min(workers, len(indices)), initializer=_one_thread) as pool:
+        yield from pool.imap(job, indices, chunksize=2)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
