@@ -16,7 +16,8 @@ benchmark ships it (JPEG + V*Bench JSON + ``test_questions.jsonl``). Per sample:
   refusal; ``refusal_targets_ok``: the refusal lists exactly the targets (search questions);
 - ``refusal_text_only`` (text questions): greedy answer with no image is a refusal.
 
-Writes ``--out`` (default ``<model>/metrics.json``): rates per tag and overall, and the pass/fail
+Writes ``--out`` (default ``runs/vqa_check/<model folder name>.json``, never the checkpoint's own
+``metrics.json``): rates per tag and overall, and the pass/fail
 of the targets (crops likelihood >= 0.95; on the global view the refusal fires on >= 0.90 of the
 questions whose target is not legible there, ``search`` and ``text`` (small targets), and on <= 0.10
 of the answerable ones: ``coarse`` (a large target) and text questions asked without an image).
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=300, help="samples to generate when --data is missing")
     p.add_argument("--seed", type=int, default=0, help="benchmark seed when generating")
     p.add_argument("--limit", type=int, help="evaluate only the first LIMIT samples")
-    p.add_argument("--out", help="metrics JSON (default: <model>/metrics.json)")
+    p.add_argument("--out", help="metrics JSON (default: runs/vqa_check/<model folder name>.json)")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     args = p.parse_args(argv)
 
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     report.update(model=str(args.model), data=str(data), samples=len(rows),
                   seconds=round(time.time() - started, 1),
                   command=["python", "-m", "eval.vqa_check", *(argv if argv is not None else sys.argv[1:])])
-    out = Path(args.out) if args.out else Path(args.model) / "metrics.json"
+    out = Path(args.out) if args.out else Path("runs/vqa_check") / f"{Path(args.model).name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for name, r in report["rates"].items():
         line = " ".join(f"{k}={v}" for k, v in r.items()) if isinstance(r, dict) else str(r)
