@@ -47,6 +47,9 @@ def test_checks_of_a_name():
     ({"model_path": " "}, "verifier.model_path"),
     ({"crop_scale": 0.8}, "verifier.crop_scale"),
     ({"min_context_px": 0}, "min_context_px"),
+    ({"views": []}, "verifier.views"),
+    ({"views": ["identity", "spin"]}, "verifier.views"),
+    ({"views": ["hflip", "hflip"]}, "verifier.views"),
 ])
 def test_config_rejects_impossible_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -150,6 +153,31 @@ def test_shipped_model_accepts_the_target_and_rejects_its_near_misses(shipped_ve
     assert v.verify("umbrella", xywh_to_xyxy(target.bbox)) is None
     s = v.stats()
     assert s.calls == len(near) + 2 and s.abstained == 1 and s.vision_tokens > 0
+
+
+def test_crop_views_average_the_value_distributions(shipped_verifier):
+    """With one checked word (a colour name), two views give the mean of each view's probability,
+    at one LLM call per view."""
+    from PIL import Image
+
+    from seal.vqa.verifier import CROP_VIEWS
+
+    grad = Image.new("RGB", (4, 2))
+    grad.putpixel((0, 0), (255, 0, 0))
+    assert CROP_VIEWS["hflip"](grad).getpixel((3, 0)) == (255, 0, 0)
+    assert CROP_VIEWS["vflip"](grad).getpixel((0, 1)) == (255, 0, 0)
+    assert CROP_VIEWS["rot180"](grad).getpixel((3, 1)) == (255, 0, 0)
+    sample = render_scene(SynthConfig(split="test", suite="vstar"), 100, jpeg_roundtrip=True)
+    target = next(t for t in sample.targets if t.attrs["color"] in t.name.split())
+    box = xywh_to_xyxy(target.bbox)
+
+    def check(views):
+        v = AttributeVerifier(shipped_verifier.vqa, VerifierConfig(views=views))
+        v.set_image(ImageSource(sample.image))
+        return v.verify(target.name, box), v.stats().llm_calls
+
+    (one, calls1), (flipped, _), (both, calls2) = check(["identity"]), check(["hflip"]), check(["identity", "hflip"])
+    assert both == pytest.approx((one + flipped) / 2) and (calls1, calls2) == (1, 2)
 
 
 def test_verify_before_set_image_is_an_error(shipped_verifier):

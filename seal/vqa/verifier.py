@@ -23,7 +23,7 @@ Cost: one prompt per checked word (the global view and one crop: their vision to
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -64,6 +64,31 @@ def _synth_templates(which: str) -> dict[str, str]:
 
     table = QUESTIONS if which == "question" else SENTENCES
     return {k: table[k] for k in KNOWN_KINDS}
+
+
+def _identity(image: "Image.Image") -> "Image.Image":
+    return image
+
+
+def _rot180(image: "Image.Image") -> "Image.Image":
+    return image.rotate(180)
+
+
+def _hflip(image: "Image.Image") -> "Image.Image":
+    from PIL import ImageOps
+
+    return ImageOps.mirror(image)
+
+
+def _vflip(image: "Image.Image") -> "Image.Image":
+    from PIL import ImageOps
+
+    return ImageOps.flip(image)
+
+
+CROP_VIEWS: dict[str, Callable[["Image.Image"], "Image.Image"]] = {
+    "identity": _identity, "hflip": _hflip, "vflip": _vflip, "rot180": _rot180}
+"""``verifier.views``: name -> the crop as that view shows it."""
 
 
 @dataclass
@@ -113,6 +138,11 @@ class VerifierConfig:
     ``ratio`` (that probability over the most probable value's: 1 when the named value wins, so a
     weak but informative reader, e.g. of 8 shapes, accepts its best guess and rejects a clear other)."""
 
+    views: list[str] = field(default_factory=lambda: ["identity"])
+    """The crop is read once per view (:data:`CROP_VIEWS`: ``identity``, ``hflip``, ``vflip``,
+    ``rot180``) and the value distributions are averaged: a test-time augmentation costing one LLM
+    call per view and word. The names of colours, patterns and shapes do not change under these."""
+
     def applies_to(self, localizer_name: str) -> bool:
         """Whether hits of the localizer called ``localizer_name`` are checked."""
         return self.enabled and localizer_name in self.localizers
@@ -137,6 +167,9 @@ class VerifierConfig:
         words = [v for vals in self.attributes.values() for v in vals]
         if len(set(words)) != len(words):
             raise ConfigError("verifier.attributes: a word belongs to two attribute kinds")
+        self.views = [str(v) for v in self.views]
+        if not self.views or len(set(self.views)) != len(self.views) or not set(self.views) <= set(CROP_VIEWS):
+            raise ConfigError(f"verifier.views: expected distinct views among {list(CROP_VIEWS)}, found {self.views}")
         if self.word_score not in ("probability", "ratio"):
             raise ConfigError(f"verifier.word_score: expected 'probability' or 'ratio', found {self.word_score!r}")
         self.contrast = {str(k): [str(v).lower() for v in vals] for k, vals in dict(self.contrast).items()}
@@ -224,13 +257,17 @@ class AttributeVerifier:
             self._stats.abstained += 1
             return None
         crop, view_box = self._crop(box_xyxy)
+        crops = [CROP_VIEWS[v](crop) for v in self.cfg.views]
         p = 1.0
         for kind, word, asked in checks:
-            self._stats.vision_tokens += self.budget.tokens_for(self._view) + self.budget.tokens_for(crop)
-            self._stats.llm_calls += 1
-            entry = VWMEntry(name=asked, found=True, box_xyxy=view_box, score=1.0, crop=crop)
-            vwm = VisualWorkingMemory(global_image=self._view, entries=[entry], config=self.vqa.vwm_config)
-            probs = self.value_probabilities(vwm, asked, kind)
+            views = []
+            for image in crops:
+                self._stats.vision_tokens += self.budget.tokens_for(self._view) + self.budget.tokens_for(image)
+                self._stats.llm_calls += 1
+                entry = VWMEntry(name=asked, found=True, box_xyxy=view_box, score=1.0, crop=image)
+                vwm = VisualWorkingMemory(global_image=self._view, entries=[entry], config=self.vqa.vwm_config)
+                views.append(self.value_probabilities(vwm, asked, kind))
+            probs = {v: float(np.mean([d[v] for d in views])) for v in views[0]}
             p *= probs[word] / (max(probs.values()) if self.cfg.word_score == "ratio" else 1.0)
         return float(p)
 
