@@ -299,6 +299,7 @@ def test_worker_processes_render_the_same_rows_into_the_same_cache(tmp_path):
     one, two = build(1, tmp_path / "a"), build(2, tmp_path / "b")
     build(1, tmp_path / "b")
     assert len(list((tmp_path / "b").iterdir())) == 1  # the workers' cache is the single process's
+    assert [d.name for d in (tmp_path / "a").iterdir()] == [d.name for d in (tmp_path / "b").iterdir()]  # same key
     assert np.array_equal(one.patches, two.patches)
     assert [(e.patch, e.kind, e.target) for e in one.examples] == [(e.patch, e.kind, e.target) for e in two.examples]
     assert all(np.array_equal(a.boxes, b.boxes) for a, b in zip(one.examples, two.examples))

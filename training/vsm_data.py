@@ -435,8 +435,8 @@ def build_dataset(synth: "SynthConfig", cfg: VSMDataConfig, search_cfg: "SearchC
 
     Each scene's result is cached in ``cfg.cache_dir/vsm_<key>/scene_<i>.pkl`` where the key hashes
     everything that changes it except ``synth.n`` (of the search config, only the tree's
-    :data:`search.tree.TREE_FIELDS`), so a longer run reuses a shorter run's scenes and a new
-    search-time option does not invalidate the cache.
+    :data:`search.tree.TREE_FIELDS`; not the cache's own folder nor ``workers``), so a longer run
+    reuses a shorter run's scenes and a new search-time option does not invalidate the cache.
     """
     from dataclasses import replace
 
@@ -444,7 +444,7 @@ def build_dataset(synth: "SynthConfig", cfg: VSMDataConfig, search_cfg: "SearchC
 
     if synth.split == "test":
         raise ConfigError("synth.split: the VSM recipe trains on 'train' or 'val' scenes, found 'test'")
-    data_key = {k: v for k, v in asdict(cfg).items() if k != "workers"}
+    data_key = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "cache_dir")}
     key_src = json.dumps({"synth": asdict(replace(synth, n=1)), "data": data_key, "search": {k: getattr(search_cfg, k) for k in TREE_FIELDS},
                           "input": input_size, "heat": list(heatmap_hw), "fill": list(fill), "v": 1},
                          sort_keys=True, default=str)
