@@ -260,14 +260,14 @@ class AttributeVerifier:
         crops = [CROP_VIEWS[v](crop) for v in self.cfg.views]
         p = 1.0
         for kind, word, asked in checks:
-            views = []
+            dists = []  # one value distribution per view
             for image in crops:
                 self._stats.vision_tokens += self.budget.tokens_for(self._view) + self.budget.tokens_for(image)
                 self._stats.llm_calls += 1
                 entry = VWMEntry(name=asked, found=True, box_xyxy=view_box, score=1.0, crop=image)
                 vwm = VisualWorkingMemory(global_image=self._view, entries=[entry], config=self.vqa.vwm_config)
-                views.append(self.value_probabilities(vwm, asked, kind))
-            probs = {v: float(np.mean([d[v] for d in views])) for v in views[0]}
+                dists.append(self.value_probabilities(vwm, asked, kind))
+            probs = {v: float(np.mean([d[v] for d in dists])) for v in dists[0]}
             p *= probs[word] / (max(probs.values()) if self.cfg.word_score == "ratio" else 1.0)
         return float(p)
 
