@@ -65,15 +65,19 @@ def expected_calibration_error(scores: np.ndarray, correct: np.ndarray, bins: in
 
 def calibration(scores: list[float], correct: list[bool]) -> dict[str, float]:
     s, c = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    if not len(s):
+        return {"n": 0, "ece": float("nan"), "brier": float("nan"), "accuracy_at_0.5": float("nan"), "positives": 0}
     return {"n": int(len(s)), "ece": expected_calibration_error(s, c), "brier": float(np.mean((s - c) ** 2)),
             "accuracy_at_0.5": float(np.mean((s > 0.5) == (c > 0.5))), "positives": int(c.sum())}
 
 
 def run_bench(localizer: Any, targets: list, cfg: Any, timing_calls: int = 20, log=print,
-              verifier: Any = None) -> dict[str, Any]:
+              verifier: Any = None, strategies: tuple[str, ...] = STRATEGIES,
+              patch_calibration: bool = True) -> dict[str, Any]:
     """Search / calibration / timing over ``targets`` (:class:`eval.bench_search.BenchTarget`);
     ``verifier``: an optional :class:`search.verifier.Verifier` checking the searches' hits (the
-    calibration patches are the localizer's alone)."""
+    calibration patches are the localizer's alone). ``strategies``: a quick run may search with
+    ``vstar`` alone (no node ratio then); ``patch_calibration`` off skips locating every tree node."""
     from dataclasses import replace
 
     from search.geometry import iou_xyxy
@@ -94,25 +98,26 @@ def run_bench(localizer: Any, targets: list, cfg: Any, timing_calls: int = 20, l
         images[path] = image
         session = SearchSession(localizer, image, cfg.search, verifier)
         for t in group:
-            for strategy in STRATEGIES:
+            for strategy in strategies:
                 result = session.search(t.name, cfg=replace(cfg.search, strategy=strategy))
                 iou = float(iou_xyxy(result.box_xyxy, t.boxes_xyxy).max()) if result.box_xyxy else 0.0
                 rows.append({"sample": str(t.annotation), "target": t.name, "strategy": strategy, "iou": iou,
                              "hit": bool(result.found and iou >= 0.5), **result.to_json()})
             regions = [box for _, box in search_regions(image.width, image.height, cfg.search)]
-            for det in localizer.locate(t.name, regions):
+            for det in localizer.locate(t.name, regions) if patch_calibration else ():
                 box = det.best_box
                 cal_scores.append(det.best_score)
                 cal_correct.append(bool(box is not None and float(iou_xyxy(box, t.boxes_xyxy).max()) >= 0.5))
-        log(f"image {k}/{len(by_image)}: {len(rows) // len(STRATEGIES)} targets, "
+        log(f"image {k}/{len(by_image)}: {len(rows) // len(strategies)} targets, "
             f"{time.perf_counter() - started:.0f} s")
-    search = {s: _summarize([r for r in rows if r["strategy"] == s]) for s in STRATEGIES}
+    search = {s: _summarize([r for r in rows if r["strategy"] == s]) for s in strategies}
     search_cal = calibration([r["score"] for r in rows if r["strategy"] == "vstar"],
                              [r["hit"] for r in rows if r["strategy"] == "vstar"])
     return {
         "n_targets": len(targets),
         "search": search,
-        "vstar_bfs_node_ratio": search["vstar"]["mean_nodes_all"] / max(search["bfs"]["mean_nodes_all"], 1e-9),
+        "vstar_bfs_node_ratio": (search["vstar"]["mean_nodes_all"] / max(search["bfs"]["mean_nodes_all"], 1e-9)
+                                 if set(STRATEGIES) <= set(search) else None),
         "calibration": calibration(cal_scores, cal_correct),
         "search_score_ece": search_cal["ece"],
         "locate_batch4_median_s": _time_locate(localizer, list(images.values()), timing_calls),
@@ -170,7 +175,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{name:<9} {m['found_rate']:>6.1%} {m['mean_nodes_all']:>10.2f} {m['mean_nodes_found']:>12.2f} "
                      f"{m['mean_model_calls']:>6.2f} {m['mean_seconds']:>8.2f}  ({kinds}{checks})")
     c = report["calibration"]
-    lines += [f"vstar / bfs nodes: {report['vstar_bfs_node_ratio']:.2f}",
+    ratio = report["vstar_bfs_node_ratio"]
+    lines += [f"vstar / bfs nodes: {'-' if ratio is None else f'{ratio:.2f}'}",
               f"found-score calibration over {c['n']} patches ({c['positives']} correct boxes): ECE {c['ece']:.3f}, "
               f"Brier {c['brier']:.3f}, accuracy@0.5 {c['accuracy_at_0.5']:.3f}; search-score ECE "
               f"{report['search_score_ece']:.3f}",
@@ -193,12 +199,19 @@ def main(argv: list[str] | None = None) -> int:
                       bench="runs/synth_test_vsm")
     p.add_argument("--n-samples", type=int, default=80, help="samples to generate when --bench is empty")
     p.add_argument("--timing-calls", type=int, default=20)
+    p.add_argument("--strategies", default=",".join(STRATEGIES),
+                   help="comma-separated among vstar,bfs (a quick run: vstar; the node ratio needs both)")
+    p.add_argument("--no-patch-calibration", action="store_true",
+                   help="skip locating every tree node for the patch calibration (its ECE is then nan)")
     p.add_argument("--verifier-model", metavar="DIR",
                    help="VQA LLM checking the hits, as seal search does (default: verifier.model_path, else "
                         "the checker agent.vqa_path's verifier.yaml names, else agent.vqa_path; "
                         "--verifier.enabled=false: the search model alone)")
     try:
         args, cfg = parse_with_config(p, argv)
+        strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+        if not strategies or not set(strategies) <= set(STRATEGIES) or "vstar" not in strategies:
+            raise InputError(f"--strategies: expected vstar and optionally bfs, found {args.strategies!r}")
         torch.set_num_threads(args.threads)
         bench = ensure_bench(args.bench, args.n_samples)
         targets = list_targets(bench)[: max(args.n_targets, 0)]
@@ -207,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         localizer = load_vsm_localizer(args.model)
         verifier = load_verifier(args, cfg, localizer)
         report = run_bench(localizer, targets, cfg, args.timing_calls, log=lambda m: print(m, file=sys.stderr),
-                           verifier=verifier)
+                           verifier=verifier, strategies=strategies, patch_calibration=not args.no_patch_calibration)
     except InputError as exc:
         return input_error("bench_vsm", exc)
     report = {"command": command("bench_vsm", argv),

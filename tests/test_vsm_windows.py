@@ -106,3 +106,16 @@ def test_bench_vsm_counts_hits_per_strategy_and_per_name_kind(target):
     assert report["calibration"]["n"] == 2 * 21  # root + 4 + 16 tree patches located per target
     assert report["calibration"]["positives"] >= 1  # the leaf-level patches holding the red star
     assert "colour 1/1, pattern 0/1" in format_report(report)
+
+
+def test_bench_vsm_quick_run_searches_with_vstar_alone(target):
+    from eval.bench_vsm import format_report, main, run_bench
+    from seal.config.root import Config
+
+    red = BenchTarget(target.image, target.annotation, "red star", np.array([CUP]))
+    report = run_bench(FakeLocalizer({"red star": [CUP]}, detect_side=600), [red], Config(), timing_calls=1,
+                       log=lambda _: None, strategies=("vstar",), patch_calibration=False)
+    assert set(report["search"]) == {"vstar"} and report["search"]["vstar"]["found_rate"] == 1.0
+    assert report["vstar_bfs_node_ratio"] is None and report["calibration"]["n"] == 0
+    assert "vstar / bfs nodes: -" in format_report(report)
+    assert main(["--bench", str(target.image.parent), "--strategies", "bfs"]) == 2  # vstar is always searched

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 from seal.errors import ConfigError
 
 if TYPE_CHECKING:
     from seal.config import Config
+
+T = TypeVar("T")
 
 
 def prepare_run(cfg: "Config", model_name: str) -> None:
@@ -33,3 +35,21 @@ def finish_export(export_dir: Path, cfg: "Config", out_dir: Path, command: list[
     if log.is_file():
         shutil.copyfile(log, export_dir / "train_log.jsonl")
     return export_dir
+
+
+def ordered_map(job: Callable[[int], T], indices: list[int], workers: int) -> Iterator[T]:
+    """``job(i)`` for each index, in order, in this process or in a spawned pool of ``workers``
+    one-thread processes (``job`` must pickle: a module-level function or a frozen dataclass)."""
+    if workers <= 1 or len(indices) < 2:
+        yield from map(job, indices)
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(min(workers, len(indices)), initializer=_one_thread) as pool:
+        yield from pool.imap(job, indices, chunksize=2)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)

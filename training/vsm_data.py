@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from seal.errors import ConfigError
+from training.recipe_common import ordered_map
 
 if TYPE_CHECKING:
     import torch
@@ -461,7 +462,7 @@ def build_dataset(synth: "SynthConfig", cfg: VSMDataConfig, search_cfg: "SearchC
             parts[i] = pickle.loads(path.read_bytes())
         else:
             todo.append(i)
-    for done, (i, part) in enumerate(_render_all(job, todo, cfg.workers), start=1):
+    for done, (i, part) in enumerate(ordered_map(job, todo, cfg.workers), start=1):
         parts[i] = part
         if done % 50 == 0 or done == len(todo):
             log(f"rendered {done}/{len(todo)} scenes" + (f" ({cfg.workers} processes)" if cfg.workers > 1 else ""))
@@ -506,20 +507,3 @@ class _SceneJob:
             tmp.write_bytes(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
             tmp.replace(path)
         return i, part
-
-
-def _render_all(job: _SceneJob, indices: list[int], workers: int) -> Iterator[tuple[int, dict]]:
-    """``job(i)`` for each index, in order, in this process or in a pool of ``workers`` processes."""
-    if workers == 1 or len(indices) < 2:
-        yield from map(job, indices)
-        return
-    import multiprocessing as mp
-
-    with mp.get_context("spawn").Pool(min(workers, len(indices)), initializer=_one_thread) as pool:
-        yield from pool.imap(job, indices, chunksize=2)
-
-
-def _one_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)

@@ -125,17 +125,18 @@ class Agent:
         acfg = cfg.agent
         vqa = VQAModel.load(resolve_dir(acfg.vqa_path, "agent.vqa_path"), device=acfg.device, vwm_config=cfg.vwm)
         policy, note = load_policy(cfg)
-        checker, checker_config = None, None
-        if cfg.verifier.enabled:
-            plan = plan_checker(cfg)
-            checker_config = plan.config
-            if plan.separate:
-                checker = VQAModel.load(plan.path, device=acfg.device, vwm_config=cfg.vwm)
         localizer = None
         if acfg.localizer == "vsm":
             from search.vsm.localizer import load_vsm_localizer
 
             localizer = load_vsm_localizer(resolve_dir(acfg.vsm_path, "agent.vsm_path"), device=acfg.device)
+        checker, checker_config = None, None
+        if cfg.verifier.enabled:
+            plan = plan_checker(cfg)
+            checker_config = plan.config
+            # a separate checker is not loaded behind the VSM's crop matcher (verifier.llm_check: auto)
+            if plan.separate and cfg.verifier.wants_llm(cfg.verifier.crop_checks(localizer)):
+                checker = VQAModel.load(plan.path, device=acfg.device, vwm_config=cfg.vwm)
         return cls(vqa, policy, cfg, localizer, note, checker, checker_config)
 
     # ---- the image ------------------------------------------------------------------------------

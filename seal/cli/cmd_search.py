@@ -58,7 +58,8 @@ LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": 
 
 def load_verifier(args: argparse.Namespace, cfg: Config, localizer: Any) -> Any:
     """The hit checker of ``localizer`` (:func:`seal.vqa.verifier.hit_checker`: the contrast check,
-    then the VQA LLM's) when the ``verifier`` section applies to it; None otherwise. The checking
+    the search model's crop matcher, then the VQA LLM's when wanted) when the ``verifier`` section
+    applies to it; None otherwise. The checking
     model is :func:`seal.vqa.checker.plan_checker`'s: ``--verifier-model DIR``, ``verifier.model_path``
     or the checker the VQA model's profile names must exist; the default ``agent.vqa_path`` may be
     missing (then the VQA LLM does not check, and a note says so)."""
@@ -66,6 +67,8 @@ def load_verifier(args: argparse.Namespace, cfg: Config, localizer: Any) -> Any:
 
     if not cfg.verifier.applies_to(localizer.name):
         return None
+    if not cfg.verifier.wants_llm(cfg.verifier.crop_checks(localizer)):  # the VQA LLM is not loaded
+        return hit_checker(cfg.verifier, cfg.search, localizer, None)
     attributes, vcfg = _attribute_verifier(args, cfg)
     return hit_checker(vcfg, cfg.search, localizer, attributes)
 

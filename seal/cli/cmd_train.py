@@ -30,6 +30,12 @@ def _train_vsm(cfg: Config, command: list[str]) -> dict:
     return run(cfg, command, log=lambda msg: print(msg, flush=True))
 
 
+def _train_crop_check(cfg: Config, command: list[str]) -> dict:
+    from training.crop_check_recipe import run
+
+    return run(cfg, command, log=lambda msg: print(msg, flush=True))
+
+
 def _train_policy(cfg: Config, command: list[str]) -> dict:
     from training.policy_data import run
 
@@ -37,12 +43,13 @@ def _train_policy(cfg: Config, command: list[str]) -> dict:
 
 
 RECIPES: dict[str, Callable[[Config, list[str]], dict]] = {"vqa": _train_vqa, "vsm": _train_vsm,
+                                                           "crop-check": _train_crop_check,
                                                            "policy": _train_policy}
 """Model kind -> recipe ``(resolved config, command line) -> summary``."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (vqa) from a YAML recipe")
+    p = sub.add_parser("train", help="train a model (vqa, vsm, crop-check, policy) from a YAML recipe")
     p.add_argument("kind", choices=sorted(RECIPES), help="which model to train")
     add_config_args(p)
     p.set_defaults(func=run)

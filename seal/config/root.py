@@ -11,6 +11,7 @@ from seal.agent.config import AgentConfig
 from seal.errors import ConfigError
 from seal.image_io import DEFAULT_MAX_PIXELS
 from training.config import TrainConfig
+from training.crop_check_recipe import CropCheckTrainConfig
 from training.policy_data import PolicyDataConfig
 from training.vqa_recipe import VQATrainConfig
 from training.vsm_recipe import VSMTrainConfig
@@ -41,6 +42,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     vqa_train: VQATrainConfig = field(default_factory=VQATrainConfig)
     vsm_train: VSMTrainConfig = field(default_factory=VSMTrainConfig)
+    crop_check_train: CropCheckTrainConfig = field(default_factory=CropCheckTrainConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)

@@ -138,6 +138,24 @@ class VerifierConfig:
     ``ratio`` (that probability over the most probable value's: 1 when the named value wins, so a
     weak but informative reader, e.g. of 8 shapes, accepts its best guess and rejects a clear other)."""
 
+    crop_check: bool = True
+    """Check the hits with the search model's crop matcher too (its checkpoint's ``crop_check/``
+    folder, :mod:`search.vsm.crop_check`; a conv read of the box crop, no LLM call), before the
+    VQA LLM; the check is the lowest of the members' probabilities (:class:`search.verifier.AllOf`)."""
+    llm_check: str = "auto"
+    """Check the hits with the VQA LLM (:class:`AttributeVerifier`): ``auto`` = only when the crop
+    matcher does not (on SynthVStar's validation hits it ranked the target first wherever the target
+    was among them, and the tiny VQA checker's shape errors only pulled the lower of the two down;
+    README "Measured", item 21), ``always`` = after the crop matcher, ``never``."""
+
+    def wants_llm(self, crop_checked: bool) -> bool:
+        """Whether the VQA LLM checks, given whether the crop matcher does."""
+        return self.llm_check == "always" or (self.llm_check == "auto" and not crop_checked)
+
+    def crop_checks(self, localizer: "Localizer | None") -> bool:
+        """Whether ``localizer``'s hits are read by its crop matcher (it carries one, ``crop_check`` on)."""
+        return self.crop_check and getattr(localizer, "crop_matcher", None) is not None
+
     views: list[str] = field(default_factory=lambda: ["identity"])
     """The crop is read once per view (:data:`CROP_VIEWS`: ``identity``, ``hflip``, ``vflip``,
     ``rot180``) and the value distributions are averaged: a test-time augmentation costing one LLM
@@ -179,6 +197,8 @@ class VerifierConfig:
         if self.contrast_margin <= 0 or not 0.5 <= self.contrast_window <= 4.0:
             raise ConfigError(f"verifier.contrast_margin / contrast_window: expected > 0 / 0.5..4 leaf sides, found "
                               f"{self.contrast_margin} / {self.contrast_window}")
+        if self.llm_check not in ("auto", "always", "never"):
+            raise ConfigError(f"verifier.llm_check: expected auto, always or never, found {self.llm_check!r}")
         if self.kinds is not None:
             self.kinds = [str(k) for k in self.kinds]
         if not self.checked_kinds or not set(self.checked_kinds) <= set(self.attributes):
@@ -298,8 +318,10 @@ class AttributeVerifier:
 def hit_checker(cfg: VerifierConfig, search_cfg: "SearchConfig", localizer: "Localizer",
                 attributes: AttributeVerifier | None) -> "Verifier | None":
     """The verifier of the search's hits for ``localizer``: the contrast check (``cfg.contrast``, the
-    localizer itself, cheap) then the VQA LLM's ``attributes`` check, each optional; None when the
-    section does not apply to this localizer or nothing is left."""
+    localizer itself, cheap), the search model's crop matcher (``cfg.crop_check``, when the localizer
+    carries one), then the VQA LLM's ``attributes`` check (``cfg.llm_check``: by default only without
+    the crop matcher), each optional; None when the section does not apply to this localizer or
+    nothing is left."""
     from search.contrast import ContrastVerifier
     from search.verifier import AllOf
 
@@ -308,7 +330,12 @@ def hit_checker(cfg: VerifierConfig, search_cfg: "SearchConfig", localizer: "Loc
     members: list = []
     if cfg.contrast:
         members.append(ContrastVerifier(localizer, cfg.contrast, search_cfg, cfg.contrast_margin, cfg.contrast_window))
-    if attributes is not None:
+    crop_checked = cfg.crop_checks(localizer)
+    if crop_checked:
+        from search.vsm.crop_check import CropCheckVerifier
+
+        members.append(CropCheckVerifier(localizer.crop_matcher))  # type: ignore[attr-defined]
+    if attributes is not None and cfg.wants_llm(crop_checked):
         members.append(attributes)
     if not members:
         return None

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 NAME = "vsm"
 """Registry name of this localizer (``--localizer vsm``)."""
+CROP_CHECK_DIR = "crop_check"
+"""Sub-folder of a VSM checkpoint holding its crop matcher (:mod:`search.vsm.crop_matcher`), if any."""
 
 
 def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtype | None" = None,
@@ -30,12 +32,16 @@ def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtyp
         cfg: predictor knobs (batch size, feature cache).
 
     Returns:
-        A :class:`search.vsm.predictor.VSMPredictor` (``name == "vsm"``).
+        A :class:`search.vsm.predictor.VSMPredictor` (``name == "vsm"``), with the checkpoint's crop
+        matcher (``crop_check/``) attached when it has one.
 
     Raises:
         InputError: the directory is missing or not a valid VSM checkpoint.
     """
+    from search.vsm.crop_matcher import CONFIG, CropMatcher
     from search.vsm.model import VSMModel
     from search.vsm.predictor import VSMPredictor
 
-    return VSMPredictor(VSMModel.from_pretrained(path, device=device, dtype=dtype), cfg)
+    second = Path(path) / CROP_CHECK_DIR
+    matcher = CropMatcher.from_pretrained(second) if (second / CONFIG).is_file() else None
+    return VSMPredictor(VSMModel.from_pretrained(path, device=device, dtype=dtype), cfg, crop_matcher=matcher)

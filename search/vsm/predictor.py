@@ -37,9 +37,12 @@ class VSMPredictor:
 
     name = "vsm"
 
-    def __init__(self, model: VSMModel, cfg: VSMPredictorConfig | None = None) -> None:
+    def __init__(self, model: VSMModel, cfg: VSMPredictorConfig | None = None, crop_matcher=None) -> None:
         self.model = model.eval()
         self.cfg = cfg or VSMPredictorConfig()
+        self.crop_matcher = crop_matcher
+        """The model's second stage (:class:`search.vsm.crop_matcher.CropMatcher`), when its checkpoint
+        has one: the hit check reads confident boxes with it (:mod:`search.vsm.crop_check`)."""
         self.image: ImageSource | None = None
         self._cache: OrderedDict[RegionKey, tuple[ImageFeatures, Frame]] = OrderedDict()
         self._stats = _fresh_stats()
