@@ -24,6 +24,7 @@ import numpy as np
 from search.vsm.crop_matcher import CropMatcherConfig
 from seal.errors import ConfigError
 from training.crop_check_data import CropCheckDataConfig, build_crops, held_out
+from training.config import TrainConfig
 from training.recipe_common import finish_export, prepare_run
 
 if TYPE_CHECKING:
@@ -50,6 +51,10 @@ class CropCheckTrainConfig:
     """Mirror half of each batch left-right (no SynthVStar word changes under a mirror)."""
     export_dir: str = "checkpoints/vsm_tiny/crop_check"
     """Where the trained matcher goes: the ``crop_check/`` folder of the VSM checkpoint it serves."""
+    train: TrainConfig | None = None
+    """This recipe's optimisation; None = the root ``train`` section (``seal train crop-check``). Must
+    be set when the VSM recipe trains the matcher as its last stage (``vsm_train.crop_check``), whose
+    root ``train`` section is the VSM's."""
 
     def __post_init__(self) -> None:
         if not self.matcher.vocabulary:
@@ -140,8 +145,9 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
 
     prepare_run(cfg, "crop matcher")
     ccfg = cfg.crop_check_train
+    tcfg = ccfg.train or cfg.train
     m = ccfg.matcher
-    torch.manual_seed(cfg.train.seed)
+    torch.manual_seed(tcfg.seed)
     model = CropMatcher(m)
     log(f"crop matcher: {sum(p.numel() for p in model.parameters()) / 1e3:.0f} k parameters, input {m.input_size} px, "
         f"{len(m.vocabulary)} words")
@@ -157,10 +163,10 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
             report.update(evaluate(trained, *val, synth_kinds()))
             log(f"held-out val crops: {report}")
             (export_dir / "metrics.json").write_text(json.dumps({"command": command, "val": report}, indent=2) + "\n")
-        finish_export(export_dir, cfg, out_dir, command)
+        finish_export(export_dir, cfg, out_dir, command)  # config.yaml: the whole resolved config
         log(f"exported the crop matcher to {export_dir}")
 
-    summary = train(model, make_batches(images, labels, cfg.train.batch_size, cfg.train.seed, ccfg.hflip), loss_fn,
-                    cfg.train, on_save=on_save)
+    summary = train(model, make_batches(images, labels, tcfg.batch_size, tcfg.seed, ccfg.hflip), loss_fn, tcfg,
+                    on_save=on_save)
     summary.update(crops=len(images), export_dir=ccfg.export_dir, val=report)
     return summary

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search.vsm.config import VSMConfig, VSMLossConfig
+from search.vsm.localizer import CROP_CHECK_DIR
 from seal.errors import ConfigError
 from training.recipe_common import finish_export, prepare_run
 from seal.models.backbone import TinyBackboneConfig
@@ -72,6 +73,10 @@ class VSMTrainConfig:
     """An exported VSM checkpoint to start from ('' = random init): its weights are copied into the
     model this config builds; every one must fit, and only modules this config adds (e.g.
     ``vsm.phrase_query``'s projection) may be missing from it (they start fresh and are logged)."""
+    crop_check: bool = False
+    """Last stage: train the search model's crop matcher (:mod:`training.crop_check_recipe`, the
+    ``crop_check_train`` section, whose ``train`` must be set) into ``export_dir/crop_check``, so one
+    command yields the whole search model."""
     stem_pretrain: StemPretrainConfig = field(default_factory=StemPretrainConfig)
     """Stand-alone training of the detector stem on the attribute maps before the main loop
     (:mod:`training.stem_pretrain`; ``steps: 0`` = off)."""
@@ -173,6 +178,9 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     from training.vsm_data import build_dataset, make_collate
 
     prepare_run(cfg, "VSM")
+    if cfg.vsm_train.crop_check and cfg.crop_check_train.train is None:
+        raise ConfigError("vsm_train.crop_check: set crop_check_train.train (the matcher's own steps, batch and "
+                          "learning rate; the root train section is the VSM's)")
     model = build(cfg.vsm_train)
     if cfg.vsm_train.init_from:
         fresh = warm_start(model, cfg.vsm_train.init_from)
@@ -203,4 +211,11 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     summary = train(model, batches, make_loss_fn(cfg.vsm_train.loss), cfg.train, on_save=on_save)
     summary.update(rows=len(data), patches=len(data.patches), parameters=n_params,
                    export_dir=cfg.vsm_train.export_dir)
+    if cfg.vsm_train.crop_check:
+        from dataclasses import replace
+
+        from training.crop_check_recipe import run as train_crop_check
+
+        stage = replace(cfg.crop_check_train, export_dir=str(Path(cfg.vsm_train.export_dir) / CROP_CHECK_DIR))
+        summary["crop_check"] = train_crop_check(replace(cfg, crop_check_train=stage), command, log)
     return summary
