@@ -185,13 +185,23 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _checker_label(verifier: Any, cfg: Any, verifier_model: str | None) -> str:
+    """The hit check's name, with the checking VQA LLM's folder when a VQA LLM is among its members."""
+    from seal.vqa.checker import plan_checker
+    from seal.vqa.verifier import AttributeVerifier
+
+    members = getattr(verifier, "verifiers", [verifier])
+    if any(isinstance(m, AttributeVerifier) for m in members):
+        return f"{verifier.name} ({plan_checker(cfg, verifier_model).path})"
+    return verifier.name
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from eval.bench_search import list_targets
     from search.vsm.localizer import load_vsm_localizer
     from seal.cli.cmd_search import load_verifier
-    from seal.vqa.checker import plan_checker
 
     p = target_parser("bench_vsm", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=100, threads=1,
                       out_help="report JSON (default: runs/bench_vsm/<model folder name>.json; never the checkpoint's own metrics.json)",
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         return input_error("bench_vsm", exc)
     report = {"command": command("bench_vsm", argv),
               "model": str(args.model), "bench": str(bench), "threads": args.threads,
-              "verifier": None if verifier is None else f"{verifier.name} ({plan_checker(cfg, args.verifier_model).path})",
+              "verifier": None if verifier is None else _checker_label(verifier, cfg, args.verifier_model),
               **report}
     print(format_report(report))
     out = args.out or Path("runs/bench_vsm") / f"{Path(args.model).name}.json"

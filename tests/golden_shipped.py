@@ -67,7 +67,8 @@ def observe(bench: Path) -> dict:
                          "vision_tokens": int(res.ledger.vision_tokens), "probs": res.decision.to_json()["probs"],
                          # not in the goldens: read by test_shipped_models's ledger check
                          "hit_checks": sum(int(r.verifier_calls) for r in res.search),
-                         "verify_tokens": int(res.ledger.vision_tokens_verify), "llm_calls": int(res.ledger.llm_calls)}
+                         "verify_tokens": int(res.ledger.vision_tokens_verify), "llm_calls": int(res.ledger.llm_calls),
+                         "ledger_hit_checks": int(res.ledger.hit_checks)}
         for key, session in (("search", SearchSession(localizer, agent.views.source, cfg.search)),
                              ("checked_search", SearchSession(localizer, agent.views.source, cfg.search, checker))):
             rec[key] = [_searched(name, session.search(name)) for name in sample.targets]

@@ -23,6 +23,9 @@ class CostLedger:
     """Vision tokens the search model encoded (patches x tokens per patch)."""
     vision_tokens_verify: int = 0
     """Vision tokens the VQA LLM spent checking the search's hits (global view + one crop per box)."""
+    hit_checks: int = 0
+    """Boxes the hit check judged (the search model's crop matcher reads and VQA prompts alike; a
+    crop read spends no vision token of an LLM)."""
     llm_calls: int = 0
     """Forward passes / generate calls of the VQA LLM (including the hit checks)."""
     search_calls: int = 0

@@ -373,8 +373,9 @@ class Agent:
                 results.append(result)
         new_patches = session.stats().patches_encoded - encoded_before
         q.ledger.vision_tokens_search += new_patches * self.tokens_per_patch()
-        if checked_before is not None:  # the hit checks: VQA LLM prompts, search-model calls
+        if checked_before is not None:  # the hit checks: boxes judged, VQA LLM prompts, search-model calls
             checked = session.verifier.stats()
+            q.ledger.hit_checks += checked.calls - checked_before.calls
             q.ledger.vision_tokens_verify += checked.vision_tokens - checked_before.vision_tokens
             q.ledger.llm_calls += checked.llm_calls - checked_before.llm_calls
             q.ledger.search_calls += checked.localizer_calls - checked_before.localizer_calls

@@ -130,5 +130,6 @@ def format_cost(cost: dict[str, Any]) -> str:
     seconds = f", {float(secs):.2f} s" if secs is not None else ""
     mem = cost.get("peak_rss_mb")
     memory = f", peak RSS {float(mem):.0f} MB" if mem is not None else ""
+    checks = f", {cost['hit_checks']} hit checks" if cost.get("hit_checks") else ""
     return (f"{vt} vision tokens{split}, {cost.get('llm_calls', 0)} LLM calls, {cost.get('search_calls', 0)} "
-            f"search-model calls, {cost.get('generated_tokens', 0)} generated tokens{seconds}{memory}")
+            f"search-model calls{checks}, {cost.get('generated_tokens', 0)} generated tokens{seconds}{memory}")
