@@ -172,3 +172,12 @@ def test_a_few_steps_lower_the_loss_and_the_report_reads_kinds(tmp_path):
     assert 0.0 <= report["name_beats_near_misses"] <= 1.0 and report["crops"] + report["background"] == len(images)
     with pytest.raises(ConfigError, match="batch_size"):
         make_batches(images[:3], labels[:3], 16, 0, True)
+
+
+def test_the_vsm_recipe_needs_the_matchers_own_train_section():
+    from seal.config import load
+    from training.vsm_recipe import run
+
+    cfg = load([], ["vsm_train.crop_check=true", "synth.n=1", "synth.split=train"])
+    with pytest.raises(ConfigError, match="crop_check_train.train"):
+        run(cfg, log=lambda m: None)
