@@ -168,3 +168,25 @@ def test_the_hit_checker_model_is_chosen_flag_then_config(tmp_path):
     assert checker is not None and asked.checked_kinds == ["color", "pattern"]  # vqa_tiny names no asking keys
     with pytest.raises(InputError, match="verifier-model"):
         _attribute_verifier(argparse.Namespace(verifier_model=str(missing)), load())
+
+
+def test_the_shipped_search_model_checks_with_its_crop_matcher_unless_a_vqa_checker_is_named():
+    """The shipped VSM carries its crop matcher: by default it alone checks (the VQA checker is not
+    even loaded); ``--verifier-model`` adds the named VQA LLM behind it; ``--verifier.crop_check=false``
+    goes back to the VQA checker alone."""
+    import argparse
+
+    from search.verifier import AllOf
+    from search.vsm.crop_check import CropCheckVerifier
+    from search.vsm.localizer import load_vsm_localizer
+    from seal.cli.cmd_search import load_verifier
+    from seal.config import load
+    from seal.vqa.verifier import AttributeVerifier
+
+    vsm = load_vsm_localizer(ROOT / "checkpoints" / "vsm_tiny")
+    assert vsm.crop_matcher is not None
+    assert isinstance(load_verifier(argparse.Namespace(verifier_model=None), load(), vsm), CropCheckVerifier)
+    named = load_verifier(argparse.Namespace(verifier_model=str(ROOT / "checkpoints" / "vqa_check_tiny")), load(), vsm)
+    assert isinstance(named, AllOf) and [type(v) for v in named.verifiers] == [CropCheckVerifier, AttributeVerifier]
+    vqa_only = load_verifier(argparse.Namespace(verifier_model=None), load([], ["verifier.crop_check=false"]), vsm)
+    assert isinstance(vqa_only, AttributeVerifier)

@@ -23,6 +23,7 @@ several), plus ``D/config.yaml`` and ``D/run.json``.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,7 +60,8 @@ LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": 
 def load_verifier(args: argparse.Namespace, cfg: Config, localizer: Any) -> Any:
     """The hit checker of ``localizer`` (:func:`seal.vqa.verifier.hit_checker`: the contrast check,
     the search model's crop matcher, then the VQA LLM's when wanted) when the ``verifier`` section
-    applies to it; None otherwise. The checking
+    applies to it; None otherwise. ``--verifier-model DIR`` makes the VQA LLM check behind the crop
+    matcher too (``verifier.llm_check: auto`` read as ``always``). The checking
     model is :func:`seal.vqa.checker.plan_checker`'s: ``--verifier-model DIR``, ``verifier.model_path``
     or the checker the VQA model's profile names must exist; the default ``agent.vqa_path`` may be
     missing (then the VQA LLM does not check, and a note says so)."""
@@ -67,6 +69,8 @@ def load_verifier(args: argparse.Namespace, cfg: Config, localizer: Any) -> Any:
 
     if not cfg.verifier.applies_to(localizer.name):
         return None
+    if args.verifier_model and cfg.verifier.llm_check == "auto":  # a VQA checker named on the command line checks
+        cfg = replace(cfg, verifier=replace(cfg.verifier, llm_check="always"))
     if not cfg.verifier.wants_llm(cfg.verifier.crop_checks(localizer)):  # the VQA LLM is not loaded
         return hit_checker(cfg.verifier, cfg.search, localizer, None)
     attributes, vcfg = _attribute_verifier(args, cfg)
