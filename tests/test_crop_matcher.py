@@ -135,7 +135,8 @@ def test_crops_carry_their_objects_words_and_background_none(tmp_path):
     synth = SynthConfig(split="train", n=2, seed=3)
     cfg = CropCheckDataConfig(background_per_scene=3, workers=1, cache_dir=str(tmp_path))
     vocab = [w for ws in synth_kinds().values() for w in ws]
-    images, labels = build_crops(synth, cfg, vocab, 32, 1.5, 40, log=lambda m: None)
+    matcher = CropMatcherConfig(vocabulary=vocab, input_size=32)
+    images, labels = build_crops(synth, cfg, matcher, log=lambda m: None)
     assert images.shape[1:] == (32, 32, 3) and images.dtype == np.uint8 and labels.shape == (len(images), len(vocab))
     objects = labels.sum(1) > 0
     assert set(labels[objects].sum(1).tolist()) == {3}  # one colour, one pattern, one shape each
@@ -143,18 +144,18 @@ def test_crops_carry_their_objects_words_and_background_none(tmp_path):
     cached = list(tmp_path.glob("crop_*_train.npz"))
     assert len(cached) == 1
     again, _ = build_crops(synth, CropCheckDataConfig(background_per_scene=3, workers=2, cache_dir=str(tmp_path)),
-                           vocab, 32, 1.5, 40, log=lambda m: None)
+                           matcher, log=lambda m: None)
     assert np.array_equal(images, again)  # same key for any worker count: read from the cache
     with pytest.raises(ConfigError, match="test"):
-        build_crops(SynthConfig(split="test", n=1), cfg, vocab, 32, 1.5, 40)
+        build_crops(SynthConfig(split="test", n=1), cfg, matcher)
 
 
 def test_a_few_steps_lower_the_loss_and_the_report_reads_kinds(tmp_path):
     synth = SynthConfig(split="train", n=2, seed=5)
     ccfg = CropCheckTrainConfig(matcher=CropMatcherConfig(input_size=32, widths=[8, 16], strides=[2, 2], embed_dim=8))
     assert len(ccfg.matcher.vocabulary) == sum(len(v) for v in synth_kinds().values())
-    images, labels = build_crops(synth, CropCheckDataConfig(workers=1, cache_dir=""), ccfg.matcher.vocabulary, 32,
-                                 1.5, 40, log=lambda m: None)
+    images, labels = build_crops(synth, CropCheckDataConfig(workers=1, cache_dir=""), ccfg.matcher,
+                                 log=lambda m: None)
     torch.manual_seed(0)
     model = CropMatcher(ccfg.matcher)
     batch = next(iter(make_batches(images, labels, 16, 0, hflip=True)(0)))

@@ -25,6 +25,7 @@ from training.recipe_common import ordered_map
 
 if TYPE_CHECKING:
     from eval.synth.config import SynthConfig
+    from search.vsm.crop_matcher import CropMatcherConfig
 
 
 @dataclass
@@ -58,24 +59,22 @@ class _SceneCrops:
 
     synth: "SynthConfig"
     cfg: CropCheckDataConfig
-    vocabulary: tuple[str, ...]
-    input_size: int
-    crop_scale: float
-    min_context_px: int
+    matcher: "CropMatcherConfig"
 
     def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         from eval.synth.sample import render_sample, sample_rng
         from search.geometry import intersection_fraction_xyxy, jitter_xyxy, xywh_to_xyxy
-        from vwm.crops import extract_crop
+        from search.vsm.crop_matcher import context_crops
 
         sample = render_sample(sample_rng(self.synth.seed, self.synth.split, i), self.synth, tag="search")
         rng = np.random.default_rng([self.cfg.seed, i])
         image, (w, h) = sample.image, sample.image.size
-        index = {v: k for k, v in enumerate(self.vocabulary)}
+        vocabulary = self.matcher.vocabulary
+        index = {v: k for k, v in enumerate(vocabulary)}
         boxes, labels = [], []
         for obj in sample.objects:
             boxes.append(jitter_xyxy(xywh_to_xyxy(obj.bbox), rng, self.cfg.jitter, w, h))
-            row = np.zeros(len(self.vocabulary), dtype=np.uint8)
+            row = np.zeros(len(vocabulary), dtype=np.uint8)
             for word in (obj.color, obj.pattern, obj.shape):
                 if word in index:
                     row[index[word]] = 1
@@ -90,25 +89,24 @@ class _SceneCrops:
                 box = (x, y, x + side, y + side)
                 if all(intersection_fraction_xyxy(o, box) < self.cfg.background_max_overlap for o in objects):
                     boxes.append(box)
-                    labels.append(np.zeros(len(self.vocabulary), dtype=np.uint8))
+                    labels.append(np.zeros(len(vocabulary), dtype=np.uint8))
                     break
-        crops = [np.asarray(extract_crop(image, b, self.crop_scale, self.min_context_px, self.input_size).image,
-                            dtype=np.uint8) for b in boxes]
-        return np.stack(crops), np.stack(labels)
+        return context_crops(image, boxes, self.matcher), np.stack(labels)
 
 
-def build_crops(synth: "SynthConfig", cfg: CropCheckDataConfig, vocabulary: list[str], input_size: int,
-                crop_scale: float, min_context_px: int, log=print) -> tuple[np.ndarray, np.ndarray]:
-    """``(images (N, S, S, 3) uint8, labels (N, V) uint8)`` of ``synth.n`` scenes of ``synth.split``,
-    cached in ``cfg.cache_dir`` under a key of everything that changes them (not ``workers``)."""
+def build_crops(synth: "SynthConfig", cfg: CropCheckDataConfig, matcher: "CropMatcherConfig",
+                log=print) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (N, S, S, 3) uint8, labels (N, V) uint8 over matcher.vocabulary)`` of ``synth.n`` scenes of
+    ``synth.split``, cut as ``matcher`` reads crops, cached in ``cfg.cache_dir`` under a key of everything
+    that changes them (not ``workers``, nor the matcher's architecture)."""
     if synth.split == "test":
         raise ConfigError("synth.split: the crop matcher trains on 'train' or 'val' scenes, found 'test' "
                           "(the held-out evaluation split)")
-    job = _SceneCrops(synth, cfg, tuple(vocabulary), input_size, crop_scale, min_context_px)
+    job = _SceneCrops(synth, cfg, matcher)
     key_src = json.dumps({"synth": asdict(synth), "data": {k: v for k, v in asdict(cfg).items()
                                                              if k not in ("workers", "cache_dir", "val_scenes")},
-                          "vocabulary": list(vocabulary), "input": input_size, "scale": crop_scale,
-                          "min": min_context_px, "v": 1}, sort_keys=True, default=str)
+                          "vocabulary": matcher.vocabulary, "input": matcher.input_size, "scale": matcher.crop_scale,
+                          "min": matcher.min_context_px, "v": 1}, sort_keys=True, default=str)
     path = None
     if cfg.cache_dir:
         key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
@@ -132,10 +130,9 @@ def build_crops(synth: "SynthConfig", cfg: CropCheckDataConfig, vocabulary: list
     return images, labels
 
 
-def held_out(synth: "SynthConfig", cfg: CropCheckDataConfig, vocabulary: list[str], input_size: int,
-             crop_scale: float, min_context_px: int, log=print) -> tuple[np.ndarray, np.ndarray] | None:
+def held_out(synth: "SynthConfig", cfg: CropCheckDataConfig, matcher: "CropMatcherConfig",
+             log=print) -> tuple[np.ndarray, np.ndarray] | None:
     """The report's crops: ``cfg.val_scenes`` scenes of the ``val`` split (None when 0)."""
     if not cfg.val_scenes:
         return None
-    return build_crops(replace(synth, split="val", n=cfg.val_scenes), cfg, vocabulary, input_size, crop_scale,
-                       min_context_px, log)
+    return build_crops(replace(synth, split="val", n=cfg.val_scenes), cfg, matcher, log)

@@ -151,9 +151,9 @@ def run(cfg: "Config", command: list[str] | None = None, log=print) -> dict:
     model = CropMatcher(m)
     log(f"crop matcher: {sum(p.numel() for p in model.parameters()) / 1e3:.0f} k parameters, input {m.input_size} px, "
         f"{len(m.vocabulary)} words")
-    images, labels = build_crops(cfg.synth, ccfg.data, m.vocabulary, m.input_size, m.crop_scale, m.min_context_px, log)
+    images, labels = build_crops(cfg.synth, ccfg.data, m, log)
     log(f"crop data: {len(images)} crops ({int((labels.sum(1) == 0).sum())} background)")
-    val = held_out(cfg.synth, ccfg.data, m.vocabulary, m.input_size, m.crop_scale, m.min_context_px, log)
+    val = held_out(cfg.synth, ccfg.data, m, log)
     report: dict = {}
 
     def on_save(trained, out_dir: Path) -> None:

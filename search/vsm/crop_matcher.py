@@ -175,8 +175,14 @@ class CropMatcher(nn.Module):
 
     def crop_images(self, image, boxes_xyxy: Sequence[Sequence[float]]) -> np.ndarray:
         """(B, S, S, 3) uint8 context crops of ``boxes_xyxy`` (full-image px) from the PIL ``image``."""
-        from vwm.crops import extract_crop
+        return context_crops(image, boxes_xyxy, self.cfg)
 
-        side = self.cfg.input_size
-        return np.stack([np.asarray(extract_crop(image, box, self.cfg.crop_scale, self.cfg.min_context_px,
-                                                 side).image, dtype=np.uint8) for box in boxes_xyxy])
+
+def context_crops(image, boxes_xyxy: Sequence[Sequence[float]], cfg: CropMatcherConfig) -> np.ndarray:
+    """(B, S, S, 3) uint8 crops of ``boxes_xyxy`` (full-image px) from the PIL ``image`` as a matcher of
+    ``cfg`` reads them (:func:`vwm.crops.extract_crop` at its scale, minimum side and input size): the
+    one cut of training (:mod:`training.crop_check_data`) and checking alike."""
+    from vwm.crops import extract_crop
+
+    return np.stack([np.asarray(extract_crop(image, box, cfg.crop_scale, cfg.min_context_px, cfg.input_size).image,
+                                dtype=np.uint8) for box in boxes_xyxy])
