@@ -176,3 +176,18 @@ def test_relation_lines_are_capped():
     assert text.count(" of and ") == 2 and "object 0 is left of and above object 1" in text
     with pytest.raises(ConfigError, match="max_relations"):
         VWMConfig(max_relations=-1)
+
+
+def test_shared_global_view_is_the_letterboxed_image_and_checked():
+    cfg = VWMConfig(crop_side_px=32, view_side_px=48)
+    first = _memory(1, cfg=cfg)
+    view = first.view()
+    assert first.view() is view  # made once
+    assert np.array_equal(np.asarray(view), np.asarray(letterbox(_scene(), 48)[0]))
+    shared = VisualWorkingMemory(_scene(), config=cfg, global_view=view)
+    shared.add_target("object 0", (10, 10, 30, 40), 0.9)
+    assert build_prompt("q", shared)[1][0] is view
+    assert [np.asarray(i).tolist() for i in build_prompt("q", shared)[1]] == \
+        [np.asarray(i).tolist() for i in build_prompt("q", first)[1]]
+    with pytest.raises(ValueError, match="48x48"):
+        VisualWorkingMemory(_scene(), config=cfg, global_view=Image.new("RGB", (32, 32)))

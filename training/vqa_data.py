@@ -323,15 +323,16 @@ def jittered(spec: ExampleSpec, rng: np.random.Generator, fraction: float, image
     return replace(spec, targets=moved)
 
 
-def spec_memory(spec: ExampleSpec, image, vwm_config: "VWMConfig"):
-    """The :class:`~vwm.layout.VisualWorkingMemory` an example is laid out from (None: text only)."""
+def spec_memory(spec: ExampleSpec, image, vwm_config: "VWMConfig", view=None):
+    """The :class:`~vwm.layout.VisualWorkingMemory` an example is laid out from (None: text only);
+    ``view``: the scene's global view when already letterboxed (see ``VisualWorkingMemory.view``)."""
     from vwm.layout import VisualWorkingMemory
 
     if spec.view not in VIEWS:
         raise ValueError(f"unknown view {spec.view!r}")
     if spec.view == "none":
         return None
-    vwm = VisualWorkingMemory(global_image=image, config=vwm_config)
+    vwm = VisualWorkingMemory(global_image=image, config=vwm_config, global_view=view)
     if spec.view == "crops":
         for name, box in spec.targets:
             vwm.add_target(name, box, 1.0 if box is not None else 0.0)
@@ -370,11 +371,14 @@ def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADa
     size = processor.image_processor.crop_size["height"]
     grid = size // processor.patch_size
     examples, images, maps = [], [], []
+    global_view = None  # the scene's letterboxed global view, made by its first example and shared
     jitter_rng = np.random.default_rng([cfg.seed, index, 1])  # its own stream: the other draws stay put
     for spec in scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg, synth.min_spatial_gap):
         if cfg.box_jitter > 0:
             spec = jittered(spec, jitter_rng, cfg.box_jitter, sample.image.size)
-        vwm = spec_memory(spec, sample.image, vwm_config)
+        vwm = spec_memory(spec, sample.image, vwm_config, global_view)
+        if vwm is not None:
+            global_view = vwm.view()
         ex = build_training_example(processor, spec.question, spec.reply, vwm)
         ids = []
         views = [] if ex["pixel_values"] is None else ex["pixel_values"].numpy().astype(np.float16)

@@ -124,6 +124,20 @@ class VisualWorkingMemory:
     global_image: Image.Image
     entries: list[VWMEntry] = field(default_factory=list)
     config: VWMConfig = field(default_factory=VWMConfig)
+    global_view: Image.Image | None = None
+    """The global image already letterboxed to ``config.view_side_px`` (memories of one image can
+    share it: the resize is most of a training example's cost); None: made on first use."""
+
+    def __post_init__(self) -> None:
+        side = self.config.view_side_px
+        if self.global_view is not None and self.global_view.size != (side, side):
+            raise ValueError(f"VWM global_view: expected {side}x{side}, found {self.global_view.size}")
+
+    def view(self) -> Image.Image:
+        """The global view: ``global_image`` letterboxed to ``config.view_side_px`` (made once)."""
+        if self.global_view is None:
+            self.global_view, _ = letterbox(self.global_image, self.config.view_side_px)
+        return self.global_view
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -172,8 +186,7 @@ def build_prompt(question: str, vwm: VisualWorkingMemory | None) -> tuple[str, l
     if vwm is None:
         return question, []
     cfg = vwm.config
-    view, _ = letterbox(vwm.global_image, cfg.view_side_px)
-    images = [view]
+    images = [vwm.view()]
     lines = [IMAGE_TOKEN]
     if vwm.entries:
         lines.append(cfg.header)
