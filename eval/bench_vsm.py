@@ -167,7 +167,10 @@ def _time_locate(localizer: Any, images: list, calls: int) -> float:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{report['n_targets']} targets, hits checked by {report.get('verifier') or 'nothing'}",
+    stops = report.get("stops") or {}
+    lines = [f"{report['n_targets']} targets, hits checked by {report.get('verifier') or 'nothing'}"
+             + (f"; stop above {stops['confidence_high']}, fallback from {stops['confidence_low']}"
+                f" (search profile {report.get('search_profile')})" if stops else ""),
              f"{'strategy':<9} {'found':>6} {'nodes(all)':>10} {'nodes(found)':>12} {'calls':>6} {'s/target':>8}"]
     for name, m in report["search"].items():
         kinds = ", ".join(f"{k} {v}" for k, v in m["found_by_name_kind"].items())
@@ -196,6 +199,14 @@ def _checker_label(verifier: Any, cfg: Any, verifier_model: str | None) -> str:
     return verifier.name
 
 
+def _profile_label(model) -> str | None:
+    """The search model's ``search.yaml`` layered under the config, if it has one."""
+    from search.profile import profile_path
+
+    path = profile_path(model)
+    return None if path is None else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -218,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                         "the checker agent.vqa_path's verifier.yaml names, else agent.vqa_path; "
                         "--verifier.enabled=false: the search model alone)")
     try:
-        args, cfg = parse_with_config(p, argv)
+        args, cfg = parse_with_config(p, argv, model_arg="model")
         strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
         if not strategies or not set(strategies) <= set(STRATEGIES) or "vstar" not in strategies:
             raise InputError(f"--strategies: expected vstar and optionally bfs, found {args.strategies!r}")
@@ -234,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         return input_error("bench_vsm", exc)
     report = {"command": command("bench_vsm", argv),
-              "model": str(args.model), "bench": str(bench), "threads": args.threads,
+              "model": str(args.model), "search_profile": _profile_label(args.model),
+              "stops": {k: getattr(cfg.search, k) for k in ("confidence_high", "confidence_low", "compare_nodes", "max_nodes")},
+              "bench": str(bench), "threads": args.threads,
               "verifier": None if verifier is None else _checker_label(verifier, cfg, args.verifier_model),
               **report}
     print(format_report(report))

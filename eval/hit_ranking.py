@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse", type=Path, help="take the candidates from this earlier report")
     p.add_argument("--verifier-model", metavar="DIR", help="VQA LLM of the check (default: as seal search: seal.vqa.checker.plan_checker)")
     try:
-        args, cfg = parse_with_config(p, argv)
+        args, cfg = parse_with_config(p, argv, model_arg="model")
         torch.set_num_threads(args.threads)
         reused = read_reused(args.reuse) if args.reuse else None
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]

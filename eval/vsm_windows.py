@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--absent", type=int, default=3, help="absent windows per target")
     p.add_argument("--seed", type=int, default=0)
     try:
-        args, cfg = parse_with_config(p, argv)
+        args, cfg = parse_with_config(p, argv, model_arg="model")
         torch.set_num_threads(args.threads)
         if not 0.25 <= args.zoom <= 8 or args.absent < 0:
             raise InputError(f"--zoom: expected 0.25..8, --absent: >= 0; found {args.zoom} / {args.absent}")

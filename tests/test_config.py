@@ -90,3 +90,34 @@ def test_strings_that_are_not_numbers_still_fail_for_float_fields():
     for bad in ("1e-x", "fast", "e5"):
         with pytest.raises(ConfigError, match=r"train\.lr"):
             load([], [f"train.lr={bad}"])
+
+
+def test_a_search_models_profile_is_layered_under_files_and_overrides(tmp_path):
+    from seal.config import load
+
+    model = tmp_path / "vsm"
+    model.mkdir()
+    (model / "search.yaml").write_text("search:\n  confidence_high: 0.3\n  compare_nodes: 4\n")
+    user = tmp_path / "user.yaml"
+    user.write_text("search:\n  compare_nodes: 6\n")
+    cfg = load([], [f"agent.vsm_path={model}"])
+    assert (cfg.search.confidence_high, cfg.search.compare_nodes) == (0.3, 4)
+    cfg = load([user], [f"agent.vsm_path={model}", "search.confidence_high=0.4"])
+    assert (cfg.search.confidence_high, cfg.search.compare_nodes) == (0.4, 6)  # the user's values win
+    assert load([], [f"agent.vsm_path={model}", "agent.localizer=oracle"]).search.confidence_high == 0.5
+    assert load([], [f"agent.vsm_path={model}"], search_profile=False).search.confidence_high == 0.5
+    assert load([], [], search_profile=model).search.compare_nodes == 4
+    assert load([], [f"agent.vsm_path={tmp_path / 'missing'}"]).search.confidence_high == 0.5  # fails when loaded
+
+
+@pytest.mark.parametrize("text, match", [("agent:\n  vsm_path: elsewhere\n", "one mapping"),
+                                         ("search: 3\n", "expected a mapping"),
+                                         ("search:\n  confidence_hi: 0.3\n", "confidence_hi"),
+                                         ("search:\n  confidence_high: 0.1\n", "confidence_low"),
+                                         ("search: [\n", "unreadable")])
+def test_a_bad_search_profile_is_an_error_naming_it(tmp_path, text, match):
+    from seal.config import load
+
+    (tmp_path / "search.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load([], [], search_profile=tmp_path)

@@ -187,7 +187,8 @@ def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_pat
         "synth": dict(n=2, seed=0, **SMALL_SYNTH),
         "train": dict(out_dir=str(tmp_path / "run"), max_steps=16, batch_size=3, lr=0.003, warmup_steps=2,
                       log_every=1, save_every=100, threads=1),
-        "vsm_train": dict(export_dir=str(export), data={"cache_dir": str(tmp_path / "cache")}, **TINY),
+        "vsm_train": dict(export_dir=str(export), data={"cache_dir": str(tmp_path / "cache")},
+                          search_profile={"confidence_high": 0.45, "compare_nodes": 3}, **TINY),
     }
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(recipe))
@@ -206,6 +207,18 @@ def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_pat
     loc.set_image(ImageSource(sample.image))
     dets = loc.locate(sample.targets[0].name, [(0, 0, w / 2, h / 2), (w / 4, h / 4, w, h)])
     assert len(dets) == 2 and all(0 <= d.best_score <= 1 for d in dets)
+
+    # the recipe's search profile travels with the model: under the user's files and overrides
+    assert yaml.safe_load((export / "search.yaml").read_text()) == {"search": {"confidence_high": 0.45, "compare_nodes": 3}}
+    image = tmp_path / "scene.png"
+    sample.image.save(image)
+    for extra, expected in (([], 0.45), (["--search.confidence_high=0.6"], 0.6)):
+        trace = tmp_path / f"trace{len(extra)}"
+        rc, out, err = run_cli(["search", "--image", image, "--model", export, "--target", sample.targets[0].name,
+                                "--quiet", "--trace-dir", trace, "--verifier.enabled=false", *extra], capsys)
+        assert rc == 0, err
+        search = yaml.safe_load((trace / "config.yaml").read_text())["search"]
+        assert (search["confidence_high"], search["compare_nodes"], search["confidence_low"]) == (expected, 3, 0.3)
 
 
 # ---------------------------------------------------------------- seal search with the shipped model

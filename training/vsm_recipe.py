@@ -20,7 +20,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from search.vsm.config import VSMConfig, VSMLossConfig
 from search.vsm.localizer import CROP_CHECK_DIR
@@ -80,6 +80,10 @@ class VSMTrainConfig:
     stem_pretrain: StemPretrainConfig = field(default_factory=StemPretrainConfig)
     """Stand-alone training of the detector stem on the attribute maps before the main loop
     (:mod:`training.stem_pretrain`; ``steps: 0`` = off)."""
+    search_profile: dict[str, Any] = field(default_factory=dict)
+    """``search`` fields written with the model as its profile ``search.yaml`` (:mod:`search.profile`:
+    the stop thresholds its scores were tuned for, chosen on the validation split), layered under
+    every user config when it searches; {} = none (the defaults apply)."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
@@ -93,6 +97,11 @@ class VSMTrainConfig:
         if self.stem_pretrain.steps and not (self.data.attribute_maps and self.vsm.detector_stem):
             raise ConfigError("vsm_train.stem_pretrain.steps > 0 needs vsm.detector_stem and "
                               "vsm_train.data.attribute_maps: true (the stem learns the attribute maps)")
+        if self.search_profile:
+            from search.config import SearchConfig
+            from seal.config.loader import from_dict
+
+            from_dict(SearchConfig, self.search_profile, prefix="vsm_train.search_profile.")  # checked now, not at export
         if self.vsm.attribute_classes and not self.data.attribute_maps:
             raise ConfigError("vsm.attribute_classes is set but vsm_train.data.attribute_maps is off: the "
                               "attribute head would have no targets")
@@ -169,6 +178,12 @@ def export(model, cfg: "Config", out_dir: Path, command: list[str] | None = None
     if (export_dir / "adapter").exists():
         shutil.rmtree(export_dir / "adapter")
     model.eval().save_pretrained(export_dir)
+    if cfg.vsm_train.search_profile:
+        from search.profile import write_profile
+
+        write_profile(export_dir, cfg.vsm_train.search_profile,
+                      "Search settings this model's scores were tuned for (vsm_train.search_profile of its recipe);\n"
+                      "layered under every config file and override when it searches (search/profile.py).")
     return finish_export(export_dir, cfg, out_dir, command)
 
 

@@ -135,8 +135,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.strategy:
         args.overrides = list(args.overrides or []) + [f"search.strategy={args.strategy}"]
-    cfg = resolve_config(args)
     args.localizer = default_localizer(args)
+    # the search model's tuned settings (search.yaml) sit under the user's config files and overrides
+    cfg = resolve_config(args, (args.model or DEFAULT_VSM_MODEL) if args.localizer == "vsm" else False)
     localizer = LOCALIZERS[args.localizer](args, cfg)
     truth = _annotated_targets(args, cfg)
     targets = _targets(args, truth)

@@ -26,13 +26,17 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="config file; repeat to layer (later wins). Override fields with --section.field=value")
 
 
-def resolve_config(args: argparse.Namespace) -> Config:
-    return load(getattr(args, "config", []) or [], getattr(args, "overrides", []) or [])
+def resolve_config(args: argparse.Namespace, search_profile: bool | str | Path = True) -> Config:
+    """``args.config`` files and ``args.overrides`` over the search model's profile
+    (:func:`seal.config.load`; ``search_profile``: that model's directory, True = ``agent.vsm_path``'s)."""
+    return load(getattr(args, "config", []) or [], getattr(args, "overrides", []) or [], search_profile)
 
 
-def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
+def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None,
+                      model_arg: str | None = None) -> tuple[argparse.Namespace, Config]:
     """``(args, config)`` of a script with :func:`add_config_args`: unknown ``--section.field=value``
-    arguments become ``args.overrides``, layered over ``args.config``.
+    arguments become ``args.overrides``, layered over ``args.config``, over the search profile of the
+    model the argument ``model_arg`` names (None: ``agent.vsm_path``'s; see :func:`seal.config.load`).
 
     Raises:
         ConfigError: a config file or an override is invalid.
@@ -41,7 +45,8 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -
 
     args, extra = parser.parse_known_args(argv)
     args.overrides = dotted_overrides(extra, parser)
-    return args, resolve_config(args)
+    profile = True if model_arg is None or getattr(args, model_arg) is None else getattr(args, model_arg)
+    return args, resolve_config(args, profile)
 
 
 def git_revision() -> str:
