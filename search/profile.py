@@ -59,7 +59,12 @@ def read_profile(path: str | Path) -> dict[str, Any]:
     return section
 
 
-def write_profile(model_dir: str | Path, settings: dict[str, Any], note: str = "") -> Path:
+RECIPE_NOTE = ("Search settings this model's scores were tuned for (vsm_train.search_profile of its recipe);\n"
+               "layered under every config file and override when it searches (search/profile.py).")
+"""The comment a recipe writes at the top of the profile."""
+
+
+def write_profile(model_dir: str | Path, settings: dict[str, Any], note: str = RECIPE_NOTE) -> Path:
     """Write ``settings`` (``search`` fields) as ``model_dir/search.yaml``, ``note`` as its comment."""
     path = Path(model_dir) / PROFILE
     comment = "".join(f"# {line}\n" for line in note.splitlines())

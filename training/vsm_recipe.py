@@ -181,9 +181,7 @@ def export(model, cfg: "Config", out_dir: Path, command: list[str] | None = None
     if cfg.vsm_train.search_profile:
         from search.profile import write_profile
 
-        write_profile(export_dir, cfg.vsm_train.search_profile,
-                      "Search settings this model's scores were tuned for (vsm_train.search_profile of its recipe);\n"
-                      "layered under every config file and override when it searches (search/profile.py).")
+        write_profile(export_dir, cfg.vsm_train.search_profile)
     return finish_export(export_dir, cfg, out_dir, command)
 
 
