@@ -142,6 +142,29 @@ def test_probe_questions_ask_about_other_objects_from_their_crops(scenes):
     assert probe_specs(scenes["search"][1], np.random.default_rng(0), VQADataConfig(probe_objects=0)) == []
 
 
+def test_large_probe_objects_are_answered_on_the_global_view_and_small_ones_refused(scenes):
+    cfg = VQADataConfig(probe_objects=40, probe_spatial_prob=0.0, probe_refusal_prob=1.0, probe_global_prob=1.0,
+                        probe_global_min=0.05)
+    kinds = []
+    for _, sample in scenes.values():
+        long_side = max(sample.image.size)
+        specs = probe_specs(sample, np.random.default_rng(5), cfg)
+        for crop, after in zip(specs, specs[1:]):
+            if after.kind in ("probe_global", "probe_refusal"):
+                assert crop.kind == "probe" and after.view == "global" and crop.question.startswith(after.question)
+                (_, (x1, _, x2, _)), = crop.targets
+                box = next(o.bbox for o in sample.objects if o.bbox[0] == x1)
+                if after.kind == "probe_global":
+                    assert after.reply == crop.reply or len(crop.reply) == 1  # the crop's may be a letter
+                    assert max(box[2:]) >= 0.05 * long_side and len(after.reply) > 1
+                else:
+                    assert max(box[2:]) <= 0.04 * long_side
+                kinds.append(after.kind)
+    assert {"probe_global", "probe_refusal"} <= set(kinds)
+    off = VQADataConfig(probe_objects=40, probe_spatial_prob=0.0, probe_refusal_prob=1.0)
+    assert all(s.kind != "probe_global" for s in probe_specs(scenes["coarse"][1], np.random.default_rng(5), off))
+
+
 def test_hit_check_probes_never_name_their_answer(scenes):
     from eval.synth.questions import CHECK_NOUN
 

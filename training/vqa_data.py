@@ -19,6 +19,7 @@ text       global view only                         refusal listing the targets 
 text       global + ground-truth crops              correct option sentence
 any        global + one *probe* object's crop       its colour / pattern (``probe_objects``)
 any        global view only                         refusal naming a small probe object
+any        global view only                         a large probe object's answer (``probe_global_prob``)
 =========  =======================================  ==========================================
 
 Probes are extra questions about other objects of the same scene (any role, named uniquely by the
@@ -97,6 +98,14 @@ class VQADataConfig:
     their ground-truth crop (0 = none)."""
     probe_refusal_prob: float = 0.25
     """Probability that a probe about a small object also yields a global-view refusal naming it."""
+    probe_global_prob: float = 0.0
+    """Probability that a probe about an object of at least ``probe_global_min`` of the image's long
+    side also yields a global-view *answer* (kind ``probe_global``): what is legible there is answered,
+    not refused, so the refusal learns to depend on the object's size rather than on the view alone.
+    0 draws nothing, so earlier recipes' examples stay the same."""
+    probe_global_min: float = 0.1
+    """Smallest box long side, as a fraction of the image's long side, of a ``probe_global`` object
+    (0.1 is ~13 px of a 128 px model input; SynthVStar's coarse targets are 0.17-0.27)."""
     probe_letter_prob: float = 0.3
     """Probability that a probe is asked in the letter format instead of as an open question."""
     probe_spatial_prob: float = 0.3
@@ -123,7 +132,7 @@ class VQADataConfig:
         if self.probe_objects < 0:
             raise ConfigError(f"vqa_train.data.probe_objects: expected >= 0, found {self.probe_objects}")
         for name in ("letter_short_prob", "not_found_prob", "letter_refusal_prob", "probe_refusal_prob",
-                     "probe_letter_prob", "probe_spatial_prob", "probe_check_prob", "probe_check_shape_prob"):
+                     "probe_letter_prob", "probe_spatial_prob", "probe_global_prob", "probe_global_min", "probe_check_prob", "probe_check_shape_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"vqa_train.data.{name}: expected 0..1, found {getattr(self, name)}")
         self.probe_focus_shapes = [str(v) for v in self.probe_focus_shapes]
@@ -270,8 +279,12 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
             specs.append(_letter_spec("probe", q, rng, cfg, "crops", targets))
         else:
             specs.append(ExampleSpec("probe", q.question, q.options[0], "crops", targets))
-        if max(obj.bbox[2], obj.bbox[3]) <= SMALL_PROBE * long_side and rng.random() < cfg.probe_refusal_prob:
+        side = max(obj.bbox[2], obj.bbox[3])
+        if side <= SMALL_PROBE * long_side and rng.random() < cfg.probe_refusal_prob:
             specs.append(ExampleSpec("probe_refusal", q.question, format_refusal([named.name]), "global"))
+        elif side >= cfg.probe_global_min * long_side and cfg.probe_global_prob > 0 \
+                and rng.random() < cfg.probe_global_prob:
+            specs.append(ExampleSpec("probe_global", q.question, q.options[0], "global"))
     return specs
 
 
