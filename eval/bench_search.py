@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="--big: the localizer of the searched subprocess (vsm = the shipped search model)")
     add_config_args(p)
     try:
-        args, cfg = parse_with_config(p, argv)
+        args, cfg = parse_with_config(p, argv, profile=False)  # the oracle: no search model's profile
         if args.big:
             passthrough = [f"--config={c}" for c in args.config] + [f"--{o}" for o in args.overrides] + \
                 ["--localizer", args.localizer]

@@ -10,9 +10,19 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("**/*.ya
 
 
 def test_defaults_validate():
-    cfg = load()
+    cfg = load(search_profile=False)
     assert isinstance(cfg, Config)
     assert cfg.search.confidence_high == 0.5 and cfg.search.min_leaf_side == 224
+
+
+def test_the_shipped_search_models_profile_is_the_default_search():
+    """``checkpoints/vsm_tiny/search.yaml``, written by its recipe (vsm_train.search_profile)."""
+    train = Path(__file__).resolve().parents[1] / "configs" / "train"
+    recipe = load([train / "vsm_fast.yaml", train / "vsm_fast_crop.yaml"], search_profile=False)
+    cfg = load()
+    assert recipe.vsm_train.search_profile and all(
+        getattr(cfg.search, k) == v for k, v in recipe.vsm_train.search_profile.items())
+    assert cfg.search.confidence_high == 0.3
 
 
 def test_layering_and_overrides(tmp_path):

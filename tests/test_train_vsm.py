@@ -35,11 +35,10 @@ TINY = {
 }
 # Golden behaviour of the shipped model on TEST sample 3 (seed 0, vstar suite), target GOLDEN_TARGET.
 GOLDEN_SAMPLE = 3
-GOLDEN = {"target": "green ring", "found": True, "nodes_visited": 14, "box_xyxy": [1008.17, 1858.82, 1059.43, 1910.07]}
-"""Recorded from checkpoints/vsm_tiny (2026-12-02, the stage-4 hard-negative model): a confident hit
-(0.87) on the ground truth (xywh [1010, 1858, 49, 48]) after 6 nodes, then (since 2026-12-03) the
-8 visits of the default comparison of checked hits (``search.select: auto``); the found rate is
-measured by eval.bench_vsm."""
+GOLDEN = {"target": "green ring", "found": True, "nodes_visited": 8, "box_xyxy": [1009.49, 1859.75, 1055.52, 1904.24]}
+"""Recorded from checkpoints/vsm_tiny (2026-12-07, the one-run model with its search profile: stop
+above 0.3, one comparison node): a checked hit (0.55) on the ground truth (xywh [1010, 1858, 49, 48])
+after 8 nodes; the found rate is measured by eval.bench_vsm."""
 
 
 # ---------------------------------------------------------------- data rows

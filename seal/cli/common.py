@@ -33,10 +33,11 @@ def resolve_config(args: argparse.Namespace, search_profile: bool | str | Path =
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None,
-                      model_arg: str | None = None) -> tuple[argparse.Namespace, Config]:
+                      model_arg: str | None = None, profile: bool = True) -> tuple[argparse.Namespace, Config]:
     """``(args, config)`` of a script with :func:`add_config_args`: unknown ``--section.field=value``
     arguments become ``args.overrides``, layered over ``args.config``, over the search profile of the
-    model the argument ``model_arg`` names (None: ``agent.vsm_path``'s; see :func:`seal.config.load`).
+    model the argument ``model_arg`` names (None: ``agent.vsm_path``'s; see :func:`seal.config.load`);
+    ``profile=False``: none (a script that searches with another localizer).
 
     Raises:
         ConfigError: a config file or an override is invalid.
@@ -45,7 +46,8 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None,
 
     args, extra = parser.parse_known_args(argv)
     args.overrides = dotted_overrides(extra, parser)
-    profile = True if model_arg is None or getattr(args, model_arg) is None else getattr(args, model_arg)
+    if profile and model_arg is not None and getattr(args, model_arg) is not None:
+        return args, resolve_config(args, getattr(args, model_arg))
     return args, resolve_config(args, profile)
 
 
