@@ -115,7 +115,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model that answers locate / suggest_region (default: vsm when checkpoints/vsm_tiny "
                         "exists, else oracle, which needs --annotation)")
     p.add_argument("--model", metavar="DIR",
-                   help="VSM checkpoint directory for --localizer vsm (default: checkpoints/vsm_tiny)")
+                   help="VSM checkpoint directory for --localizer vsm (default: checkpoints/vsm_tiny); its "
+                        "search.yaml, if any, sets the search defaults under --config and --search.* overrides")
     p.add_argument("--annotation", metavar="JSON", help="V*Bench per-sample JSON (target_object + bbox)")
     p.add_argument("--verifier-model", metavar="DIR",
                    help="VQA LLM that checks confident hits (verifier section; default: verifier.model_path, else "
