@@ -251,6 +251,7 @@ class AttributeVerifier:
         self.budget = budget or VisionBudget(VisionBudgetConfig(), vqa.processor)
         self._image = None
         self._view = None
+        self._letterboxed = None  # the view as every check's prompt shows it, made once per image
         self._stats = VerifierStats()
 
     @classmethod
@@ -263,6 +264,7 @@ class AttributeVerifier:
     def set_image(self, image: "ImageSource") -> None:
         self._image = image.image
         self._view = self.budget.resize(image.image, "full")
+        self._letterboxed = VisualWorkingMemory(self._view, config=self.vqa.vwm_config).view()
         self._stats = VerifierStats()
 
     def stats(self) -> VerifierStats:
@@ -285,7 +287,8 @@ class AttributeVerifier:
                 self._stats.vision_tokens += self.budget.tokens_for(self._view) + self.budget.tokens_for(image)
                 self._stats.llm_calls += 1
                 entry = VWMEntry(name=asked, found=True, box_xyxy=view_box, score=1.0, crop=image)
-                vwm = VisualWorkingMemory(global_image=self._view, entries=[entry], config=self.vqa.vwm_config)
+                vwm = VisualWorkingMemory(global_image=self._view, entries=[entry], config=self.vqa.vwm_config,
+                                          global_view=self._letterboxed)
                 dists.append(self.value_probabilities(vwm, asked, kind))
             probs = {v: float(np.mean([d[v] for d in dists])) for v in dists[0]}
             p *= probs[word] / (max(probs.values()) if self.cfg.word_score == "ratio" else 1.0)
