@@ -165,6 +165,26 @@ def test_large_probe_objects_are_answered_on_the_global_view_and_small_ones_refu
     assert all(s.kind != "probe_global" for s in probe_specs(scenes["coarse"][1], np.random.default_rng(5), off))
 
 
+def test_large_first_probes_the_objects_legible_on_the_global_view_first(scenes):
+    cfg = dict(probe_objects=3, probe_spatial_prob=0.0, probe_refusal_prob=0.0, probe_letter_prob=0.0,
+               probe_global_prob=1.0, probe_global_min=0.05)
+    checked = 0
+    for _, sample in scenes.values():
+        long_side = max(sample.image.size)
+        sides = {float(o.bbox[0]): max(o.bbox[2:4]) for o in sample.objects}
+        n_large = sum(side >= 0.05 * long_side for side in sides.values())
+        first = probe_specs(sample, np.random.default_rng(2), VQADataConfig(**cfg, probe_large_first=True))
+        crops = [sides[float(s.targets[0][1][0])] for s in first if s.kind == "probe"]
+        large = [side >= 0.05 * long_side for side in crops]
+        assert large == sorted(large, reverse=True)  # no small object before a large one
+        if n_large:
+            checked += 1
+            assert large[0] and sum(s.kind == "probe_global" for s in first) == sum(large)
+    assert checked
+    plain = VQADataConfig(**cfg)
+    assert not plain.probe_large_first
+
+
 def test_hit_check_probes_never_name_their_answer(scenes):
     from eval.synth.questions import CHECK_NOUN
 

@@ -106,6 +106,11 @@ class VQADataConfig:
     probe_global_min: float = 0.1
     """Smallest box long side, as a fraction of the image's long side, of a ``probe_global`` object
     (0.1 is ~13 px of a 128 px model input; SynthVStar's coarse targets are 0.17-0.27)."""
+    probe_large_first: bool = False
+    """Objects of at least ``probe_global_min`` of the image's long side are probed first (then the
+    others in random order). A scene holds 0-2 such objects among 25-60, so with random order few
+    are probed and ``probe_global`` answers stay rare (31 in 16.6 k examples of 1400 scenes);
+    first, most scenes that have one give one. False keeps earlier recipes' examples the same."""
     probe_letter_prob: float = 0.3
     """Probability that a probe is asked in the letter format instead of as an open question."""
     probe_spatial_prob: float = 0.3
@@ -257,6 +262,9 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
     if cfg.probe_focus_shapes:
         focus = set(cfg.probe_focus_shapes)
         order = sorted(order, key=lambda j: sample.objects[int(j)].shape not in focus)  # stable: random within
+    if cfg.probe_large_first:
+        large = cfg.probe_global_min * long_side
+        order = sorted(order, key=lambda j: max(sample.objects[int(j)].bbox[2:4]) < large)
     for i in order:
         if len(specs) >= cfg.probe_objects:
             break
