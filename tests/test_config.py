@@ -25,6 +25,20 @@ def test_the_shipped_search_models_profile_is_the_default_search():
     assert cfg.search.confidence_high == 0.3
 
 
+def test_the_shipped_vqa_model_was_trained_by_its_documented_recipe():
+    """``checkpoints/vqa_tiny/config.yaml`` (the run's resolved config) is what the one command of
+    the README resolves to today: same scenes, loop and data."""
+    from dataclasses import asdict
+
+    root = Path(__file__).resolve().parents[1]
+    recipe = load([root / "configs" / "train" / "vqa_tiny.yaml", root / "configs" / "train" / "vqa_fast_long.yaml"],
+                  search_profile=False)
+    shipped = load([root / "checkpoints" / "vqa_tiny" / "config.yaml"], search_profile=False)
+    for section in ("synth", "train", "vqa_train", "vwm"):
+        assert asdict(getattr(shipped, section)) == asdict(getattr(recipe, section)), section
+    assert recipe.vqa_train.data.probe_large_first and recipe.train.max_steps == 8000
+
+
 def test_layering_and_overrides(tmp_path):
     a = tmp_path / "a.yaml"
     b = tmp_path / "b.yaml"
