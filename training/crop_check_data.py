@@ -79,7 +79,7 @@ class _SceneCrops:
                 if word in index:
                     row[index[word]] = 1
             labels.append(row)
-        sides = [max(o.bbox[2], o.bbox[3]) for o in sample.objects]
+        sides = [o.box_side for o in sample.objects]
         lo, hi = float(np.percentile(sides, 5)), float(np.percentile(sides, 95))
         objects = [xywh_to_xyxy(o.bbox) for o in sample.objects]
         for _ in range(self.cfg.background_per_scene):

@@ -266,7 +266,7 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
         order = sorted(order, key=lambda j: sample.objects[int(j)].shape not in focus)  # stable: random within
     if cfg.probe_large_first:
         large = cfg.probe_global_min * long_side
-        order = sorted(order, key=lambda j: max(sample.objects[int(j)].bbox[2:4]) < large)
+        order = sorted(order, key=lambda j: sample.objects[int(j)].box_side < large)
     for i in order:
         if len(specs) >= cfg.probe_objects:
             break
@@ -289,7 +289,7 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
             specs.append(_letter_spec("probe", q, rng, cfg, "crops", targets))
         else:
             specs.append(ExampleSpec("probe", q.question, q.options[0], "crops", targets))
-        side = max(obj.bbox[2], obj.bbox[3])
+        side = obj.box_side
         if side <= SMALL_PROBE * long_side and rng.random() < cfg.probe_refusal_prob:
             specs.append(ExampleSpec("probe_refusal", q.question, format_refusal([named.name]), "global"))
         elif side >= cfg.probe_global_min * long_side and cfg.probe_global_prob > 0 \

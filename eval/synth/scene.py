@@ -40,6 +40,11 @@ class SceneObject(Drawable):
     polygon: list[list[int]] = field(default_factory=list)
 
     @property
+    def box_side(self) -> int:
+        """Long side of the drawn box, px (the size legibility is judged by)."""
+        return max(self.bbox[2], self.bbox[3])
+
+    @property
     def attrs(self) -> Attrs:
         return {"pattern": self.pattern, "color": self.color, "shape": self.shape}
 
