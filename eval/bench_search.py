@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from seal.cli.common import add_config_args, parse_with_config, write_run_record
-from seal.errors import InputError
+from seal.cli.common import add_config_args, parse_with_config
+from seal.core.runs import write_run_record
+from seal.core.errors import InputError
 
 STRATEGIES = ("vstar", "bfs", "dfs", "random-bfs", "random-dfs")
 
@@ -72,8 +73,8 @@ def list_targets(bench: Path) -> list[BenchTarget]:
 def run_bench(targets: list[BenchTarget], cfg: Any, strategies: tuple[str, ...] = STRATEGIES) -> dict[str, Any]:
     """Search every target with every strategy; per-strategy metrics and per-target rows."""
     from search.engine import run_search
-    from search.geometry import iou_xyxy
-    from search.image_source import ImageSource
+    from seal.core.geometry import iou_xyxy
+    from seal.core.image_source import ImageSource
     from search.oracle import OracleLocalizer
 
     rows: list[dict[str, Any]] = []

@@ -34,7 +34,7 @@ import numpy as np
 
 from eval.target_cli import command, input_error, target_parser, write_report
 from seal.cli.common import parse_with_config
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 STRATEGIES = ("vstar", "bfs")
 
@@ -75,13 +75,13 @@ def run_bench(localizer: Any, targets: list, cfg: Any, timing_calls: int = 20, l
               verifier: Any = None, strategies: tuple[str, ...] = STRATEGIES,
               patch_calibration: bool = True) -> dict[str, Any]:
     """Search / calibration / timing over ``targets`` (:class:`eval.bench_search.BenchTarget`);
-    ``verifier``: an optional :class:`search.verifier.Verifier` checking the searches' hits (the
+    ``verifier``: an optional :class:`search.hit_check.protocol.HitCheck` checking the searches' hits (the
     calibration patches are the localizer's alone). ``strategies``: a quick run may search with
     ``vstar`` alone (no node ratio then); ``patch_calibration`` off skips locating every tree node."""
     from dataclasses import replace
 
-    from search.geometry import iou_xyxy
-    from search.image_source import ImageSource
+    from seal.core.geometry import iou_xyxy
+    from seal.core.image_source import ImageSource
     from search.session import SearchSession
     from training.vsm_data import search_regions
 
@@ -142,7 +142,7 @@ def _summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_nodes_all": sum(r["nodes_visited"] for r in rows) / n,
         "mean_nodes_found": (sum(r["nodes_visited"] for r in hits) / len(hits)) if hits else float("nan"),
         "mean_model_calls": sum(r["model_calls"] for r in rows) / n,
-        "mean_verifier_calls": sum(r["verifier_calls"] for r in rows) / n,
+        "mean_verifier_calls": sum(r["hit_check_calls"] for r in rows) / n,
         "mean_seconds": sum(r["seconds"] for r in rows) / n,
     }
 
@@ -191,10 +191,10 @@ def format_report(report: dict[str, Any]) -> str:
 def _checker_label(verifier: Any, cfg: Any, verifier_model: str | None) -> str:
     """The hit check's name, with the checking VQA LLM's folder when a VQA LLM is among its members."""
     from seal.vqa.checker import plan_checker
-    from seal.vqa.verifier import AttributeVerifier
+    from search.hit_check.words import VQAWordCheck
 
     members = getattr(verifier, "verifiers", [verifier])
-    if any(isinstance(m, AttributeVerifier) for m in members):
+    if any(isinstance(m, VQAWordCheck) for m in members):
         return f"{verifier.name} ({plan_checker(cfg, verifier_model).path})"
     return verifier.name
 
@@ -225,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-patch-calibration", action="store_true",
                    help="skip locating every tree node for the patch calibration (its ECE is then nan)")
     p.add_argument("--verifier-model", metavar="DIR",
-                   help="VQA LLM checking the hits, as seal search does (default: verifier.model_path, else "
+                   help="VQA LLM checking the hits, as seal search does (default: hit_check.vqa_path, else "
                         "the checker agent.vqa_path's verifier.yaml names, else agent.vqa_path; "
-                        "--verifier.enabled=false: the search model alone)")
+                        "--hit_check.enabled=false: the search model alone)")
     try:
         args, cfg = parse_with_config(p, argv, model_arg="model")
         strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         localizer = load_vsm_localizer(args.model)
         verifier = load_verifier(args, cfg, localizer)
         report = run_bench(localizer, targets, cfg, args.timing_calls, log=lambda m: print(m, file=sys.stderr),
-                           verifier=verifier, strategies=strategies, patch_calibration=not args.no_patch_calibration)
+                           hit_check=verifier, strategies=strategies, patch_calibration=not args.no_patch_calibration)
     except InputError as exc:
         return input_error("bench_vsm", exc)
     report = {"command": command("bench_vsm", argv),

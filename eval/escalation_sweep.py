@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.policy.escalation import option_margin
 
 DEFAULT_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)

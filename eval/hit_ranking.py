@@ -11,10 +11,10 @@ on). Reported over the targets:
 
 - ``in_candidates``: a candidate is the target (IoU >= 0.5): the ceiling of any ranking;
 - ``top1``: the best-ranked candidate is the target, per ranking: ``score`` (the localizer's alone),
-  ``check`` (the check as the engine combines its members, :class:`search.verifier.AllOf`),
-  ``check_x_score`` (:func:`search.verification.rank`, what ``select: best`` uses) and
+  ``check`` (the check as the engine combines its members, :class:`search.hit_check.protocol.AllChecks`),
+  ``check_x_score`` (:func:`search.hit_check.rules.rank`, what ``select: best`` uses) and
   ``product_x_score`` (the members' product instead of their minimum, x score);
-- ``accept_target``: the target's candidate passes the check (``>= search.verify_threshold``);
+- ``accept_target``: the target's candidate passes the check (``>= hit_check.threshold``);
   ``wrong_accepted_per_target``: candidates that are not the target and pass it.
 
 A check the verifier cannot make (None) counts at ``verify_threshold``, as in the engine.
@@ -35,7 +35,7 @@ import numpy as np
 
 from eval.target_cli import command, input_error, target_parser, write_report
 from seal.cli.common import parse_with_config
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 RANKINGS = ("score", "check", "check_x_score", "product_x_score")
 
@@ -55,16 +55,16 @@ def collect_candidates(localizer: Any, image: Any, names: Sequence[str], cfg: An
 
 def judge(members: Sequence[Any], target: str, box: Sequence[float]) -> list[float | None]:
     """Each member verifier's probability for ``box`` (None: it abstained)."""
-    return [m.verify(target, box) for m in members]
+    return [m.check(target, box) for m in members]
 
 
 def ranking_keys(score: float, probs: Sequence[float | None], threshold: float) -> dict[str, float]:
     """The candidate's key under each of :data:`RANKINGS` (higher ranks first); ``check``: the members
-    combined by :func:`search.verifier.all_of` (all abstaining: ``threshold``, as the engine counts it)."""
-    from search.verification import rank_key
-    from search.verifier import all_of
+    combined by :func:`search.hit_check.protocol.all_checks` (all abstaining: ``threshold``, as the engine counts it)."""
+    from search.hit_check.rules import rank_key
+    from search.hit_check.protocol import all_checks
 
-    check = all_of(probs, threshold)
+    check = all_checks(probs, threshold)
     product = float(np.prod([threshold if p is None else p for p in probs])) if probs else None
     return {"score": score, "check": threshold if check is None else check,
             "check_x_score": rank_key(score, check, threshold),
@@ -96,8 +96,8 @@ def measure(localizer: Any, members: Sequence[Any], targets: Sequence, cfg: Any,
             reused: dict[tuple[str, str], list] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Rows and summary for ``targets`` (:class:`eval.bench_search.BenchTarget`); ``reused``: candidates
     by ``(annotation, name)`` from an earlier report (every target must be there)."""
-    from search.geometry import iou_xyxy
-    from search.image_source import ImageSource
+    from seal.core.geometry import iou_xyxy
+    from seal.core.image_source import ImageSource
 
     by_image: dict[Path, list] = {}
     for t in targets:
@@ -128,7 +128,7 @@ def measure(localizer: Any, members: Sequence[Any], targets: Sequence, cfg: Any,
         log(f"image {k}/{len(by_image)}: {len(rows)} targets, {time.perf_counter() - started:.0f} s")
     if not rows:
         raise InputError("no targets to measure")
-    threshold = cfg.search.verify_threshold
+    threshold = cfg.hit_check.threshold
     return {**summarize(rows, threshold), "members": [getattr(m, "name", "?") for m in members],
             "seconds_per_check": round(verify_s / max(verify_n, 1), 4), "rows": rows}
 
@@ -144,11 +144,11 @@ def read_reused(path: Path) -> dict[tuple[str, str], list]:
 
 
 def _members(verifier: Any) -> list[Any]:
-    from search.verifier import AllOf
+    from search.hit_check.protocol import AllChecks
 
     if verifier is None:
         return []
-    return list(verifier.verifiers) if isinstance(verifier, AllOf) else [verifier]
+    return list(verifier.verifiers) if isinstance(verifier, AllChecks) else [verifier]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 PREDICTIONS_FILE = "predictions.jsonl"
 RESULTS_FILE = "results.csv"

@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol, Sequence
 from eval.metrics import run_metrics
 from eval.readers.vstar import PROTOCOL_LETTER, PROTOCOL_LIKELIHOOD, QUESTIONS_FILE, VStarSample, read_vstar
 from eval.results import PredictionLog, write_results_row, write_summary
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 
 def read_vstar_protocol(path: Path, protocol: str) -> list[VStarSample]:

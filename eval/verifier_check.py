@@ -3,11 +3,11 @@
     python -m eval.verifier_check --model checkpoints/vqa_tiny --bench runs/synth_test80 --n-targets 40
 
 For each (sample, target name) (``eval.bench_search.list_targets`` order) of a TEST-split folder with
-SynthVStar sidecars, :class:`seal.vqa.verifier.AttributeVerifier` judges the target's ground-truth
+SynthVStar sidecars, :class:`search.hit_check.words.VQAWordCheck` judges the target's ground-truth
 box and the box of each of its near misses (objects whose name differs in one word). Reported, over
 all targets and per name kind (colour- / pattern-named):
 
-- ``accept_target``: target boxes judged ``>= search.verify_threshold``;
+- ``accept_target``: target boxes judged ``>= hit_check.threshold``;
 - ``accept_near``: near-miss boxes accepted, split by the kind of the word that differs
   (``color`` / ``pattern`` / ``shape``): each is a wrong hit the check lets through;
 - ``wins``: the target's probability is above all of its near misses';
@@ -29,18 +29,18 @@ import numpy as np
 
 from eval.target_cli import input_error, target_parser, write_report
 from seal.cli.common import parse_with_config
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 
 def measure(verifier: Any, targets: Sequence, threshold: float, max_pixels: int, jitter: float = 0.0,
             seed: int = 0) -> dict[str, Any]:
-    """The report of the module docstring for ``verifier`` (any :class:`search.verifier.Verifier`);
+    """The report of the module docstring for ``verifier`` (any :class:`search.hit_check.protocol.HitCheck`);
     ``jitter``: each box's edges moved by up to this fraction of its side."""
     from eval.synth.scene import ATTRS
     from eval.synth.vocab import name_kind
     from eval.vsm_windows import near_misses
-    from search.geometry import jitter_xyxy, xywh_to_xyxy
-    from search.image_source import ImageSource
+    from seal.core.geometry import jitter_xyxy, xywh_to_xyxy
+    from seal.core.image_source import ImageSource
 
     records: list[dict[str, Any]] = []
     current, seconds, calls = None, 0.0, 0
@@ -60,7 +60,7 @@ def measure(verifier: Any, targets: Sequence, threshold: float, max_pixels: int,
             return tuple(truth_box) if jitter == 0 else jitter_xyxy(truth_box, rng, jitter, image.width, image.height)
 
         t0 = time.perf_counter()
-        probs = [verifier.verify(t.name, box(o)) for o in [truth, *near]]
+        probs = [verifier.check(t.name, box(o)) for o in [truth, *near]]
         seconds, calls = seconds + time.perf_counter() - t0, calls + len(probs)
         probs = [1.0 if p is None else float(p) for p in probs]  # an abstention accepts
         named = [k for k in ATTRS if truth[k] in t.name.split()]
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from eval.bench_search import list_targets
     from seal.vqa.checker import asking_config
     from seal.vqa.model import VQAModel
-    from seal.vqa.verifier import AttributeVerifier
+    from search.hit_check.words import VQAWordCheck
 
     p = target_parser("verifier_check", __doc__, "checkpoints/vqa_tiny", "VQA LLM checkpoint directory", n_targets=40,
                       threads=2, bench_help="TEST-split V*Bench-layout folder with synth_annotations/")
@@ -108,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("no such model directory", args.model)
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]
         vqa = VQAModel.load(args.model, vwm_config=cfg.vwm)
-        verifier = AttributeVerifier.from_config(vqa, cfg, asking_config(cfg.verifier, args.model))
+        verifier = VQAWordCheck.from_config(vqa, cfg, asking_config(cfg.hit_check, args.model))
         if not 0.0 <= args.jitter <= 0.5:
             raise InputError(f"--jitter: expected 0..0.5 of the box side, found {args.jitter}")
-        report = measure(verifier, targets, cfg.search.verify_threshold, cfg.image.max_pixels, args.jitter)
+        report = measure(verifier, targets, cfg.hit_check.threshold, cfg.image.max_pixels, args.jitter)
     except InputError as exc:
         return input_error("verifier_check", exc)
     print(write_report(args.out, {"model": str(args.model), "bench": str(args.bench), "jitter": args.jitter, **report}))

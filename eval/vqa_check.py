@@ -49,7 +49,7 @@ def ensure_benchmark(data: Path, n: int, seed: int) -> None:
 
 def read_samples(data: Path, limit: int | None = None) -> list[dict]:
     """Benchmark samples in question order: V*Bench JSON fields + ``image_path`` + the letter record."""
-    from seal.errors import InputError
+    from seal.core.errors import InputError
 
     questions = data / "test_questions.jsonl"
     if not questions.is_file():
@@ -72,8 +72,8 @@ def read_samples(data: Path, limit: int | None = None) -> list[dict]:
 
 def check_sample(vqa, sample: dict, max_pixels: int) -> dict:
     """Every measurement of one sample (see the module docstring)."""
-    from search.geometry import xywh_to_xyxy
-    from seal.image_io import load_image
+    from seal.core.geometry import xywh_to_xyxy
+    from seal.core.image_io import load_image
     from seal.vqa import is_refusal, parse_missing_targets
     from vwm.layout import VisualWorkingMemory
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from seal.image_io import DEFAULT_MAX_PIXELS
+    from seal.core.image_io import DEFAULT_MAX_PIXELS
     from seal.vqa import VQAModel
 
     torch.set_num_threads(args.threads)

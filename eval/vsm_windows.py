@@ -36,7 +36,7 @@ import numpy as np
 
 from eval.target_cli import input_error, target_parser, write_report
 from seal.cli.common import parse_with_config
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 Box = tuple[float, float, float, float]
 
@@ -45,7 +45,7 @@ def windows_for(boxes: np.ndarray, width: int, height: int, side: float, absent:
                 rng: np.random.Generator, tries: int = 200) -> list[Box]:
     """``[present, absent_1, ...]``: the present window holds ``boxes[0]`` whole (shifted by up to
     30% of the side); the absent ones (fewer when the image has no room) overlap no box."""
-    from search.geometry import iou_xyxy, square_window_xyxy
+    from seal.core.geometry import iou_xyxy, square_window_xyxy
 
     x1, y1, x2, y2 = (float(v) for v in boxes[0])
     slack = max(0.0, 0.3 * side - max(x2 - x1, y2 - y1) / 2)
@@ -84,7 +84,7 @@ def near_misses(annotation: Path, name: str) -> tuple[dict | None, list[dict]]:
 
 def near_miss_boxes(annotation: Path, name: str) -> np.ndarray:
     """``(M, 4)`` full-image ``xyxy`` boxes of :func:`near_misses`; (0, 4) when there are none."""
-    from search.geometry import xywh_to_xyxy
+    from seal.core.geometry import xywh_to_xyxy
 
     return np.asarray([xywh_to_xyxy(o["bbox"]) for o in near_misses(annotation, name)[1]],
                       dtype=np.float64).reshape(-1, 4)
@@ -105,8 +105,8 @@ def measure(localizer: Any, targets: Sequence, search_cfg: Any, zoom: float = 1.
             seed: int = 0, max_pixels: int = 40_000_000) -> dict[str, Any]:
     """The report of the module docstring for ``localizer`` (any :class:`search.localizer.Localizer`)."""
     from eval.synth.vocab import name_kind
-    from search.geometry import iou_xyxy, square_window_xyxy
-    from search.image_source import ImageSource
+    from seal.core.geometry import iou_xyxy, square_window_xyxy
+    from seal.core.image_source import ImageSource
     from search.tree import leaf_side
 
     rng = np.random.default_rng(seed)

@@ -26,15 +26,15 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from search.config import SearchConfig
-from search.geometry import box_window_xyxy, iou_xyxy
-from search.image_source import ImageSource
+from seal.core.geometry import box_window_xyxy, iou_xyxy
+from seal.core.image_source import ImageSource
 from search.localizer import BoxXYXY, Localizer
 from search.tree import leaf_side
-from search.verifier import VerifierStats
+from search.hit_check.protocol import HitCheckStats
 
 
 class ContrastVerifier:
-    """A :class:`~search.verifier.Verifier` built on a localizer.
+    """A :class:`~search.hit_check.protocol.HitCheck` built on a localizer.
 
     Args:
         localizer: the search's localizer (the same object: its caches are shared).
@@ -58,13 +58,13 @@ class ContrastVerifier:
         self.values = {k: [str(v).lower() for v in values] for k, values in vocabularies.items()}
         self.margin, self.window, self.match_iou = margin, window, match_iou
         self._size: tuple[int, int] | None = None
-        self._stats = VerifierStats()
+        self._stats = HitCheckStats()
 
     def set_image(self, image: ImageSource) -> None:
         self._size = (image.width, image.height)
-        self._stats = VerifierStats()
+        self._stats = HitCheckStats()
 
-    def stats(self) -> VerifierStats:
+    def stats(self) -> HitCheckStats:
         return replace(self._stats)
 
     def variants(self, target: str) -> list[str]:

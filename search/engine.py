@@ -7,8 +7,8 @@ Read top to bottom (:meth:`_Search.run`):
    *visited*. Its best detection (known since it was located) decides: ``> confidence_high`` is a
    confident hit and the search stops (multi-instance mode: its confident boxes are recorded,
    deduplicated by NMS, and the search goes on). Above the leaves a confident hit is first
-   confirmed on a leaf-scale window around its box (``confirm_zoom``: 1 call), whose detection
-   then stands for the node.
+   looked at again on a leaf-scale window around its box (``hit_check.zoom``: 1 call), whose
+   detection then stands for the node.
 3. Unless it is a leaf (or the search stops, or its priority is below ``min_priority``), expand it:
    choose the heatmap that guides its children (its target heatmap, or, when that is weak and
    ``context_cue`` is on, the localizer's contextual cue: 1 call), split it, locate all children
@@ -18,15 +18,15 @@ Read top to bottom (:meth:`_Search.run`):
    never raise. Without a confident hit, the best box of any visited node is the anytime fallback
    (:mod:`search.result`).
 
-With ``select: best`` (the default ``auto`` when a verifier checks the hits) the first confident hit
+With ``select: best`` (the default ``auto`` when a hit check judges the hits) the first confident hit
 does not stop the search at once: ``compare_nodes`` more nodes are visited and the best of the
 confident hits seen is the answer (``search.config``).
 
-With a :class:`~search.verifier.Verifier`, a confident hit (after its confirmation) stops the search
-only when the verifier accepts it, and the fallback is the best box it accepts; a node whose hits
-were rejected is expanded like any other (:mod:`search.verification` has the rules).
+With a :class:`~search.hit_check.protocol.HitCheck`, a confident hit (after its zoom) stops the
+search only when the check accepts it, and the fallback is the best box it accepts; a node whose hits
+were rejected is expanded like any other (:mod:`search.hit_check.rules` has the rules).
 
-Only the ``Localizer`` and ``Verifier`` protocols are used: no torch model is imported here.
+Only the ``Localizer`` and ``HitCheck`` protocols are used: no torch model is imported here.
 """
 
 from __future__ import annotations
@@ -40,15 +40,16 @@ import numpy as np
 from search.budget import Budget
 from search.config import SearchConfig
 from search.frontier import make_frontier
-from search.geometry import box_window_xyxy
-from search.image_source import ImageSource
+from seal.core.geometry import box_window_xyxy
+from seal.core.image_source import ImageSource
 from search.localizer import Detection, Localizer
 from search.priority import ancestor_evidence, make_scorer
 from search.result import InstanceSet, SearchResult
 from search.trace import SearchTrace
 from search.tree import Box, Node, is_leaf, leaf_side, split
-from search.verification import Verdict, Verification, rank
-from search.verifier import Verifier
+from search.hit_check.config import HitCheckConfig
+from search.hit_check.protocol import HitCheck
+from search.hit_check.rules import CheckedBox, HitCheckState, rank
 
 
 @dataclass
@@ -65,44 +66,48 @@ class StepEvent:
     cue: str  # "target" | "context" | "none" (see search.trace)
     heatmap_max: float  # max logit of the node's target heatmap
     queue_size: int  # frontier size after the visit
-    verify_score: float = -1.0  # the verifier's best probability at this node, -1.0 if not asked
+    hit_check_score: float = -1.0  # the hit check's best probability at this node, -1.0 if not asked
 
 
 def run_search(localizer: Localizer, image: ImageSource, target: str, cfg: SearchConfig,
                on_step: Callable[[StepEvent], None] | None = None, set_image: bool = True,
-               verifier: Verifier | None = None) -> SearchResult:
+               hit_check: HitCheck | None = None, check_cfg: HitCheckConfig | None = None) -> SearchResult:
     """Search ``image`` for ``target``; never raises on a budget.
 
-    ``set_image=False`` when the localizer (and the verifier) already hold this image (see
-    :class:`SearchSession`). ``on_step`` is called after each visit. Localizer and verifier errors
-    propagate.
+    ``set_image=False`` when the localizer (and the hit check) already hold this image (see
+    :class:`SearchSession`). ``on_step`` is called after each visit. ``check_cfg`` (the ``hit_check``
+    section; default values when None) sets the zoom and the rules of ``hit_check``. Localizer and
+    hit-check errors propagate.
     """
-    search = _Search(localizer, image, target, cfg, on_step, verifier)
+    search = _Search(localizer, image, target, cfg, on_step, hit_check, check_cfg or HitCheckConfig())
     if set_image:
         search.budget.timed(lambda: localizer.set_image(image))
-        if verifier is not None:
-            verifier.set_image(image)
+        if hit_check is not None:
+            hit_check.set_image(image)
     return search.run()
 
 
 class _Search:
     def __init__(self, localizer: Localizer, image: ImageSource, target: str, cfg: SearchConfig,
-                 on_step: Callable[[StepEvent], None] | None, verifier: Verifier | None = None) -> None:
+                 on_step: Callable[[StepEvent], None] | None, hit_check: HitCheck | None,
+                 check_cfg: HitCheckConfig) -> None:
         self.loc, self.image, self.target, self.cfg, self.on_step = localizer, image, target, cfg, on_step
+        self.hcfg = check_cfg
         self.budget = Budget(cfg)
         self.frontier = make_frontier(cfg.strategy, cfg.seed)
         self.scorer = make_scorer(cfg)
         self.leaf_side = leaf_side(image.width, image.height, cfg)
-        self.trace = SearchTrace(config=asdict(cfg))
+        self.trace = SearchTrace(config={**asdict(cfg), "hit_check": asdict(check_cfg)})
         self.nodes: list[Node] = []
         self.best: Node | None = None  # visited node with the best detection so far
         self.instances = InstanceSet(cfg.nms_iou)
         self.blocked: str | None = None  # budget that prevented an expansion
-        self.checks = None if verifier is None or cfg.multi_instance else Verification(verifier, target, cfg)
+        self.checks = (None if hit_check is None or cfg.multi_instance
+                       else HitCheckState(hit_check, target, cfg, check_cfg))
         self.select = cfg.selection(checked=self.checks is not None)  # ``auto`` decided
-        self.unchecked: list[Verdict] = []  # confident hits without a verifier (with one: checks.accepted)
+        self.unchecked: list[CheckedBox] = []  # confident hits without a check (with one: checks.accepted)
         self.compare_end: int | None = None  # select: best: the visit that closes the comparison
-        self.final_verify: float | None = None  # the verifier's probability for the returned box
+        self.final_check: float | None = None  # the hit check's probability for the returned box
         self.visited: list[Node] = []
 
     def run(self) -> SearchResult:
@@ -136,22 +141,22 @@ class _Search:
         self.visited.append(node)
         det = node.detection
         assert det is not None  # every node is located before it enters the frontier
-        confirm_score = -1.0
-        if det.best_score > self.cfg.confidence_high and self._should_confirm(node):
-            det = node.detection = self._confirm(node, det)
-            confirm_score = det.best_score
+        zoom_score = -1.0
+        if det.best_score > self.cfg.confidence_high and self._should_zoom(node):
+            det = node.detection = self._zoom(node, det)
+            zoom_score = det.best_score
         if self.best is None or det.best_score > self.best.best_score:
             self.best = node
         confident = det.best_score > self.cfg.confidence_high
-        verify_score = -1.0
+        check_score = -1.0
         if confident and self.checks is not None:
-            hits, verify_score = self.checks.confident_hits(det.boxes_xyxy, det.scores)
+            hits, check_score = self.checks.confident_hits(det.boxes_xyxy, det.scores)
             confident = bool(hits)
             if confident and self.cfg.select == "auto" and self.compare_end is None \
                     and all(v.probability is None for v in hits):
                 self.select = "first"  # nothing judged the first hit (abstained, budget spent): no ranking
         elif confident and not self.cfg.multi_instance:
-            self.unchecked.append(Verdict(det.best_box, det.best_score, None))  # type: ignore[arg-type]
+            self.unchecked.append(CheckedBox(det.best_box, det.best_score, None))  # type: ignore[arg-type]
         if confident and self.select == "best" and not self.cfg.multi_instance and self.compare_end is None:
             self.compare_end = self.budget.nodes_visited + self.cfg.compare_nodes
         if confident and self.cfg.multi_instance:
@@ -167,22 +172,22 @@ class _Search:
         charged = self.trace.graph.nodes[node.node_id]  # the root's own locate is charged before its visit
         self.trace.update(node.node_id, visit_order=self.budget.nodes_visited, best_score=det.best_score,
                           best_box_xyxy=list(det.best_box or []), cue=cue, heatmap_max=target_max,
-                          confirm_score=confirm_score, verify_score=verify_score,
+                          zoom_score=zoom_score, hit_check_score=check_score,
                           model_calls=charged["model_calls"] + self.budget.model_calls - calls0,
                           seconds=charged["seconds"] + time.perf_counter() - t0)
         if self.on_step is not None:
             self.on_step(StepEvent(self.budget.nodes_visited, node.node_id, node.box, node.level, node.priority,
-                                   det.best_score, det.best_box, cue, target_max, len(self.frontier), verify_score))
+                                   det.best_score, det.best_box, cue, target_max, len(self.frontier), check_score))
         return confident
 
-    def _should_confirm(self, node: Node) -> bool:
-        return (bool(self.cfg.confirm_zoom) and not node.leaf and not self.cfg.multi_instance
+    def _should_zoom(self, node: Node) -> bool:
+        return (bool(self.hcfg.zoom) and not node.leaf and not self.cfg.multi_instance
                 and self.budget.call_blocker() is None)
 
-    def _confirm(self, node: Node, det: Detection) -> Detection:
+    def _zoom(self, node: Node, det: Detection) -> Detection:
         """Locate again on a leaf-scale window around ``det``'s best box (1 call); the window's
         boxes and scores with the node's own heatmap (which keeps guiding the expansion)."""
-        window = box_window_xyxy(det.best_box, self.cfg.confirm_zoom * self.leaf_side,  # type: ignore[arg-type]
+        window = box_window_xyxy(det.best_box, self.hcfg.zoom * self.leaf_side,  # type: ignore[arg-type]
                                  self.image.width, self.image.height)
         (closer,) = self._located([window])
         return Detection(closer.boxes_xyxy, closer.scores, det.heatmap)
@@ -260,11 +265,11 @@ class _Search:
         """``(box, score, instances, fallback)``: see :mod:`search.result` for the rules."""
         candidates = self.checks.candidates() if self.checks is not None else self.unchecked
         if candidates:  # ``select: first`` holds one; ``best`` the comparison's candidates
-            hit = max(candidates, key=lambda v: rank(v, self.cfg.verify_threshold))
-            self.final_verify = hit.probability if self.checks is not None else None
+            hit = max(candidates, key=lambda v: rank(v, self.hcfg.threshold))
+            self.final_check = hit.probability if self.checks is not None else None
             return hit.box_xyxy, hit.score, [(hit.box_xyxy, hit.score)], False
         if self.checks is not None:
-            return self._verified_fallback()
+            return self._checked_fallback()
         best_score = self.best.best_score if self.best is not None else 0.0
         best_box = self.best.detection.best_box if self.best is not None and self.best.detection else None
         if self.cfg.multi_instance:
@@ -275,29 +280,29 @@ class _Search:
             return best_box, best_score, [(best_box, best_score)], True
         return None, best_score, [], False
 
-    def _verified_fallback(self) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
-        """The fallback the verifier accepts among the visited nodes' boxes (no confident hit)."""
+    def _checked_fallback(self) -> tuple[Box | None, float, list[tuple[Box, float]], bool]:
+        """The fallback the hit check accepts among the visited nodes' boxes (no confident hit)."""
         assert self.checks is not None
         verdict = self.checks.fallback((tuple(b), float(s)) for n in self.visited if n.detection is not None
                                        for b, s in zip(n.detection.boxes_xyxy, n.detection.scores))
         if verdict is None:
             return None, self.best.best_score if self.best is not None else 0.0, [], False
-        self.final_verify = verdict.probability
+        self.final_check = verdict.probability
         return verdict.box_xyxy, verdict.score, [(verdict.box_xyxy, verdict.score)], True
 
     def _result(self, stop: str) -> SearchResult:
         box, score, instances, fallback = self._answer()
         b, seconds = self.budget, self.budget.elapsed()
         calls = self.checks.calls if self.checks is not None else 0
-        verify = -1.0 if self.final_verify is None else float(self.final_verify)
+        final = -1.0 if self.final_check is None else float(self.final_check)
         self.trace.set_summary(
             target=self.target, strategy=self.cfg.strategy, found=box is not None,
             box_xyxy=list(box) if box is not None else [], score=float(score), nodes_visited=b.nodes_visited,
             model_calls=b.model_calls, seconds=seconds, stop_reason=stop, image_width=self.image.width,
-            image_height=self.image.height, verifier_calls=calls, verify_score=verify)
+            image_height=self.image.height, hit_check_calls=calls, hit_check_score=final)
         return SearchResult(self.target, self.cfg.strategy, box is not None, box, float(score), instances,
                             b.nodes_visited, b.nodes_scored, b.model_calls, seconds, b.localizer_seconds, stop,
-                            self.trace, fallback, self.final_verify, calls,
+                            self.trace, fallback, self.final_check, calls,
                             self.checks.seconds if self.checks is not None else 0.0)
 
 

@@ -23,7 +23,7 @@ from collections import deque
 from typing import Callable, Protocol, Sequence
 
 from search.tree import Node
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 PRIORITY_DECIMALS = 9
 

@@ -12,7 +12,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from search.image_source import ImageSource
+from seal.core.image_source import ImageSource
 
 BoxXYXY = tuple[float, float, float, float]
 

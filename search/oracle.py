@@ -39,11 +39,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from search.geometry import Frame, area_xyxy, clip_xyxy, intersection_fraction_xyxy, xywh_to_xyxy
-from search.image_source import ImageSource
+from seal.core.geometry import Frame, area_xyxy, clip_xyxy, intersection_fraction_xyxy, xywh_to_xyxy
+from seal.core.image_source import ImageSource
 from search.localizer import BoxXYXY, Detection, LocalizerStats
 from search.oracle_config import OracleConfig
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 BASELINE_LOGIT = -4.0
 """Heatmap logit where there is no evidence at all."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from search.config import SearchConfig
-from search.geometry import Frame
-from seal.errors import ConfigError
+from seal.core.geometry import Frame
+from seal.core.errors import ConfigError
 
 Box = tuple[float, float, float, float]
 

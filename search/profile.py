@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 PROFILE = "search.yaml"
 """The file name of a search model's profile inside its checkpoint directory."""

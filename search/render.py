@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from search.geometry import Frame, clip_xyxy
-from search.image_source import ImageSource
+from seal.core.geometry import Frame, clip_xyxy
+from seal.core.image_source import ImageSource
 
 LEVEL_COLOURS = [(255, 215, 0), (0, 200, 255), (255, 105, 180), (160, 130, 255), (255, 140, 0), (120, 255, 120)]
 FOUND_COLOUR = (0, 255, 0)

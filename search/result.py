@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search.geometry import iou_xyxy
+from seal.core.geometry import iou_xyxy
 from search.trace import SearchTrace
 
 Box = tuple[float, float, float, float]
@@ -54,13 +54,13 @@ class SearchResult:
     trace: SearchTrace
     fallback: bool = False
     """The box came from the anytime fallback, not from a confident hit."""
-    verify_score: float | None = None
-    """The verifier's probability for ``box_xyxy``; None without a verifier, when it abstained or
-    its budget was spent (:mod:`search.verification`)."""
-    verifier_calls: int = 0
-    """Boxes the verifier judged (one call each; not counted in ``model_calls``)."""
-    verifier_seconds: float = 0.0
-    """Wall time inside verifier calls."""
+    hit_check_score: float | None = None
+    """The hit check's probability for ``box_xyxy``; None without a check, when it abstained or
+    its budget was spent (:mod:`search.hit_check.rules`)."""
+    hit_check_calls: int = 0
+    """Boxes the hit check judged (one call each; not counted in ``model_calls``)."""
+    hit_check_seconds: float = 0.0
+    """Wall time inside hit-check calls."""
 
     @property
     def confident(self) -> bool:
@@ -73,7 +73,7 @@ class SearchResult:
         return max(0.0, self.seconds - self.localizer_seconds)
 
     def to_json(self) -> dict:
-        """The api.md keys plus ``fallback`` and the verifier's ``verify_score`` / ``verifier_calls`` / ``verifier_seconds``; boxes as lists (or null), rounded to 0.01 px."""
+        """The api.md keys plus ``fallback`` and the hit check's ``hit_check_score`` / ``hit_check_calls`` / ``hit_check_seconds``; boxes as lists (or null), rounded to 0.01 px."""
         return {
             "target": self.target,
             "strategy": self.strategy,
@@ -88,9 +88,9 @@ class SearchResult:
             "seconds": round(self.seconds, 4),
             "localizer_seconds": round(self.localizer_seconds, 4),
             "stop_reason": self.stop_reason,
-            "verify_score": None if self.verify_score is None else round(float(self.verify_score), 4),
-            "verifier_calls": self.verifier_calls,
-            "verifier_seconds": round(self.verifier_seconds, 4),
+            "hit_check_score": None if self.hit_check_score is None else round(float(self.hit_check_score), 4),
+            "hit_check_calls": self.hit_check_calls,
+            "hit_check_seconds": round(self.hit_check_seconds, 4),
         }
 
 

@@ -14,10 +14,11 @@ from typing import Callable, Iterable
 
 from search.config import SearchConfig
 from search.engine import StepEvent, run_search
-from search.image_source import ImageSource
+from seal.core.image_source import ImageSource
 from search.localizer import Localizer, LocalizerStats
 from search.result import SearchResult
-from search.verifier import Verifier
+from search.hit_check.config import HitCheckConfig
+from search.hit_check.protocol import HitCheck
 
 
 class SearchSession:
@@ -27,17 +28,19 @@ class SearchSession:
         localizer: any :class:`~search.localizer.Localizer`; ``set_image(image)`` is called here.
         image: the upright image all targets are searched in.
         cfg: the search config of every target (``search(..., cfg=...)`` overrides it per call).
-        verifier: an optional :class:`~search.verifier.Verifier` checking confident hits; its
-            ``set_image(image)`` is called here too.
+        hit_check: an optional :class:`~search.hit_check.protocol.HitCheck` checking confident hits;
+            its ``set_image(image)`` is called here too.
+        check_cfg: the ``hit_check`` section (zoom and rules); None = its defaults.
     """
 
     def __init__(self, localizer: Localizer, image: ImageSource, cfg: SearchConfig,
-                 verifier: Verifier | None = None) -> None:
-        self.localizer, self.image, self.cfg, self.verifier = localizer, image, cfg, verifier
+                 hit_check: HitCheck | None = None, check_cfg: HitCheckConfig | None = None) -> None:
+        self.localizer, self.image, self.cfg, self.hit_check = localizer, image, cfg, hit_check
+        self.check_cfg = check_cfg or HitCheckConfig()
         t0 = time.perf_counter()
         localizer.set_image(image)
-        if verifier is not None:
-            verifier.set_image(image)
+        if hit_check is not None:
+            hit_check.set_image(image)
         self.set_image_seconds = time.perf_counter() - t0
         self.results: list[SearchResult] = []
 
@@ -45,7 +48,7 @@ class SearchSession:
                cfg: SearchConfig | None = None) -> SearchResult:
         """Search one target (the image is already set); the result is also kept in ``results``."""
         result = run_search(self.localizer, self.image, target, cfg or self.cfg, on_step, set_image=False,
-                            verifier=self.verifier)
+                            hit_check=self.hit_check, check_cfg=self.check_cfg)
         self.results.append(result)
         return result
 
@@ -79,7 +82,7 @@ class SearchSession:
             "model_calls": sum(r.model_calls for r in self.results),
             "seconds": sum(r.seconds for r in self.results),
             "localizer_seconds": sum(r.localizer_seconds for r in self.results),
-            "verifier_calls": sum(r.verifier_calls for r in self.results),
+            "hit_check_calls": sum(r.hit_check_calls for r in self.results),
             "set_image_seconds": self.set_image_seconds,
             "patches_encoded": s.patches_encoded,
             "encode_cache_hits": s.encode_cache_hits,

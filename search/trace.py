@@ -9,18 +9,18 @@ the attributes :data:`NODE_ATTRS` (all JSON-able):
 - ``best_score`` / ``best_box_xyxy``: the node's best detection (``[]`` when none);
 - ``cue``: ``"target"`` (the target heatmap guided the children), ``"context"`` (the contextual
   cue replaced a weak target heatmap), ``"none"`` (not expanded: leaf, stop, budget or unvisited);
-- ``confirm_score``: the best score of the leaf-scale confirmation window when a confident hit
-  above the leaves was looked at again (``SearchConfig.confirm_zoom``; ``best_score`` /
+- ``zoom_score``: the best score of the leaf-scale window when a confident hit above the leaves
+  was looked at again (``hit_check.zoom``; ``best_score`` /
   ``best_box_xyxy`` are then the window's), -1.0 when none was;
-- ``verify_score``: the verifier's highest probability for this node's confident boxes
-  (:mod:`search.verification`), -1.0 when it was not asked;
+- ``hit_check_score``: the hit check's highest probability for this node's confident boxes
+  (:mod:`search.hit_check.rules`), -1.0 when it was not asked;
 - ``heatmap_max``: max logit of the node's *target* heatmap (the value compared with
   ``SearchConfig.cue_threshold``);
 - ``model_calls`` / ``seconds``: calls made and wall time spent visiting the node (the root's
   own ``locate`` is charged to the root), so they sum to the search's totals.
 
-Graph attributes (``graph.graph``): exactly :data:`GRAPH_ATTRS` (``verifier_calls``: boxes the
-verifier judged; ``verify_score``: its probability for the returned box, -1.0 when none). ``heatmaps`` maps each visited
+Graph attributes (``graph.graph``): exactly :data:`GRAPH_ATTRS` (``hit_check_calls``: boxes the
+hit check judged; ``hit_check_score``: its probability for the returned box, -1.0 when none). ``heatmaps`` maps each visited
 node id to the ``(h, w)`` float32 logits over its box that guided its children (the target heatmap,
 or the contextual cue when ``cue == "context"``; the target heatmap for nodes not expanded).
 ``config`` is the :class:`SearchConfig` as a dict, written next to the graph in the JSON form.
@@ -36,9 +36,9 @@ import networkx as nx
 import numpy as np
 
 NODE_ATTRS = ("box_xyxy", "level", "parent", "priority", "visit_order", "best_score", "best_box_xyxy", "cue",
-              "confirm_score", "verify_score", "heatmap_max", "model_calls", "seconds", "leaf")
+              "zoom_score", "hit_check_score", "heatmap_max", "model_calls", "seconds", "leaf")
 GRAPH_ATTRS = ("target", "strategy", "found", "box_xyxy", "score", "nodes_visited", "model_calls", "seconds",
-               "stop_reason", "image_width", "image_height", "verifier_calls", "verify_score")
+               "stop_reason", "image_width", "image_height", "hit_check_calls", "hit_check_score")
 HEATMAP_DECIMALS = 3
 """Heatmap logits are rounded to this many decimals in JSON."""
 
@@ -54,7 +54,7 @@ class SearchTrace:
         """A new, not yet visited node (and the edge from its parent)."""
         self.graph.add_node(node_id, box_xyxy=[float(v) for v in box_xyxy], level=int(level), parent=int(parent),
                             priority=float(priority), visit_order=0, best_score=0.0, best_box_xyxy=[],
-                            cue="none", confirm_score=-1.0, verify_score=-1.0, heatmap_max=0.0, model_calls=0, seconds=0.0, leaf=bool(leaf))
+                            cue="none", zoom_score=-1.0, hit_check_score=-1.0, heatmap_max=0.0, model_calls=0, seconds=0.0, leaf=bool(leaf))
         if parent >= 0:
             self.graph.add_edge(parent, node_id)
 

@@ -28,8 +28,8 @@ import numpy as np
 
 from PIL import Image
 
-from search.geometry import intersection_fraction_xyxy
-from search.image_source import ImageSource
+from seal.core.geometry import intersection_fraction_xyxy
+from seal.core.image_source import ImageSource
 from search.localizer import Detection, LocalizerStats
 
 Box = tuple[float, float, float, float]
@@ -158,8 +158,8 @@ def _cells(lo: float, hi: float, start: float, end: float, n: int) -> tuple[int,
     return max(a, 0), min(max(b, a + 1), n)
 
 
-class FakeVerifier:
-    """A :class:`search.verifier.Verifier` without a model: a box showing one of ``truth[name]``
+class FakeHitCheck:
+    """A :class:`search.hit_check.protocol.HitCheck` without a model: a box showing one of ``truth[name]``
     (IoU >= 0.5) gets ``p_true``, any other box ``p_false``; ``abstain`` answers None to everything
     and ``value`` (when given) is returned for every box (for bad-answer tests)."""
 
@@ -167,22 +167,22 @@ class FakeVerifier:
 
     def __init__(self, truth: dict[str, list], p_true: float = 0.9, p_false: float = 0.05, abstain: bool = False,
                  value=None) -> None:
-        from search.verifier import VerifierStats
+        from search.hit_check.protocol import HitCheckStats
 
         self.truth = {k: [tuple(map(float, b)) for b in v] for k, v in truth.items()}
         self.p_true, self.p_false, self.abstain, self.value = p_true, p_false, abstain, value
         self.asked: list[tuple[str, Box]] = []
         self.set_image_calls = 0
-        self._stats = VerifierStats()
+        self._stats = HitCheckStats()
 
     def set_image(self, image) -> None:
-        from search.verifier import VerifierStats
+        from search.hit_check.protocol import HitCheckStats
 
         self.set_image_calls += 1
-        self._stats = VerifierStats()
+        self._stats = HitCheckStats()
 
     def verify(self, target: str, box_xyxy) -> float | None:
-        from search.geometry import iou_xyxy
+        from seal.core.geometry import iou_xyxy
 
         box = tuple(float(v) for v in box_xyxy)
         self.asked.append((target, box))

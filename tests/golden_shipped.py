@@ -45,16 +45,16 @@ def observe(bench: Path) -> dict:
     from seal.config import load
     from seal.vqa.checker import plan_checker
     from seal.vqa.model import VQAModel
-    from seal.vqa.verifier import AttributeVerifier
+    from search.hit_check.words import VQAWordCheck
 
     torch.set_num_threads(1)
-    cfg = load([], [f"agent.vqa_path={CHECKPOINTS['vqa']}", f"agent.vsm_path={CHECKPOINTS['vsm']}",
+    cfg = load([], [f"models.vqa_path={CHECKPOINTS['vqa']}", f"models.vsm_path={CHECKPOINTS['vsm']}",
                     f"policy.checkpoint={CHECKPOINTS['policy']}"])
     agent = Agent.from_config(cfg)
     localizer = load_vsm_localizer(CHECKPOINTS["vsm"])
     plan = plan_checker(cfg)
     assert plan.path is not None and plan.path.resolve() == CHECKPOINTS["checker"].resolve(), plan
-    checker = AttributeVerifier.from_config(VQAModel.load(plan.path, vwm_config=cfg.vwm), cfg, plan.config)
+    checker = VQAWordCheck.from_config(VQAModel.load(plan.path, vwm_config=cfg.vwm), cfg, plan.config)
     out = []
     for sample in read_vstar(bench):
         agent.set_image(sample.image)
@@ -66,8 +66,8 @@ def observe(bench: Path) -> dict:
                          "found": [bool(r.found) for r in res.search],
                          "vision_tokens": int(res.ledger.vision_tokens), "probs": res.decision.to_json()["probs"],
                          # not in the goldens: read by test_shipped_models's ledger check
-                         "hit_checks": sum(int(r.verifier_calls) for r in res.search),
-                         "verify_tokens": int(res.ledger.vision_tokens_verify), "llm_calls": int(res.ledger.llm_calls),
+                         "hit_checks": sum(int(r.hit_check_calls) for r in res.search),
+                         "verify_tokens": int(res.ledger.vision_tokens_hit_check), "llm_calls": int(res.ledger.llm_calls),
                          "ledger_hit_checks": int(res.ledger.hit_checks)}
         for key, session in (("search", SearchSession(localizer, agent.views.source, cfg.search)),
                              ("checked_search", SearchSession(localizer, agent.views.source, cfg.search, checker))):
@@ -80,7 +80,7 @@ def _searched(name: str, r) -> dict:
     return {"target": name, "found": bool(r.found), "score": round(float(r.score), 4),
             "box_xyxy": None if not r.found else [round(float(v), 1) for v in r.box_xyxy],
             "nodes_visited": int(r.nodes_visited),
-            "verify_score": None if r.verify_score is None else round(float(r.verify_score), 4)}
+            "hit_check_score": None if r.hit_check_score is None else round(float(r.hit_check_score), 4)}
 
 
 def main(argv: list[str] | None = None) -> int:

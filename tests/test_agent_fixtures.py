@@ -85,7 +85,7 @@ def trained_vqa(steps=120, seed=0):
 def make_config(*overrides):
     from seal.config import load
 
-    base = ["agent.localizer=oracle", "policy.baseline_name=always_full", "search.max_nodes=12",
+    base = ["models.localizer=oracle", "policy.baseline_name=always_full", "search.max_nodes=12",
             f"vwm.crop_side_px={VWM['crop_side_px']}", f"vwm.view_side_px={VWM['view_side_px']}"]
     return load([], base + list(overrides))
 

@@ -4,7 +4,7 @@ refusal (its prefix forced): always (0, the default), when the refusal was proba
 
 import pytest
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from seal.vqa.refusal import REFUSAL_PREFIX, parse_missing_targets
 from tests.test_agent_fixtures import OTHER_QUESTION, QUESTION, make_agent, scene, trained_vqa, write_scene
 

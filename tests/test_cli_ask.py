@@ -25,7 +25,7 @@ def scene(tmp_path):
 
 
 def _ask(vqa_dir, image, *extra):
-    return main(["ask", "--image", str(image), f"--agent.vqa_path={vqa_dir}", "--localizer", "oracle",
+    return main(["ask", "--image", str(image), f"--models.vqa_path={vqa_dir}", "--localizer", "oracle",
                  "--search.max_nodes=12", f"--vwm.crop_side_px={VWM['crop_side_px']}",
                  f"--vwm.view_side_px={VWM['view_side_px']}", *extra])
 

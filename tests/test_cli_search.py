@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from search.geometry import iou_xyxy, xywh_to_xyxy
+from seal.core.geometry import iou_xyxy, xywh_to_xyxy
 from seal.cli.main import main
 from tests.cli_helpers import last_json, run_cli
 
@@ -150,18 +150,18 @@ def test_bench_search_smoke(tmp_path, capsys):
 
 
 def test_the_hit_checker_model_is_chosen_flag_then_config(tmp_path):
-    """``--verifier-model`` wins over ``verifier.model_path``, which wins over the answering model's
+    """``--verifier-model`` wins over ``hit_check.vqa_path``, which wins over the answering model's
     profile and ``agent.vqa_path``; a
     configured checker that is missing is an error, not a silent fallback to the answering model."""
     import argparse
 
     from seal.cli.cmd_search import _attribute_verifier
     from seal.config import load
-    from seal.errors import InputError
+    from seal.core.errors import InputError
 
     missing = tmp_path / "no_checker"
-    cfg = load([], [f"verifier.model_path={missing}"])
-    with pytest.raises(InputError, match="verifier.model_path"):
+    cfg = load([], [f"hit_check.model_path={missing}"])
+    with pytest.raises(InputError, match="hit_check.model_path"):
         _attribute_verifier(argparse.Namespace(verifier_model=None), cfg)
     shipped = ROOT / "checkpoints" / "vqa_tiny"
     checker, asked = _attribute_verifier(argparse.Namespace(verifier_model=str(shipped)), cfg)
@@ -172,21 +172,21 @@ def test_the_hit_checker_model_is_chosen_flag_then_config(tmp_path):
 
 def test_the_shipped_search_model_checks_with_its_crop_matcher_unless_a_vqa_checker_is_named():
     """The shipped VSM carries its crop matcher: by default it alone checks (the VQA checker is not
-    even loaded); ``--verifier-model`` adds the named VQA LLM behind it; ``--verifier.crop_check=false``
+    even loaded); ``--verifier-model`` adds the named VQA LLM behind it; ``--hit_check.crop_check=false``
     goes back to the VQA checker alone."""
     import argparse
 
-    from search.verifier import AllOf
-    from search.vsm.crop_check import CropCheckVerifier
+    from search.hit_check.protocol import AllChecks
+    from search.hit_check.crop_matcher import CropMatcherCheck
     from search.vsm.localizer import load_vsm_localizer
     from seal.cli.cmd_search import load_verifier
     from seal.config import load
-    from seal.vqa.verifier import AttributeVerifier
+    from search.hit_check.words import VQAWordCheck
 
     vsm = load_vsm_localizer(ROOT / "checkpoints" / "vsm_tiny")
     assert vsm.crop_matcher is not None
-    assert isinstance(load_verifier(argparse.Namespace(verifier_model=None), load(), vsm), CropCheckVerifier)
+    assert isinstance(load_verifier(argparse.Namespace(verifier_model=None), load(), vsm), CropMatcherCheck)
     named = load_verifier(argparse.Namespace(verifier_model=str(ROOT / "checkpoints" / "vqa_check_tiny")), load(), vsm)
-    assert isinstance(named, AllOf) and [type(v) for v in named.verifiers] == [CropCheckVerifier, AttributeVerifier]
-    vqa_only = load_verifier(argparse.Namespace(verifier_model=None), load([], ["verifier.crop_check=false"]), vsm)
-    assert isinstance(vqa_only, AttributeVerifier)
+    assert isinstance(named, AllChecks) and [type(v) for v in named.verifiers] == [CropMatcherCheck, VQAWordCheck]
+    vqa_only = load_verifier(argparse.Namespace(verifier_model=None), load([], ["hit_check.crop_check=false"]), vsm)
+    assert isinstance(vqa_only, VQAWordCheck)

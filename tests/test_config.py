@@ -4,7 +4,7 @@ import pytest
 
 from seal.cli.main import main
 from seal.config import Config, dump_yaml, load
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("**/*.yaml"))
 
@@ -124,14 +124,14 @@ def test_a_search_models_profile_is_layered_under_files_and_overrides(tmp_path):
     (model / "search.yaml").write_text("search:\n  confidence_high: 0.3\n  compare_nodes: 4\n")
     user = tmp_path / "user.yaml"
     user.write_text("search:\n  compare_nodes: 6\n")
-    cfg = load([], [f"agent.vsm_path={model}"])
+    cfg = load([], [f"models.vsm_path={model}"])
     assert (cfg.search.confidence_high, cfg.search.compare_nodes) == (0.3, 4)
-    cfg = load([user], [f"agent.vsm_path={model}", "search.confidence_high=0.4"])
+    cfg = load([user], [f"models.vsm_path={model}", "search.confidence_high=0.4"])
     assert (cfg.search.confidence_high, cfg.search.compare_nodes) == (0.4, 6)  # the user's values win
-    assert load([], [f"agent.vsm_path={model}", "agent.localizer=oracle"]).search.confidence_high == 0.5
-    assert load([], [f"agent.vsm_path={model}"], search_profile=False).search.confidence_high == 0.5
+    assert load([], [f"models.vsm_path={model}", "models.localizer=oracle"]).search.confidence_high == 0.5
+    assert load([], [f"models.vsm_path={model}"], search_profile=False).search.confidence_high == 0.5
     assert load([], [], search_profile=model).search.compare_nodes == 4
-    assert load([], [f"agent.vsm_path={tmp_path / 'missing'}"]).search.confidence_high == 0.5  # fails when loaded
+    assert load([], [f"models.vsm_path={tmp_path / 'missing'}"]).search.confidence_high == 0.5  # fails when loaded
 
 
 @pytest.mark.parametrize("text, match", [("agent:\n  vsm_path: elsewhere\n", "one mapping"),

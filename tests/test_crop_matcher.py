@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from eval.synth.config import SynthConfig
-from search.image_source import ImageSource
-from search.verifier import AllOf, Verifier
-from search.vsm.crop_check import CropCheckVerifier
+from seal.core.image_source import ImageSource
+from search.hit_check.protocol import AllChecks, HitCheck
+from search.hit_check.crop_matcher import CropMatcherCheck
 from search.vsm.crop_matcher import CONFIG, WEIGHTS, CropMatcher, CropMatcherConfig, phrase_words
-from seal.errors import ConfigError, InputError
+from seal.core.errors import ConfigError, InputError
 from training.crop_check_data import CropCheckDataConfig, build_crops
 from training.crop_check_recipe import CropCheckTrainConfig, evaluate, loss_fn, make_batches, synth_kinds
 
@@ -92,18 +92,18 @@ def test_verifier_reads_the_box_crop():
     from PIL import Image
 
     m = small_matcher()
-    v = CropCheckVerifier(m)
-    assert isinstance(v, Verifier) and v.name == "crop"
+    v = CropMatcherCheck(m)
+    assert isinstance(v, HitCheck) and v.name == "crop"
     with pytest.raises(RuntimeError, match="before set_image"):
-        v.verify("red star", (0, 0, 10, 10))
+        v.check("red star", (0, 0, 10, 10))
     image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 300, 3), dtype=np.uint8))
     v.set_image(ImageSource(image))
     box = (100.0, 50.0, 130.0, 80.0)
-    p = v.verify("red star", box)
+    p = v.check("red star", box)
     crop = m.crop_images(image, [box])
     assert crop.shape == (1, 32, 32, 3)
     assert p == pytest.approx(float(m.phrase_probability(crop, "red star")[0]))
-    assert v.verify("umbrella", box) is None
+    assert v.check("umbrella", box) is None
     s = v.stats()
     assert (s.calls, s.abstained, s.llm_calls, s.vision_tokens) == (2, 1, 0, 0)
     v.set_image(ImageSource(image))
@@ -112,23 +112,23 @@ def test_verifier_reads_the_box_crop():
 
 def test_hit_checker_puts_the_crop_check_before_the_vqa_llm():
     from search.config import SearchConfig
-    from seal.vqa.verifier import VerifierConfig, hit_checker
-    from tests.fakes import FakeLocalizer, FakeVerifier
+    from search.hit_check.words import HitCheckConfig, hit_checker
+    from tests.fakes import FakeLocalizer, FakeHitCheck
 
     vsm = FakeLocalizer({})
     vsm.name, vsm.crop_matcher = "vsm", small_matcher()
-    llm = FakeVerifier({})
-    alone = hit_checker(VerifierConfig(), SearchConfig(), vsm, llm)  # llm_check: auto
-    assert isinstance(alone, CropCheckVerifier) and alone.matcher is vsm.crop_matcher
-    both = hit_checker(VerifierConfig(llm_check="always"), SearchConfig(), vsm, llm)
-    assert isinstance(both, AllOf) and isinstance(both.verifiers[0], CropCheckVerifier) and both.verifiers[1] is llm
-    assert hit_checker(VerifierConfig(crop_check=False), SearchConfig(), vsm, llm) is llm
-    assert hit_checker(VerifierConfig(crop_check=False, llm_check="never"), SearchConfig(), vsm, llm) is None
+    llm = FakeHitCheck({})
+    alone = build_hit_check(HitCheckConfig(), SearchConfig(), vsm, llm)  # llm_check: auto
+    assert isinstance(alone, CropMatcherCheck) and alone.matcher is vsm.crop_matcher
+    both = build_hit_check(HitCheckConfig(llm_check="always"), SearchConfig(), vsm, llm)
+    assert isinstance(both, AllChecks) and isinstance(both.verifiers[0], CropMatcherCheck) and both.verifiers[1] is llm
+    assert build_hit_check(HitCheckConfig(crop_check=False), SearchConfig(), vsm, llm) is llm
+    assert build_hit_check(HitCheckConfig(crop_check=False, llm_check="never"), SearchConfig(), vsm, llm) is None
     vsm.crop_matcher = None
-    assert hit_checker(VerifierConfig(), SearchConfig(), vsm, llm) is llm
-    assert VerifierConfig().wants_llm(False) and not VerifierConfig().wants_llm(True)
-    with pytest.raises(ConfigError, match="verifier.llm_check"):
-        VerifierConfig(llm_check="sometimes")
+    assert build_hit_check(HitCheckConfig(), SearchConfig(), vsm, llm) is llm
+    assert HitCheckConfig().wants_llm(False) and not HitCheckConfig().wants_llm(True)
+    with pytest.raises(ConfigError, match="hit_check.llm_check"):
+        HitCheckConfig(llm_check="sometimes")
 
 
 def test_crops_carry_their_objects_words_and_background_none(tmp_path):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from eval.escalation_sweep import main, run_records, sweep
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 
 def _write(folder, records):

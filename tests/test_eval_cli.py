@@ -40,7 +40,7 @@ def vqa_dir(bench, tmp_path_factory):
 
 def _eval(bench, vqa_dir, out, *extra):
     return main(["eval", "--dataset", "synth", "--path", str(bench), "--output-dir", str(out), "--no-progress",
-                 f"--agent.vqa_path={vqa_dir}", "--agent.localizer=oracle", "--agent.max_new_tokens=4",
+                 f"--models.vqa_path={vqa_dir}", "--models.localizer=oracle", "--agent.max_new_tokens=4",
                  *extra])
 
 

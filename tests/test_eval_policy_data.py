@@ -45,7 +45,7 @@ def test_option_nll():
 def test_collect_then_train_policy(vqa_dir, tmp_path):
     ckpt = tmp_path / "policy_head"
     cfg = load(["configs/policy/vovnet.yaml", "configs/policy/tiny.yaml"],
-               [f"agent.vqa_path={vqa_dir}", "agent.localizer=oracle", "agent.max_new_tokens=4",
+               [f"models.vqa_path={vqa_dir}", "models.localizer=oracle", "agent.max_new_tokens=4",
                 f"policy.checkpoint={ckpt}"])
     data_cfg = PolicyDataConfig(path=str(tmp_path / "pd.npz"), bench_dir=str(tmp_path / "synth_train"),
                                 n=N, seed=5, long_side=400)

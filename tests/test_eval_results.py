@@ -8,7 +8,7 @@ import pytest
 
 from eval.metrics import bootstrap_ci, category_column, run_metrics
 from eval.results import PredictionLog, write_results_row, write_summary
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 
 def _rec(qid, correct, category="direct_attributes", action="full", tokens=100, seconds=0.5, fallback=False):

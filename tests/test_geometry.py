@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from search.geometry import (
+from seal.core.geometry import (
     Frame,
     area_xyxy,
     clip_xyxy,

@@ -8,10 +8,10 @@ from PIL import Image
 
 from eval.bench_search import BenchTarget
 from eval.hit_ranking import main, measure, ranking_keys, summarize
-from search.verifier import all_of
+from search.hit_check.protocol import all_checks
 from seal.config import Config
-from seal.errors import InputError
-from tests.fakes import FakeLocalizer, FakeVerifier
+from seal.core.errors import InputError
+from tests.fakes import FakeLocalizer, FakeHitCheck
 
 STAR = (1300.0, 300.0, 1340.0, 340.0)
 RING = (300.0, 1000.0, 340.0, 1040.0)  # a near miss the localizer scores above the target
@@ -29,20 +29,20 @@ def _localizer():
 
 
 def test_the_check_ranks_the_target_first_where_the_score_does_not(target):
-    report = measure(_localizer(), [FakeVerifier({"red star": [STAR]})], [target], Config(), log=lambda m: None)
+    report = measure(_localizer(), [FakeHitCheck({"red star": [STAR]})], [target], Config(), log=lambda m: None)
     (row,) = report["rows"]
     assert sorted(round(c["score"], 2) for c in row["candidates"]) == [0.8, 0.95]
     assert report["in_candidates"] == 1.0 and report["accept_target"] == 1.0
     assert report["wrong_accepted_per_target"] == 0.0
     assert report["top1"] == {"score": 0.0, "check": 1.0, "check_x_score": 1.0, "product_x_score": 1.0}
-    blind = measure(_localizer(), [FakeVerifier({}, abstain=True)], [target], Config(), log=lambda m: None)
+    blind = measure(_localizer(), [FakeHitCheck({}, abstain=True)], [target], Config(), log=lambda m: None)
     assert blind["top1"]["score"] == 0.0 and blind["top1"]["check"] in (0.0, 1.0)  # ties: the first candidate
     assert blind["accept_target"] == 1.0 and blind["wrong_accepted_per_target"] == 1.0  # abstaining accepts
 
 
 def test_members_combine_as_all_of_and_as_a_product():
-    assert all_of([0.9, 0.2, 0.1], 0.5) == 0.2  # asking stops at the first rejection
-    assert all_of([None, 0.7], 0.5) == 0.7 and all_of([None, None], 0.5) is None
+    assert all_checks([0.9, 0.2, 0.1], 0.5) == 0.2  # asking stops at the first rejection
+    assert all_checks([None, 0.7], 0.5) == 0.7 and all_checks([None, None], 0.5) is None
     keys = ranking_keys(0.8, [0.9, None], 0.5)
     assert keys["check"] == 0.9 and keys["check_x_score"] == pytest.approx(0.72)
     assert keys["product_x_score"] == pytest.approx(0.9 * 0.5 * 0.8)
@@ -55,7 +55,7 @@ def test_reused_candidates_must_cover_the_targets(target):
     with pytest.raises(InputError, match="no candidates"):
         measure(_localizer(), [], [target], Config(), reused={}, log=lambda m: None)
     reused = {(str(target.annotation), "red star"): [(list(STAR), 0.8)]}
-    again = measure(_localizer(), [FakeVerifier({"red star": [STAR]})], [target], Config(), reused, log=lambda m: None)
+    again = measure(_localizer(), [FakeHitCheck({"red star": [STAR]})], [target], Config(), reused, log=lambda m: None)
     assert again["top1"]["check"] == 1.0 and len(again["rows"][0]["candidates"]) == 1
 
 

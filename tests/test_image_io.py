@@ -1,4 +1,4 @@
-"""Bad and odd images, through :mod:`seal.image_io` and through ``seal search``."""
+"""Bad and odd images, through :mod:`seal.core.image_io` and through ``seal search``."""
 
 import io
 import json
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from search.geometry import iou_xyxy, xywh_to_xyxy
-from seal.errors import InputError
-from seal.image_io import image_size, load_image
+from seal.core.geometry import iou_xyxy, xywh_to_xyxy
+from seal.core.errors import InputError
+from seal.core.image_io import image_size, load_image
 from tests.test_cli_search import ROOT, last_json, run_cli
 
 

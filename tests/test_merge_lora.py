@@ -9,7 +9,7 @@ import torch
 
 from search.vsm.model import VSMModel
 from seal.cli.main import main
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.models.backbone import load_llava
 from tests.test_vsm_fixtures import perturb_adapter, random_patches, tiny_vsm
 

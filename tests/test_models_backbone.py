@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.models.backbone import TinyBackboneConfig, build_tiny_llava, load_llava, save_llava
 from seal.models.tokenizer import (
     IMAGE_TOKEN,

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.geometry import iou_xyxy
-from search.image_source import ImageSource
+from seal.core.geometry import iou_xyxy
+from seal.core.image_source import ImageSource
 from search.localizer import Localizer
 from search.oracle import OracleLocalizer
 from search.oracle_config import OracleConfig
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 # A 40 x 40 px target in a 2400 x 1600 image: 3.7 input px at the root (224 / 2400), 14.9 in a 600 px patch.
 TARGET_XYWH = [1500, 900, 40, 40]

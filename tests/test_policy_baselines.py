@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from seal.policy.actions import Action
 from seal.policy.baselines import BASELINES, make_baseline
 from seal.policy.config import PolicyConfig

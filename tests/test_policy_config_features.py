@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from seal.config.loader import load_config
-from seal.errors import ConfigError, InputError
+from seal.core.config import load_config
+from seal.core.errors import ConfigError, InputError
 from seal.policy.actions import Action, space_actions
 from seal.policy.config import PolicyConfig
 from seal.policy.features import PolicyInputs, build_features, feature_dim

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.policy.actions import Action
 from seal.policy.calibration import expected_calibration_error, reliability_bins
 from seal.policy.cost import CostModel

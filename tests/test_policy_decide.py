@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from seal.policy.actions import Action
 from seal.policy.config import PolicyConfig
 from seal.policy.head import HeadSpec, VoWHead

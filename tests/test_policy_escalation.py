@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from seal.errors import ConfigError, InputError
+from seal.core.errors import ConfigError, InputError
 from seal.policy.actions import Action
 from seal.policy.config import PolicyConfig
 from seal.policy.data import PolicyData

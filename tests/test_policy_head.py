@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.policy.actions import Action
 from seal.policy.head import CONFIG_NAME, WEIGHTS_NAME, HeadSpec, VoWHead
 

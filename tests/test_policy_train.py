@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.policy.actions import Action
 from seal.policy.config import PolicyConfig
 from seal.policy.data import PolicyData, load_policy_data, save_policy_data

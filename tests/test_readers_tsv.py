@@ -12,7 +12,7 @@ from eval.readers.hrbench import group_questions, iter_hrbench_rows, read_hrbenc
 from eval.readers.images import decode_base64, image_from_bytes
 from eval.readers.mmbench import read_mmbench
 from eval.readers.tsv import TsvReader, is_missing
-from seal.errors import InputError
+from seal.core.errors import InputError
 from tests.fixtures_bench import (HRBENCH_COLUMNS, MMBENCH_COLUMNS, b64, big_jpeg_bytes, hrbench_rows, jpeg_bytes,
                                   mmbench_rows, write_hrbench_tsv, write_mmbench_tsv, write_tsv)
 

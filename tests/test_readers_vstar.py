@@ -7,7 +7,7 @@ import pytest
 
 from eval.readers.vstar import (PROTOCOL_LETTER, PROTOCOL_LIKELIHOOD, read_categories, read_vstar,
                                 read_vstar_folder, read_vstar_jsonl, split_question_text)
-from seal.errors import InputError
+from seal.core.errors import InputError
 from tests.fixtures_bench import (INSTRUCTION, vstar_question_record, write_vstar_folder, write_vstar_jsonl,
                                   write_vstar_sample)
 

@@ -4,7 +4,7 @@ import networkx as nx
 import numpy as np
 from PIL import Image
 
-from search.image_source import ImageSource
+from seal.core.image_source import ImageSource
 from search.render import render_all, render_final_crop, render_heatmaps, render_overview, visited_in_order
 
 W, H = 3200, 2000

@@ -15,12 +15,12 @@ from eval.readers.vstar import read_vstar
 from eval.synth.config import SynthConfig
 from eval.synth.generate import generate_benchmark
 from search.config import SearchConfig
-from search.image_source import ImageSource
+from seal.core.image_source import ImageSource
 from search.oracle import OracleLocalizer
 from search.oracle_config import OracleConfig
 from search.render import render_all
 from search.session import SearchSession
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.report import write_html
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,11 +1,11 @@
-"""The contrast check (the localizer against the target's one-word variants) and ``AllOf``."""
+"""The contrast check (the localizer against the target's one-word variants) and ``AllChecks``."""
 
 import pytest
 
 from search.config import SearchConfig
 from search.contrast import ContrastVerifier
-from search.verifier import AllOf, Verifier, VerifierStats
-from tests.fakes import FakeLocalizer, FakeVerifier, blank_image
+from search.hit_check.protocol import AllChecks, HitCheck, HitCheckStats
+from tests.fakes import FakeLocalizer, FakeHitCheck, blank_image
 
 CUP = (1300.0, 300.0, 1340.0, 340.0)
 MUG = (200.0, 1500.0, 240.0, 1540.0)
@@ -30,53 +30,53 @@ def test_variants_swap_one_contrasted_word():
 
 def test_target_read_better_than_its_variants_passes():
     ver, loc = _contrast({"red cup": [(CUP, 0.9)], "blue cup": [(CUP, 0.5)]})
-    assert isinstance(ver, Verifier)
-    assert ver.verify("red cup", CUP) == pytest.approx(0.9 / (0.9 + 0.6 * 0.5))
+    assert isinstance(ver, HitCheck)
+    assert ver.check("red cup", CUP) == pytest.approx(0.9 / (0.9 + 0.6 * 0.5))
     # one window around the box, located under the target and both variants
     assert [c[1] for c in loc.calls] == ["red cup", "blue cup", "green cup"]
     (window,) = {tuple(c[2][0]) for c in loc.calls}
     side = window[2] - window[0]
     assert window[0] <= CUP[0] and window[2] >= CUP[2] and side == pytest.approx(1.25 * 256)
-    assert ver.stats() == VerifierStats(calls=1, localizer_calls=3)
+    assert ver.stats() == HitCheckStats(calls=1, localizer_calls=3)
 
 
 def test_a_box_a_variant_explains_better_is_rejected():
     ver, _ = _contrast({"red cup": [(MUG, 0.3)], "green cup": [(MUG, 0.9)]})
-    p = ver.verify("red cup", MUG)
+    p = ver.check("red cup", MUG)
     assert p == pytest.approx(0.3 / (0.3 + 0.54)) and p < 0.5
     # a variant's detection elsewhere in the window is not this box's
     ver, _ = _contrast({"red cup": [(MUG, 0.3)], "green cup": [((250.0, 1500.0, 290.0, 1540.0), 0.9)]})
-    assert ver.verify("red cup", MUG) == pytest.approx(1.0)
+    assert ver.check("red cup", MUG) == pytest.approx(1.0)
 
 
 def test_nothing_to_contrast_or_nothing_detected_abstains():
     ver, loc = _contrast({"red cup": [(CUP, 0.9)]})
-    assert ver.verify("cup", CUP) is None and not loc.calls
-    assert ver.verify("red cup", MUG) is None
+    assert ver.check("cup", CUP) is None and not loc.calls
+    assert ver.check("red cup", MUG) is None
     assert ver.stats().abstained == 2
 
 
 def test_contrast_needs_an_image_and_sane_knobs():
     with pytest.raises(RuntimeError, match="set_image"):
-        ContrastVerifier(FakeLocalizer({}), VOCAB, SearchConfig()).verify("red cup", CUP)
+        ContrastVerifier(FakeLocalizer({}), VOCAB, SearchConfig()).check("red cup", CUP)
     with pytest.raises(ValueError, match="margin"):
         ContrastVerifier(FakeLocalizer({}), VOCAB, SearchConfig(), margin=0.0)
 
 
 def test_all_of_asks_in_turn_and_stops_at_a_rejection():
-    cheap, dear = FakeVerifier({"cup": [CUP]}, p_true=0.8), FakeVerifier({"cup": [CUP]}, p_true=0.6)
-    both = AllOf([cheap, dear], threshold=0.5)
-    assert isinstance(both, Verifier) and both.name == "fake_verifier+fake_verifier"
+    cheap, dear = FakeHitCheck({"cup": [CUP]}, p_true=0.8), FakeHitCheck({"cup": [CUP]}, p_true=0.6)
+    both = AllChecks([cheap, dear], threshold=0.5)
+    assert isinstance(both, HitCheck) and both.name == "fake_verifier+fake_verifier"
     both.set_image(blank_image(100, 100))
-    assert both.verify("cup", CUP) == pytest.approx(0.6)  # the lowest
-    assert both.verify("cup", MUG) == pytest.approx(0.05)  # rejected by the first: the second not asked
+    assert both.check("cup", CUP) == pytest.approx(0.6)  # the lowest
+    assert both.check("cup", MUG) == pytest.approx(0.05)  # rejected by the first: the second not asked
     assert len(cheap.asked) == 2 and len(dear.asked) == 1
     assert both.stats().calls == 2 and cheap.set_image_calls == dear.set_image_calls == 1
 
 
 def test_all_of_abstains_only_when_every_member_does():
-    quiet = FakeVerifier({}, abstain=True)
-    assert AllOf([quiet, FakeVerifier({}, abstain=True)], 0.5).verify("cup", CUP) is None
-    assert AllOf([quiet, FakeVerifier({"cup": [CUP]})], 0.5).verify("cup", CUP) == pytest.approx(0.9)
+    quiet = FakeHitCheck({}, abstain=True)
+    assert AllChecks([quiet, FakeHitCheck({}, abstain=True)], 0.5).check("cup", CUP) is None
+    assert AllChecks([quiet, FakeHitCheck({"cup": [CUP]})], 0.5).check("cup", CUP) == pytest.approx(0.9)
     with pytest.raises(ValueError):
-        AllOf([], 0.5)
+        AllChecks([], 0.5)

@@ -302,7 +302,7 @@ def test_vstar_needs_clearly_fewer_nodes_than_the_blind_strategies():
 
 
 def iou(a, b):
-    from search.geometry import iou_xyxy
+    from seal.core.geometry import iou_xyxy
 
     return iou_xyxy(a, b)
 
@@ -334,10 +334,10 @@ def test_a_coarse_hit_is_confirmed_up_close_before_it_stops_the_search():
     res = run_search(loc, image, "cup", SearchConfig(confirm_zoom=1.25, **NO_CUE))
     assert res.stop_reason == "confident" and res.box_xyxy == CUP and not res.fallback
     g = res.trace.graph
-    confirmed = {n: a for n, a in g.nodes(data=True) if a["confirm_score"] >= 0}
+    confirmed = {n: a for n, a in g.nodes(data=True) if a["zoom_score"] >= 0}
     assert len(confirmed) >= 2  # the decoy's node (refuted) and the cup's (confirmed)
-    refuted = [a for a in confirmed.values() if a["confirm_score"] < 0.5]
-    assert refuted and all(a["best_score"] == a["confirm_score"] for a in confirmed.values())
+    refuted = [a for a in confirmed.values() if a["zoom_score"] < 0.5]
+    assert refuted and all(a["best_score"] == a["zoom_score"] for a in confirmed.values())
     # each confirmation is one square locate of 1.25 leaf sides (leaf 256 px) around the hit
     windows = [r for r in loc.located_regions() if abs((r[2] - r[0]) - 320.0) < 1e-6 and abs((r[3] - r[1]) - 320.0) < 1e-6]
     assert len(windows) == len(confirmed)

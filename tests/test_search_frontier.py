@@ -7,7 +7,7 @@ from search.config import SearchConfig
 from search.engine import run_search
 from search.frontier import BreadthFrontier, DepthFrontier, PriorityFrontier, make_frontier
 from search.tree import Node
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from tests.fakes import FakeLocalizer, blank_image
 
 

@@ -8,7 +8,7 @@ import pytest
 from search.config import SearchConfig
 from search.priority import (SCORERS, AncestorDecay, MaxEvidence, ParentOnly, PriorityScorer, ancestor_evidence,
                              heatmap_evidence, make_scorer, register_scorer, sigmoid)
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 HOT, COLD = 30.0, -30.0  # sigmoid ~ 1 and ~ 0
 

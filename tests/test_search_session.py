@@ -63,12 +63,12 @@ def test_result_json():
     loc = FakeLocalizer({"cup": [CUP]}, detect_side=600)
     res = run_search(loc, blank_image(2048, 2048), "cup", SearchConfig(context_cue=False))
     j = json.loads(json.dumps(res.to_json()))
-    assert API_RESULT_KEYS <= set(j) and set(j) - API_RESULT_KEYS == {"fallback", "verify_score", "verifier_calls",
-                                                                    "verifier_seconds"}
+    assert API_RESULT_KEYS <= set(j) and set(j) - API_RESULT_KEYS == {"fallback", "hit_check_score", "hit_check_calls",
+                                                                    "hit_check_seconds"}
     assert j["box_xyxy"] == list(CUP) and j["found"] is True and j["fallback"] is False
     # root, children, grandchildren, and the leaf-scale confirmation of the level-2 hit
     assert j["nodes_visited"] == 3 and j["model_calls"] == 4 and j["stop_reason"] == "confident"
     assert j["instances"] == [{"box_xyxy": list(CUP), "score": 0.9}]
-    assert j["verify_score"] is None and j["verifier_calls"] == 0
+    assert j["hit_check_score"] is None and j["hit_check_calls"] == 0
     missing = run_search(FakeLocalizer({}), blank_image(600, 600), "cup", SearchConfig()).to_json()
     assert missing["found"] is False and missing["box_xyxy"] is None and missing["instances"] == []

@@ -14,9 +14,9 @@ from tests.fakes import FakeLocalizer, blank_image
 CUP = (1300.0, 300.0, 1340.0, 340.0)
 
 API_NODE_ATTRS = {"box_xyxy", "level", "parent", "priority", "visit_order", "best_score", "best_box_xyxy", "cue",
-                  "confirm_score", "verify_score", "heatmap_max", "model_calls", "seconds", "leaf"}
+                  "zoom_score", "hit_check_score", "heatmap_max", "model_calls", "seconds", "leaf"}
 API_GRAPH_ATTRS = {"target", "strategy", "found", "box_xyxy", "score", "nodes_visited", "model_calls", "seconds",
-                   "stop_reason", "image_width", "image_height", "verifier_calls", "verify_score"}
+                   "stop_reason", "image_width", "image_height", "hit_check_calls", "hit_check_score"}
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from search.config import SearchConfig
 from search.engine import run_search
-from search.geometry import area_xyxy
+from seal.core.geometry import area_xyxy
 from search.tree import grow_tile, is_leaf, leaf_side, split, split_grid, split_tile
 from tests.fakes import FakeLocalizer, blank_image
 

@@ -11,7 +11,7 @@ from search.vsm.config import VSMConfig
 from search.vsm.model import _lora_config
 from search.vsm.prompts import encode_prompts
 from search.vsm.shared import SharedBackbone, adapter_parameter_bytes, max_abs_diff, unique_parameter_bytes
-from seal.errors import InputError
+from seal.core.errors import InputError
 from tests.test_vsm_fixtures import BACKBONE, HEADS, perturb_adapter, random_patches, tiny_backbone
 
 TOL = 1e-5

@@ -45,7 +45,7 @@ def test_the_ledger_books_the_hit_checks(observed):
     checked = [s["full"] for s in observed["samples"] if s["full"]["hit_checks"]]
     assert checked, "no forced-FULL run checked a hit"
     for rec in (s["full"] for s in observed["samples"]):
-        # the shipped check is the search model's crop matcher (verifier.llm_check: auto): every box it
+        # the shipped check is the search model's crop matcher (hit_check.vqa: auto): every box it
         # judged is booked, and it runs no VQA prompt, so no vision token of the LLM
         assert rec["ledger_hit_checks"] == rec["hit_checks"]
         assert rec["verify_tokens"] == 0 and rec["llm_calls"] >= 1
@@ -61,5 +61,5 @@ def test_search_boxes(observed, golden, key):
             assert abs(g["nodes_visited"] - w["nodes_visited"]) <= 2, (got["id"], g["target"])
             if w["box_xyxy"] is not None:
                 assert g["box_xyxy"] == pytest.approx(w["box_xyxy"], abs=3.0), (got["id"], g["target"])
-            if w.get("verify_score") is not None:
-                assert g["verify_score"] == pytest.approx(w["verify_score"], abs=0.03), (got["id"], g["target"])
+            if w.get("hit_check_score") is not None:
+                assert g["hit_check_score"] == pytest.approx(w["hit_check_score"], abs=0.03), (got["id"], g["target"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from tests.test_vsm_fixtures import tiny_vsm
 from training.stem_pretrain import StemPretrainConfig, attribute_accuracy, pretrain_stem
 

@@ -16,7 +16,7 @@ from eval.synth.generate import CATEGORIES, INSTRUCTION, generate_benchmark
 from eval.synth.sample import canvas_size, render_sample, sample_plan, sample_rng
 from eval.synth.scene import NAME_ATTRS
 from eval.synth.vocab import COLORS, PATTERNS, SHAPES, ink_color
-from seal.errors import ConfigError, InputError
+from seal.core.errors import ConfigError, InputError
 
 VSTAR_KEYS = ["target_object", "bbox", "question", "options", "tag"]
 SIDECAR_KEYS = ["image", "width", "height", "tag", "question_kind", "answer_short", "objects"]

@@ -13,7 +13,7 @@ import torch
 
 from eval.synth.config import SynthConfig
 from seal.cli.main import main
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from seal.models.backbone import TinyBackboneConfig, build_tiny_llava
 from seal.models.tokenizer import IMAGE_TOKEN, encode_reply, train_tokenizer
 from seal.vqa import IGNORE_INDEX, VQAModel, format_refusal
@@ -228,7 +228,7 @@ def test_focus_shapes_are_probed_first(scenes):
 
 
 def test_box_jitter_moves_the_crop_boxes_like_a_localizers(scenes):
-    from search.geometry import iou_xyxy
+    from seal.core.geometry import iou_xyxy
     from training.vqa_data import jittered
 
     sample = scenes["search"][1]
@@ -296,7 +296,7 @@ def test_attribute_loss_trains_the_head_on_the_tower_features(processor):
 def test_warm_start_copies_an_exported_model_and_rejects_one_that_does_not_fit(processor, tmp_path):
     import torch
 
-    from seal.errors import InputError
+    from seal.core.errors import InputError
     from seal.models.backbone import TinyBackboneConfig, build_tiny_llava, save_llava
     from training.vqa_recipe import warm_start
 
@@ -369,7 +369,7 @@ def _golden_outputs(vqa, index):
     crops, letter chosen with ground-truth crops over the benchmark's shuffled short options, label)."""
     from eval.synth.generate import letter_record
     from eval.synth.sample import letter_rng
-    from search.geometry import xywh_to_xyxy
+    from seal.core.geometry import xywh_to_xyxy
     from vwm.layout import VisualWorkingMemory
 
     sample = render_scene(GOLDEN_SYNTH, index, jpeg_roundtrip=True)

@@ -14,9 +14,9 @@ import yaml
 from eval.synth.config import SynthConfig
 from eval.synth.sample import render_sample, sample_rng
 from search.config import SearchConfig
-from search.geometry import Frame, cxcywh_to_xyxy, iou_xyxy
+from seal.core.geometry import Frame, cxcywh_to_xyxy, iou_xyxy
 from seal.cli.main import main
-from seal.errors import ConfigError, InputError
+from seal.core.errors import ConfigError, InputError
 from training.vsm_data import VSMDataConfig, build_dataset, matching, row_targets, search_regions
 from tests.cli_helpers import last_json, run_cli
 
@@ -72,7 +72,7 @@ def test_rows_have_the_right_shapes_and_negatives(data):
 
 def test_negative_names_are_absent_from_their_patch(data):
     from eval.synth.vocab import COLORS
-    from search.geometry import intersection_fraction_xyxy, xywh_to_xyxy
+    from seal.core.geometry import intersection_fraction_xyxy, xywh_to_xyxy
 
     scenes = {i: render_sample(sample_rng(0, "train", i), SynthConfig(**SMALL_SYNTH), tag="search").sidecar_json("")
               for i in {r.scene for r in data.records}}
@@ -168,7 +168,7 @@ def test_hard_negative_rows_and_near_miss_crops(tmp_path):
         return sum(1 for e in data.examples if e.kind == "detect" and not len(e.boxes) and not e.heatmap.sum()
                    and (data.records[e.patch].scene, e.target) in target_names)
     assert negatives_naming_targets(hard) > negatives_naming_targets(base)
-    from search.geometry import intersection_fraction_xyxy, xywh_to_xyxy
+    from seal.core.geometry import intersection_fraction_xyxy, xywh_to_xyxy
     for p, r in enumerate(hard.records):
         if r.level == -1:  # every crop is centred on (and holds) a near miss
             assert any(o["role"] == "near_miss" and
@@ -178,7 +178,7 @@ def test_hard_negative_rows_and_near_miss_crops(tmp_path):
 
 # ---------------------------------------------------------------- the real seal train vsm
 def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_path, capsys):
-    from search.image_source import ImageSource
+    from seal.core.image_source import ImageSource
     from search.vsm.localizer import load_vsm_localizer
 
     export = tmp_path / "export"
@@ -214,7 +214,7 @@ def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_pat
     for extra, expected in (([], 0.45), (["--search.confidence_high=0.6"], 0.6)):
         trace = tmp_path / f"trace{len(extra)}"
         rc, out, err = run_cli(["search", "--image", image, "--model", export, "--target", sample.targets[0].name,
-                                "--quiet", "--trace-dir", trace, "--verifier.enabled=false", *extra], capsys)
+                                "--quiet", "--trace-dir", trace, "--hit_check.enabled=false", *extra], capsys)
         assert rc == 0, err
         search = yaml.safe_load((trace / "config.yaml").read_text())["search"]
         assert (search["confidence_high"], search["compare_nodes"], search["confidence_low"]) == (expected, 3, 0.3)

@@ -58,7 +58,7 @@ def test_resume_continues_from_checkpoint(tmp_path):
 
 
 def test_resuming_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
-    from seal.errors import InputError
+    from seal.core.errors import InputError
 
     batches, loss_fn = _problem()
     cfg = TrainConfig(out_dir=str(tmp_path), max_steps=10, warmup_steps=0, save_every=10)

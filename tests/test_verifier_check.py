@@ -8,8 +8,8 @@ from PIL import Image
 
 from eval.bench_search import BenchTarget
 from eval.verifier_check import measure
-from seal.errors import InputError
-from tests.fakes import FakeVerifier
+from seal.core.errors import InputError
+from tests.fakes import FakeHitCheck
 
 STAR = (1300.0, 300.0, 1340.0, 340.0)
 BLUE_STAR = (300.0, 1000.0, 340.0, 1040.0)  # colour differs
@@ -35,27 +35,27 @@ def target(tmp_path):
 
 
 def test_a_perfect_check_and_one_fooled_by_shapes(target):
-    perfect = measure(FakeVerifier({"red star": [STAR]}), [target] * 2, 0.5, 10**8)
+    perfect = measure(FakeHitCheck({"red star": [STAR]}), [target] * 2, 0.5, 10**8)
     assert perfect["targets"] == 2 and perfect["near_boxes"] == 4
     assert perfect["accept_target"] == 1.0 and perfect["accept_near"] == 0.0 and perfect["wins"] == 1.0
     assert perfect["accept_near_by_word"] == {"color": "0/2", "shape": "0/2"}
-    shapes = measure(FakeVerifier({"red star": [STAR, RED_RING]}), [target], 0.5, 10**8)
+    shapes = measure(FakeHitCheck({"red star": [STAR, RED_RING]}), [target], 0.5, 10**8)
     assert shapes["accept_near_by_word"] == {"color": "0/1", "shape": "1/1"} and shapes["wins"] == 0.0
-    abstains = measure(FakeVerifier({}, abstain=True), [target], 0.5, 10**8)  # None accepts
+    abstains = measure(FakeHitCheck({}, abstain=True), [target], 0.5, 10**8)  # None accepts
     assert abstains["accept_target"] == 1.0 and abstains["accept_near"] == 1.0
 
 
 def test_a_target_without_a_sidecar_is_an_error(target, tmp_path):
     lost = BenchTarget(target.image, tmp_path / "elsewhere" / "s.json", "red star", np.array([STAR]))
     with pytest.raises(InputError, match="sidecar"):
-        measure(FakeVerifier({}), [lost], 0.5, 10**8)
+        measure(FakeHitCheck({}), [lost], 0.5, 10**8)
     with pytest.raises(InputError, match="no targets"):
-        measure(FakeVerifier({}), [], 0.5, 10**8)
+        measure(FakeHitCheck({}), [], 0.5, 10**8)
 
 
 def test_jittered_boxes_show_a_check_that_needs_the_exact_box(target):
-    exact = measure(FakeVerifier({"red star": [STAR]}), [target], 0.5, 10**8, jitter=0.0)
+    exact = measure(FakeHitCheck({"red star": [STAR]}), [target], 0.5, 10**8, jitter=0.0)
     assert exact["accept_target"] == 1.0
     # edges moved by up to 40% of the side: the fake check wants IoU >= 0.5 with the true box
-    moved = measure(FakeVerifier({"red star": [STAR]}), [target] * 20, 0.5, 10**8, jitter=0.4)
+    moved = measure(FakeHitCheck({"red star": [STAR]}), [target] * 20, 0.5, 10**8, jitter=0.4)
     assert 0.0 < moved["accept_target"] < 1.0

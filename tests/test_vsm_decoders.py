@@ -7,7 +7,7 @@ from search.vsm.box_decoder import PRIOR_PROBABILITY, BoxDecoder
 from search.vsm.config import VSMConfig
 from search.vsm.heatmap_decoder import HeatmapDecoder
 from search.vsm.prompts import IGNORE_INDEX, encode_prompts, loc_positions, row_token_ids
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from seal.models.tokenizer import LOC_TOKEN
 from tests.test_vsm_fixtures import HEADS, tiny_tokenizer
 

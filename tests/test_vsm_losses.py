@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from search.geometry import Frame
+from seal.core.geometry import Frame
 from search.vsm.config import LOSS_TERMS, VSMLossConfig
 from search.vsm.losses import VSMCriterion, VSMTargets
 from search.vsm.model import VSMOutput
 from search.vsm.targets import box_targets_cxcywh, heatmap_target
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 BIG = 30.0
 

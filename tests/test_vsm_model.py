@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from search.geometry import Frame
+from seal.core.geometry import Frame
 from search.vsm.config import VSMConfig
 from search.vsm.losses import VSMCriterion, VSMTargets
 from search.vsm.model import VSMModel
 from search.vsm.targets import box_targets_cxcywh, heatmap_target
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.models.tokenizer import CHAT_TEMPLATE, LOC_TOKEN
 from tests.test_vsm_fixtures import HEADS, perturb_adapter, random_patches, tiny_backbone, tiny_vsm
 

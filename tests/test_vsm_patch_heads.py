@@ -9,7 +9,7 @@ from search.vsm.box_patches import PatchBoxDecoder
 from search.vsm.config import VSMConfig
 from search.vsm.model import VSMModel
 from search.vsm.stem import ConvStem
-from seal.errors import ConfigError, InputError
+from seal.core.errors import ConfigError, InputError
 from tests.test_vsm_fixtures import HEADS, random_patches, tiny_backbone, tiny_vsm
 
 

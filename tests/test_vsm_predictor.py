@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from search.image_source import ImageSource
+from seal.core.image_source import ImageSource
 from search.localizer import Detection, Localizer
 from search.vsm.config import VSMPredictorConfig
 from search.vsm.localizer import load_vsm_localizer
 from search.vsm.predictor import VSMPredictor
-from seal.errors import InputError
+from seal.core.errors import InputError
 from tests.test_vsm_fixtures import perturb_adapter, scene, tiny_vsm
 
 QUADRANTS = [(0.0, 0.0, 200.0, 150.0), (200.0, 0.0, 400.0, 150.0), (0.0, 150.0, 200.0, 300.0),

@@ -7,7 +7,7 @@ from PIL import Image
 from eval.bench_search import BenchTarget
 from eval.vsm_windows import measure, windows_for
 from search.config import SearchConfig
-from seal.errors import InputError
+from seal.core.errors import InputError
 from tests.fakes import FakeLocalizer
 
 CUP = (1300.0, 300.0, 1340.0, 340.0)

@@ -8,7 +8,7 @@ from search.vsm.config import VSMConfig, VSMLossConfig
 from search.vsm.losses import VSMCriterion, VSMTargets
 from search.vsm.model import VSMModel, VSMOutput
 from search.vsm.word_match import WordMatch
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from tests.test_vsm_fixtures import random_patches, tiny_vsm
 
 

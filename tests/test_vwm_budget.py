@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from vwm.budget import VisionBudget, VisionBudgetConfig, prune_token_indices
 from vwm.ledger import CostLedger
 

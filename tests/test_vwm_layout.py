@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seal.errors import ConfigError
-from vwm.crops import PAD_RGB, crop_region_xyxy, extract_crop, letterbox
+from seal.core.errors import ConfigError
+from seal.core.crops import PAD_RGB, crop_region_xyxy, extract_crop, letterbox
 from vwm.layout import VisualWorkingMemory, VWMConfig, VWMEntry, build_prompt, format_box
 
 RED, GREEN = (220, 20, 20), (20, 200, 20)

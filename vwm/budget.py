@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 Level = Literal["coarse", "full"]
 

@@ -24,7 +24,7 @@ injected failed searches; see the reference notes, section 1.2)::
 - No targets: ``"<image>\\n{question}"``; no image at all (the text-only pass): ``"{question}"``.
 
 Every image is a square RGB PIL image: the global view letterboxed to ``view_side_px``, the crops
-letterboxed to ``crop_side_px`` (see :mod:`vwm.crops`). The number of ``<image>`` placeholders in
+letterboxed to ``crop_side_px`` (see :mod:`seal.core.crops`). The number of ``<image>`` placeholders in
 the text always equals the number of images returned.
 """
 
@@ -35,10 +35,10 @@ from typing import Any, Iterable, Sequence
 
 from PIL import Image
 
-from search.geometry import normalize_xyxy
-from seal.errors import ConfigError
-from seal.models.tokenizer import IMAGE_TOKEN
-from vwm.crops import extract_crop, letterbox
+from seal.core.geometry import normalize_xyxy
+from seal.core.errors import ConfigError
+from seal.core.tokens import IMAGE_TOKEN
+from seal.core.crops import extract_crop, letterbox
 
 
 @dataclass

@@ -21,7 +21,7 @@ class CostLedger:
     """Vision tokens of the VWM crops fed to the VQA LLM."""
     vision_tokens_search: int = 0
     """Vision tokens the search model encoded (patches x tokens per patch)."""
-    vision_tokens_verify: int = 0
+    vision_tokens_hit_check: int = 0
     """Vision tokens the VQA LLM spent checking the search's hits (global view + one crop per box)."""
     hit_checks: int = 0
     """Boxes the hit check judged (the search model's crop matcher reads and VQA prompts alike; a
@@ -41,7 +41,7 @@ class CostLedger:
     @property
     def vision_tokens(self) -> int:
         """The cost of a question: every vision token spent on it."""
-        return self.vision_tokens_global + self.vision_tokens_crops + self.vision_tokens_search + self.vision_tokens_verify
+        return self.vision_tokens_global + self.vision_tokens_crops + self.vision_tokens_search + self.vision_tokens_hit_check
 
     @property
     def total_seconds(self) -> float:

@@ -23,8 +23,8 @@ from PIL import Image
 
 from eval.readers.images import decode_base64, image_from_bytes, looks_like_base64
 from eval.readers.tsv import TsvReader
-from seal.errors import InputError
-from seal.image_io import DEFAULT_MAX_PIXELS
+from seal.core.errors import InputError
+from seal.core.image_io import DEFAULT_MAX_PIXELS
 
 REQUIRED_COLUMNS = ("index", "question", "answer", "category", "A", "B", "C", "D", "cycle_category", "image")
 CATEGORIES = ("single", "cross")

@@ -1,8 +1,8 @@
 """Images embedded in benchmark files: base64 text -> bytes -> upright RGB PIL image.
 
-The in-memory twin of :func:`seal.image_io.load_image` (which reads files): the same guarantees
+The in-memory twin of :func:`seal.core.image_io.load_image` (which reads files): the same guarantees
 (decompression-bomb limit, EXIF orientation applied, any mode converted to ``RGB`` ``uint8``) and
-every failure an :class:`~seal.errors.InputError` naming where the image came from, e.g.
+every failure an :class:`~seal.core.errors.InputError` naming where the image came from, e.g.
 ``MMBench_DEV_EN.tsv: line 12: column 'image': ...``.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from seal.errors import InputError
-from seal.image_io import DEFAULT_MAX_PIXELS, to_rgb
+from seal.core.errors import InputError
+from seal.core.image_io import DEFAULT_MAX_PIXELS, to_rgb
 
 
 def decode_base64(text: str, source: str | Path | None = None, where: str = "image") -> bytes:

@@ -25,8 +25,8 @@ from PIL import Image
 
 from eval.readers.images import decode_base64, image_from_bytes, looks_like_base64
 from eval.readers.tsv import TsvReader, TsvRow
-from seal.errors import InputError
-from seal.image_io import DEFAULT_MAX_PIXELS
+from seal.core.errors import InputError
+from seal.core.image_io import DEFAULT_MAX_PIXELS
 
 REQUIRED_COLUMNS = ("index", "question", "image", "category", "A", "B")
 CIRCULAR_OFFSET = 1_000_000

@@ -10,7 +10,7 @@ Each row remembers the byte offset where it starts, so a caller can keep only th
 columns while streaming and re-read one row (its image) later with :meth:`TsvReader.read_row_at`.
 
 Every malformed input (missing file, missing column, wrong field count, bad quoting, non-UTF-8
-bytes, a non-integer where an integer is expected) raises :class:`~seal.errors.InputError` naming
+bytes, a non-integer where an integer is expected) raises :class:`~seal.core.errors.InputError` naming
 the file and, for rows, the 1-based line number where the row starts.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 MISSING_VALUES = frozenset({
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 DEFAULT_CATEGORIES = ("direct_attributes", "relative_position")
 EXTRA_FOLDERS = ("GPT4V-hard", "OCR")
@@ -84,7 +84,7 @@ class VStarSample:
 
     def boxes_xyxy(self) -> np.ndarray:
         """``(N, 4)`` float64 ``(x1, y1, x2, y2)`` full-image pixels (``(0, 4)`` without boxes)."""
-        from search.geometry import xywh_to_xyxy
+        from seal.core.geometry import xywh_to_xyxy
 
         if not self.boxes_xywh:
             return np.zeros((0, 4), dtype=np.float64)

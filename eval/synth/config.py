@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 
 @dataclass
@@ -113,3 +113,10 @@ def _check_range(name: str, value: list[float], low: float, high: float) -> None
     if len(value) != 2 or not low <= value[0] <= value[1] <= high:
         raise ConfigError(f"synth.{name}: expected [low, high] with {low} <= low <= high <= {high}, "
                           f"found {value}")
+
+
+@dataclass
+class BenchSynthConfig:
+    """``seal bench synth``: the generator's one section."""
+
+    synth: SynthConfig = field(default_factory=SynthConfig)

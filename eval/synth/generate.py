@@ -15,7 +15,7 @@ import numpy as np
 
 from eval.synth.config import SynthConfig
 from eval.synth.sample import SynthSample, letter_rng, render_sample, sample_plan, sample_rng
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 CATEGORIES = ("direct_attributes", "relative_position", "coarse_attributes", "text_only")
 """Every folder a sample can go to, in the order ``categories.json`` lists them."""

@@ -97,7 +97,7 @@ CHECK_NOUN = "object"
 
 
 def check_question(rng: np.random.Generator, kind: str, obj: SceneObject, by: str) -> Question:
-    """A question the search's hit check asks (:mod:`seal.vqa.verifier`): ``obj``'s ``kind`` with
+    """A question the search's hit check asks (:mod:`search.hit_check.words`): ``obj``'s ``kind`` with
     the name's other word only, so the question never holds the answer: ``kind="pattern"`` names it
     by its shape ("What is the pattern of the cross?"), ``kind="shape"`` by its ``by`` attribute
     (``color`` | ``pattern``) and :data:`CHECK_NOUN` ("What is the shape of the dotted object?").

@@ -1,6 +1,7 @@
 """The agent: text-first pass -> value-of-vision decision -> NO / COARSE / FULL (+ V* search + VWM).
 
-- :mod:`seal.agent.config`: ``AgentConfig`` (the ``agent`` config section).
+- :mod:`seal.agent.config`: ``ModelsConfig``, ``AgentConfig`` and ``AskConfig`` (the config of
+  ``seal ask`` / ``seal eval``).
 - :mod:`seal.agent.views`: ``ImageViews``, one image's cached global views and their token counts.
 - :mod:`seal.agent.kv`: the text-only pass with its KV cache kept, and option scoring from it.
 - :mod:`seal.agent.events`: the event dicts the pipeline emits.
@@ -9,7 +10,3 @@
 
 Importing this package does not import torch.
 """
-
-from seal.agent.config import AgentConfig
-
-__all__ = ["AgentConfig"]

@@ -49,8 +49,8 @@ def search_done(result: Any) -> dict:
             "box_xyxy": box_list(result.box_xyxy) if result.found else None,
             "score": round(float(result.score), 4), "nodes_visited": int(result.nodes_visited),
             "model_calls": int(result.model_calls), "stop_reason": result.stop_reason,
-            "fallback": bool(result.fallback), "verifier_calls": int(result.verifier_calls),
-            "verify_score": None if result.verify_score is None else round(float(result.verify_score), 4)}
+            "fallback": bool(result.fallback), "hit_check_calls": int(result.hit_check_calls),
+            "hit_check_score": None if result.hit_check_score is None else round(float(result.hit_check_score), 4)}
 
 
 def vwm_entries(entries: Sequence[Any], to_full: Callable[[Sequence[float]], Sequence[float]]) -> list[dict]:

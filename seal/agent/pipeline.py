@@ -37,15 +37,15 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from PIL import Image
 
 from seal.agent import events as ev
-from seal.agent.config import learned_policy_dir, resolve_dir
+from seal.core.paths import resolve_dir
 from seal.agent.kv import CachedTextPass, cached_text_pass, score_options_from_cache
 from seal.agent.result import AgentResult
 from seal.agent.views import ImageViews
-from seal.errors import InputError
-from seal.models.tokenizer import OPTION_LETTERS
+from seal.core.errors import InputError
+from seal.core.tokens import OPTION_LETTERS
 from seal.policy.policy import ValuePolicy
 from seal.vqa.refusal import REFUSAL_PREFIX, in_question_order, parse_missing_targets
-from vwm.crops import extract_crop
+from seal.core.crops import extract_crop
 from vwm.layout import VisualWorkingMemory, VWMEntry
 from vwm.ledger import CostLedger
 
@@ -53,33 +53,20 @@ if TYPE_CHECKING:
     from search.localizer import Localizer
     from search.result import SearchResult
     from search.session import SearchSession
-    from seal.vqa.verifier import VerifierConfig
-    from seal.config import Config
+    from seal.agent.config import AskConfig
+    from seal.policy.config import PolicyConfig
     from seal.vqa import VQAModel
 
 ACTIONS = ("no", "coarse", "full")
 __all__ = ["ACTIONS", "Agent", "AgentResult", "load_policy"]
 
 
-def load_policy(cfg: "Config") -> tuple[ValuePolicy, str]:
-    """The policy to decide with, and a note for every decision's reason ("" when configured).
-
-    ``policy.baseline_name`` wins, then ``policy.checkpoint``; with neither, the learned head at
-    ``agent.default_policy_checkpoint`` when it exists, else the ``agent.untrained_policy``
-    baseline (named in the note), else the :class:`~seal.errors.ConfigError` of
-    :meth:`ValuePolicy.from_config`.
-    """
-    pcfg, acfg = cfg.policy, cfg.agent
-    note = ""
-    if pcfg.baseline_name is None and pcfg.checkpoint is None:
-        found = learned_policy_dir(None, acfg.default_policy_checkpoint)
-        if found is not None:
-            pcfg = replace(pcfg, checkpoint=str(found))
-        elif acfg.untrained_policy is not None:
-            pcfg = replace(pcfg, baseline_name=acfg.untrained_policy)
-            note = (f"no trained policy ({acfg.default_policy_checkpoint} missing), using the "
-                    f"{acfg.untrained_policy} baseline")
-    return ValuePolicy.from_config(pcfg), note
+def load_policy(cfg: "PolicyConfig") -> ValuePolicy:
+    """The policy to decide with: the baseline ``policy.baseline_name``, else the learned head at
+    ``policy.checkpoint`` (a missing directory is an :class:`~seal.core.errors.InputError`)."""
+    if cfg.baseline_name is None and cfg.checkpoint is not None:
+        cfg = replace(cfg, checkpoint=str(resolve_dir(cfg.checkpoint, "policy.checkpoint")))
+    return ValuePolicy.from_config(cfg)
 
 
 class Agent:
@@ -88,56 +75,49 @@ class Agent:
     Args:
         vqa: the VQA LLM.
         policy: the decision maker.
-        cfg: the root config (sections ``agent``, ``search``, ``vision_budget``, ``oracle``, ``image``).
-        localizer: the search localizer for ``agent.localizer: vsm`` (the oracle is built per image
+        cfg: the ``seal ask`` config (:class:`seal.agent.config.AskConfig`).
+        localizer: the search localizer for ``models.localizer: vsm`` (the oracle is built per image
             from its annotation in :meth:`set_image`).
-        policy_note: prefixed to every decision's reason (see :func:`load_policy`).
-        checker: the VQA LLM that checks the search's hits (:func:`seal.vqa.checker.plan_checker`);
-            None = ``vqa``.
-        checker_config: the ``verifier`` section as the checker is asked (the plan's); None =
-            ``cfg.verifier``.
     """
 
-    def __init__(self, vqa: "VQAModel", policy: ValuePolicy, cfg: "Config",
-                 localizer: "Localizer | None" = None, policy_note: str = "",
-                 checker: "VQAModel | None" = None, checker_config: "VerifierConfig | None" = None) -> None:
+    def __init__(self, vqa: "VQAModel", policy: ValuePolicy, cfg: "AskConfig",
+                 localizer: "Localizer | None" = None) -> None:
         self.vqa, self.policy, self.cfg, self.acfg = vqa, policy, cfg, cfg.agent
         self.localizer = localizer
-        self.policy_note = policy_note
         self.views: ImageViews | None = None
         self.session: "SearchSession | None" = None
-        self.verifier = None
-        self.checker_config = checker_config or cfg.verifier
-        if cfg.verifier.enabled:
-            from seal.vqa.verifier import AttributeVerifier
-
-            self.verifier = AttributeVerifier.from_config(vqa if checker is None else checker, cfg, checker_config)
+        self._hit_check_models: dict[str | None, tuple] = {}  # hit_check.vqa_path -> (model, asking settings)
 
     @classmethod
-    def from_config(cls, cfg: "Config") -> "Agent":
-        """Load the VQA LLM (``agent.vqa_path``), its hit checker when another
-        (:func:`seal.vqa.checker.plan_checker`: ``verifier.model_path``, else the one the VQA model's
-        ``verifier.yaml`` names), the VSM (``agent.vsm_path``, when ``agent.localizer: vsm``) and the
-        policy (:func:`load_policy`). Missing paths raise InputError."""
+    def from_config(cls, cfg: "AskConfig") -> "Agent":
+        """Load the policy (:func:`load_policy`), the VQA LLM (``models.vqa_path``) and the search
+        model (``models.vsm_path``, when ``models.localizer: vsm``). Missing paths raise InputError.
+        A VQA LLM that checks the search's hits (``hit_check.vqa_path``) is loaded when first needed."""
         from seal.vqa import VQAModel
-        from seal.vqa.checker import plan_checker
 
-        acfg = cfg.agent
-        vqa = VQAModel.load(resolve_dir(acfg.vqa_path, "agent.vqa_path"), device=acfg.device, vwm_config=cfg.vwm)
-        policy, note = load_policy(cfg)
+        mcfg = cfg.models
+        policy = load_policy(cfg.policy)  # a bad policy directory fails before any model loads
+        vqa = VQAModel.load(resolve_dir(mcfg.vqa_path, "models.vqa_path"), device=mcfg.device, vwm_config=cfg.vwm)
+        policy.check_model(vqa)
         localizer = None
-        if acfg.localizer == "vsm":
+        if mcfg.localizer == "vsm":
             from search.vsm.localizer import load_vsm_localizer
 
-            localizer = load_vsm_localizer(resolve_dir(acfg.vsm_path, "agent.vsm_path"), device=acfg.device)
-        checker, checker_config = None, None
-        if cfg.verifier.enabled:
-            plan = plan_checker(cfg)
-            checker_config = plan.config
-            # a separate checker is not loaded behind the VSM's crop matcher (verifier.llm_check: auto)
-            if plan.separate and cfg.verifier.wants_llm(cfg.verifier.crop_checks(localizer)):
-                checker = VQAModel.load(plan.path, device=acfg.device, vwm_config=cfg.vwm)
-        return cls(vqa, policy, cfg, localizer, note, checker, checker_config)
+            localizer = load_vsm_localizer(resolve_dir(mcfg.vsm_path, "models.vsm_path"), device=mcfg.device)
+        return cls(vqa, policy, cfg, localizer)
+
+    def _hit_check_model(self, path: str | None) -> tuple:
+        """``(VQA LLM, its asking settings)`` of the hit check: the answering model (``path`` None) or
+        the checkpoint at ``hit_check.vqa_path``, loaded once."""
+        if path not in self._hit_check_models:
+            model = self.vqa
+            if path is not None:
+                from seal.vqa import VQAModel
+
+                model = VQAModel.load(resolve_dir(path, "hit_check.vqa_path"), device=self.cfg.models.device,
+                                      vwm_config=self.cfg.vwm)
+            self._hit_check_models[path] = (model, model.hit_check_settings())
+        return self._hit_check_models[path]
 
     # ---- the image ------------------------------------------------------------------------------
     def set_image(self, image: "str | Path | Image.Image", annotation: "str | Path | None" = None,
@@ -153,8 +133,8 @@ class Agent:
             InputError: unreadable image; oracle localizer without (or with a mismatched) annotation.
         """
         from search.session import SearchSession
-        from seal.image_io import load_image
-        from seal.vqa.verifier import hit_checker
+        from seal.core.image_io import load_image
+        from search.hit_check.build import build_hit_check
 
         if isinstance(image, Image.Image):
             img = image if image.mode == "RGB" else image.convert("RGB")
@@ -163,20 +143,20 @@ class Agent:
             img, path = load_image(image, self.cfg.image.max_pixels), str(image)
         views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path)
         localizer = self._localizer_for(annotation)
-        verifier = hit_checker(self.checker_config, self.cfg.search, localizer, self.verifier)
-        self.session = SearchSession(localizer, views.source, self.cfg.search, verifier)
+        check = build_hit_check(self.cfg.hit_check, localizer, self._hit_check_model, self.cfg.vision_budget)
+        self.session = SearchSession(localizer, views.source, self.cfg.search, check, self.cfg.hit_check)
         self.views = views
 
     def _localizer_for(self, annotation: "str | Path | None") -> "Localizer":
-        if self.acfg.localizer == "oracle":
+        if self.cfg.models.localizer == "oracle":
             from search.oracle import OracleLocalizer
 
             if annotation is None:
-                raise InputError("the oracle localizer (agent.localizer: oracle) needs the image's V*Bench "
+                raise InputError("the oracle localizer (models.localizer: oracle) needs the image's V*Bench "
                                  "annotation JSON (--annotation)")
             return OracleLocalizer.from_annotation(annotation, self.cfg.oracle)
         if self.localizer is None:
-            raise InputError("agent.localizer: vsm, but no VSM localizer was loaded (use Agent.from_config)")
+            raise InputError("models.localizer: vsm, but no VSM localizer was loaded (use Agent.from_config)")
         return self.localizer
 
     # ---- one question ---------------------------------------------------------------------------
@@ -245,7 +225,7 @@ class Agent:
     def _decide(self, q: "_Question", state: CachedTextPass, force_action: str | None):
         with q.ledger.stage("policy"):
             decision = self.policy.decide(state.output)
-        reason = f"{self.policy_note}; {decision.reason}" if self.policy_note else decision.reason
+        reason = decision.reason
         action = decision.action.short
         if force_action is not None:
             reason = f"forced {force_action} (policy {self.policy.name} chose {action}: {reason})"
@@ -362,7 +342,7 @@ class Agent:
         """Search each target in the session's image; books calls, nodes and newly encoded patches."""
         session = self.session
         encoded_before = session.stats().patches_encoded
-        checked_before = session.verifier.stats() if session.verifier is not None else None
+        checked_before = session.hit_check.stats() if session.hit_check is not None else None
         results = []
         with q.ledger.stage("search"):
             for target in targets:
@@ -374,9 +354,9 @@ class Agent:
         new_patches = session.stats().patches_encoded - encoded_before
         q.ledger.vision_tokens_search += new_patches * self.tokens_per_patch()
         if checked_before is not None:  # the hit checks: boxes judged, VQA LLM prompts, search-model calls
-            checked = session.verifier.stats()
+            checked = session.hit_check.stats()
             q.ledger.hit_checks += checked.calls - checked_before.calls
-            q.ledger.vision_tokens_verify += checked.vision_tokens - checked_before.vision_tokens
+            q.ledger.vision_tokens_hit_check += checked.vision_tokens - checked_before.vision_tokens
             q.ledger.llm_calls += checked.llm_calls - checked_before.llm_calls
             q.ledger.search_calls += checked.localizer_calls - checked_before.localizer_calls
         return results

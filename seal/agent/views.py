@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from search.geometry import Frame
-from search.image_source import ImageSource
+from seal.core.geometry import Frame
+from seal.core.image_source import ImageSource
 from vwm.budget import Level, VisionBudget, VisionBudgetConfig
 
 

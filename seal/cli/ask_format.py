@@ -81,7 +81,7 @@ class EventPrinter:
         score = float(ev["best_score"])
         s = self.c(f"{score:.2f}", "green" if score >= 0.5 else "dim")
         return [f"  {self.c(ev['target'], 'cyan')} #{ev['visit_order']:<3d} L{ev['level']} [{box}] "
-                f"prio {float(ev['priority']):.3f} score {s} cue {ev['cue']}{_checked(ev.get('verify_score'))}"]
+                f"prio {float(ev['priority']):.3f} score {s} cue {ev['cue']}{_checked(ev.get('hit_check_score'))}"]
 
     def _search_done(self, ev: dict) -> list[str]:
         if ev["found"]:
@@ -90,7 +90,7 @@ class EventPrinter:
         else:
             verdict = self.c("NOT found", "red")
         fb = " (fallback box)" if ev.get("fallback") else ""
-        checks = f", {ev['verifier_calls']} hit checks" if ev.get("verifier_calls") else ""
+        checks = f", {ev['hit_check_calls']} hit checks" if ev.get("hit_check_calls") else ""
         return [f"{self.c('search', 'bold')}     {self.c(ev['target'], 'cyan')}: {verdict}{fb}, score "
                 f"{float(ev['score']):.2f}; {ev['nodes_visited']} nodes, {ev['model_calls']} model calls{checks}, "
                 f"stop: {ev['stop_reason']}"]
@@ -114,16 +114,16 @@ class EventPrinter:
         return [f"{self.c('cost', 'bold')}       {format_cost(ev)}"]
 
 
-def _checked(verify_score: Any) -> str:
-    """`` check 0.97`` when the VQA LLM checked the node's hit (``verify_score >= 0``), else ``""``."""
-    return "" if verify_score is None or float(verify_score) < 0 else f" check {float(verify_score):.2f}"
+def _checked(hit_check_score: Any) -> str:
+    """`` check 0.97`` when the VQA LLM checked the node's hit (``hit_check_score >= 0``), else ``""``."""
+    return "" if hit_check_score is None or float(hit_check_score) < 0 else f" check {float(hit_check_score):.2f}"
 
 
 def format_cost(cost: dict[str, Any]) -> str:
     """One line: vision tokens (and their split), calls, generated tokens, seconds, memory."""
     vt = cost.get("vision_tokens", 0)
     parts = [f"{k.replace('vision_tokens_', '')} {cost[k]}" for k in
-             ("vision_tokens_global", "vision_tokens_crops", "vision_tokens_search", "vision_tokens_verify")
+             ("vision_tokens_global", "vision_tokens_crops", "vision_tokens_search", "vision_tokens_hit_check")
              if cost.get(k)]
     split = f" ({', '.join(parts)})" if parts else ""
     secs = cost.get("total_seconds", cost.get("seconds_total"))

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import TextIO
 
 from seal.cli.ask_format import EventPrinter
-from seal.cli.common import add_config_args, print_json_line, resolve_config, write_run_record
-from seal.errors import InputError
+from seal.cli.common import add_config_args, print_json_line, resolve_config
+from seal.core.runs import write_run_record
+from seal.core.errors import InputError
+from seal.core.outputs import writable_dir, write_errors
 
 QUIT_WORDS = ("quit", "exit", ":q")
 
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--options", nargs="+", metavar="OPTION", help="multiple-choice options (answer = one of them)")
     p.add_argument("--policy", metavar="NAME|DIR", help="a baseline name or a trained policy directory")
     p.add_argument("--force-action", choices=("no", "coarse", "full"), help="override the policy's action")
-    p.add_argument("--localizer", choices=("vsm", "oracle"), help="search localizer (sets agent.localizer)")
+    p.add_argument("--localizer", choices=("vsm", "oracle"), help="search localizer (sets models.localizer)")
     p.add_argument("--annotation", metavar="JSON", help="V*Bench per-sample JSON (needed by --localizer oracle)")
     p.add_argument("--sample", metavar="JSON",
                    help="V*Bench per-sample JSON: its question and options (unless given) and its annotation")
@@ -75,29 +77,41 @@ def parse_line(line: str) -> tuple[str, list[str] | None]:
 
 def run(args: argparse.Namespace) -> int:
     from seal.agent.pipeline import Agent
-    from seal.image_io import load_image
+    from seal.core.image_io import load_image
 
     args.overrides = list(args.overrides or []) + policy_overrides(args.policy)
     if args.localizer:
-        args.overrides.append(f"agent.localizer={args.localizer}")
+        args.overrides.append(f"models.localizer={args.localizer}")
     if args.question is not None and not args.question.strip():
         raise InputError("--question is empty")
     if args.sample:
         _apply_sample(args)
+    _check_options(args.options)
     cfg = resolve_config(args)
+    if args.trace_dir:
+        writable_dir(args.trace_dir, "--trace-dir")  # a bad trace folder fails before any model loads
     image = load_image(args.image, cfg.image.max_pixels)  # a bad image fails before any model loads
     agent = Agent.from_config(cfg)
     agent.set_image(image, args.annotation, path=args.image)
     w, h = agent.views.image.size
-    print(f"image      {args.image} ({w}x{h}), policy {agent.policy.name}, localizer {cfg.agent.localizer}", flush=True)
+    print(f"image      {args.image} ({w}x{h}), policy {agent.policy.name}, localizer {cfg.models.localizer}", flush=True)
     printer = EventPrinter(steps=not args.quiet)
     if args.trace_dir:
-        write_run_record(args.trace_dir, cfg)
+        with write_errors(args.trace_dir, "--trace-dir"):
+            write_run_record(args.trace_dir, cfg)
 
     if args.question is not None:
         _one(agent, args.question, args.options, args, printer, Path(args.trace_dir) if args.trace_dir else None)
         return 0
     return _session(agent, args, printer, sys.stdin)
+
+
+def _check_options(options: list[str] | None) -> None:
+    """``--options``: each a non-empty string (as the ``options`` of a sample JSON must be)."""
+    for i, option in enumerate(options or []):
+        if not option.strip():
+            raise InputError(f"--options: expected non-empty option strings, found {option!r} as option {i + 1} "
+                             f"of {len(options)}")
 
 
 def _apply_sample(args: argparse.Namespace) -> None:
@@ -124,7 +138,8 @@ def _one(agent, question: str, options: list[str] | None, args: argparse.Namespa
     print(f"question   {question}" + (f"  options: {' | '.join(options)}" if options else ""), flush=True)
     result = agent.ask(question, options, force_action=args.force_action, on_event=printer)
     if trace_dir is not None:
-        page = write_trace_dir(trace_dir, result, agent.views)
+        with write_errors(trace_dir, "--trace-dir"):  # disk full while writing: one line
+            page = write_trace_dir(trace_dir, result, agent.views)
         print(f"trace      {page}", flush=True)
     record = result.to_json()
     if args.json:

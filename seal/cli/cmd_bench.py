@@ -14,9 +14,10 @@ import argparse
 import time
 from pathlib import Path
 
-from seal.cli.common import add_config_args, resolve_config, write_run_record
-from seal.config.loader import parse_override
-from seal.errors import InputError
+from seal.cli.common import add_config_args, resolve_config
+from seal.core.runs import write_run_record
+from seal.core.config import parse_override
+from seal.core.errors import InputError
 
 FLAG_FIELDS = {"n": "n", "seed": "seed", "split": "split", "suite": "suite", "long_side": "long_side"}
 """argparse dest -> ``synth`` field it sets."""
@@ -41,10 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from eval.synth.config import BenchSynthConfig
     from eval.synth.generate import generate_benchmark, prepare_output_dir
 
     args.overrides = _with_flags(args)
-    cfg = resolve_config(args)
+    cfg = resolve_config(args, BenchSynthConfig, search_profile=False)
     out = Path(args.out)
     prepare_output_dir(out, args.overwrite)  # fail on a bad --out before any work
     start = time.perf_counter()

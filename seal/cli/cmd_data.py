@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from seal.cli.common import print_json_line
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 DATASETS = ("vstar", "mmbench", "hrbench")
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from seal.cli.common import add_config_args, git_revision, print_json_line, resolve_config, write_run_record
-from seal.errors import InputError
+from seal.cli.common import add_config_args, print_json_line, resolve_config
+from seal.core.runs import git_revision, write_run_record
+from seal.core.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--output-dir: expected a directory, found a file", out)
     run_spec = EvalRun(dataset=args.dataset, path=Path(args.path), protocol=cfg.agent.answer_protocol,
                        config=to_dict(cfg), limit=args.limit, seed=args.seed,
-                       annotate=cfg.agent.localizer == "oracle", git_revision=git_revision())
+                       annotate=cfg.models.localizer == "oracle", git_revision=git_revision())
     samples = load_samples(run_spec)  # bad paths / files fail here, before any model loads
     agent = _agent(cfg)
     write_run_record(out, cfg)

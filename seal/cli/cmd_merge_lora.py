@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from search.vsm.merge import merge_checkpoint
-    from seal.errors import InputError
+    from seal.core.errors import InputError
 
     if not args.tolerance >= 0:
         raise InputError(f"--tolerance: expected >= 0, found {args.tolerance}")

@@ -8,12 +8,12 @@ With several targets the top-level ``target`` / ``box_xyxy`` / ``score`` are lis
 target), ``found`` is true when all were found, the counts are totals, and ``results`` holds the
 per-target objects.
 
-With the ``vsm`` localizer, confident hits are checked by the VQA LLM reading the named colour or
-pattern back from a crop (:mod:`seal.vqa.verifier`; ``verifier`` config section, ``--verifier-model``).
+With the ``vsm`` localizer, confident hits pass the hit check (:mod:`search.hit_check`; the
+``hit_check`` config section): the search model's crop matcher, and with ``--hit-check-model DIR``
+a VQA LLM reading the named words back from a crop.
 
-Localizers (``--localizer``): ``vsm`` (the trained V* search model at ``--model DIR``, default
-``checkpoints/vsm_tiny``; the default localizer when that checkpoint exists) and ``oracle`` (simulated
-from ``--annotation``; the default otherwise).
+Localizers (``--localizer``, ``models.localizer``): ``vsm`` (the trained V* search model at
+``--model DIR``, default ``checkpoints/vsm_tiny``) and ``oracle`` (simulated from ``--annotation``).
 
 ``--trace-dir D`` writes ``trace.json``, ``search_graph.graphml`` and the PNG renderings
 (:mod:`search.render`) into ``D`` (one sub-folder ``D/<k>_<target>/`` per target when there are
@@ -23,13 +23,14 @@ several), plus ``D/config.yaml`` and ``D/run.json``.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from seal.cli.common import add_config_args, print_json_line, resolve_config, write_run_record
-from seal.config import Config
-from seal.errors import InputError
+from seal.cli.common import add_config_args, print_json_line, resolve_config
+from seal.core.runs import write_run_record
+from seal.config import SearchCommandConfig as Config
+from seal.core.errors import InputError
+from seal.core.outputs import writable_dir, write_errors
 
 STRATEGIES = ("vstar", "bfs", "dfs", "random-bfs", "random-dfs")
 
@@ -42,14 +43,11 @@ def _oracle_localizer(args: argparse.Namespace, cfg: Config) -> Any:
     return OracleLocalizer.from_annotation(args.annotation, cfg.oracle)
 
 
-DEFAULT_VSM_MODEL = Path(__file__).resolve().parents[2] / "checkpoints" / "vsm_tiny"
-"""The shipped V* search model (``checkpoints/vsm_tiny`` of the project), ``--model``'s default."""
-
-
 def _vsm_localizer(args: argparse.Namespace, cfg: Config) -> Any:
     from search.vsm.localizer import load_vsm_localizer
+    from seal.core.paths import resolve_dir
 
-    return load_vsm_localizer(args.model or DEFAULT_VSM_MODEL)
+    return load_vsm_localizer(resolve_dir(cfg.models.vsm_path, "models.vsm_path"), device=cfg.models.device)
 
 
 LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": _oracle_localizer,
@@ -57,53 +55,21 @@ LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": 
 """``--localizer`` name -> factory ``(args, cfg) -> Localizer``. A trained model is one more entry."""
 
 
-def load_verifier(args: argparse.Namespace, cfg: Config, localizer: Any) -> Any:
-    """The hit checker of ``localizer`` (:func:`seal.vqa.verifier.hit_checker`: the contrast check,
-    the search model's crop matcher, then the VQA LLM's when wanted) when the ``verifier`` section
-    applies to it; None otherwise. ``--verifier-model DIR`` makes the VQA LLM check behind the crop
-    matcher too (``verifier.llm_check: auto`` read as ``always``). The checking
-    model is :func:`seal.vqa.checker.plan_checker`'s: ``--verifier-model DIR``, ``verifier.model_path``
-    or the checker the VQA model's profile names must exist; the default ``agent.vqa_path`` may be
-    missing (then the VQA LLM does not check, and a note says so)."""
-    from seal.vqa.verifier import hit_checker
+def load_hit_check(cfg: Config, localizer: Any) -> Any:
+    """The hit check of ``localizer``'s boxes (:func:`search.hit_check.build.build_hit_check`); the
+    VQA LLM that reads the words, when it checks, is ``hit_check.vqa_path`` or ``models.vqa_path``."""
+    from search.hit_check.build import build_hit_check
+    from seal.core.paths import resolve_dir
 
-    if not cfg.verifier.applies_to(localizer.name):
-        return None
-    if args.verifier_model and cfg.verifier.llm_check == "auto":  # a VQA checker named on the command line checks
-        cfg = replace(cfg, verifier=replace(cfg.verifier, llm_check="always"))
-    if not cfg.verifier.wants_llm(cfg.verifier.crop_checks(localizer)):  # the VQA LLM is not loaded
-        return hit_checker(cfg.verifier, cfg.search, localizer, None)
-    attributes, vcfg = _attribute_verifier(args, cfg)
-    return hit_checker(vcfg, cfg.search, localizer, attributes)
+    def load_vqa(path: str | None) -> tuple[Any, dict]:
+        from seal.vqa.model import VQAModel
 
+        field = "models.vqa_path" if path is None else "hit_check.vqa_path"
+        vqa = VQAModel.load(resolve_dir(path or cfg.models.vqa_path, field), device=cfg.models.device,
+                            vwm_config=cfg.vwm)
+        return vqa, vqa.hit_check_settings()
 
-def _attribute_verifier(args: argparse.Namespace, cfg: Config) -> tuple[Any, Any]:
-    """``(AttributeVerifier | None, the verifier section as it is asked)``."""
-    from seal.vqa.checker import plan_checker
-
-    plan = plan_checker(cfg, args.verifier_model)
-    if plan.path is None:
-        print(f"note: no VQA model at {cfg.agent.vqa_path}: the VQA LLM does not check the hits", flush=True)
-        return None, plan.config
-    from seal.vqa.model import VQAModel
-    from seal.vqa.verifier import AttributeVerifier
-
-    vqa = VQAModel.load(plan.path, vwm_config=cfg.vwm)
-    return AttributeVerifier.from_config(vqa, cfg, plan.config), plan.config
-
-
-def default_localizer(args: argparse.Namespace) -> str:
-    """``--localizer`` when given; else ``vsm`` when ``--model`` is given or the shipped checkpoint
-    exists; else ``oracle`` when ``--annotation`` is given; else an :class:`InputError`."""
-    if args.localizer:
-        return args.localizer
-    if args.model or (DEFAULT_VSM_MODEL / "vsm_config.json").is_file():
-        return "vsm"
-    if args.annotation:
-        return "oracle"
-    raise InputError(f"no localizer: the shipped search model {DEFAULT_VSM_MODEL} is missing (train it with "
-                     "`seal train vsm --config configs/train/vsm_tiny.yaml`); give --model DIR, or "
-                     "--localizer oracle --annotation JSON")
+    return build_hit_check(cfg.hit_check, localizer, load_vqa, cfg.vision_budget)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -112,15 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", action="append", default=[], metavar="NAME",
                    help="target name; repeat for several. Default: every target_object of --annotation")
     p.add_argument("--localizer", choices=sorted(LOCALIZERS),
-                   help="model that answers locate / suggest_region (default: vsm when checkpoints/vsm_tiny "
-                        "exists, else oracle, which needs --annotation)")
+                   help="model that answers locate / suggest_region (sets models.localizer; default vsm; "
+                        "oracle needs --annotation)")
     p.add_argument("--model", metavar="DIR",
-                   help="VSM checkpoint directory for --localizer vsm (default: checkpoints/vsm_tiny); its "
-                        "search.yaml, if any, sets the search defaults under --config and --search.* overrides")
+                   help="search model checkpoint for --localizer vsm (sets models.vsm_path; default "
+                        "checkpoints/vsm_tiny); its manifest's search defaults sit under --config and --search.*")
     p.add_argument("--annotation", metavar="JSON", help="V*Bench per-sample JSON (target_object + bbox)")
-    p.add_argument("--verifier-model", metavar="DIR",
-                   help="VQA LLM that checks confident hits (verifier section; default: verifier.model_path, else "
-                        "the checker agent.vqa_path's verifier.yaml names, checkpoints/vqa_check_tiny, else agent.vqa_path); --verifier.enabled=false turns the check off")
+    p.add_argument("--hit-check-model", metavar="DIR",
+                   help="a VQA LLM that also reads the confident boxes' words (sets hit_check.vqa_path and "
+                        "hit_check.vqa=always); --hit_check.enabled=false turns the hit check off")
     p.add_argument("--strategy", choices=STRATEGIES, help="expansion order (overrides search.strategy)")
     p.add_argument("--trace-dir", metavar="DIR",
                    help="write trace.json, search_graph.graphml, PNGs, config.yaml and run.json here")
@@ -131,19 +97,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.image_source import ImageSource
+    from seal.core.image_source import ImageSource
     from search.session import SearchSession
 
+    args.overrides = list(args.overrides or [])
     if args.strategy:
-        args.overrides = list(args.overrides or []) + [f"search.strategy={args.strategy}"]
-    args.localizer = default_localizer(args)
-    # the search model's tuned settings (search.yaml) sit under the user's config files and overrides
-    cfg = resolve_config(args, (args.model or DEFAULT_VSM_MODEL) if args.localizer == "vsm" else False)
-    localizer = LOCALIZERS[args.localizer](args, cfg)
+        args.overrides.append(f"search.strategy={args.strategy}")
+    if args.localizer:
+        args.overrides.append(f"models.localizer={args.localizer}")
+    if args.model:
+        args.overrides.append(f"models.vsm_path={args.model}")
+    if args.hit_check_model:
+        args.overrides += [f"hit_check.vqa_path={args.hit_check_model}", "hit_check.vqa=always"]
+    # the search model's tuned settings (its manifest's search defaults) sit under the user's config
+    cfg = resolve_config(args, Config)
+    if args.trace_dir:
+        writable_dir(args.trace_dir, "--trace-dir")  # before the search, not after it
+    localizer = LOCALIZERS[cfg.models.localizer](args, cfg)
     truth = _annotated_targets(args, cfg)
     targets = _targets(args, truth)
     image = ImageSource.from_path(args.image, cfg.image.max_pixels)
-    session = SearchSession(localizer, image, cfg.search, load_verifier(args, cfg, localizer))
+    session = SearchSession(localizer, image, cfg.search, load_hit_check(cfg, localizer), cfg.hit_check)
 
     results, records = [], []
     for target in targets:
@@ -158,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         records.append(_record(result, args, image, localizer, truth))  # stats: cumulative for this image
 
     if args.trace_dir:
-        _write_traces(Path(args.trace_dir), image, results, cfg)
+        with write_errors(args.trace_dir, "--trace-dir"):  # disk full while writing: one line
+            _write_traces(Path(args.trace_dir), image, results, cfg)
         print(f"trace written to {args.trace_dir}", flush=True)
     if args.json:
         print_json_line(records[0] if len(records) == 1 else _combine(records))
@@ -168,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 def format_step(ev: Any) -> str:
     """One line per visited node: order, level, box (full-image xyxy), priority, best score, cue."""
     box = ",".join(f"{v:.0f}" for v in ev.box_xyxy)
-    check = f" check {ev.verify_score:.2f}" if ev.verify_score >= 0 else ""
+    check = f" check {ev.hit_check_score:.2f}" if ev.hit_check_score >= 0 else ""
     return (f"  #{ev.visit_order:<3d} L{ev.level} [{box}] prio {ev.priority:.3f} "
             f"score {ev.best_score:.2f} cue {ev.cue:<7s} hmax {ev.heatmap_max:6.2f} queue {ev.queue_size}{check}")
 
@@ -180,7 +155,7 @@ def format_summary(result: Any) -> str:
         verdict = "NOT found"
     return (f"{result.target!r}: {verdict}, score {result.score:.2f}; {result.nodes_visited} nodes, "
             f"{result.model_calls} model calls, {result.seconds:.3f} s (localizer {result.localizer_seconds:.3f} s), "
-            + (f"{result.verifier_calls} hit checks ({result.verifier_seconds:.3f} s), " if result.verifier_calls else "")
+            + (f"{result.hit_check_calls} hit checks ({result.hit_check_seconds:.3f} s), " if result.hit_check_calls else "")
             + f"stop: {result.stop_reason}")
 
 
@@ -201,7 +176,7 @@ def _annotated_targets(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
 
 def _record(result: Any, args: argparse.Namespace, image: Any, localizer: Any, truth: dict[str, Any]) -> dict:
     """``result.to_json()`` + image / localizer facts + ``gt_iou`` (best IoU with an annotated instance)."""
-    from search.geometry import iou_xyxy
+    from seal.core.geometry import iou_xyxy
     from search.oracle import normalize_name
 
     rec = result.to_json()

@@ -14,7 +14,8 @@ import argparse
 import sys
 from typing import Callable
 
-from seal.cli.common import add_config_args, print_json_line, resolve_config, write_run_record
+from seal.cli.common import add_config_args, print_json_line, resolve_config
+from seal.core.runs import write_run_record
 from seal.config import Config
 
 
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = resolve_config(args)
+    cfg = resolve_config(args, Config)
     command = ["seal", *sys.argv[1:]] if sys.argv else ["seal", "train", args.kind]
     write_run_record(cfg.train.out_dir, cfg, command)
     summary = RECIPES[args.kind](cfg, command)

@@ -13,8 +13,8 @@ import pkgutil
 import sys
 import warnings
 
-from seal.cli.common import set_command_line
-from seal.errors import InputError
+from seal.core.runs import set_command_line
+from seal.core.errors import InputError
 
 
 

@@ -7,28 +7,17 @@ from dataclasses import dataclass, field
 from eval.synth.config import SynthConfig
 from search.config import SearchConfig
 from search.oracle_config import OracleConfig
-from seal.agent.config import AgentConfig
-from seal.errors import ConfigError
-from seal.image_io import DEFAULT_MAX_PIXELS
+from seal.agent.config import AgentConfig, ModelsConfig
+from seal.core.image_io import ImageConfig
 from training.config import TrainConfig
 from training.crop_check_recipe import CropCheckTrainConfig
 from training.policy_data import PolicyDataConfig
 from training.vqa_recipe import VQATrainConfig
 from training.vsm_recipe import VSMTrainConfig
 from seal.policy.config import PolicyConfig
-from seal.vqa.verifier import VerifierConfig
+from search.hit_check.config import HitCheckConfig
 from vwm.budget import VisionBudgetConfig
 from vwm.layout import VWMConfig
-
-
-@dataclass
-class ImageConfig:
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    """Refuse images with more pixels than this (decompression-bomb guard)."""
-
-    def __post_init__(self) -> None:
-        if self.max_pixels < 1:
-            raise ConfigError(f"image.max_pixels: expected >= 1, found {self.max_pixels}")
 
 
 @dataclass
@@ -44,6 +33,7 @@ class Config:
     vsm_train: VSMTrainConfig = field(default_factory=VSMTrainConfig)
     crop_check_train: CropCheckTrainConfig = field(default_factory=CropCheckTrainConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
-    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    hit_check: HitCheckConfig = field(default_factory=HitCheckConfig)
     policy_data: PolicyDataConfig = field(default_factory=PolicyDataConfig)

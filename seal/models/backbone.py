@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -193,6 +193,8 @@ def load_llava(path: str | Path, device: str = "cpu",
     from transformers import AutoProcessor, LlavaForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
+    from seal.core.weights import check_loaded_finite, load_errors, mismatch_message
+
     hf_logging.disable_progress_bar()  # a tiny local checkpoint needs no "Loading weights" bar
     p = Path(path)
     if not p.exists():
@@ -215,12 +217,15 @@ def load_llava(path: str | Path, device: str = "cpu",
         raise InputError("no weights (*.safetensors) in the model directory", p)
     if not (p / "processor_config.json").is_file() and not (p / "preprocessor_config.json").is_file():
         raise InputError("no processor saved beside the model (processor_config.json missing)", p)
-    try:
+    # a damaged weights file, a refused pickle or a config.json of other sizes: one line naming the file
+    with load_errors(p):
         model, info = LlavaForConditionalGeneration.from_pretrained(
-            str(p), local_files_only=True, dtype=dtype or torch.float32, output_loading_info=True)
+            str(p), local_files_only=True, dtype=dtype or torch.float32, output_loading_info=True,
+            ignore_mismatched_sizes=True)  # mis-sized tensors are listed in info (and refused below), not raised
         processor = AutoProcessor.from_pretrained(str(p), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load the checkpoint ({str(exc).splitlines()[0]})", p) from None
+    if info.get("mismatched_keys"):
+        raise InputError(mismatch_message(info["mismatched_keys"]), p)
+    check_loaded_finite(model.state_dict().items(), p)
     bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if bad:
         listing = "; ".join(f"{k}: {sorted(map(str, v))[:5]}" for k, v in bad.items())

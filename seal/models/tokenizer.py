@@ -29,14 +29,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
-UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"
-IMAGE_TOKEN = "<image>"
-LOC_TOKEN = "<LOC>"
-SPECIAL_TOKENS: tuple[str, ...] = (UNK, BOS, EOS, PAD, IMAGE_TOKEN, LOC_TOKEN)
-"""Special tokens; their ids are their positions here (``<unk>`` = 0 ... ``<LOC>`` = 5)."""
-
-OPTION_LETTERS = "ABCDEFGH"
-"""Letters used to label multiple-choice options, ``(A)`` first."""
+from seal.core.tokens import (  # noqa: F401  (the tokenizer's vocabulary)
+    BOS, EOS, IMAGE_TOKEN, LOC_TOKEN, OPTION_LETTERS, PAD, SPECIAL_TOKENS, UNK)
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -149,7 +143,7 @@ def load_tokenizer(path: str | Path) -> "PreTrainedTokenizerFast":
     """
     from transformers import AutoTokenizer
 
-    from seal.errors import InputError
+    from seal.core.errors import InputError
 
     p = Path(path)
     if not (p / "tokenizer.json").is_file():

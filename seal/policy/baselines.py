@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from seal.policy.actions import N_ACTIONS, Action
 from seal.policy.config import PolicyConfig
 from seal.policy.features import PolicyInputs

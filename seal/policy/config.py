@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 FeatureMode = Literal["hidden", "hidden_entropy", "hidden_margin", "hidden_entropy_margin"]
 BaselineName = Literal["always_full", "always_coarse", "no_vision", "random_policy_matched", "uncertainty_threshold"]
@@ -35,9 +35,10 @@ class PolicyConfig:
     """Width of the head's hidden layer."""
     dropout: float = 0.1
     """Dropout after the head's hidden layer (training only)."""
-    checkpoint: str | None = None
-    """Directory with ``head.safetensors`` + ``head.json`` of a trained head; required to *decide*
-    with the learned policy (``baseline_name: null``), unused by the baselines and by training."""
+    checkpoint: str | None = "checkpoints/policy_tiny"
+    """Directory with ``head.safetensors`` + ``head.json`` of a trained head: the learned policy
+    (``baseline_name: null``) decides with it; a missing directory is an error, never a silent
+    baseline. Unused by the baselines and by training."""
 
     # ---- fixed baselines (seed 001, B1-B3) -----------------------------------------------------
     baseline_name: BaselineName | None = None

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.policy.actions import ALL_ACTIONS, Action
 
 

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.policy.actions import N_ACTIONS, Action
 
 REQUIRED = ("features", "task_loss", "correct", "costs")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.policy.actions import Action
 from seal.policy.data import PolicyData
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.policy.config import FeatureMode
 
 _EXTRAS: dict[str, tuple[str, ...]] = {

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.policy.actions import Action, space_actions
 
 WEIGHTS_NAME = "head.safetensors"
@@ -102,8 +102,7 @@ class VoWHead(nn.Module):
     @classmethod
     def load(cls, path: str | Path, map_location: str = "cpu") -> "VoWHead":
         """Load a head saved by :meth:`save`; every key must match (no partial loads). Eval mode."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from seal.core.weights import load_safetensors
 
         root = Path(path)
         cfg_path, weights_path = root / CONFIG_NAME, root / WEIGHTS_NAME
@@ -112,10 +111,7 @@ class VoWHead(nn.Module):
                 raise InputError(f"policy head file missing (expected {CONFIG_NAME} and {WEIGHTS_NAME})", p)
         spec = _read_spec(cfg_path)
         head = cls(spec)
-        try:
-            state = load_file(str(weights_path), device=map_location)
-        except (SafetensorError, OSError) as exc:
-            raise InputError(f"unreadable safetensors file ({exc})", weights_path) from None
+        state = load_safetensors(weights_path, device=map_location, what="policy head")  # damaged or NaN: InputError
         expected = set(head.state_dict())
         if set(state) != expected:
             raise InputError(f"weights do not match the head in {CONFIG_NAME}: missing "

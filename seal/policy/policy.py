@@ -13,17 +13,18 @@ changed it, ``"...; fallback: entropy 2.300 > 1.500 -> full"``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError, InputError
 from seal.policy.actions import ALL_ACTIONS, N_ACTIONS, Action
 from seal.policy.baselines import Chooser, Choices, make_baseline
 from seal.policy.config import PolicyConfig
 from seal.policy.escalation import Escalation
 from seal.policy.fallback import Fallback
-from seal.policy.features import PolicyInputs, TextPass
+from seal.policy.features import PolicyInputs, TextPass, feature_dim
 
 if TYPE_CHECKING:
     from seal.policy.head import VoWHead
@@ -109,6 +110,30 @@ class ValuePolicy:
                 raise ConfigError(f"policy.{key}: the head at {cfg.checkpoint or '<given head>'} was trained with "
                                   f"{getattr(head.spec, key)!r}, the config says {getattr(cfg, key)!r}")
         return cls(cfg, LearnedChooser(head))
+
+    def check_model(self, vqa: Any) -> None:
+        """Raise unless the learned head can read the text pass of ``vqa`` (a VQA model with ``path``
+        and ``hidden_size``, :class:`seal.vqa.model.VQAModel`): it must have been trained
+        against this VQA model (its manifest's ``trained_against.vqa``) and its input width must be
+        the model's hidden size plus the uncertainty features. Baselines read no hidden state.
+
+        Raises:
+            InputError: one line naming the head and the model, and how to train a head for it.
+        """
+        if not isinstance(self.chooser, LearnedChooser):
+            return
+        where = self.cfg.checkpoint or "the given head"
+        fix = (f"train a head for it with `seal train policy --recipe tiny --models.vqa_path={vqa.path}`, "
+               "or choose a baseline with --policy.baseline_name=NAME")
+        if self.cfg.checkpoint is not None and vqa.path is not None:
+            from seal.core.manifest import MANIFEST, check_trained_against, read_manifest
+
+            if (Path(self.cfg.checkpoint) / MANIFEST).is_file():
+                check_trained_against(read_manifest(self.cfg.checkpoint, "policy_head"), "vqa", vqa.path, fix)
+        need = feature_dim(vqa.hidden_size, self.chooser.head.spec.feature_mode)
+        if need != self.chooser.head.spec.in_features:
+            raise InputError(f"{where}: the policy head reads {self.chooser.head.spec.in_features} features, but the "
+                             f"VQA model {vqa.path or ''} gives {need} (hidden size {vqa.hidden_size}); {fix}")
 
     @property
     def name(self) -> str:

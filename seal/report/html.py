@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 TRACE_FILE = "trace.json"
 INDEX_FILE = "index.html"
@@ -136,8 +136,8 @@ def _target_card(name: str, info: dict, folder: Path | None) -> str:
                    + (f" at [{', '.join(_num(v, 0) for v in box)}]" if found and box else "")
                    + f"; score {_num(info.get('score'))}, {_e(info.get('nodes_visited', '?'))} nodes, "
                    f"{_e(info.get('model_calls', '?'))} model calls"
-                   + (f", {_e(info['verifier_calls'])} hit checks" if info.get("verifier_calls") else "")
-                   + (f" (the box's {_num(info['verify_score'])})" if info.get("verify_score") is not None else "")
+                   + (f", {_e(info['hit_check_calls'])} hit checks" if info.get("hit_check_calls") else "")
+                   + (f" (the box's {_num(info['hit_check_score'])})" if info.get("hit_check_score") is not None else "")
                    + (f", stop: {_e(info.get('stop_reason'))}" if info.get("stop_reason") else ""))
     parts = [f"<div class=\"card\"><h3>{_e(name)}</h3><p>{verdict}</p>"]
     if folder is not None:

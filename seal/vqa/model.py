@@ -26,6 +26,7 @@ from seal.vqa.scoring import prompt_state, reply_token_logprobs
 from vwm.layout import VisualWorkingMemory, VWMConfig
 
 if TYPE_CHECKING:
+    from seal.core.manifest import Manifest
     import torch
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
@@ -60,15 +61,39 @@ class VQAModel:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.vwm_config = vwm_config or VWMConfig()
+        self.path: Path | None = None
+        """The checkpoint directory it was loaded from (None when built in memory)."""
+        self.manifest: "Manifest | None" = None
+        """The checkpoint's manifest; None for a plain transformers checkpoint (no ``manifest.json``)."""
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", dtype: "torch.dtype | None" = None,
              vwm_config: VWMConfig | None = None) -> "VQAModel":
-        """Load a checkpoint directory with :func:`seal.models.backbone.load_llava` (local, strict)."""
+        """Load a checkpoint directory with :func:`seal.models.backbone.load_llava` (local, strict).
+
+        A directory with a ``manifest.json`` is a seal checkpoint and its manifest is read strictly
+        (kind ``vqa``, every listed file present); one without is a plain transformers checkpoint."""
+        from seal.core.manifest import MANIFEST, read_manifest
         from seal.models.backbone import load_llava
 
+        manifest = read_manifest(path, "vqa") if (Path(path) / MANIFEST).is_file() else None
         model, processor = load_llava(path, device=device, dtype=dtype)
-        return cls(model, processor, vwm_config)
+        vqa = cls(model, processor, vwm_config)
+        vqa.path, vqa.manifest = Path(path), manifest
+        return vqa
+
+    def hit_check_settings(self) -> dict:
+        """How this model must be asked when it reads a box's words for the hit check (crop scale,
+        context, attribute kinds): what its manifest recorded (``config.hit_check``), else {}."""
+        if self.manifest is None:
+            return {}
+        return dict(self.manifest.config.get("hit_check") or {})
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the language model's hidden states (what the policy head reads)."""
+        text = getattr(self.model.config, "text_config", None) or self.model.config
+        return int(text.hidden_size)
 
     # ---- prompts -------------------------------------------------------------------------------
     def memory(self, image: Image.Image | None, vwm: VisualWorkingMemory | None) -> VisualWorkingMemory | None:

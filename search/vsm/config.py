@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 LOSS_TERMS: tuple[str, ...] = (
     "lm", "heatmap_bce", "heatmap_dice", "heatmap_iou", "box_focal", "box_l1", "box_giou", "box_presence",

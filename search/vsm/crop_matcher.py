@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seal.errors import ConfigError, InputError
+from seal.core.errors import ConfigError, InputError
 
 WEIGHTS = "crop_matcher.safetensors"
 CONFIG = "crop_matcher.json"
@@ -60,7 +60,7 @@ class CropMatcherConfig:
     embed_dim: int = 64
     """Width D of the crop embedding and the word vectors."""
     crop_scale: float = 1.5
-    """Context region side / the box's longer side (:func:`vwm.crops.extract_crop`)."""
+    """Context region side / the box's longer side (:func:`seal.core.crops.extract_crop`)."""
     min_context_px: int = 40
     """Minimum context region side, full-image pixels."""
     mean: list[float] = field(default_factory=lambda: [0.481, 0.458, 0.408])
@@ -159,17 +159,17 @@ class CropMatcher(nn.Module):
         Raises:
             InputError: files missing, unreadable, or not fitting the saved architecture.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from seal.core.weights import load_safetensors
 
         path = Path(path)
         if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
             raise InputError(f"not a crop matcher folder: expected {CONFIG} and {WEIGHTS}", path)
+        state = load_safetensors(path / WEIGHTS, what="crop matcher")  # truncated, corrupt or NaN: names the file
         try:
             cfg = CropMatcherConfig(**json.loads((path / CONFIG).read_text(encoding="utf-8")))
             model = cls(cfg)
-            model.load_state_dict(load_file(str(path / WEIGHTS)), strict=True)
-        except (OSError, ValueError, TypeError, RuntimeError, ConfigError, SafetensorError) as exc:
+            model.load_state_dict(state, strict=True)
+        except (OSError, ValueError, TypeError, RuntimeError, ConfigError) as exc:
             raise InputError(f"cannot load the crop matcher ({' '.join(str(exc).split())[:300]})", path) from None
         return model.eval()
 
@@ -180,9 +180,9 @@ class CropMatcher(nn.Module):
 
 def context_crops(image, boxes_xyxy: Sequence[Sequence[float]], cfg: CropMatcherConfig) -> np.ndarray:
     """(B, S, S, 3) uint8 crops of ``boxes_xyxy`` (full-image px) from the PIL ``image`` as a matcher of
-    ``cfg`` reads them (:func:`vwm.crops.extract_crop` at its scale, minimum side and input size): the
+    ``cfg`` reads them (:func:`seal.core.crops.extract_crop` at its scale, minimum side and input size): the
     one cut of training (:mod:`training.crop_check_data`) and checking alike."""
-    from vwm.crops import extract_crop
+    from seal.core.crops import extract_crop
 
     return np.stack([np.asarray(extract_crop(image, box, cfg.crop_scale, cfg.min_context_px, cfg.input_size).image,
                                 dtype=np.uint8) for box in boxes_xyxy])

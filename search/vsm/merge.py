@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from search.vsm.model import CONFIG_FILE, MERGED_KEY, VSMModel
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 PARITY_TARGET = "red star"
 """Target name of the fixed parity prompt (a ``detect`` training row: question + reply + ``</s>``)."""

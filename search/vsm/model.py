@@ -47,7 +47,7 @@ from search.vsm.box_decoder import BoxDecoder
 from search.vsm.config import VSMConfig
 from search.vsm.heatmap_decoder import HeatmapDecoder
 from search.vsm.prompts import IGNORE_INDEX, PromptKind, encode_prompts, loc_positions
-from seal.errors import InputError
+from seal.core.errors import InputError
 from seal.models.tokenizer import LOC_TOKEN
 
 if TYPE_CHECKING:
@@ -193,9 +193,7 @@ class VSMModel(nn.Module):
             InputError: missing files, another format or version, a ``<LOC>`` id that differs from
                 the one trained, or weights that do not match the configuration.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
+        from seal.core.weights import load_safetensors
         from seal.models.backbone import load_llava
 
         p = Path(path)
@@ -227,16 +225,13 @@ class VSMModel(nn.Module):
         except InputError as exc:
             raise InputError(f"{CONFIG_FILE}: {exc}", p) from None
         llava_dir = p if merged else p / "backbone"
-        try:
-            llava, processor = load_llava(llava_dir, device=device, dtype=dtype)
-        except SafetensorError as exc:  # a truncated or corrupt weights file
-            raise InputError(f"cannot read the weights ({' '.join(str(exc).split())[:300]})", llava_dir) from None
+        llava, processor = load_llava(llava_dir, device=device, dtype=dtype)  # damaged weights: InputError
         loc_id = processor.tokenizer.convert_tokens_to_ids(LOC_TOKEN)
         if loc_id != meta.get("loc_token_id"):
             raise InputError(f"tokenizer maps {LOC_TOKEN} to id {loc_id}, the heads were trained with id "
                              f"{meta.get('loc_token_id')}", llava_dir)
         model = cls(llava if merged else _load_adapter(llava, p / "adapter", trainable), processor, cfg)
-        model._load_decoders(load_file(str(p / DECODERS_FILE), device=str(model.device)), p / DECODERS_FILE)
+        model._load_decoders(load_safetensors(p / DECODERS_FILE, device=str(model.device)), p / DECODERS_FILE)
         for module in model._head_modules().values():
             module.requires_grad_(trainable)
         return model.train(trainable)
@@ -479,12 +474,12 @@ def _lora_config(cfg: VSMConfig, loc_token_id: int):
 def _load_adapter(llava: "LlavaForConditionalGeneration", adapter_dir: Path, trainable: bool) -> "PeftModel":
     """``llava`` wrapped by the peft adapter saved in ``adapter_dir`` (strict, see :func:`_check_adapter`)."""
     from peft import PeftModel
-    from safetensors import SafetensorError
 
-    try:
+    from seal.core.weights import load_errors, load_safetensors
+
+    load_safetensors(adapter_dir / "adapter_model.safetensors", what="adapter")  # truncated, corrupt or NaN: one line
+    with load_errors(adapter_dir, "adapter"):
         peft_model = PeftModel.from_pretrained(llava, str(adapter_dir), is_trainable=trainable)
-    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
-        raise InputError(f"cannot load the adapter ({' '.join(str(exc).split())[:300]})", adapter_dir) from None
     _check_adapter(peft_model, adapter_dir)
     return peft_model
 
@@ -492,13 +487,13 @@ def _load_adapter(llava: "LlavaForConditionalGeneration", adapter_dir: Path, tra
 def _check_adapter(model: "PeftModel", adapter_dir: Path, adapter_name: str = "default") -> None:
     """Strict adapter load: the file holds exactly the tensors the config of adapter ``adapter_name`` creates."""
     from peft import get_peft_model_state_dict
-    from safetensors import safe_open
+
+    from seal.core.weights import safetensors_keys
 
     files = list(adapter_dir.glob("adapter_model.safetensors"))
     if not files:
         raise InputError("adapter_model.safetensors is missing", adapter_dir)
-    with safe_open(str(files[0]), framework="pt") as f:
-        found = set(f.keys())
+    found = safetensors_keys(files[0])
     expected = set(get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False).keys())
     if found != expected:
         missing, extra = sorted(expected - found)[:5], sorted(found - expected)[:5]

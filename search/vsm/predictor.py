@@ -7,7 +7,7 @@ are computed once per image and cached by region, so a second target, or a conte
 already seen region costs only the language model and the decoders.
 
 Frames: decoder boxes (``cxcywh`` in [0, 1] of the model input) are mapped back to full-image
-``xyxy`` with the region's :class:`~search.geometry.Frame` and clipped to the region; heatmaps are
+``xyxy`` with the region's :class:`~seal.core.geometry.Frame` and clipped to the region; heatmaps are
 resized to the model input and cropped to the region's content (letterbox padding removed), so
 row 0 is the region's top and the map covers exactly the region.
 """
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search.geometry import Frame, area_xyxy, clip_xyxy, cxcywh_to_xyxy, denormalize_xyxy
-from search.image_source import ImageSource
+from seal.core.geometry import Frame, area_xyxy, clip_xyxy, cxcywh_to_xyxy, denormalize_xyxy
+from seal.core.image_source import ImageSource
 from search.localizer import BoxXYXY, Detection, LocalizerStats
 from search.vsm.config import VSMPredictorConfig
 from search.vsm.model import ImageFeatures, VSMModel

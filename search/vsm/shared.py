@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from search.vsm.model import _check_adapter
-from seal.errors import InputError
+from seal.core.errors import InputError
 
 if TYPE_CHECKING:
     from peft import PeftConfig, PeftModel
@@ -212,20 +212,20 @@ def _load_named_adapter(target: "LlavaForConditionalGeneration | PeftModel", nam
                         trainable: bool) -> "PeftModel":
     """Load ``adapter_dir`` as adapter ``name``: wrap a plain ``target``, or ``load_adapter`` into a peft one."""
     from peft import PeftModel
-    from safetensors import SafetensorError
+
+    from seal.core.weights import load_errors, load_safetensors
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise InputError("not a peft adapter directory: adapter_config.json is missing", adapter_dir)
-    try:
+    load_safetensors(adapter_dir / "adapter_model.safetensors", what="adapter")  # truncated, corrupt or NaN: one line
+    if isinstance(target, PeftModel) and name in target.peft_config:
+        raise InputError(f"cannot load adapter {name!r}: the name is already used", adapter_dir)
+    with load_errors(adapter_dir, f"adapter {name!r}"):
         if isinstance(target, PeftModel):
-            if name in target.peft_config:
-                raise ValueError(f"adapter name {name!r} is already used")
             target.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=trainable)
             model = target
         else:
             model = PeftModel.from_pretrained(target, str(adapter_dir), adapter_name=name, is_trainable=trainable)
-    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
-        raise InputError(f"cannot load adapter {name!r} ({' '.join(str(exc).split())[:300]})", adapter_dir) from None
     _check_adapter(model, adapter_dir, adapter_name=name)
     return model
 

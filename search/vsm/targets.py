@@ -1,7 +1,7 @@
 """Training targets of one patch, from full-image annotations (numpy + PIL, no torch).
 
 A patch is a region of the full image resampled to the square model input by a
-:class:`search.geometry.Frame` (the same frame :meth:`ImageSource.crop_resized` returns), so the
+:class:`seal.core.geometry.Frame` (the same frame :meth:`ImageSource.crop_resized` returns), so the
 targets live in the model-input frame the decoders predict in:
 
 - :func:`box_targets_cxcywh`: the target's boxes that are visible in the region, as ``cxcywh``
@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from search.geometry import (
+from seal.core.geometry import (
     BoxLike,
     Frame,
     area_xyxy,

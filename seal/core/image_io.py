@@ -1,7 +1,7 @@
 """Robust image loading: one place that turns any file a user hands us into an upright RGB image.
 
 Every failure (missing, empty, truncated, corrupt, not an image, too many pixels) becomes an
-:class:`~seal.errors.InputError` naming the file. Odd but valid images are normalised:
+:class:`~seal.core.errors.InputError` naming the file. Odd but valid images are normalised:
 16-bit and float greyscale are rescaled to 8 bits, CMYK / palette / greyscale / alpha images become
 RGB (alpha composited on white), and EXIF orientation is applied so that every box we report lives
 in the upright frame a person sees.
@@ -13,15 +13,28 @@ Images stay ``uint8`` PIL images (3 bytes per pixel); nothing here makes a float
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from seal.errors import InputError
+from seal.core.errors import ConfigError, InputError
 
 DEFAULT_MAX_PIXELS = 300_000_000
 """Default decompression-bomb limit (pixels). 16K x 16K = 268M fits; override per call/config."""
+
+
+@dataclass
+class ImageConfig:
+    """The ``image`` section: how user images are loaded."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Refuse images with more pixels than this (decompression-bomb guard)."""
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1:
+            raise ConfigError(f"image.max_pixels: expected >= 1, found {self.max_pixels}")
 
 
 def image_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from search.geometry import Frame
+from seal.core.geometry import Frame
 
 
 class ImageSource:
@@ -25,7 +25,7 @@ class ImageSource:
 
     @classmethod
     def from_path(cls, path: str | Path, max_pixels: int | None = None) -> "ImageSource":
-        from seal.image_io import DEFAULT_MAX_PIXELS, load_image
+        from seal.core.image_io import DEFAULT_MAX_PIXELS, load_image
 
         return cls(load_image(path, max_pixels or DEFAULT_MAX_PIXELS), str(path))
 

@@ -9,7 +9,7 @@ A crop is taken around a found object's box:
 2. the region is cut out and *letterboxed* to an ``out_side x out_side`` square: scaled by one
    factor (aspect kept) and centred on a :data:`PAD_RGB` background.
 
-The mapping between the full image and the crop is a :class:`search.geometry.Frame`, returned with
+The mapping between the full image and the crop is a :class:`seal.core.geometry.Frame`, returned with
 the crop so boxes can be drawn in (or read back from) the crop's frame.
 (The reference took a 1.2x box crop, clamped it, and stretched it to 224x224 with no minimum size.)
 """
@@ -22,7 +22,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from search.geometry import Frame, clip_xyxy
+from seal.core.geometry import Frame, clip_xyxy
 
 PAD_RGB: tuple[int, int, int] = (122, 116, 104)
 """Letterbox fill: the CLIP mean colour, as the LLaVA image processor pads (``int(mean * 255)``)."""

@@ -16,7 +16,7 @@ from typing import Any, Iterable, TypeVar
 
 import yaml
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 T = TypeVar("T")
 _YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")

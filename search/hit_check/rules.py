@@ -1,0 +1,149 @@
+"""The engine's side of the hit check: which boxes a :class:`~search.hit_check.protocol.HitCheck` is
+asked about, and what its answers mean for one target's search.
+
+- A visited node's confident boxes (score ``> search.confidence_high``) are checked best first, at
+  most ``hit_check.per_node`` of them; the first one the check accepts (probability ``>=
+  hit_check.threshold``) is the hit and stops the search.
+- A rejected box is remembered: a box overlapping it by IoU ``> search.nms_iou`` (the same object
+  seen from another node) is rejected without a call, and a rejected box is not returned (but see
+  ``hit_check.floor`` below).
+- With ``search.select: best`` every accepted confident box is a candidate, and the answer is the
+  most probable one (:func:`rank`); a box of an object already accepted is not asked about again.
+  With ``search.compare_rejected`` a rejected confident box with probability ``>= hit_check.floor``
+  is a candidate as well (:meth:`HitCheckState.candidates`).
+- Without an accepted hit, the anytime fallback checks the visited nodes' boxes scoring ``>=
+  search.confidence_low`` best first, at most ``hit_check.fallback_top`` distinct objects.
+- With ``hit_check.floor > 0``, when nothing was accepted, the most probable rejected box with
+  probability ``>= floor`` is the fallback after all (a check that sometimes rejects the target then
+  loses it only to a box it believes more).
+- The check's None (it cannot judge the name) and a spent budget (``hit_check.max_calls``) both
+  mean: trust the localizer, as the engine does without a check.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from search.config import SearchConfig
+from search.hit_check.config import HitCheckConfig
+from search.hit_check.protocol import HitCheck
+from search.localizer import BoxXYXY
+from seal.core.geometry import iou_xyxy
+
+
+@dataclass
+class CheckedBox:
+    box_xyxy: BoxXYXY
+    score: float
+    """The localizer's score of the box."""
+    probability: float | None
+    """The hit check's probability; None when it abstained or its budget was spent."""
+
+
+class HitCheckState:
+    """The hit-check state of one target's search (rejected boxes, calls, time)."""
+
+    def __init__(self, hit_check: HitCheck, target: str, cfg: SearchConfig, check_cfg: HitCheckConfig) -> None:
+        self.hit_check, self.target, self.cfg, self.hcfg = hit_check, target, cfg, check_cfg
+        self.rejected: list[CheckedBox] = []
+        self.accepted: list[CheckedBox] = []  # confident hits accepted (or trusted), in visit order
+        self.compared: list[CheckedBox] = []  # compare_rejected: rejected confident hits above the floor
+        self.calls = 0
+        self.seconds = 0.0
+
+    def confident_hits(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> tuple[list[CheckedBox], float]:
+        """The accepted boxes among a node's confident ones (best first; ``select: first``: only the
+        first accepted, ``best``: every accepted one of the ``hit_check.per_node`` checked), and the
+        highest probability the check gave at this node (-1.0 if it was not asked). A box of an
+        object already accepted (IoU ``> nms_iou``) is not asked about again."""
+        seen, checked, hits = -1.0, 0, []
+        for box, score in zip(boxes, scores):
+            if score <= self.cfg.confidence_high or checked >= self.hcfg.per_node:
+                break
+            box = tuple(float(v) for v in box)
+            if self._near(box, self.rejected) or self._near(box, self.accepted):  # type: ignore[arg-type]
+                continue
+            checked += 1
+            p = self._ask(box, float(score))  # type: ignore[arg-type]
+            if p is not None:
+                seen = max(seen, p)
+            if p is None or p >= self.hcfg.threshold:
+                hits.append(CheckedBox(box, float(score), p))  # type: ignore[arg-type]
+                self.accepted.append(hits[-1])
+                if self.cfg.selection(checked=True) == "first":
+                    break
+            elif self.cfg.compare_rejected and p >= self.hcfg.floor:
+                hits.append(self.rejected[-1])
+                self.compared.append(hits[-1])
+        return hits, seen
+
+    def candidates(self) -> list[CheckedBox]:
+        """The confident boxes the answer is chosen from: the accepted ones, and with
+        ``compare_rejected`` the rejected ones with probability ``>= hit_check.floor`` (confident boxes
+        only: the fallback's rejected boxes are not)."""
+        return self.accepted + self.compared
+
+    def fallback(self, candidates: Iterable[tuple[BoxXYXY, float]]) -> CheckedBox | None:
+        """The anytime fallback among ``(box, score)`` candidates (any order): the best-scoring box
+        ``>= confidence_low`` the check accepts, within ``hit_check.fallback_top`` distinct objects."""
+        ranked = sorted(((tuple(float(v) for v in b), float(s)) for b, s in candidates if s >= self.cfg.confidence_low),
+                        key=lambda c: -c[1])
+        tried: list[BoxXYXY] = []
+        for box, score in ranked:
+            if len(tried) >= self.hcfg.fallback_top:
+                break
+            if self._near(box, self.rejected) or _overlaps(box, tried, self.cfg.nms_iou):  # type: ignore[arg-type]
+                continue
+            tried.append(box)  # type: ignore[arg-type]
+            p = self._ask(box, score)  # type: ignore[arg-type]
+            if p is None or p >= self.hcfg.threshold:
+                return CheckedBox(box, score, p)  # type: ignore[arg-type]
+        return self.best_rejected()
+
+    def best_rejected(self) -> CheckedBox | None:
+        """The most probable rejected box with probability ``>= hit_check.floor``; None when the floor is
+        0 (off) or no rejected box reaches it."""
+        floor = self.hcfg.floor
+        kept = [v for v in self.rejected if v.probability >= floor] if floor > 0 else []  # type: ignore[operator]
+        return max(kept, key=lambda v: (v.probability, v.score)) if kept else None
+
+    def _near(self, box: BoxXYXY, verdicts: list[CheckedBox]) -> bool:
+        """Whether ``box`` is the object of one of ``verdicts`` (IoU ``> nms_iou``)."""
+        return _overlaps(box, [v.box_xyxy for v in verdicts], self.cfg.nms_iou)
+
+    def _ask(self, box: BoxXYXY, score: float) -> float | None:
+        """One hit-check call (None once the budget is spent); a rejection is remembered."""
+        if self.calls >= self.hcfg.max_calls:
+            return None
+        t0 = time.perf_counter()
+        try:
+            p = self.hit_check.check(self.target, box)
+        finally:
+            self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        if p is None:
+            return None
+        if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
+            raise RuntimeError(f"hit check {getattr(self.hit_check, 'name', '?')!r}: check returned {p!r} "
+                               "(expected a probability in [0, 1] or None)")
+        if p < self.hcfg.threshold:
+            self.rejected.append(CheckedBox(box, score, float(p)))
+        return float(p)
+
+
+def rank(verdict: CheckedBox, threshold: float) -> float:
+    """``select: best``'s order of candidates (:func:`rank_key` of the verdict's score and probability)."""
+    return rank_key(verdict.score, verdict.probability, threshold)
+
+
+def rank_key(score: float, probability: float | None, threshold: float) -> float:
+    """Probability x localizer score; a box the check did not judge (None) counts with ``threshold``
+    (``hit_check.threshold``)."""
+    return (threshold if probability is None else probability) * score
+
+
+def _overlaps(box: BoxXYXY, others: list[BoxXYXY], iou: float) -> bool:
+    return bool(others) and float(iou_xyxy(box, others).max()) > iou
