@@ -31,7 +31,7 @@ class SearchConfig:
     """Leaf rule: a node is a leaf when its *tile*'s short side <= max(ceil(min(W, H) /
     leaf_divisor), min_leaf_side) of the full image. Reference: 4 (3 levels on V*Bench, with a 768 px
     detector input); ours: 8, one level deeper, because SynthVStar targets are ~2% of the long side
-    and the shipped tiny localizers see 128-224 px inputs. ``configs/search_reference.yaml`` restores 4."""
+    and the shipped tiny localizers see 128-224 px inputs. ``configs/ablations/search_reference.yaml`` restores 4."""
     min_leaf_side: int = 224
 
     priority_scorer: Literal["ancestor_decay", "parent_only", "max"] = "ancestor_decay"

@@ -98,3 +98,22 @@ def grow_tile(tile: Box, overlap: float, bounds: Box) -> Box:
 def split(tile: Box, box: Box, cfg: SearchConfig) -> list[tuple[Box, Box]]:
     """Children of the node with ``tile`` and ``box``: ``(child_tile, child_box)`` pairs in reading order."""
     return [(t, grow_tile(t, cfg.overlap, box)) for t in split_tile(tile, cfg)]
+
+
+def tree_boxes(width: float, height: float, cfg: SearchConfig, max_level: int = 2) -> list[tuple[int, Box]]:
+    """``(level, box)`` of every node of the search tree down to ``max_level`` (root = level 0), level
+    by level in reading order, for a ``width x height`` image; leaves are not split further."""
+    leaf = leaf_side(width, height, cfg)
+    full = (0.0, 0.0, float(width), float(height))
+    out = [(0, full)]
+    frontier = [(full, full)]
+    for level in range(1, max_level + 1):
+        nxt = []
+        for tile, box in frontier:
+            if is_leaf(tile, leaf):
+                continue
+            for child_tile, child_box in split(tile, box, cfg):
+                out.append((level, child_box))
+                nxt.append((child_tile, child_box))
+        frontier = nxt
+    return out

@@ -163,7 +163,7 @@ class FakeHitCheck:
     (IoU >= 0.5) gets ``p_true``, any other box ``p_false``; ``abstain`` answers None to everything
     and ``value`` (when given) is returned for every box (for bad-answer tests)."""
 
-    name = "fake_verifier"
+    name = "fake_check"
 
     def __init__(self, truth: dict[str, list], p_true: float = 0.9, p_false: float = 0.05, abstain: bool = False,
                  value=None) -> None:
@@ -181,7 +181,7 @@ class FakeHitCheck:
         self.set_image_calls += 1
         self._stats = HitCheckStats()
 
-    def verify(self, target: str, box_xyxy) -> float | None:
+    def check(self, target: str, box_xyxy) -> float | None:
         from seal.core.geometry import iou_xyxy
 
         box = tuple(float(v) for v in box_xyxy)

@@ -34,8 +34,8 @@ def make_bench(out: Path) -> Path:
 def observe(bench: Path) -> dict:
     """What the shipped models do on every sample of ``bench``: one agent run per sample (learned
     policy, VSM localizer) plus a forced-FULL run, and direct searches of each annotated target: by
-    the search model alone, and checked by the shipped checker as the default config plans it
-    (:func:`seal.vqa.checker.plan_checker`: the one ``checkpoints/vqa_tiny/verifier.yaml`` names)."""
+    the search model alone, and hit-checked by the shipped VQA checker (``checkpoints/vqa_check_tiny``,
+    asked as its manifest records) reading the target's words."""
     import torch
 
     from eval.readers.vstar import read_vstar
@@ -43,18 +43,18 @@ def observe(bench: Path) -> dict:
     from search.vsm.localizer import load_vsm_localizer
     from seal.agent.pipeline import Agent
     from seal.config import load
-    from seal.vqa.checker import plan_checker
-    from seal.vqa.model import VQAModel
     from search.hit_check.words import VQAWordCheck
+    from seal.vqa.model import VQAModel
+    from vwm.budget import VisionBudget
 
     torch.set_num_threads(1)
     cfg = load([], [f"models.vqa_path={CHECKPOINTS['vqa']}", f"models.vsm_path={CHECKPOINTS['vsm']}",
                     f"policy.checkpoint={CHECKPOINTS['policy']}"])
     agent = Agent.from_config(cfg)
     localizer = load_vsm_localizer(CHECKPOINTS["vsm"])
-    plan = plan_checker(cfg)
-    assert plan.path is not None and plan.path.resolve() == CHECKPOINTS["checker"].resolve(), plan
-    checker = VQAWordCheck.from_config(VQAModel.load(plan.path, vwm_config=cfg.vwm), cfg, plan.config)
+    checker_model = VQAModel.load(CHECKPOINTS["checker"], vwm_config=cfg.vwm)
+    checker = VQAWordCheck(checker_model, cfg.hit_check.asked_as(checker_model.hit_check_settings()),
+                           VisionBudget(cfg.vision_budget, checker_model.processor))
     out = []
     for sample in read_vstar(bench):
         agent.set_image(sample.image)
@@ -69,8 +69,9 @@ def observe(bench: Path) -> dict:
                          "hit_checks": sum(int(r.hit_check_calls) for r in res.search),
                          "verify_tokens": int(res.ledger.vision_tokens_hit_check), "llm_calls": int(res.ledger.llm_calls),
                          "ledger_hit_checks": int(res.ledger.hit_checks)}
-        for key, session in (("search", SearchSession(localizer, agent.views.source, cfg.search)),
-                             ("checked_search", SearchSession(localizer, agent.views.source, cfg.search, checker))):
+        for key, session in (("search", SearchSession(localizer, agent.views.source, cfg.search, None, cfg.hit_check)),
+                             ("checked_search", SearchSession(localizer, agent.views.source, cfg.search, checker,
+                                                              cfg.hit_check))):
             rec[key] = [_searched(name, session.search(name)) for name in sample.targets]
         out.append(rec)
     return {"bench": {"seed": BENCH_SEED, "n": BENCH_N}, "samples": out}

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.vsm.config import VSMConfig, VSMLossConfig
-from search.vsm.localizer import CROP_CHECK_DIR
-from seal.errors import ConfigError
+from search.vsm.localizer import CROP_MATCHER_DIR as CROP_CHECK_DIR
+from seal.core.errors import ConfigError
 from training.recipe_common import finish_export, prepare_run
 from seal.models.backbone import TinyBackboneConfig
 from training.stem_pretrain import StemPretrainConfig
@@ -99,7 +99,7 @@ class VSMTrainConfig:
                               "vsm_train.data.attribute_maps: true (the stem learns the attribute maps)")
         if self.search_profile:
             from search.config import SearchConfig
-            from seal.config.loader import from_dict
+            from seal.core.config import from_dict
 
             from_dict(SearchConfig, self.search_profile, prefix="vsm_train.search_profile.")  # checked now, not at export
         if self.vsm.attribute_classes and not self.data.attribute_maps:
@@ -128,7 +128,7 @@ def warm_start(model, path: str) -> list[str]:
             than whole head modules that ``model``'s config adds.
     """
     from search.vsm.model import VSMModel
-    from seal.errors import InputError
+    from seal.core.errors import InputError
 
     old = VSMModel.from_pretrained(path, trainable=True)
     result = model.load_state_dict(old.state_dict(), strict=False)

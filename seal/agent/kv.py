@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from seal.models.tokenizer import encode_reply
 from seal.vqa.model import TextPassOutput
-from seal.vqa.prompts import encode_prompt, letter_question
+from seal.vqa.prompts import letter_question
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +60,7 @@ def cached_text_pass(vqa: "VQAModel", question: str, options: Sequence[str] | No
     import torch
 
     text = question if options is None else letter_question(question, options)
-    enc = encode_prompt(vqa.processor, text, None)
+    enc = vqa.encode(text, None)  # a question longer than the context: InputError
     inputs = {k: v.to(vqa.model.device) for k, v in enc.items()}
     with torch.no_grad():
         out = vqa.model(**inputs, use_cache=True, output_hidden_states=True)

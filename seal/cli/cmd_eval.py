@@ -16,6 +16,7 @@ from pathlib import Path
 from seal.cli.common import add_config_args, print_json_line, resolve_config
 from seal.core.runs import git_revision, write_run_record
 from seal.core.errors import InputError
+from seal.core.outputs import writable_dir, write_errors
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,16 +45,16 @@ def run(args: argparse.Namespace) -> int:
     if args.protocol:
         args.overrides = list(args.overrides or []) + [f"agent.answer_protocol={args.protocol}"]
     cfg = resolve_config(args)
-    out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError("--output-dir: expected a directory, found a file", out)
+    out = writable_dir(args.output_dir, "--output-dir")  # a bad results folder fails before any question
     run_spec = EvalRun(dataset=args.dataset, path=Path(args.path), protocol=cfg.agent.answer_protocol,
                        config=to_dict(cfg), limit=args.limit, seed=args.seed,
                        annotate=cfg.models.localizer == "oracle", git_revision=git_revision())
+    run_spec.lambda_cost  # reads the learned head's policy_config.json: a malformed one fails now, not at the end
     samples = load_samples(run_spec)  # bad paths / files fail here, before any model loads
     agent = _agent(cfg)
-    write_run_record(out, cfg)
-    row = evaluate(agent, samples, run_spec, out, progress=not args.no_progress)
+    with write_errors(out, "--output-dir"):  # disk full while writing predictions: one line
+        write_run_record(out, cfg)
+        row = evaluate(agent, samples, run_spec, out, progress=not args.no_progress)
     print(f"{row['baseline_name']} on {args.dataset}: accuracy {row['accuracy']:.3f} "
           f"[{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}], avg_cost {row['avg_cost']:.1f} "
           f"vision tokens, actions no/coarse/full {row['action_rate_no']:.2f}/{row['action_rate_coarse']:.2f}/"

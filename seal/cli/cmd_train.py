@@ -15,6 +15,7 @@ import sys
 from typing import Callable
 
 from seal.cli.common import add_config_args, print_json_line, resolve_config
+from seal.core.outputs import writable_dir, write_errors
 from seal.core.runs import write_run_record
 from seal.config import Config
 
@@ -59,7 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, Config)
     command = ["seal", *sys.argv[1:]] if sys.argv else ["seal", "train", args.kind]
-    write_run_record(cfg.train.out_dir, cfg, command)
-    summary = RECIPES[args.kind](cfg, command)
+    writable_dir(cfg.train.out_dir, "train.out_dir")  # a read-only folder, a file or a full disk: before training
+    with write_errors(cfg.train.out_dir, "train.out_dir"):  # disk full while writing: one line
+        write_run_record(cfg.train.out_dir, cfg, command)
+        summary = RECIPES[args.kind](cfg, command)
     print_json_line({"kind": args.kind, **summary})
     return 0

@@ -43,22 +43,23 @@ def load(files: Iterable[str | Path] = (), overrides: Iterable[str] = (), search
     Args:
         files: YAML files, later ones win.
         overrides: ``section.field=value`` items, winning over every file.
-        search_profile: the search model whose search defaults (:mod:`search.profile`: the search
-            settings its scores were tuned for) are layered *under* ``files``: a checkpoint
-            directory; True (the default) = ``models.vsm_path`` when ``models.localizer`` is ``vsm``;
-            False = none.
+        search_profile: the search model whose search defaults (its manifest's ``search_defaults``:
+            the search settings its scores were tuned for) are layered *under* ``files``: a
+            checkpoint directory; True (the default) = ``models.vsm_path`` when ``models.localizer``
+            is ``vsm``; False = none.
         cls: the command's config class (:data:`COMMANDS`; default ``seal ask``'s).
     """
     files = list(files)
     overrides = list(overrides)
     cfg = load_config(cls, files, overrides)
-    profile = _profile(cfg, search_profile)
-    return cfg if profile is None else load_config(cls, [profile, *files], overrides)
+    defaults = _search_defaults(cfg, search_profile)
+    return cfg if defaults is None else load_config(cls, files, overrides, base={"search": defaults})
 
 
-def _profile(cfg: object, search_profile: bool | str | Path) -> Path | None:
-    from search.profile import profile_path, read_profile
-    from seal.core.paths import find_dir
+def _search_defaults(cfg: object, search_profile: bool | str | Path) -> dict | None:
+    """The search defaults of the search model ``search_profile`` names (see :func:`load`)."""
+    from seal.core.manifest import read_manifest
+    from seal.core.paths import resolve_dir
 
     if search_profile is False or not hasattr(cfg, "search"):
         return None
@@ -66,13 +67,8 @@ def _profile(cfg: object, search_profile: bool | str | Path) -> Path | None:
         models = getattr(cfg, "models", None)
         if models is None or models.localizer != "vsm":
             return None
-        search_profile = find_dir(models.vsm_path)  # a missing model fails where it is loaded
-        if search_profile is None:
-            return None
-    path = profile_path(search_profile)
-    if path is not None:
-        read_profile(path)  # only a `search:` section may be layered
-    return path
+        search_profile = resolve_dir(models.vsm_path, "models.vsm_path")
+    return read_manifest(search_profile, "vsm").search_defaults or None
 
 
 __all__ = ["COMMANDS", "AskConfig", "Config", "SearchCommandConfig", "command_config", "dump_yaml", "from_dict",

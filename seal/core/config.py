@@ -7,6 +7,7 @@ came from; nothing is silently ignored.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import types
@@ -23,15 +24,31 @@ _YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 """Exponent notation PyYAML (YAML 1.1) reads as a string: no dot, or no sign in the exponent."""
 
 
-def load_config(cls: type[T], files: Iterable[str | Path] = (), overrides: Iterable[str] = ()) -> T:
-    """Build ``cls`` from its defaults, then each YAML file, then ``key.path=value`` overrides."""
-    merged: dict[str, Any] = {}
+def load_config(cls: type[T], files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
+                base: dict[str, Any] | None = None) -> T:
+    """Build ``cls`` from its defaults, then ``base`` (a nested mapping, e.g. a checkpoint's search
+    defaults), then each YAML file, then ``key.path=value`` overrides.
+
+    An invalid value is a :class:`ConfigError` naming the dotted field and, when a YAML file set
+    it, that file (the last one that did).
+    """
+    merged: dict[str, Any] = copy.deepcopy(dict(base or {}))
+    sources: dict[str, str | None] = {}  # dotted key -> the file that set it last (None: an override)
     for f in files:
-        merged = _deep_merge(merged, read_yaml(f), source=str(f))
+        data = read_yaml(f)
+        merged = _deep_merge(merged, data, source=str(f))
+        sources.update((key, str(f)) for key in _leaf_keys(data))
     for item in overrides:
         key, value = parse_override(item)
         _set_dotted(merged, key, value)
-    return from_dict(cls, merged)
+        sources.update({k: None for k in sources if k.startswith(key + ".")} | {key: None})
+    try:
+        return from_dict(cls, merged)
+    except ConfigError as exc:
+        source = None if exc.path is not None else _source_of(str(exc), sources)
+        if source is None:
+            raise
+        raise ConfigError(str(exc), source) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -159,6 +176,35 @@ def _deep_merge(base: dict[str, Any], new: dict[str, Any], source: str) -> dict[
         else:
             out[k] = v
     return out
+
+
+def _leaf_keys(data: dict[str, Any], prefix: str = "") -> Iterable[str]:
+    """Dotted keys of the non-mapping (or empty mapping) values in ``data``."""
+    for k, v in data.items():
+        if isinstance(v, dict) and v:
+            yield from _leaf_keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+_ERROR_KEY = re.compile(r"unknown config key '([^']+)'|([A-Za-z_][\w-]*(?:\.[\w-]+|\[\d+\])*):")
+
+
+def _source_of(message: str, sources: dict[str, str | None]) -> str | None:
+    """The file that set the field a :func:`from_dict` error names: the field itself, the mapping it
+    lies in, or (a section-level error) the one file that set fields under it; None when no file
+    (or an override) did."""
+    m = _ERROR_KEY.match(message)
+    if not m:
+        return None
+    parts = re.sub(r"\[\d+\]", "", m.group(1) or m.group(2)).split(".")
+    for i in range(len(parts), 0, -1):
+        key = ".".join(parts[:i])
+        if key in sources:
+            return sources[key]
+    key = ".".join(parts)
+    under = {v for k, v in sources.items() if k.startswith(key + ".")}
+    return under.pop() if len(under) == 1 else None
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:

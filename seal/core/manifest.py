@@ -107,13 +107,10 @@ def hash_files(root: Path, names: Iterable[str]) -> dict[str, str]:
 
 
 def model_files(root: Path) -> list[str]:
-    """The files that make up a model directory (weights, configs, tokenizer; not logs, records or
-    docs), as paths relative to ``root``, subdirectories included."""
-    names = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix in _MODEL_SUFFIXES and p.name not in _NOT_MODEL and p.name != "README.md":
-            names.append(p.relative_to(root).as_posix())
-    return names
+    """The files that make up a (flat, transformers-style) model directory: weights, configs and
+    tokenizer files at its top level; not logs, run records, metrics or docs."""
+    return [p.name for p in sorted(root.iterdir())
+            if p.is_file() and p.suffix in _MODEL_SUFFIXES and p.name not in _NOT_MODEL]
 
 
 def fingerprint(path: str | Path) -> str:

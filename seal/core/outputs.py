@@ -38,7 +38,7 @@ def writable_dir(path: str | Path, what: str) -> Path:
     """
     p = Path(path)
     if p.exists() and not p.is_dir():
-        raise InputError(f"expected a directory for {what}, found a file", p)
+        raise InputError(f"expected a directory for {what}, found an existing file", p)
     for parent in p.parents:
         if parent.exists():
             if not parent.is_dir():

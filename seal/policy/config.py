@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from seal.core.errors import ConfigError
+from seal.core.errors import ConfigError, InputError
 
 FeatureMode = Literal["hidden", "hidden_entropy", "hidden_margin", "hidden_entropy_margin"]
 BaselineName = Literal["always_full", "always_coarse", "no_vision", "random_policy_matched", "uncertainty_threshold"]
@@ -174,9 +174,24 @@ TRAINED_CONFIG_NAME = "policy_config.json"
 
 
 def trained_lambda_cost(checkpoint_dir: str | Path) -> float | None:
-    """``lambda_cost`` the head in ``checkpoint_dir`` was trained with, or None when not recorded."""
+    """``lambda_cost`` the head in ``checkpoint_dir`` was trained with, or None when not recorded.
+
+    Raises:
+        InputError: ``policy_config.json`` is not a JSON object, or its ``lambda_cost`` not a number.
+    """
     record = Path(checkpoint_dir) / TRAINED_CONFIG_NAME
     if not record.is_file():
         return None
-    value = json.loads(record.read_text(encoding="utf-8")).get("lambda_cost")
-    return None if value is None else float(value)
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"expected the JSON policy config the head was trained with, found malformed JSON ({exc})",
+                         record) from None
+    if not isinstance(data, dict):
+        raise InputError(f"expected a JSON object, found {type(data).__name__}", record)
+    value = data.get("lambda_cost")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"'lambda_cost': expected a finite number, found {value!r}", record)
+    return float(value)

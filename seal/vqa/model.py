@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image
 
+from seal.core.errors import InputError
 from seal.models.tokenizer import OPTION_LETTERS, encode_reply
 from seal.vqa.prompts import encode_prompt, letter_question
 from seal.vqa.refusal import REFUSAL_PREFIX, parse_missing_targets
@@ -28,7 +29,7 @@ from vwm.layout import VisualWorkingMemory, VWMConfig
 if TYPE_CHECKING:
     from seal.core.manifest import Manifest
     import torch
-    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import BatchFeature, LlavaForConditionalGeneration, LlavaProcessor
 
 
 @dataclass
@@ -60,6 +61,11 @@ class VQAModel:
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        # encode() refuses a prompt longer than the context with one error; the tokenizer's own
+        # "sequence length is longer" warning (a second line, once per tokenizer) is not wanted
+        warned = getattr(self.tokenizer, "deprecation_warnings", None)
+        if isinstance(warned, dict):
+            warned["sequence-length-is-longer-than-the-specified-maximum"] = True
         self.vwm_config = vwm_config or VWMConfig()
         self.path: Path | None = None
         """The checkpoint directory it was loaded from (None when built in memory)."""
@@ -96,6 +102,31 @@ class VQAModel:
         return int(text.hidden_size)
 
     # ---- prompts -------------------------------------------------------------------------------
+    @property
+    def context_tokens(self) -> int | None:
+        """Longest sequence the model takes: the smaller of the language model's
+        ``max_position_embeddings`` and the tokenizer's ``model_max_length`` (None when neither is set)."""
+        text = getattr(self.model.config, "text_config", None) or self.model.config
+        limits = (getattr(text, "max_position_embeddings", None), getattr(self.tokenizer, "model_max_length", None))
+        limits = [int(x) for x in limits if isinstance(x, int) and 0 < x < 10**9]  # unset: a huge sentinel
+        return min(limits) if limits else None
+
+    def encode(self, text: str, vwm: VisualWorkingMemory | None) -> "BatchFeature":
+        """:func:`seal.vqa.prompts.encode_prompt` of ``text`` over ``vwm``, checked against the context.
+
+        Raises:
+            InputError: the prompt (template, images and ``text``) leaves no room for a reply in
+                :attr:`context_tokens`; says how many tokens it has and the limit.
+        """
+        enc = encode_prompt(self.processor, text, vwm)
+        limit, n = self.context_tokens, int(enc["input_ids"].shape[1])
+        if limit is not None and n >= limit:
+            own = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            where = f" ({self.path / 'config.json'})" if self.path is not None else ""
+            raise InputError(f"question too long: its prompt has {n} tokens ({own} of them the question), the VQA "
+                             f"model's context holds {limit}{where}; shorten the question")
+        return enc
+
     def memory(self, image: Image.Image | None, vwm: VisualWorkingMemory | None) -> VisualWorkingMemory | None:
         """The working memory a prompt is laid out from.
 
@@ -116,7 +147,7 @@ class VQAModel:
         ``prefix``, the reply is forced to begin with it and the returned text begins with it too."""
         import torch
 
-        enc = encode_prompt(self.processor, question, self.memory(image, vwm))
+        enc = self.encode(question, self.memory(image, vwm))
         inputs = {k: v.to(self.model.device) for k, v in enc.items()}
         start = inputs["input_ids"].shape[1]
         if prefix:
@@ -136,7 +167,7 @@ class VQAModel:
         (its first token; one forward of the prompt)."""
         import torch
 
-        enc = encode_prompt(self.processor, question, self.memory(image, vwm))
+        enc = self.encode(question, self.memory(image, vwm))
         _, last_logits = prompt_state(self.model, enc)
         first = encode_reply(self.tokenizer, REFUSAL_PREFIX, add_eos=False)[0]
         return float(torch.softmax(last_logits, dim=-1)[first])
@@ -160,7 +191,7 @@ class VQAModel:
             raise ValueError(f"score_options: reduce must be 'mean' or 'sum', found {reduce!r}")
         if not options:
             raise ValueError("score_options needs at least one option")
-        enc = encode_prompt(self.processor, question, self.memory(image, vwm))
+        enc = self.encode(question, self.memory(image, vwm))
         replies = [encode_reply(self.tokenizer, str(opt)) for opt in options]
         logps = reply_token_logprobs(self.model, enc, replies, self.tokenizer.pad_token_id)
         return [float(lp.mean() if reduce == "mean" else lp.sum()) for lp in logps]
@@ -173,7 +204,7 @@ class VQAModel:
             ``(letter, probs)``: the chosen letter (``"A"`` for the first option) and the probability
             of each option's letter, renormalised over the ``len(options)`` letters.
         """
-        enc = encode_prompt(self.processor, letter_question(question, options), self.memory(image, vwm))
+        enc = self.encode(letter_question(question, options), self.memory(image, vwm))
         probs = self._letter_probs(enc, len(options), prompt_state(self.model, enc)[1])
         best = max(range(len(probs)), key=probs.__getitem__)
         return OPTION_LETTERS[best], probs
@@ -200,7 +231,7 @@ class VQAModel:
         import torch
 
         text = question if options is None else letter_question(question, options)
-        enc = encode_prompt(self.processor, text, None)
+        enc = self.encode(text, None)
         hidden, logits = prompt_state(self.model, enc)  # (P, D), (V,)
         probs = torch.softmax(logits, dim=-1)
         top = torch.topk(probs, k=min(2, probs.numel())).values

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 NAME = "vsm"
 """Registry name of this localizer (``--localizer vsm``)."""
-CROP_CHECK_DIR = "crop_check"
-"""Sub-folder of a VSM checkpoint holding its crop matcher (:mod:`search.vsm.crop_matcher`), if any."""
+CROP_MATCHER_DIR = "crop_matcher"
+"""Sub-folder where a VSM recipe exports its second stage, the crop matcher
+(:mod:`search.vsm.crop_matcher`); the manifest's ``second_stage`` names it."""
 
 
 def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtype | None" = None,
@@ -32,16 +33,19 @@ def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtyp
         cfg: predictor knobs (batch size, feature cache).
 
     Returns:
-        A :class:`search.vsm.predictor.VSMPredictor` (``name == "vsm"``), with the checkpoint's crop
-        matcher (``crop_check/``) attached when it has one.
+        A :class:`search.vsm.predictor.VSMPredictor` (``name == "vsm"``), with the crop matcher its
+        manifest names as its second stage attached (None when the manifest names none).
 
     Raises:
-        InputError: the directory is missing or not a valid VSM checkpoint.
+        InputError: the directory is missing, has no ``manifest.json`` of kind ``vsm``, or a file
+            the manifest lists (its second stage's included) is missing or damaged.
     """
-    from search.vsm.crop_matcher import CONFIG, CropMatcher
+    from seal.core.manifest import read_manifest
+    from search.vsm.crop_matcher import CropMatcher
     from search.vsm.model import VSMModel
     from search.vsm.predictor import VSMPredictor
 
-    second = Path(path) / CROP_CHECK_DIR
-    matcher = CropMatcher.from_pretrained(second) if (second / CONFIG).is_file() else None
+    manifest = read_manifest(path, "vsm")
+    stage = manifest.second_stage
+    matcher = None if stage is None else CropMatcher.from_pretrained(Path(path) / stage["path"])
     return VSMPredictor(VSMModel.from_pretrained(path, device=device, dtype=dtype), cfg, crop_matcher=matcher)
