@@ -1,9 +1,8 @@
-"""Measure the VQA LLM on a held-out SynthVStar (mixed suite, test split) benchmark.
+"""``seal bench vqa``: the VQA LLM on a held-out SynthVStar (mixed suite, test split) benchmark, with
+ground-truth crops and without.
 
-    python -m eval.vqa_check --model checkpoints/vqa_tiny --data runs/synth_test_mixed --n 300
-
-``--data`` is a folder written by ``seal bench synth --suite mixed --split test``; when it does not
-exist yet it is generated first (``--n`` samples, ``--seed``). Every sample is read from disk as the
+The data folder is one written by ``seal bench synth --suite mixed --split test``; when it does not
+exist yet it is generated first (``n`` samples, ``seed``). Every sample is read from disk as the
 benchmark ships it (JPEG + V*Bench JSON + ``test_questions.jsonl``). Per sample:
 
 - ``crops_likelihood``: global view + ground-truth crops of every target (the VWM layout of
@@ -16,8 +15,8 @@ benchmark ships it (JPEG + V*Bench JSON + ``test_questions.jsonl``). Per sample:
   refusal; ``refusal_targets_ok``: the refusal lists exactly the targets (search questions);
 - ``refusal_text_only`` (text questions): greedy answer with no image is a refusal.
 
-Writes ``--out`` (default ``runs/vqa_check/<model folder name>.json``, never the checkpoint's own
-``metrics.json``): rates per tag and overall, and the pass/fail
+Writes the report JSON (``seal bench vqa``'s default ``runs/bench_vqa/<model folder name>.json``,
+never the checkpoint's own ``metrics.json``): rates per tag and overall, and the pass/fail
 of the targets (crops likelihood >= 0.95; on the global view the refusal fires on >= 0.90 of the
 questions whose target is not legible there, ``search`` and ``text`` (small targets), and on <= 0.10
 of the answerable ones: ``coarse`` (a large target) and text questions asked without an image).
@@ -26,9 +25,7 @@ Prints one line per tag and the targets.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -136,34 +133,27 @@ def _argmax(values: list[float]) -> int:
     return max(range(len(values)), key=values.__getitem__)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.vqa_check", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="checkpoints/vqa_tiny", help="VQA checkpoint directory")
-    p.add_argument("--data", default="runs/synth_test_mixed", help="mixed-suite test benchmark (generated if missing)")
-    p.add_argument("--n", type=int, default=300, help="samples to generate when --data is missing")
-    p.add_argument("--seed", type=int, default=0, help="benchmark seed when generating")
-    p.add_argument("--limit", type=int, help="evaluate only the first LIMIT samples")
-    p.add_argument("--out", help="metrics JSON (default: runs/vqa_check/<model folder name>.json)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
-    args = p.parse_args(argv)
+def run_bench_vqa(model: str | Path, data: Path, out: Path, n: int = 300, seed: int = 0,
+                  limit: int | None = None) -> dict:
+    """Measure the VQA checkpoint ``model`` on the benchmark ``data`` (generated with ``n`` samples
+    and ``seed`` when missing; the first ``limit`` samples), print one line per tag and the targets,
+    and write the report to ``out``.
 
-    import torch
-
+    Raises:
+        InputError: ``data`` is not a SynthVStar benchmark, or ``model`` is not a VQA checkpoint.
+    """
     from seal.core.image_io import DEFAULT_MAX_PIXELS
+    from seal.core.runs import command_line
     from seal.vqa import VQAModel
 
-    torch.set_num_threads(args.threads)
-    data = Path(args.data)
-    ensure_benchmark(data, args.n, args.seed)
-    samples = read_samples(data, args.limit)
-    vqa = VQAModel.load(args.model)
+    ensure_benchmark(data, n, seed)
+    samples = read_samples(data, limit)
+    vqa = VQAModel.load(model)
     started = time.time()
     rows = [check_sample(vqa, s, DEFAULT_MAX_PIXELS) for s in samples]
     report = summarize(rows)
-    report.update(model=str(args.model), data=str(data), samples=len(rows),
-                  seconds=round(time.time() - started, 1),
-                  command=["python", "-m", "eval.vqa_check", *(argv if argv is not None else sys.argv[1:])])
-    out = Path(args.out) if args.out else Path("runs/vqa_check") / f"{Path(args.model).name}.json"
+    report.update(model=str(model), data=str(data), samples=len(rows),
+                  seconds=round(time.time() - started, 1), command=command_line())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for name, r in report["rates"].items():
@@ -171,8 +161,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:18s} {line}", flush=True)
     print(f"targets passed: {report['passed']} -> {'ALL PASSED' if report['all_passed'] else 'NOT MET'}")
     print(f"metrics written to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return report

@@ -1,29 +1,29 @@
-"""Benchmark of a trained V* search model (VSM): search success, node counts, calibration, speed, memory.
+"""``seal bench vsm``: the trained V* search model (VSM) on a held-out SynthVStar benchmark: search
+success, node counts, calibration, speed, memory.
 
-``python -m eval.bench_vsm [--model checkpoints/vsm_tiny] [--bench runs/synth_test_vsm] [--n-samples 80]
-[--n-targets 100] [--out runs/bench_vsm/vsm_tiny.json] [--config YAML ...] [--search.field=value ...]``
+On a TEST-split benchmark folder (generated into it with ``n_samples`` vstar-suite samples when it
+holds none), for the first ``n_targets`` (sample, target) pairs:
 
-On a held-out SynthVStar TEST-split benchmark folder (generated into ``--bench`` with ``--n-samples``
-vstar-suite samples when it holds none), for the first ``--n-targets`` (sample, target) pairs:
-
-- **search**: :class:`search.session.SearchSession` with the VSM localizer, strategies ``vstar`` and
-  ``bfs`` (same model): ``found_rate`` (found and IoU >= 0.5 with a ground-truth box of that name;
-  ``found_by_name_kind``: hits / targets for SynthVStar names by colour and by pattern),
-  ``mean_nodes_all`` (nodes visited, over all targets), ``mean_nodes_found``, ``mean_model_calls``;
+- **search**: :class:`search.session.SearchSession` with the VSM localizer (and the configured hit
+  check, :mod:`search.hit_check`), strategies ``vstar`` and ``bfs`` (same model): ``found_rate``
+  (found and IoU >= 0.5 with a ground-truth box of that name; ``found_by_name_kind``: hits /
+  targets for SynthVStar names by colour and by pattern), ``mean_nodes_all`` (nodes visited, over
+  all targets), ``mean_nodes_found``, ``mean_model_calls``, ``mean_hit_check_calls``;
   ``vstar_bfs_node_ratio`` = vstar / bfs mean nodes;
 - **calibration**: every node of each image's search tree (root, level 1, level 2) is located for
   each target; the pair (best detection score, whether that best box has IoU >= 0.5 with the
   target) over all those patches gives ``ece`` (10 equal-width bins), the Brier score and the
   accuracy of "score > 0.5"; ``search_score_ece`` does the same over the searches' final scores;
 - **speed**: median seconds of one ``locate`` call on a batch of 4 patches never seen before
-  (vision encoding included), over ``--timing-calls`` calls;
+  (vision encoding included), over ``timing_calls`` calls;
 - **memory**: peak resident set size of this process (``ru_maxrss``), MB.
 
-The report (with the command line) is printed and written to ``--out`` as JSON.
+The report (with the command line) is printed and written as JSON (:func:`run_bench_vsm`).
 """
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -32,8 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.target_cli import command, input_error, target_parser, write_report
-from seal.cli.common import parse_with_config
+from eval.bench_targets import BenchTarget, list_targets, search_row
 from seal.core.errors import InputError
 
 STRATEGIES = ("vstar", "bfs")
@@ -71,19 +70,20 @@ def calibration(scores: list[float], correct: list[bool]) -> dict[str, float]:
             "accuracy_at_0.5": float(np.mean((s > 0.5) == (c > 0.5))), "positives": int(c.sum())}
 
 
-def run_bench(localizer: Any, targets: list, cfg: Any, timing_calls: int = 20, log=print,
-              verifier: Any = None, strategies: tuple[str, ...] = STRATEGIES,
+def run_bench(localizer: Any, targets: list[BenchTarget], cfg: Any, timing_calls: int = 20, log=print,
+              hit_check: Any = None, strategies: tuple[str, ...] = STRATEGIES,
               patch_calibration: bool = True) -> dict[str, Any]:
-    """Search / calibration / timing over ``targets`` (:class:`eval.bench_search.BenchTarget`);
-    ``verifier``: an optional :class:`search.hit_check.protocol.HitCheck` checking the searches' hits (the
-    calibration patches are the localizer's alone). ``strategies``: a quick run may search with
-    ``vstar`` alone (no node ratio then); ``patch_calibration`` off skips locating every tree node."""
+    """Search / calibration / timing over ``targets``; ``cfg``: a config with ``image``, ``search``
+    and ``hit_check`` sections. ``hit_check``: an optional :class:`search.hit_check.protocol.HitCheck`
+    checking the searches' hits (the calibration patches are the localizer's alone). ``strategies``:
+    a quick run may search with ``vstar`` alone (no node ratio then); ``patch_calibration`` off skips
+    locating every tree node."""
     from dataclasses import replace
 
     from seal.core.geometry import iou_xyxy
     from seal.core.image_source import ImageSource
     from search.session import SearchSession
-    from training.vsm_data import search_regions
+    from search.tree import tree_boxes
 
     rows: list[dict[str, Any]] = []
     cal_scores: list[float] = []
@@ -96,14 +96,12 @@ def run_bench(localizer: Any, targets: list, cfg: Any, timing_calls: int = 20, l
     for k, (path, group) in enumerate(by_image.items(), start=1):
         image = ImageSource.from_path(path, cfg.image.max_pixels)
         images[path] = image
-        session = SearchSession(localizer, image, cfg.search, verifier)
+        session = SearchSession(localizer, image, cfg.search, hit_check, cfg.hit_check)
         for t in group:
             for strategy in strategies:
                 result = session.search(t.name, cfg=replace(cfg.search, strategy=strategy))
-                iou = float(iou_xyxy(result.box_xyxy, t.boxes_xyxy).max()) if result.box_xyxy else 0.0
-                rows.append({"sample": str(t.annotation), "target": t.name, "strategy": strategy, "iou": iou,
-                             "hit": bool(result.found and iou >= 0.5), **result.to_json()})
-            regions = [box for _, box in search_regions(image.width, image.height, cfg.search)]
+                rows.append(search_row(t, strategy, result))
+            regions = [box for _, box in tree_boxes(image.width, image.height, cfg.search)]
             for det in localizer.locate(t.name, regions) if patch_calibration else ():
                 box = det.best_box
                 cal_scores.append(det.best_score)
@@ -142,7 +140,7 @@ def _summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_nodes_all": sum(r["nodes_visited"] for r in rows) / n,
         "mean_nodes_found": (sum(r["nodes_visited"] for r in hits) / len(hits)) if hits else float("nan"),
         "mean_model_calls": sum(r["model_calls"] for r in rows) / n,
-        "mean_verifier_calls": sum(r["hit_check_calls"] for r in rows) / n,
+        "mean_hit_check_calls": sum(r["hit_check_calls"] for r in rows) / n,
         "mean_seconds": sum(r["seconds"] for r in rows) / n,
     }
 
@@ -168,13 +166,13 @@ def _time_locate(localizer: Any, images: list, calls: int) -> float:
 
 def format_report(report: dict[str, Any]) -> str:
     stops = report.get("stops") or {}
-    lines = [f"{report['n_targets']} targets, hits checked by {report.get('verifier') or 'nothing'}"
+    lines = [f"{report['n_targets']} targets, hits checked by {report.get('hit_check') or 'nothing'}"
              + (f"; stop above {stops['confidence_high']}, fallback from {stops['confidence_low']}"
-                f" (search profile {report.get('search_profile')})" if stops else ""),
+                + (" (the model's search defaults)" if report.get("search_profile") else "") if stops else ""),
              f"{'strategy':<9} {'found':>6} {'nodes(all)':>10} {'nodes(found)':>12} {'calls':>6} {'s/target':>8}"]
     for name, m in report["search"].items():
         kinds = ", ".join(f"{k} {v}" for k, v in m["found_by_name_kind"].items())
-        checks = f", {m['mean_verifier_calls']:.2f} hit checks" if m.get("mean_verifier_calls") else ""
+        checks = f", {m['mean_hit_check_calls']:.2f} hit checks" if m.get("mean_hit_check_calls") else ""
         lines.append(f"{name:<9} {m['found_rate']:>6.1%} {m['mean_nodes_all']:>10.2f} {m['mean_nodes_found']:>12.2f} "
                      f"{m['mean_model_calls']:>6.2f} {m['mean_seconds']:>8.2f}  ({kinds}{checks})")
     c = report["calibration"]
@@ -188,74 +186,79 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _checker_label(verifier: Any, cfg: Any, verifier_model: str | None) -> str:
-    """The hit check's name, with the checking VQA LLM's folder when a VQA LLM is among its members."""
-    from seal.vqa.checker import plan_checker
+def hit_check_label(hit_check: Any, cfg: Any) -> str | None:
+    """The hit check's name, with the checking VQA LLM's folder when a VQA LLM is among its members
+    (``hit_check.vqa_path``, else the answering model ``models.vqa_path``); None without a check."""
     from search.hit_check.words import VQAWordCheck
 
-    members = getattr(verifier, "verifiers", [verifier])
+    if hit_check is None:
+        return None
+    members = getattr(hit_check, "checks", [hit_check])
     if any(isinstance(m, VQAWordCheck) for m in members):
-        return f"{verifier.name} ({plan_checker(cfg, verifier_model).path})"
-    return verifier.name
+        return f"{hit_check.name} ({cfg.hit_check.vqa_path or cfg.models.vqa_path})"
+    return hit_check.name
 
 
-def _profile_label(model) -> str | None:
-    """The search model's ``search.yaml`` layered under the config, if it has one."""
-    from search.profile import profile_path
+def _search_defaults(model: str | Path) -> dict[str, Any] | None:
+    """The search model's search defaults (its manifest's), layered under the config; None if none."""
+    from seal.core.manifest import read_manifest
+    from seal.core.paths import resolve_dir
 
-    path = profile_path(model)
-    return None if path is None else str(path)
+    return read_manifest(resolve_dir(model, "models.vsm_path"), "vsm").search_defaults or None
 
 
-def main(argv: list[str] | None = None) -> int:
-    import torch
+def check_strategies(strategies: tuple[str, ...]) -> tuple[str, ...]:
+    """``strategies`` when they are ``vstar`` and optionally ``bfs``.
 
-    from eval.bench_search import list_targets
-    from search.vsm.localizer import load_vsm_localizer
-    from seal.cli.cmd_search import load_verifier
+    Raises:
+        InputError: anything else.
+    """
+    if not strategies or not set(strategies) <= set(STRATEGIES) or "vstar" not in strategies:
+        raise InputError(f"--strategies: expected vstar and optionally bfs, found {','.join(strategies)!r}")
+    return strategies
 
-    p = target_parser("bench_vsm", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=100, threads=1,
-                      out_help="report JSON (default: runs/bench_vsm/<model folder name>.json; never the checkpoint's own metrics.json)",
-                      bench_help="TEST-split V*Bench-layout folder (generated here when it holds no benchmark)",
-                      bench="runs/synth_test_vsm")
-    p.add_argument("--n-samples", type=int, default=80, help="samples to generate when --bench is empty")
-    p.add_argument("--timing-calls", type=int, default=20)
-    p.add_argument("--strategies", default=",".join(STRATEGIES),
-                   help="comma-separated among vstar,bfs (a quick run: vstar; the node ratio needs both)")
-    p.add_argument("--no-patch-calibration", action="store_true",
-                   help="skip locating every tree node for the patch calibration (its ECE is then nan)")
-    p.add_argument("--verifier-model", metavar="DIR",
-                   help="VQA LLM checking the hits, as seal search does (default: hit_check.vqa_path, else "
-                        "the checker agent.vqa_path's verifier.yaml names, else agent.vqa_path; "
-                        "--hit_check.enabled=false: the search model alone)")
-    try:
-        args, cfg = parse_with_config(p, argv, model_arg="model")
-        strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
-        if not strategies or not set(strategies) <= set(STRATEGIES) or "vstar" not in strategies:
-            raise InputError(f"--strategies: expected vstar and optionally bfs, found {args.strategies!r}")
-        torch.set_num_threads(args.threads)
-        bench = ensure_bench(args.bench, args.n_samples)
-        targets = list_targets(bench)[: max(args.n_targets, 0)]
-        if not targets:
-            raise InputError("no targets in the benchmark folder", bench)
-        localizer = load_vsm_localizer(args.model)
-        verifier = load_verifier(args, cfg, localizer)
-        report = run_bench(localizer, targets, cfg, args.timing_calls, log=lambda m: print(m, file=sys.stderr),
-                           hit_check=verifier, strategies=strategies, patch_calibration=not args.no_patch_calibration)
-    except InputError as exc:
-        return input_error("bench_vsm", exc)
-    report = {"command": command("bench_vsm", argv),
-              "model": str(args.model), "search_profile": _profile_label(args.model),
-              "stops": {k: getattr(cfg.search, k) for k in ("confidence_high", "confidence_low", "compare_nodes", "max_nodes")},
-              "bench": str(bench), "threads": args.threads,
-              "verifier": None if verifier is None else _checker_label(verifier, cfg, args.verifier_model),
-              **report}
+
+def ensure_targets(bench: Path, n_samples: int, n_targets: int) -> list[BenchTarget]:
+    """The first ``n_targets`` (sample, target) pairs of ``bench``, generating the benchmark first
+    (``n_samples`` samples) when the folder holds none.
+
+    Raises:
+        InputError: the folder holds no target.
+    """
+    targets = list_targets(ensure_bench(bench, n_samples))[: max(n_targets, 0)]
+    if not targets:
+        raise InputError("no targets in the benchmark folder", bench)
+    return targets
+
+
+def run_bench_vsm(cfg: Any, localizer: Any, hit_check: Any, targets: list[BenchTarget], out: Path, *,
+                  bench: Path, timing_calls: int = 20, strategies: tuple[str, ...] = STRATEGIES,
+                  patch_calibration: bool = True, threads: int = 1,
+                  log=lambda m: print(m, file=sys.stderr)) -> dict[str, Any]:
+    """Benchmark the search model ``localizer`` (loaded from ``cfg.models.vsm_path``) with the hit
+    check ``hit_check`` (None: the model alone) on ``targets`` (:func:`ensure_targets` of
+    ``bench``); print the report and write it to ``out``.
+
+    Args:
+        cfg: a config with ``image``, ``models``, ``search`` and ``hit_check`` sections.
+        out: the report JSON (never the checkpoint's own ``metrics.json``).
+        bench: the folder the targets come from, recorded in the report.
+        strategies: ``vstar`` and optionally ``bfs`` (:func:`check_strategies`).
+        threads: torch threads the caller set, recorded in the report.
+        log: progress lines (one per image).
+    """
+    from seal.core.runs import command_line
+
+    measured = run_bench(localizer, targets, cfg, timing_calls, log=log, hit_check=hit_check,
+                         strategies=check_strategies(strategies), patch_calibration=patch_calibration)
+    stops = ("confidence_high", "confidence_low", "compare_nodes", "max_nodes")
+    report = {"command": command_line(),
+              "model": str(Path(cfg.models.vsm_path)), "search_profile": _search_defaults(cfg.models.vsm_path),
+              "stops": {k: getattr(cfg.search, k) for k in stops},
+              "bench": str(bench), "threads": threads, "hit_check": hit_check_label(hit_check, cfg),
+              **measured}
     print(format_report(report))
-    out = args.out or Path("runs/bench_vsm") / f"{Path(args.model).name}.json"
-    write_report(out, report, indent=1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=float) + "\n", encoding="utf-8")
     print(f"report written to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return report
