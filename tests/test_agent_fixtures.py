@@ -94,5 +94,4 @@ def make_agent(vqa, *overrides):
     from seal.agent.pipeline import Agent, load_policy
 
     cfg = make_config(*overrides)
-    policy, note = load_policy(cfg)
-    return Agent(vqa, policy, cfg, policy_note=note)
+    return Agent(vqa, load_policy(cfg.policy), cfg)

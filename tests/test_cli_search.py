@@ -149,44 +149,33 @@ def test_bench_search_smoke(tmp_path, capsys):
     assert (out.parent / "run.json").is_file()
 
 
-def test_the_hit_checker_model_is_chosen_flag_then_config(tmp_path):
-    """``--verifier-model`` wins over ``hit_check.vqa_path``, which wins over the answering model's
-    profile and ``agent.vqa_path``; a
-    configured checker that is missing is an error, not a silent fallback to the answering model."""
-    import argparse
+def test_a_missing_hit_check_model_is_an_error_not_a_fallback(tmp_path):
+    """A VQA checker named on the command line that does not exist is a one-line error naming the
+    field, not a silent fallback to the answering model."""
+    from seal.cli.main import main
 
-    from seal.cli.cmd_search import _attribute_verifier
-    from seal.config import load
-    from seal.core.errors import InputError
-
-    missing = tmp_path / "no_checker"
-    cfg = load([], [f"hit_check.model_path={missing}"])
-    with pytest.raises(InputError, match="hit_check.model_path"):
-        _attribute_verifier(argparse.Namespace(verifier_model=None), cfg)
-    shipped = ROOT / "checkpoints" / "vqa_tiny"
-    checker, asked = _attribute_verifier(argparse.Namespace(verifier_model=str(shipped)), cfg)
-    assert checker is not None and asked.checked_kinds == ["color", "pattern"]  # vqa_tiny names no asking keys
-    with pytest.raises(InputError, match="verifier-model"):
-        _attribute_verifier(argparse.Namespace(verifier_model=str(missing)), load())
+    code = main(["search", "--image", str(ROOT / "checkpoints" / "vsm_tiny" / "decoders.safetensors"),
+                 "--target", "red star", "--hit-check-model", str(tmp_path / "no_checker")])
+    assert code == 2
 
 
 def test_the_shipped_search_model_checks_with_its_crop_matcher_unless_a_vqa_checker_is_named():
-    """The shipped VSM carries its crop matcher: by default it alone checks (the VQA checker is not
-    even loaded); ``--verifier-model`` adds the named VQA LLM behind it; ``--hit_check.crop_check=false``
-    goes back to the VQA checker alone."""
-    import argparse
-
-    from search.hit_check.protocol import AllChecks
+    """The shipped VSM carries its crop matcher: by default it alone checks (no VQA model is even
+    loaded); ``hit_check.vqa=always`` with a named model adds that VQA LLM behind it, asked as its
+    manifest records; ``--hit_check.crop_matcher=false`` leaves the answering VQA LLM alone."""
     from search.hit_check.crop_matcher import CropMatcherCheck
-    from search.vsm.localizer import load_vsm_localizer
-    from seal.cli.cmd_search import load_verifier
-    from seal.config import load
+    from search.hit_check.protocol import AllChecks
     from search.hit_check.words import VQAWordCheck
+    from search.vsm.localizer import load_vsm_localizer
+    from seal.cli.cmd_search import load_hit_check
+    from seal.config import SearchCommandConfig, load
 
     vsm = load_vsm_localizer(ROOT / "checkpoints" / "vsm_tiny")
     assert vsm.crop_matcher is not None
-    assert isinstance(load_verifier(argparse.Namespace(verifier_model=None), load(), vsm), CropMatcherCheck)
-    named = load_verifier(argparse.Namespace(verifier_model=str(ROOT / "checkpoints" / "vqa_check_tiny")), load(), vsm)
-    assert isinstance(named, AllChecks) and [type(v) for v in named.verifiers] == [CropMatcherCheck, VQAWordCheck]
-    vqa_only = load_verifier(argparse.Namespace(verifier_model=None), load([], ["hit_check.crop_check=false"]), vsm)
-    assert isinstance(vqa_only, VQAWordCheck)
+    assert isinstance(load_hit_check(load(cls=SearchCommandConfig), vsm), CropMatcherCheck)
+    checker = ROOT / "checkpoints" / "vqa_check_tiny"
+    named = load_hit_check(load([], [f"hit_check.vqa_path={checker}", "hit_check.vqa=always"], cls=SearchCommandConfig), vsm)
+    assert isinstance(named, AllChecks) and [type(c) for c in named.checks] == [CropMatcherCheck, VQAWordCheck]
+    assert named.checks[1].cfg.checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross", "dotted object")]
+    vqa_only = load_hit_check(load([], ["hit_check.crop_matcher=false"], cls=SearchCommandConfig), vsm)
+    assert isinstance(vqa_only, VQAWordCheck) and vqa_only.cfg.checked_kinds == ["color", "pattern"]

@@ -94,7 +94,7 @@ def test_from_config_loads_checkpoint_and_checks_it(tmp_path):
     with pytest.raises(ConfigError, match="feature_mode"):
         ValuePolicy.from_config(PolicyConfig(checkpoint=str(tmp_path / "head"), feature_mode="hidden"))
     with pytest.raises(ConfigError, match="policy.checkpoint"):
-        ValuePolicy.from_config(PolicyConfig())
+        ValuePolicy.from_config(PolicyConfig(checkpoint=None))
 
 
 def test_decide_batch_matches_decide():

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from search.config import SearchConfig
+from seal.core.errors import ConfigError
+from search.hit_check.config import HitCheckConfig
 from search.engine import StepEvent, run_search
 from search.localizer import Detection
 from tests.fakes import FakeLocalizer, blank_image
@@ -327,11 +329,11 @@ def _contains(region, box):
 def test_a_coarse_hit_is_confirmed_up_close_before_it_stops_the_search():
     image = blank_image(2048, 2048)
     trusting = run_search(CoarseFooled({"cup": [CUP]}, detect_side=600), image, "cup",
-                          SearchConfig(confirm_zoom=0.0, **NO_CUE))
+                          SearchConfig(**NO_CUE), check_cfg=HitCheckConfig(zoom=0.0))
     assert trusting.stop_reason == "confident" and trusting.box_xyxy == CoarseFooled.DECOY  # fooled at level 1
 
     loc = CoarseFooled({"cup": [CUP]}, detect_side=600)
-    res = run_search(loc, image, "cup", SearchConfig(confirm_zoom=1.25, **NO_CUE))
+    res = run_search(loc, image, "cup", SearchConfig(**NO_CUE), check_cfg=HitCheckConfig(zoom=1.25))
     assert res.stop_reason == "confident" and res.box_xyxy == CUP and not res.fallback
     g = res.trace.graph
     confirmed = {n: a for n, a in g.nodes(data=True) if a["zoom_score"] >= 0}
@@ -342,5 +344,5 @@ def test_a_coarse_hit_is_confirmed_up_close_before_it_stops_the_search():
     windows = [r for r in loc.located_regions() if abs((r[2] - r[0]) - 320.0) < 1e-6 and abs((r[3] - r[1]) - 320.0) < 1e-6]
     assert len(windows) == len(confirmed)
     assert res.model_calls == loc.n_calls("locate") + loc.n_calls("suggest")
-    with pytest.raises(Exception, match="confirm_zoom"):
-        SearchConfig(confirm_zoom=9.0)
+    with pytest.raises(ConfigError, match="hit_check.zoom"):
+        HitCheckConfig(zoom=9.0)

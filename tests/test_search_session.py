@@ -3,6 +3,7 @@
 import json
 
 from search.config import SearchConfig
+from search.hit_check.config import HitCheckConfig
 from search.engine import run_search
 from search.session import SearchSession
 from tests.fakes import FakeLocalizer, blank_image
@@ -17,7 +18,8 @@ API_RESULT_KEYS = {"target", "strategy", "found", "box_xyxy", "score", "instance
 def test_session_sets_the_image_once_and_shares_the_cache():
     loc = FakeLocalizer({"cup": [CUP], "pen": [PEN]}, detect_side=600)
     # no leaf-scale confirmation: its window depends on the target's box, so it is not shared
-    session = SearchSession(loc, blank_image(2048, 2048), SearchConfig(context_cue=False, confirm_zoom=0.0))
+    session = SearchSession(loc, blank_image(2048, 2048), SearchConfig(context_cue=False), None,
+                            HitCheckConfig(zoom=0.0))
     cup, pen = session.search_many(["cup", "pen"])
     assert loc.set_image_calls == 1
     assert cup.found and pen.found and cup.box_xyxy == CUP and pen.box_xyxy == PEN

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from seal.cli.common import add_config_args, resolve_config
-from seal.config import COMMANDS, dump_yaml
+from seal.config import COMMANDS, command_config, dump_yaml
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,5 +17,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(dump_yaml(resolve_config(args, COMMANDS[args.command])), end="")
+    print(dump_yaml(resolve_config(args, command_config(args.command))), end="")
     return 0

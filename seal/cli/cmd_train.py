@@ -17,7 +17,7 @@ from typing import Callable
 from seal.cli.common import add_config_args, print_json_line, resolve_config
 from seal.core.outputs import writable_dir, write_errors
 from seal.core.runs import write_run_record
-from seal.config import Config
+from typing import Any as Config  # the recipe's own config class, resolved in run()
 
 
 def _train_vqa(cfg: Config, command: list[str]) -> dict:
@@ -58,7 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = resolve_config(args, Config)
+    from seal.config import command_config
+
+    cfg = resolve_config(args, command_config("train"))
     command = ["seal", *sys.argv[1:]] if sys.argv else ["seal", "train", args.kind]
     writable_dir(cfg.train.out_dir, "train.out_dir")  # a read-only folder, a file or a full disk: before training
     with write_errors(cfg.train.out_dir, "train.out_dir"):  # disk full while writing: one line

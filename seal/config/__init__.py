@@ -10,30 +10,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, TypeVar
 
+import importlib
+
 from seal.agent.config import AskConfig, SearchCommandConfig
-from seal.config.root import Config
 from seal.core.config import dump_yaml, from_dict, load_config, to_dict
 from seal.core.errors import ConfigError
-from eval.synth.config import BenchSynthConfig
 
 T = TypeVar("T")
 
-COMMANDS: dict[str, type] = {
-    "ask": AskConfig,
-    "eval": AskConfig,
-    "search": SearchCommandConfig,
-    "train": Config,
-    "bench-synth": BenchSynthConfig,
+COMMANDS: dict[str, str] = {
+    "ask": "seal.agent.config:AskConfig",
+    "eval": "seal.agent.config:AskConfig",
+    "search": "seal.agent.config:SearchCommandConfig",
+    "train": "seal.config.root:Config",
+    "bench-synth": "eval.synth.config:BenchSynthConfig",
 }
-"""``seal cfg COMMAND`` / each command's config class."""
+"""``seal cfg COMMAND`` / each command's config class, as ``module:Class`` (imported on demand, so
+one command's config never imports another's)."""
 
 
 def command_config(command: str) -> type:
     """The config class of ``command`` (a key of :data:`COMMANDS`)."""
     try:
-        return COMMANDS[command]
+        module, name = COMMANDS[command].split(":")
     except KeyError:
         raise ConfigError(f"no config for command {command!r}; known: {', '.join(COMMANDS)}") from None
+    return getattr(importlib.import_module(module), name)
 
 
 def load(files: Iterable[str | Path] = (), overrides: Iterable[str] = (), search_profile: bool | str | Path = True,
@@ -71,5 +73,5 @@ def _search_defaults(cfg: object, search_profile: bool | str | Path) -> dict | N
     return read_manifest(search_profile, "vsm").search_defaults or None
 
 
-__all__ = ["COMMANDS", "AskConfig", "Config", "SearchCommandConfig", "command_config", "dump_yaml", "from_dict",
-           "load", "load_config", "to_dict"]
+__all__ = ["COMMANDS", "AskConfig", "SearchCommandConfig", "command_config", "dump_yaml", "from_dict", "load",
+           "load_config", "to_dict"]
