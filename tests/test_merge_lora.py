@@ -125,11 +125,12 @@ def test_bad_input_exits_2_with_one_line(source, merged, tmp_path, capsys):
     garbage.mkdir()
     (garbage / "vsm_config.json").write_text("{not json")
     (garbage / "weights.bin").write_bytes(b"\x00\x01garbage")
-    assert "cannot read vsm_config.json" in _run_error(capsys, ["merge-lora", "--vsm", str(garbage), "--out", out])
+    assert "found no manifest.json" in _run_error(capsys, ["merge-lora", "--vsm", str(garbage), "--out", out])
     broken = tmp_path / "broken"
     shutil.copytree(source, broken)
     (broken / "backbone" / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00garbage!")
-    assert "cannot read the weights" in _run_error(capsys, ["merge-lora", "--vsm", str(broken), "--out", out])
+    err = _run_error(capsys, ["merge-lora", "--vsm", str(broken), "--out", out])
+    assert str(broken / "backbone" / "model.safetensors") in err and "truncated or corrupt" in err
     shutil.copyfile(source / "backbone" / "model.safetensors", broken / "backbone" / "model.safetensors")
     (broken / "adapter" / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
     assert "cannot load the adapter" in _run_error(capsys, ["merge-lora", "--vsm", str(broken), "--out", out])
@@ -138,3 +139,24 @@ def test_bad_input_exits_2_with_one_line(source, merged, tmp_path, capsys):
     assert "not empty" in _run_error(capsys, ["merge-lora", "--vsm", str(source), "--out", str(already)])
     assert "source checkpoint" in _run_error(capsys, ["merge-lora", "--vsm", str(source), "--out", str(source)])
     assert not (tmp_path / "out").exists()
+
+
+def test_merge_carries_the_second_stage_and_the_search_defaults(tmp_path):
+    """A checkpoint with a crop matcher and search defaults merges into one that searches the same
+    way: the second stage is copied, the manifest keeps the defaults and names its source."""
+    from search.vsm.crop_matcher import CropMatcher, CropMatcherConfig
+    from search.vsm.localizer import load_vsm_localizer
+    from seal.config import load
+    from seal.core.manifest import read_manifest
+
+    src = tmp_path / "vsm"
+    CropMatcher(CropMatcherConfig(vocabulary=["red", "star"], widths=[8, 8], strides=[2, 2], embed_dim=8)) \
+        .save_pretrained(src / "crop_matcher")
+    tiny_vsm().eval().save_pretrained(src, search_defaults={"confidence_high": 0.3}, second_stage="crop_matcher")
+    out = tmp_path / "merged"
+    assert main(["merge-lora", "--vsm", str(src), "--out", str(out)]) == 0
+    before, after = read_manifest(src, "vsm"), read_manifest(out, "vsm")
+    assert after.search_defaults == before.search_defaults == {"confidence_high": 0.3}
+    assert after.second_stage == before.second_stage and after.recipe["merged_from"]["path"] == str(src)
+    assert load_vsm_localizer(out).crop_matcher is not None
+    assert load([], [f"models.vsm_path={out}"]).search.confidence_high == 0.3

@@ -87,9 +87,19 @@ class VoWHead(nn.Module):
         return torch.softmax(self.forward(features), dim=-1)
 
     # ---- persistence ---------------------------------------------------------------------------
-    def save(self, out_dir: str | Path) -> Path:
-        """Write ``head.safetensors`` and ``head.json`` into ``out_dir``; returns the directory."""
+    def save(self, out_dir: str | Path, trained_against: dict[str, str | Path] | None = None,
+             recipe: dict | None = None) -> Path:
+        """Write ``head.safetensors``, ``head.json`` and the ``manifest.json`` (kind ``policy_head``)
+        into ``out_dir``; returns the directory.
+
+        Args:
+            trained_against: ``{"vqa": DIR}``, the VQA model whose text pass the head was trained on
+                (its fingerprint is recorded: another model is refused at load).
+            recipe: how it was made (command, training settings), recorded in the manifest.
+        """
         from safetensors.torch import save_file
+
+        from seal.core.manifest import write_manifest
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +107,8 @@ class VoWHead(nn.Module):
         save_file(tensors, str(out / WEIGHTS_NAME), metadata={"format": FORMAT})
         (out / CONFIG_NAME).write_text(json.dumps({"format": FORMAT, **asdict(self.spec)}, indent=2) + "\n",
                                        encoding="utf-8")
+        write_manifest(out, "policy_head", {"format": FORMAT, **asdict(self.spec)}, [CONFIG_NAME, WEIGHTS_NAME],
+                       trained_against=trained_against, recipe=recipe)
         return out
 
     @classmethod

@@ -142,14 +142,18 @@ class CropMatcher(nn.Module):
         return torch.nn.functional.logsigmoid(logits).sum(dim=1).exp().double().numpy()
 
     # ---- files -------------------------------------------------------------------------------------
-    def save_pretrained(self, out_dir: str | Path) -> Path:
-        """Write ``crop_matcher.safetensors`` + ``crop_matcher.json`` into ``out_dir``."""
+    def save_pretrained(self, out_dir: str | Path, recipe: dict | None = None) -> Path:
+        """Write ``crop_matcher.safetensors``, ``crop_matcher.json`` and its ``manifest.json`` (kind
+        ``crop_matcher``; ``recipe``: how it was made) into ``out_dir``."""
         from safetensors.torch import save_file
+
+        from seal.core.manifest import write_manifest
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(out / WEIGHTS))
         (out / CONFIG).write_text(json.dumps(asdict(self.cfg), indent=2) + "\n", encoding="utf-8")
+        write_manifest(out, "crop_matcher", asdict(self.cfg), [CONFIG, WEIGHTS], recipe=recipe)
         return out
 
     @classmethod

@@ -16,7 +16,10 @@
    so ``LlavaForConditionalGeneration.from_pretrained(OUT, local_files_only=True)`` and
    ``AutoProcessor.from_pretrained(OUT)`` load it like any llava-hf checkpoint, and
    ``VSMModel.from_pretrained(OUT)`` (hence ``load_vsm_localizer``) still gives the localizer;
-5. reload ``OUT`` strictly and compare its outputs with the reference (the parity check).
+5. reload ``OUT`` strictly and compare its outputs with the reference (the parity check);
+6. carry every companion across: the second stage (the crop matcher folder) is copied, and
+   ``OUT/manifest.json`` keeps the source's search defaults and second stage and records the source
+   it was merged from, so the merged model searches exactly as the adapter checkpoint did.
 
 Memory: one copy of the model while merging (the merge is in place), then the reloaded copy after
 the first one is freed.
@@ -166,7 +169,10 @@ def merge_checkpoint(vsm_dir: str | Path, out_dir: str | Path, tolerance: float 
     Raises:
         InputError: ``vsm_dir`` is not a loadable adapter checkpoint, or ``out_dir`` is unusable.
     """
+    from seal.core.manifest import model_files, read_manifest, write_manifest
+
     src, out = Path(vsm_dir), Path(out_dir)
+    source = read_manifest(src, "vsm")  # every listed file and the second stage present, before any work
     if _already_merged(src):
         raise InputError("the checkpoint is already merged", src)
     clear = check_out_dir(src, out, overwrite)
@@ -191,4 +197,10 @@ def merge_checkpoint(vsm_dir: str | Path, out_dir: str | Path, tolerance: float 
     meta = json.loads((out / CONFIG_FILE).read_text())
     meta["merge"] = {k: v for k, v in asdict(report).items() if k not in ("out", "parameters", "decoder_parameters")}
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    stage = source.second_stage
+    if stage is not None:
+        shutil.copytree(src / stage["path"], out / stage["path"])
+    write_manifest(out, "vsm", meta, model_files(out), search_defaults=source.search_defaults,
+                   second_stage=None if stage is None else stage["path"],
+                   recipe={**source.recipe, "merged_from": {"path": str(src), "fingerprint": source.fingerprint}})
     return report

@@ -236,13 +236,22 @@ class VSMModel(nn.Module):
             module.requires_grad_(trainable)
         return model.train(trainable)
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write backbone (without adapter), adapter, decoders and ``vsm_config.json`` into ``path``.
+    def save_pretrained(self, path: str | Path, search_defaults: dict | None = None, second_stage: str | None = None,
+                        recipe: dict | None = None) -> Path:
+        """Write backbone (without adapter), adapter, decoders, ``vsm_config.json`` and the checkpoint's
+        ``manifest.json`` (kind ``vsm``) into ``path``.
 
         The backbone is saved from a copy with the adapter layers unloaded (peft ``unload``), so
         saving needs memory for a second copy of the backbone for a moment. A merged model writes
         the merged layout instead (the LLaVA at the top level, ``"merged": true``).
+
+        Args:
+            search_defaults: the ``search`` settings its scores were tuned for (manifest).
+            second_stage: a subfolder of ``path`` already holding the crop matcher (its own manifest).
+            recipe: how it was made (command, git revision), recorded in the manifest.
         """
+        from seal.core.manifest import model_files, write_manifest
+
         import copy
 
         from safetensors.torch import save_file
@@ -265,6 +274,11 @@ class VSMModel(nn.Module):
         if self.is_merged:
             meta[MERGED_KEY] = True
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        files = model_files(out)
+        if not self.is_merged:
+            files += [f"{sub}/{name}" for sub in ("backbone", "adapter") for name in model_files(out / sub)]
+        write_manifest(out, "vsm", meta, files, search_defaults=search_defaults, second_stage=second_stage,
+                       recipe=recipe)
         return out
 
     def _head_modules(self) -> dict[str, nn.Module]:
