@@ -113,14 +113,13 @@ class VoWHead(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, map_location: str = "cpu") -> "VoWHead":
-        """Load a head saved by :meth:`save`; every key must match (no partial loads). Eval mode. A
-        directory with a ``manifest.json`` must be a ``policy_head`` checkpoint with every listed file."""
-        from seal.core.manifest import MANIFEST, read_manifest
+        """Load a head saved by :meth:`save`; every key must match (no partial loads). Eval mode. The
+        directory must be a ``policy_head`` checkpoint (its ``manifest.json``) with every listed file."""
+        from seal.core.manifest import read_manifest
         from seal.core.weights import load_safetensors
 
         root = Path(path)
-        if (root / MANIFEST).is_file():
-            read_manifest(root, "policy_head")
+        read_manifest(root, "policy_head")
         cfg_path, weights_path = root / CONFIG_NAME, root / WEIGHTS_NAME
         for p in (cfg_path, weights_path):
             if not p.is_file():

@@ -13,7 +13,6 @@ changed it, ``"...; fallback: entropy 2.300 > 1.500 -> full"``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -22,6 +21,7 @@ from seal.core.errors import ConfigError, InputError
 from seal.policy.actions import ALL_ACTIONS, N_ACTIONS, Action
 from seal.policy.baselines import Chooser, Choices, make_baseline
 from seal.policy.config import PolicyConfig
+from seal.policy.data import FEATURE_MODE, HIDDEN_SOURCE
 from seal.policy.escalation import Escalation
 from seal.policy.fallback import Fallback
 from seal.policy.features import PolicyInputs, TextPass, feature_dim
@@ -90,12 +90,13 @@ class ValuePolicy:
         self.cfg = cfg
         self.chooser = chooser
         self.fallback = Fallback.from_config(cfg)
-        self.escalation = Escalation.from_config(cfg) if isinstance(chooser, LearnedChooser) else None
+        learned = isinstance(chooser, LearnedChooser)
+        self.escalation = Escalation.from_config(cfg, chooser.head.spec.action_space) if learned else None
 
     @classmethod
     def from_config(cls, cfg: PolicyConfig, head: "VoWHead | None" = None) -> "ValuePolicy":
         """The baseline ``cfg.baseline_name``; or the learned policy with ``head`` (else loaded
-        strictly from ``cfg.checkpoint``), which must match ``cfg``'s feature and action settings."""
+        strictly from ``cfg.checkpoint``), whose own spec says which features and actions it has."""
         if cfg.baseline_name is not None:
             return cls(cfg, make_baseline(cfg.baseline_name, cfg))
         if head is None:
@@ -105,10 +106,9 @@ class ValuePolicy:
             from seal.policy.head import VoWHead
 
             head = VoWHead.load(cfg.checkpoint)
-        for key in ("feature_mode", "action_space", "hidden_source"):
-            if getattr(head.spec, key) != getattr(cfg, key):
-                raise ConfigError(f"policy.{key}: the head at {cfg.checkpoint or '<given head>'} was trained with "
-                                  f"{getattr(head.spec, key)!r}, the config says {getattr(cfg, key)!r}")
+        if head.spec.action_space == "binary" and cfg.fallback_mode != "none" and cfg.fallback_action == "coarse":
+            raise ConfigError(f"policy.fallback_action: coarse, but the head at {cfg.checkpoint or '<given head>'} "
+                              "decides between no and full vision (action space binary)")
         return cls(cfg, LearnedChooser(head))
 
     def check_model(self, vqa: Any) -> None:
@@ -126,10 +126,9 @@ class ValuePolicy:
         fix = (f"train a head for it with `seal train policy --recipe tiny --models.vqa_path={vqa.path}`, "
                "or choose a baseline with --policy.baseline_name=NAME")
         if self.cfg.checkpoint is not None and vqa.path is not None:
-            from seal.core.manifest import MANIFEST, check_trained_against, read_manifest
+            from seal.core.manifest import check_trained_against, read_manifest
 
-            if (Path(self.cfg.checkpoint) / MANIFEST).is_file():
-                check_trained_against(read_manifest(self.cfg.checkpoint, "policy_head"), "vqa", vqa.path, fix)
+            check_trained_against(read_manifest(self.cfg.checkpoint, "policy_head"), "vqa", vqa.path, fix)
         need = feature_dim(vqa.hidden_size, self.chooser.head.spec.feature_mode)
         if need != self.chooser.head.spec.in_features:
             raise InputError(f"{where}: the policy head reads {self.chooser.head.spec.in_features} features, but the "
@@ -140,8 +139,14 @@ class ValuePolicy:
         return self.chooser.name
 
     def inputs(self, text_pass: TextPass) -> PolicyInputs:
-        """The batch-of-one policy inputs of a text pass (per ``cfg.feature_mode`` / ``hidden_source``)."""
-        return PolicyInputs.from_text_pass(text_pass, self.cfg.feature_mode, self.cfg.hidden_source)
+        """The batch-of-one policy inputs of a text pass: the learned head's features (its spec's
+        ``feature_mode`` / ``hidden_source``); under a baseline, the features policy data records
+        (:data:`seal.policy.data.FEATURE_MODE` of the :data:`~seal.policy.data.HIDDEN_SOURCE` state)."""
+        if isinstance(self.chooser, LearnedChooser):
+            mode, source = self.chooser.head.spec.feature_mode, self.chooser.head.spec.hidden_source
+        else:
+            mode, source = FEATURE_MODE, HIDDEN_SOURCE
+        return PolicyInputs.from_text_pass(text_pass, mode, source)
 
     def decide(self, text_pass: TextPass) -> Decision:
         """Decide for one question from its text-only pass."""

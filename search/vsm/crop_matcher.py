@@ -163,9 +163,11 @@ class CropMatcher(nn.Module):
         Raises:
             InputError: files missing, unreadable, or not fitting the saved architecture.
         """
+        from seal.core.manifest import read_manifest
         from seal.core.weights import load_safetensors
 
         path = Path(path)
+        read_manifest(path, "crop_matcher")  # the kind, and every listed file present
         if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
             raise InputError(f"not a crop matcher folder: expected {CONFIG} and {WEIGHTS}", path)
         state = load_safetensors(path / WEIGHTS, what="crop matcher")  # truncated, corrupt or NaN: names the file
