@@ -10,7 +10,7 @@ import torch
 
 from eval.synth.config import SynthConfig
 from seal.core.image_source import ImageSource
-from search.hit_check.protocol import AllChecks, HitCheck
+from search.hit_check.protocol import HitCheck
 from search.hit_check.crop_matcher import CropMatcherCheck
 from search.vsm.crop_matcher import CONFIG, WEIGHTS, CropMatcher, CropMatcherConfig, phrase_words
 from seal.core.errors import ConfigError, InputError
@@ -88,7 +88,7 @@ def test_config_rejects_impossible_values(kwargs, match):
         CropMatcher(CropMatcherConfig())
 
 
-def test_verifier_reads_the_box_crop():
+def test_the_crop_check_reads_the_box_crop():
     from PIL import Image
 
     m = small_matcher()
@@ -110,25 +110,18 @@ def test_verifier_reads_the_box_crop():
     assert v.stats().calls == 0
 
 
-def test_hit_checker_puts_the_crop_check_before_the_vqa_llm():
-    from search.config import SearchConfig
-    from search.hit_check.words import HitCheckConfig, hit_checker
-    from tests.fakes import FakeLocalizer, FakeHitCheck
+def test_the_builder_puts_the_localizers_crop_matcher_first():
+    from search.hit_check.build import build_hit_check
+    from search.hit_check.config import HitCheckConfig
+    from tests.fakes import FakeLocalizer
 
     vsm = FakeLocalizer({})
     vsm.name, vsm.crop_matcher = "vsm", small_matcher()
-    llm = FakeHitCheck({})
-    alone = build_hit_check(HitCheckConfig(), SearchConfig(), vsm, llm)  # llm_check: auto
+    alone = build_hit_check(HitCheckConfig(), vsm)  # vqa: auto, and the crop matcher reads
     assert isinstance(alone, CropMatcherCheck) and alone.matcher is vsm.crop_matcher
-    both = build_hit_check(HitCheckConfig(llm_check="always"), SearchConfig(), vsm, llm)
-    assert isinstance(both, AllChecks) and isinstance(both.verifiers[0], CropMatcherCheck) and both.verifiers[1] is llm
-    assert build_hit_check(HitCheckConfig(crop_check=False), SearchConfig(), vsm, llm) is llm
-    assert build_hit_check(HitCheckConfig(crop_check=False, llm_check="never"), SearchConfig(), vsm, llm) is None
+    assert build_hit_check(HitCheckConfig(crop_matcher=False), vsm) is None  # no VQA loader given
     vsm.crop_matcher = None
-    assert build_hit_check(HitCheckConfig(), SearchConfig(), vsm, llm) is llm
-    assert HitCheckConfig().wants_llm(False) and not HitCheckConfig().wants_llm(True)
-    with pytest.raises(ConfigError, match="hit_check.llm_check"):
-        HitCheckConfig(llm_check="sometimes")
+    assert build_hit_check(HitCheckConfig(), vsm) is None
 
 
 def test_crops_carry_their_objects_words_and_background_none(tmp_path):
