@@ -85,9 +85,6 @@ class SearchConfig:
     for a check that reads an attribute well enough to order boxes but sometimes rejects the target
     (a shape reader). An accepted box still outranks a rejected one of the same score."""
 
-    seed: int = 0
-    """Seed of the random baselines."""
-
     def selection(self, checked: bool) -> str:
         """``select`` with ``auto`` decided: ``best`` when a hit check judges the hits (``checked``)."""
         if self.select != "auto":

@@ -71,15 +71,16 @@ class StepEvent:
 
 def run_search(localizer: Localizer, image: ImageSource, target: str, cfg: SearchConfig,
                on_step: Callable[[StepEvent], None] | None = None, set_image: bool = True,
-               hit_check: HitCheck | None = None, check_cfg: HitCheckConfig | None = None) -> SearchResult:
+               hit_check: HitCheck | None = None, check_cfg: HitCheckConfig | None = None,
+               seed: int = 0) -> SearchResult:
     """Search ``image`` for ``target``; never raises on a budget.
 
     ``set_image=False`` when the localizer (and the hit check) already hold this image (see
     :class:`SearchSession`). ``on_step`` is called after each visit. ``check_cfg`` (the ``hit_check``
-    section; default values when None) sets the zoom and the rules of ``hit_check``. Localizer and
-    hit-check errors propagate.
+    section; default values when None) sets the zoom and the rules of ``hit_check``; ``seed`` orders
+    the random baselines (``random-bfs``, ``random-dfs``). Localizer and hit-check errors propagate.
     """
-    search = _Search(localizer, image, target, cfg, on_step, hit_check, check_cfg or HitCheckConfig())
+    search = _Search(localizer, image, target, cfg, on_step, hit_check, check_cfg or HitCheckConfig(), seed)
     if set_image:
         search.budget.timed(lambda: localizer.set_image(image))
         if hit_check is not None:
@@ -90,11 +91,11 @@ def run_search(localizer: Localizer, image: ImageSource, target: str, cfg: Searc
 class _Search:
     def __init__(self, localizer: Localizer, image: ImageSource, target: str, cfg: SearchConfig,
                  on_step: Callable[[StepEvent], None] | None, hit_check: HitCheck | None,
-                 check_cfg: HitCheckConfig) -> None:
+                 check_cfg: HitCheckConfig, seed: int = 0) -> None:
         self.loc, self.image, self.target, self.cfg, self.on_step = localizer, image, target, cfg, on_step
         self.hcfg = check_cfg
         self.budget = Budget(cfg)
-        self.frontier = make_frontier(cfg.strategy, cfg.seed)
+        self.frontier = make_frontier(cfg.strategy, seed)
         self.scorer = make_scorer(cfg)
         self.leaf_side = leaf_side(image.width, image.height, cfg)
         self.trace = SearchTrace(config={**asdict(cfg), "hit_check": asdict(check_cfg)})

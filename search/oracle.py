@@ -24,7 +24,7 @@ so it works on images of any size. What it simulates (all knobs in :class:`Oracl
   context model cannot know the target is absent, so returning ``None`` would leak ground truth.
   It returns ``None`` only for a target name the annotation does not know.
 
-Every answer is a pure function of ``(cfg.seed, call kind, target, region rounded to pixels)``:
+Every answer is a pure function of ``(seed, call kind, target, region rounded to pixels)``:
 the same call gives the same answer, whatever the call order. :meth:`stats` counts patches as a
 real predictor with a per-image feature cache keyed by region would (a second target, or a context
 request, on an already encoded region is a cache hit).
@@ -72,8 +72,8 @@ class OracleLocalizer:
     name = "oracle"
 
     def __init__(self, targets: dict[str, np.ndarray], cfg: OracleConfig,
-                 distractors: dict[str, np.ndarray] | None = None, source: str | None = None) -> None:
-        self.cfg = cfg
+                 distractors: dict[str, np.ndarray] | None = None, source: str | None = None, seed: int = 0) -> None:
+        self.cfg, self.seed = cfg, seed
         self.targets = {normalize_name(k): np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in targets.items()}
         self.distractors = {normalize_name(k): np.asarray(v, dtype=np.float64).reshape(-1, 5)
                             for k, v in (distractors or {}).items()}
@@ -84,7 +84,7 @@ class OracleLocalizer:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_annotation(cls, json_path: str | Path, cfg: OracleConfig) -> "OracleLocalizer":
+    def from_annotation(cls, json_path: str | Path, cfg: OracleConfig, seed: int = 0) -> "OracleLocalizer":
         """Build from a V*Bench per-sample JSON, plus the SynthVStar sidecar when there is one.
 
         The sidecar is ``<root>/synth_annotations/<category>/<stem>.json`` with ``root`` the JSON's
@@ -110,7 +110,7 @@ class OracleLocalizer:
             targets.setdefault(normalize_name(name), []).append(_xywh_box(box, f"bbox[{i}]", path))
         sidecar = sidecar_path(path)
         distractors = _sidecar_distractors(sidecar, set(targets)) if sidecar.is_file() else {}
-        return cls({k: np.stack(v) for k, v in targets.items()}, cfg, distractors, source=str(path))
+        return cls({k: np.stack(v) for k, v in targets.items()}, cfg, distractors, source=str(path), seed=seed)
 
     @property
     def target_names(self) -> list[str]:
@@ -255,7 +255,7 @@ class OracleLocalizer:
 
     def _rng(self, kind: str, key: str, region: BoxXYXY) -> np.random.Generator:
         rounded = ",".join(str(int(round(v))) for v in region)
-        digest = hashlib.sha256(f"{self.cfg.seed}|{kind}|{key}|{rounded}".encode()).digest()
+        digest = hashlib.sha256(f"{self.seed}|{kind}|{key}|{rounded}".encode()).digest()
         return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 

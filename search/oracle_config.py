@@ -34,7 +34,6 @@ class OracleConfig:
     """Cue strength given to same-category distractor boxes (near misses), relative to the target."""
     context_accuracy: float = 0.8
     """Probability that a contextual-cue request points at the right place (else a wrong place)."""
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.input_size < 8 or self.heatmap_size < 2:

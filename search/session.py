@@ -31,12 +31,13 @@ class SearchSession:
         hit_check: an optional :class:`~search.hit_check.protocol.HitCheck` checking confident hits;
             its ``set_image(image)`` is called here too.
         check_cfg: the ``hit_check`` section (zoom and rules); None = its defaults.
+        seed: the run's seed (the random baselines' order).
     """
 
     def __init__(self, localizer: Localizer, image: ImageSource, cfg: SearchConfig,
-                 hit_check: HitCheck | None = None, check_cfg: HitCheckConfig | None = None) -> None:
+                 hit_check: HitCheck | None = None, check_cfg: HitCheckConfig | None = None, seed: int = 0) -> None:
         self.localizer, self.image, self.cfg, self.hit_check = localizer, image, cfg, hit_check
-        self.check_cfg = check_cfg or HitCheckConfig()
+        self.check_cfg, self.seed = check_cfg or HitCheckConfig(), seed
         t0 = time.perf_counter()
         localizer.set_image(image)
         if hit_check is not None:
@@ -48,7 +49,7 @@ class SearchSession:
                cfg: SearchConfig | None = None) -> SearchResult:
         """Search one target (the image is already set); the result is also kept in ``results``."""
         result = run_search(self.localizer, self.image, target, cfg or self.cfg, on_step, set_image=False,
-                            hit_check=self.hit_check, check_cfg=self.check_cfg)
+                            hit_check=self.hit_check, check_cfg=self.check_cfg, seed=self.seed)
         self.results.append(result)
         return result
 

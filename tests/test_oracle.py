@@ -92,7 +92,7 @@ def test_deterministic_and_order_independent(tmp_path):
         np.testing.assert_array_equal(x.scores, y.scores)
         np.testing.assert_array_equal(x.boxes_xyxy, y.boxes_xyxy)
     np.testing.assert_array_equal(a.suggest_region("red ball", regions[2]), b.suggest_region("red ball", regions[2]))
-    other_seed = OracleLocalizer(a.targets, OracleConfig(seed=1))
+    other_seed = OracleLocalizer(a.targets, OracleConfig(), seed=1)
     other_seed.set_image(_image())
     assert not np.array_equal(other_seed.locate("red ball", regions[:1])[0].heatmap, da[0].heatmap)
 

@@ -295,7 +295,7 @@ def test_vstar_needs_clearly_fewer_nodes_than_the_blind_strategies():
         counts = []
         for box in boxes:
             r = run_search(FakeLocalizer({"t": [box]}, detect_side=600), blank_image(2048, 2048), "t",
-                           RefConfig(strategy=strategy, seed=1, **NO_CUE))
+                           RefConfig(strategy=strategy, **NO_CUE), seed=1)
             assert r.found and r.confident and iou(r.box_xyxy, box) == 1.0
             counts.append(r.nodes_visited)
         means[strategy] = float(np.mean(counts))

@@ -59,8 +59,8 @@ def test_unknown_strategy_is_a_config_error():
 # ---- in the engine: 896 x 896, leaf side 224 -> 1 + 4 + 16 nodes, ids in creation order --------
 
 def visit(strategy, seed=0, max_nodes=1000):
-    cfg = SearchConfig(strategy=strategy, seed=seed, max_nodes=max_nodes, context_cue=False, min_leaf_side=224)
-    res = run_search(FakeLocalizer({}), blank_image(896, 896), "ghost", cfg)
+    cfg = SearchConfig(strategy=strategy, max_nodes=max_nodes, context_cue=False, min_leaf_side=224)
+    res = run_search(FakeLocalizer({}), blank_image(896, 896), "ghost", cfg, seed=seed)
     return res, res.trace.visited_nodes()
 
 

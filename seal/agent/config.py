@@ -85,6 +85,8 @@ class AgentConfig:
 class AskConfig:
     """``seal ask`` and ``seal eval``: every section the agent reads, and nothing else."""
 
+    seed: int = 0
+    """The run's one seed: the random search baselines' order and the oracle's simulated noise."""
     image: ImageConfig = field(default_factory=ImageConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -100,6 +102,8 @@ class AskConfig:
 class SearchCommandConfig:
     """``seal search``: the sections one search reads (the models, the search, its hit check)."""
 
+    seed: int = 0
+    """The run's one seed: the random search baselines' order and the oracle's simulated noise."""
     image: ImageConfig = field(default_factory=ImageConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     search: SearchConfig = field(default_factory=SearchConfig)

@@ -144,7 +144,7 @@ class Agent:
         views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path)
         localizer = self._localizer_for(annotation)
         check = build_hit_check(self.cfg.hit_check, localizer, self._hit_check_model, self.cfg.vision_budget)
-        self.session = SearchSession(localizer, views.source, self.cfg.search, check, self.cfg.hit_check)
+        self.session = SearchSession(localizer, views.source, self.cfg.search, check, self.cfg.hit_check, self.cfg.seed)
         self.views = views
 
     def _localizer_for(self, annotation: "str | Path | None") -> "Localizer":
@@ -154,7 +154,7 @@ class Agent:
             if annotation is None:
                 raise InputError("the oracle localizer (models.localizer: oracle) needs the image's V*Bench "
                                  "annotation JSON (--annotation)")
-            return OracleLocalizer.from_annotation(annotation, self.cfg.oracle)
+            return OracleLocalizer.from_annotation(annotation, self.cfg.oracle, self.cfg.seed)
         if self.localizer is None:
             raise InputError("models.localizer: vsm, but no VSM localizer was loaded (use Agent.from_config)")
         return self.localizer

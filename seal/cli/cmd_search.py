@@ -40,7 +40,7 @@ def _oracle_localizer(args: argparse.Namespace, cfg: Config) -> Any:
 
     if not args.annotation:
         raise InputError("--localizer oracle needs --annotation JSON (the V*Bench ground truth it simulates)")
-    return OracleLocalizer.from_annotation(args.annotation, cfg.oracle)
+    return OracleLocalizer.from_annotation(args.annotation, cfg.oracle, cfg.seed)
 
 
 def _vsm_localizer(args: argparse.Namespace, cfg: Config) -> Any:
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     truth = _annotated_targets(args, cfg)
     targets = _targets(args, truth)
     image = ImageSource.from_path(args.image, cfg.image.max_pixels)
-    session = SearchSession(localizer, image, cfg.search, load_hit_check(cfg, localizer), cfg.hit_check)
+    session = SearchSession(localizer, image, cfg.search, load_hit_check(cfg, localizer), cfg.hit_check, cfg.seed)
 
     results, records = [], []
     for target in targets:
