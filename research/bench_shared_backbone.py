@@ -1,15 +1,15 @@
 """Benchmark: the VQA and search adapters on two copies of the base LLaVA vs one shared base.
 
-``python -m eval.bench_shared_backbone [--out runs/bench_shared/report.json] [--threads 1] [--workdir DIR]``
+``python -m research.bench_shared_backbone [--out runs/bench_shared/report.json] [--threads 1] [--workdir DIR]``
 
 1. **prepare** (this process): a random tiny LLaVA at the shipped VSM sizes
-   (:func:`training.vsm_recipe._vsm_backbone`, tokenizer trained on the shipped corpus), saved once;
+   (:func:`training.vsm_config._vsm_backbone`, tokenizer trained on the shipped corpus), saved once;
    two LoRA adapters on it with random (non-zero) weights, saved with peft:
 
    - ``vqa``: LoRA r=8 on the language model's q/v projections;
    - ``vsm``: the same LoRA + the ``<LOC>`` rows (peft trainable tokens), variant ``lora``; variant
      ``shipped`` adds the shipped VSM's ``modules_to_save`` (full copies of the vision tower and
-     the projector, :func:`training.vsm_recipe._vsm_heads`).
+     the projector, :func:`training.vsm_config._vsm_heads`).
 
 2. **measure**, each setting in a fresh subprocess (``--worker``): ``separate`` loads the base twice,
    one adapter on each copy; ``shared`` loads it once with both adapters
@@ -116,7 +116,7 @@ def paper_estimate(s: LlavaSizes = LlavaSizes(), bytes_per_param: int = 2, r: in
 
 
 def tiny_sizes(vocab: int) -> LlavaSizes:
-    from training.vsm_recipe import _vsm_backbone
+    from training.vsm_config import _vsm_backbone
 
     b = _vsm_backbone()
     return LlavaSizes(vocab=vocab, text_hidden=b.text_hidden, text_layers=b.text_layers,
@@ -150,10 +150,12 @@ def prepare(workdir: Path) -> dict[str, Any]:
     from seal.models.backbone import build_tiny_llava, save_llava
     from seal.models.tokenizer import LOC_TOKEN, train_tokenizer
     from training.tokenizer_corpus import corpus_texts
-    from training.vsm_recipe import VSMTrainConfig, _vsm_heads
+    from training.vsm_config import TrainVSMConfig, _vsm_heads
 
-    train_cfg = VSMTrainConfig()
-    tokenizer = train_tokenizer(corpus_texts(train_cfg.corpus_seed), vocab_size=train_cfg.vocab_size)
+    recipe = TrainVSMConfig()  # the shipped search model's sizes and tokenizer corpus
+    train_cfg = recipe.vsm_train
+    texts = corpus_texts(recipe.seed, train_cfg.corpus_spatial_pairs, train_cfg.corpus_layouts)
+    tokenizer = train_tokenizer(texts, vocab_size=train_cfg.vocab_size)
     base, processor = build_tiny_llava(train_cfg.backbone, tokenizer)
     save_llava(base, processor, workdir / "base")
     loc = int(tokenizer.convert_tokens_to_ids(LOC_TOKEN))
@@ -258,7 +260,7 @@ def worker(mode: str, variant: str, workdir: Path, threads: int) -> dict[str, An
 
 
 def run_worker(mode: str, variant: str, workdir: Path, threads: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "eval.bench_shared_backbone", "--worker", mode, "--variant", variant,
+    cmd = [sys.executable, "-m", "research.bench_shared_backbone", "--worker", mode, "--variant", variant,
            "--workdir", str(workdir), "--threads", str(threads)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -307,7 +309,7 @@ def run_bench(workdir: Path, threads: int, log=print) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.bench_shared_backbone", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m research.bench_shared_backbone", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/bench_shared/report.json"), help="report JSON")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads of each worker")
     p.add_argument("--workdir", type=Path, help="keep the saved base, adapters and logits here (default: a temp dir)")
@@ -326,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="bench_shared_") as tmp:
             report = run_bench(Path(tmp), args.threads, log)
-    report = {"command": ["python", "-m", "eval.bench_shared_backbone", *(sys.argv[1:] if argv is None else argv)],
+    report = {"command": ["python", "-m", "research.bench_shared_backbone", *(sys.argv[1:] if argv is None else argv)],
               **report}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

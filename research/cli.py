@@ -1,6 +1,7 @@
-"""The command line shared by the per-target evaluations (``bench_vsm``, ``hit_ranking``,
-``verifier_check``, ``vsm_windows``): a model, a V*Bench-layout folder, the first N targets, torch
-threads, a report path and the config flags; one error line and exit code 2 on bad input."""
+"""The command line shared by the research diagnostics that measure benchmark targets
+(``vsm_windows``, ``hit_ranking``, ``hit_check_near_misses``, ``contrast``): a model, a V*Bench-layout
+folder, the first N targets, torch threads, a report path and the config flags; one error line and
+exit code 2 on bad input."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ def target_parser(module: str, description: str, model: str, model_help: str, *,
                   out_help: str = "also write the JSON report here", out_required: bool = False,
                   bench_help: str = "TEST-split V*Bench-layout folder",
                   bench: str | None = None) -> argparse.ArgumentParser:
-    """A parser for ``python -m eval.<module>`` with ``--model`` (default ``model``), ``--bench``
+    """A parser for ``python -m research.<module>`` with ``--model`` (default ``model``), ``--bench``
     (required unless ``bench`` gives a default), ``--n-targets``, ``--threads``, ``--out`` (required
     with ``out_required``) and ``--config``; callers add their own."""
-    p = argparse.ArgumentParser(prog=f"python -m eval.{module}", description=description.splitlines()[0])
+    p = argparse.ArgumentParser(prog=f"python -m research.{module}", description=description.splitlines()[0])
     p.add_argument("--model", type=Path, default=Path(model), help=model_help)
     p.add_argument("--bench", type=Path, required=bench is None, default=None if bench is None else Path(bench),
                    help=bench_help)
@@ -31,9 +32,36 @@ def target_parser(module: str, description: str, model: str, model_help: str, *,
     return p
 
 
+def add_hit_check_model(parser: argparse.ArgumentParser) -> None:
+    """``--hit-check-model DIR``, as in ``seal search``."""
+    parser.add_argument("--hit-check-model", metavar="DIR",
+                        help="a VQA LLM that also reads the confident boxes' words (sets hit_check.vqa_path and "
+                             "hit_check.vqa=always); --hit_check.enabled=false turns the hit check off")
+
+
+def parse_search_model_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Any]:
+    """``(args, config)`` for a diagnostic of the search model ``--model``: the ``seal search`` config
+    (:class:`seal.config.SearchCommandConfig`) with ``models.vsm_path`` = ``--model`` (its search
+    profile under the ``--config`` files), ``--hit-check-model`` when the parser has it, and the
+    dotted overrides.
+
+    Raises:
+        ConfigError: a config file or an override is invalid.
+    """
+    from seal.cli.common import resolve_config
+    from seal.cli.main import dotted_overrides
+    from seal.config import SearchCommandConfig
+
+    args, extra = parser.parse_known_args(argv)
+    args.overrides = dotted_overrides(extra, parser) + ["models.localizer=vsm", f"models.vsm_path={args.model}"]
+    if getattr(args, "hit_check_model", None):
+        args.overrides += [f"hit_check.vqa_path={args.hit_check_model}", "hit_check.vqa=always"]
+    return args, resolve_config(args, SearchCommandConfig)
+
+
 def command(module: str, argv: list[str] | None) -> list[str]:
     """The command line that produced a report, recorded in it."""
-    return ["python", "-m", f"eval.{module}", *(argv if argv is not None else sys.argv[1:])]
+    return ["python", "-m", f"research.{module}", *(argv if argv is not None else sys.argv[1:])]
 
 
 def write_report(out: Path | None, report: dict[str, Any], indent: int | None = None) -> str:

@@ -1,6 +1,6 @@
 """Replay the COARSE -> FULL escalation over thresholds, from an always_coarse and an always_full run.
 
-    python -m eval.escalation_sweep --coarse OUT/always_coarse --full OUT/always_full
+    python -m research.escalation_sweep --coarse OUT/always_coarse --full OUT/always_full
         [--thresholds 0,0.1,0.2,0.3,0.4,0.5,0.6,0.8,1.0] [--out sweep.json]
 
 Both folders are ``seal eval`` output folders (``predictions.jsonl``) over the same questions. Per
@@ -71,14 +71,15 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|---|---|"]
     for r in result["rows"]:
         tags = ", ".join(f"{t} {v:.2f}" for t, v in r["by_tag"].items())
+        ratio = f"{r['avg_cost'] / ref['avg_cost']:.2f}" if ref["avg_cost"] else "-"  # a FULL run without vision
         lines.append(f"| {r['threshold']:g} | {r['accuracy']:.3f} | {r['avg_cost']:.0f} | "
-                     f"{r['avg_cost'] / ref['avg_cost']:.2f} | {r['escalated']:.2f} | {tags} |")
+                     f"{ratio} | {r['escalated']:.2f} | {tags} |")
     lines.append(f"| always_full | {ref['accuracy']:.3f} | {ref['avg_cost']:.0f} | 1.00 | - | |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.escalation_sweep", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m research.escalation_sweep", description=__doc__.split("\n")[0])
     p.add_argument("--coarse", type=Path, required=True, help="seal eval folder of the always_coarse run")
     p.add_argument("--full", type=Path, required=True, help="seal eval folder of the always_full run")
     p.add_argument("--thresholds", default=",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS))

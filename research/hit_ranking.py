@@ -1,13 +1,14 @@
 """How far best-of selection could go with a hit check: every confident instance, ranked.
 
-    python -m eval.hit_ranking --model checkpoints/vsm_tiny --bench runs/synth_test80 --n-targets 200
+    python -m research.hit_ranking --model checkpoints/vsm_tiny --bench runs/synth_test80 --n-targets 200 \
+        --out runs/hit_ranking.json
 
 ``search.select: best`` answers with the best-ranked of the confident hits it has seen. This script
 takes the navigation out: for each (sample, target name) a bfs search in multi-instance mode walks
-the tree (up to ``search.max_nodes``; no hit check, no confirmation zoom) and keeps every confident
-box (score ``> confidence_high``, NMS-deduplicated): the *candidates*. The hit check then judges
-every candidate, each of its members on its own (the contrast check and the VQA LLM's, when both are
-on). Reported over the targets:
+the tree (up to ``search.max_nodes``; no hit check, no zoom) and keeps every confident box (score
+``> confidence_high``, NMS-deduplicated): the *candidates*. The hit check then judges every
+candidate, each of its members on its own (the crop matcher, the VQA LLM's, and with ``--contrast``
+the contrast check of :mod:`research.contrast` first). Reported over the targets:
 
 - ``in_candidates``: a candidate is the target (IoU >= 0.5): the ceiling of any ranking;
 - ``top1``: the best-ranked candidate is the target, per ranking: ``score`` (the localizer's alone),
@@ -17,7 +18,7 @@ on). Reported over the targets:
 - ``accept_target``: the target's candidate passes the check (``>= hit_check.threshold``);
   ``wrong_accepted_per_target``: candidates that are not the target and pass it.
 
-A check the verifier cannot make (None) counts at ``verify_threshold``, as in the engine.
+A check a member cannot make (None) counts at ``hit_check.threshold``, as in the engine.
 ``--reuse REPORT`` takes the candidates from an earlier report of the same targets (the search part
 is the slow one and does not depend on the check). Writes the report with per-target rows to ``--out``.
 """
@@ -33,8 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from eval.target_cli import command, input_error, target_parser, write_report
-from seal.cli.common import parse_with_config
+from research.cli import add_hit_check_model, command, input_error, parse_search_model_args, target_parser, write_report
 from seal.core.errors import InputError
 
 RANKINGS = ("score", "check", "check_x_score", "product_x_score")
@@ -45,7 +45,7 @@ def collect_candidates(localizer: Any, image: Any, names: Sequence[str], cfg: An
     from search.session import SearchSession
 
     search_cfg = replace(cfg.search, strategy="bfs", multi_instance=True)
-    session = SearchSession(localizer, image, search_cfg)
+    session = SearchSession(localizer, image, search_cfg)  # multi-instance: no zoom, no hit check
     out = []
     for name in names:
         result = session.search(name)
@@ -54,7 +54,7 @@ def collect_candidates(localizer: Any, image: Any, names: Sequence[str], cfg: An
 
 
 def judge(members: Sequence[Any], target: str, box: Sequence[float]) -> list[float | None]:
-    """Each member verifier's probability for ``box`` (None: it abstained)."""
+    """Each member check's probability for ``box`` (None: it abstained)."""
     return [m.check(target, box) for m in members]
 
 
@@ -94,7 +94,7 @@ def summarize(rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, Any
 
 def measure(localizer: Any, members: Sequence[Any], targets: Sequence, cfg: Any,
             reused: dict[tuple[str, str], list] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Rows and summary for ``targets`` (:class:`eval.bench_search.BenchTarget`); ``reused``: candidates
+    """Rows and summary for ``targets`` (:class:`eval.bench_targets.BenchTarget`); ``reused``: candidates
     by ``(annotation, name)`` from an earlier report (every target must be there)."""
     from seal.core.geometry import iou_xyxy
     from seal.core.image_source import ImageSource
@@ -103,7 +103,7 @@ def measure(localizer: Any, members: Sequence[Any], targets: Sequence, cfg: Any,
     for t in targets:
         by_image.setdefault(t.image, []).append(t)
     rows: list[dict[str, Any]] = []
-    started, verify_s, verify_n = time.perf_counter(), 0.0, 0
+    started, check_s, check_n = time.perf_counter(), 0.0, 0
     for k, (path, group) in enumerate(by_image.items(), start=1):
         image = ImageSource.from_path(path, cfg.image.max_pixels)
         if reused is None:
@@ -121,7 +121,7 @@ def measure(localizer: Any, members: Sequence[Any], targets: Sequence, cfg: Any,
             for box, score in cands:
                 t0 = time.perf_counter()
                 probs = judge(members, t.name, box)
-                verify_s, verify_n = verify_s + time.perf_counter() - t0, verify_n + 1
+                check_s, check_n = check_s + time.perf_counter() - t0, check_n + 1
                 judged.append({"box_xyxy": box, "score": score, "probs": probs,
                                "iou": float(iou_xyxy(box, t.boxes_xyxy).max())})
             rows.append({"sample": str(t.annotation), "target": t.name, "candidates": judged})
@@ -130,7 +130,7 @@ def measure(localizer: Any, members: Sequence[Any], targets: Sequence, cfg: Any,
         raise InputError("no targets to measure")
     threshold = cfg.hit_check.threshold
     return {**summarize(rows, threshold), "members": [getattr(m, "name", "?") for m in members],
-            "seconds_per_check": round(verify_s / max(verify_n, 1), 4), "rows": rows}
+            "seconds_per_check": round(check_s / max(check_n, 1), 4), "rows": rows}
 
 
 def read_reused(path: Path) -> dict[tuple[str, str], list]:
@@ -143,32 +143,35 @@ def read_reused(path: Path) -> dict[tuple[str, str], list]:
         raise InputError(f"--reuse: not a hit_ranking report ({exc})", path) from exc
 
 
-def _members(verifier: Any) -> list[Any]:
+def _members(hit_check: Any) -> list[Any]:
     from search.hit_check.protocol import AllChecks
 
-    if verifier is None:
+    if hit_check is None:
         return []
-    return list(verifier.verifiers) if isinstance(verifier, AllChecks) else [verifier]
+    return list(hit_check.checks) if isinstance(hit_check, AllChecks) else [hit_check]
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from eval.bench_search import list_targets
-    from search.vsm.localizer import load_vsm_localizer
-    from seal.cli.cmd_search import load_verifier
+    from eval.bench_targets import list_targets
+    from research.contrast import ContrastCheck, ContrastConfig
+    from seal.cli.cmd_search import LOCALIZERS, load_hit_check
 
     p = target_parser("hit_ranking", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=100,
                       threads=1, out_help="report JSON", out_required=True)
     p.add_argument("--reuse", type=Path, help="take the candidates from this earlier report")
-    p.add_argument("--verifier-model", metavar="DIR", help="VQA LLM of the check (default: as seal search: seal.vqa.checker.plan_checker)")
+    add_hit_check_model(p)
+    p.add_argument("--contrast", action="store_true", help="the contrast check (research.contrast) judges too, first")
     try:
-        args, cfg = parse_with_config(p, argv, model_arg="model")
+        args, cfg = parse_search_model_args(p, argv)
         torch.set_num_threads(args.threads)
         reused = read_reused(args.reuse) if args.reuse else None
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]
-        localizer = load_vsm_localizer(args.model)
-        members = _members(load_verifier(args, cfg, localizer))
+        localizer = LOCALIZERS["vsm"](args, cfg)
+        members = _members(load_hit_check(cfg, localizer))
+        if args.contrast:
+            members.insert(0, ContrastCheck(localizer, ContrastConfig(), cfg.search))
         report = measure(localizer, members, targets, cfg, reused, log=lambda m: print(m, file=sys.stderr))
     except InputError as exc:
         return input_error("hit_ranking", exc)

@@ -1,6 +1,6 @@
 """The accuracy / cost table of the value-of-vision policies on SynthVStar test suites.
 
-    python -m eval.policy_matrix --out runs/policy_matrix [--n 100] [--seed 0] [--limit N]
+    python -m research.policy_matrix --out runs/policy_matrix [--n 100] [--seed 0] [--limit N]
         [--policies always_full,always_coarse,no_vision,learned] [--config YAML ...] [--field=value ...]
 
 For each suite (``vstar``: small-target questions only; ``mixed``: a third each answerable from the
@@ -73,7 +73,7 @@ def summarize(records: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.policy_matrix", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m research.policy_matrix", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/policy_matrix"))
     p.add_argument("--n", type=int, default=100, help="samples per generated test suite")
     p.add_argument("--seed", type=int, default=0)

@@ -1,7 +1,7 @@
 """Does the search model tell a named object from the rest? Measured on VSM training-style rows of
 SynthVStar VALIDATION scenes (never the test split):
 
-    python -m eval.vsm_separation --model checkpoints/vsm_tiny --n-scenes 10
+    python -m research.vsm_separation --model checkpoints/vsm_tiny --n-scenes 10
 
 - ``auc``: how well the best-box score ranks rows whose target is in the patch (legible) above rows
   whose named object is absent (near misses and names from elsewhere): 0.5 = blind, 1.0 = perfect;
@@ -29,19 +29,22 @@ def measure(model_dir: str, n_scenes: int, config: str, cache_dir: str | None = 
 
     from search.vsm.losses import attribute_cell_hits
     from search.vsm.model import VSMModel
-    from seal.config import load
+    from seal.config import command_config, load
     from training.vsm_data import ATTRIBUTE_ORDER, build_dataset, make_collate
 
-    cfg = load([config], [] if cache_dir is None else [f"vsm_train.data.cache_dir={cache_dir}"])
+    cfg = load([config], [] if cache_dir is None else [f"vsm_train.data.cache_dir={cache_dir}"], False,
+               command_config("train-vsm"))  # seal train vsm's config: its synth, search, vsm_train
     model = VSMModel.from_pretrained(model_dir).eval()
     data_cfg = replace(cfg.vsm_train.data, attribute_maps=bool(model.cfg.attribute_classes))
     val = build_dataset(replace(cfg.synth, split="val", n=n_scenes), data_cfg, cfg.search, model.input_size,
                         model.heatmap_size, model.fill_color, log=lambda m: None)
-    collate = make_collate(model, val.patches, val.attributes)
+    collate = make_collate(model, val)
     right = cells = np.zeros(0, dtype=np.int64)  # per attribute channel: right object cells, object cells
     present, absent = [], []
     with torch.no_grad():
-        for b in val.batches(0, 6, 0, collate):
+        patches = [p for (p,) in val.epochs(1, 0)(0)]  # every patch with rows (epoch 0's order)
+        for start in range(0, len(patches), 6):
+            b = collate(patches[start:start + 6])  # 6 patches with all their rows
             out = model(b["input_ids"], b["attention_mask"], features=model.encode_images(b["pixel_values"]).rows(
                 b["patch_index"]))
             t = b["targets"]
@@ -62,10 +65,10 @@ def measure(model_dir: str, n_scenes: int, config: str, cache_dir: str | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m research.vsm_separation", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--n-scenes", type=int, default=10)
-    ap.add_argument("--config", default="configs/train/vsm_tiny.yaml", help="recipe whose data rules to use")
+    ap.add_argument("--config", default="configs/train/vsm/tiny.yaml", help="recipe whose data rules to use")
     ap.add_argument("--cache-dir", default=None, help="where rendered scenes are cached (default: the recipe's)")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)

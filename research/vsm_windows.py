@@ -1,9 +1,9 @@
 """Recognition without navigation: does a localizer pick the target in a leaf-sized window, and does
 that window outscore windows without it? Measured on a TEST-split V*Bench-layout folder:
 
-    python -m eval.vsm_windows --model checkpoints/vsm_tiny --bench runs/synth_test80 --n-targets 40
+    python -m research.vsm_windows --model checkpoints/vsm_tiny --bench runs/synth_test80 --n-targets 40
 
-For each (sample, target name) (``eval.bench_search.list_targets`` order), one *present* window (a
+For each (sample, target name) (``eval.bench_targets.list_targets`` order), one *present* window (a
 square of ``--zoom`` x the image's search leaf side, shifted at random but holding the first
 instance) and ``--absent`` windows of the same size holding no instance of that name:
 
@@ -34,8 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from eval.target_cli import input_error, target_parser, write_report
-from seal.cli.common import parse_with_config
+from research.cli import input_error, parse_search_model_args, target_parser, write_report
 from seal.core.errors import InputError
 
 Box = tuple[float, float, float, float]
@@ -167,20 +166,20 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from eval.bench_search import list_targets
-    from search.vsm.localizer import load_vsm_localizer
+    from eval.bench_targets import list_targets
+    from seal.cli.cmd_search import LOCALIZERS
 
     p = target_parser("vsm_windows", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=40, threads=2)
     p.add_argument("--zoom", type=float, default=1.25, help="window side in search leaf sides")
     p.add_argument("--absent", type=int, default=3, help="absent windows per target")
     p.add_argument("--seed", type=int, default=0)
     try:
-        args, cfg = parse_with_config(p, argv, model_arg="model")
+        args, cfg = parse_search_model_args(p, argv)
         torch.set_num_threads(args.threads)
         if not 0.25 <= args.zoom <= 8 or args.absent < 0:
             raise InputError(f"--zoom: expected 0.25..8, --absent: >= 0; found {args.zoom} / {args.absent}")
         targets = list_targets(args.bench)[: max(args.n_targets, 0)]
-        report = measure(load_vsm_localizer(args.model), targets, cfg.search, args.zoom, args.absent, args.seed,
+        report = measure(LOCALIZERS["vsm"](args, cfg), targets, cfg.search, args.zoom, args.absent, args.seed,
                          cfg.image.max_pixels)
     except InputError as exc:
         return input_error("vsm_windows", exc)

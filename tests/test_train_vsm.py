@@ -278,20 +278,6 @@ def test_default_localizer_rule(monkeypatch, tmp_path):
     assert cmd_search.default_localizer(argparse.Namespace(localizer=None, model=None, annotation="a.json")) == "vsm"
 
 
-def test_separation_benchmark_reports_auc_and_firing_rates(tmp_path):
-    from eval.vsm_separation import main as separation_main, measure
-
-    report = measure(str(SHIPPED), 1, "configs/train/vsm_tiny.yaml", cache_dir=str(tmp_path / "cache"))
-    assert report["rows_present"] > 0 and report["rows_absent"] > 0
-    assert 0.0 <= report["auc"] <= 1.0 and 0.0 <= report["fires_absent"] <= 1.0
-    # the shipped model keeps the attribute head it was trained with: colour, pattern, shape
-    assert set(report["attribute_accuracy"]) == {"color", "pattern", "shape"}
-    out = tmp_path / "sep.json"
-    assert separation_main(["--model", str(SHIPPED), "--n-scenes", "1", "--out", str(out),
-                             "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert json.loads(out.read_text())["auc"] == report["auc"]
-
-
 def test_scene_cache_key_ignores_search_options_that_do_not_shape_the_tree(tmp_path):
     def build(search_cfg):
         build_dataset(SynthConfig(n=1, **SMALL_SYNTH), VSMDataConfig(cache_dir=str(tmp_path)), search_cfg,

@@ -1,11 +1,11 @@
-"""eval.vsm_windows: recognition in leaf-sized windows, separated from the search's navigation."""
+"""research.vsm_windows: recognition in leaf-sized windows, separated from the search's navigation."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from eval.bench_search import BenchTarget
-from eval.vsm_windows import measure, windows_for
+from eval.bench_targets import BenchTarget
+from research.vsm_windows import measure, windows_for
 from search.config import SearchConfig
 from seal.core.errors import InputError
 from tests.fakes import FakeLocalizer
@@ -47,7 +47,7 @@ def test_a_localizer_that_sees_up_close_scores_perfectly_and_a_blind_one_does_no
 def test_near_miss_windows_come_from_the_sidecar(tmp_path):
     import json
 
-    from eval.vsm_windows import near_miss_boxes
+    from research.vsm_windows import near_miss_boxes
 
     path = tmp_path / "img.png"
     Image.new("RGB", (2048, 1536), (90, 90, 90)).save(path)
@@ -89,33 +89,3 @@ def test_colour_and_pattern_names_are_also_reported_apart(target):
     assert kinds["colour"]["targets"] == 2 and kinds["colour"]["top1"] == 1.0
     assert kinds["pattern"]["targets"] == 1 and kinds["pattern"]["top1"] == 0.0  # the fake knows only "red star"
     assert "by_name_kind" not in measure(FakeLocalizer({"cup": [CUP]}, detect_side=600), [target], SearchConfig())
-
-
-def test_bench_vsm_counts_hits_per_strategy_and_per_name_kind(target):
-    from eval.bench_vsm import format_report, run_bench
-    from seal.config.root import Config
-
-    red, dotted = (BenchTarget(target.image, target.annotation, n, np.array([CUP])) for n in ("red star", "dotted star"))
-    report = run_bench(FakeLocalizer({"red star": [CUP]}, detect_side=600), [red, dotted], Config(), timing_calls=2,
-                       log=lambda _: None)
-    for strategy in ("vstar", "bfs"):
-        m = report["search"][strategy]
-        assert m["n"] == 2 and m["found_rate"] == 0.5
-        assert m["found_by_name_kind"] == {"colour": "1/1", "pattern": "0/1"}
-    assert report["vstar_bfs_node_ratio"] < 1.0  # the heatmap leads V* to the star; bfs walks level by level
-    assert report["calibration"]["n"] == 2 * 21  # root + 4 + 16 tree patches located per target
-    assert report["calibration"]["positives"] >= 1  # the leaf-level patches holding the red star
-    assert "colour 1/1, pattern 0/1" in format_report(report)
-
-
-def test_bench_vsm_quick_run_searches_with_vstar_alone(target):
-    from eval.bench_vsm import format_report, main, run_bench
-    from seal.config.root import Config
-
-    red = BenchTarget(target.image, target.annotation, "red star", np.array([CUP]))
-    report = run_bench(FakeLocalizer({"red star": [CUP]}, detect_side=600), [red], Config(), timing_calls=1,
-                       log=lambda _: None, strategies=("vstar",), patch_calibration=False)
-    assert set(report["search"]) == {"vstar"} and report["search"]["vstar"]["found_rate"] == 1.0
-    assert report["vstar_bfs_node_ratio"] is None and report["calibration"]["n"] == 0
-    assert "vstar / bfs nodes: -" in format_report(report)
-    assert main(["--bench", str(target.image.parent), "--strategies", "bfs"]) == 2  # vstar is always searched

@@ -1,10 +1,10 @@
-"""eval.escalation_sweep: replaying the COARSE -> FULL rule over an always_coarse and an always_full run."""
+"""research.escalation_sweep: replaying the COARSE -> FULL rule over an always_coarse and an always_full run."""
 
 import json
 
 import pytest
 
-from eval.escalation_sweep import main, run_records, sweep
+from research.escalation_sweep import main, run_records, sweep
 from seal.core.errors import InputError
 
 

@@ -1,4 +1,4 @@
-"""eval.verifier_check: the hit check's acceptance of targets and of near misses, by differing word."""
+"""research.hit_check_near_misses: the hit check's acceptance of targets and of near misses, by differing word."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.bench_search import BenchTarget
-from eval.verifier_check import measure
+from eval.bench_targets import BenchTarget
+from research.hit_check_near_misses import measure
 from seal.core.errors import InputError
 from tests.fakes import FakeHitCheck
 

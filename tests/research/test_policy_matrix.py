@@ -1,6 +1,6 @@
 """The policy table's per-run summary and markdown, on hand-written prediction records."""
 
-from eval.policy_matrix import markdown, summarize
+from research.policy_matrix import markdown, summarize
 
 
 def _rec(tag, action, correct, tokens, seconds):

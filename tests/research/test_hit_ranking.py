@@ -1,4 +1,4 @@
-"""eval.hit_ranking: every confident instance of a full search, ranked by the localizer and by the check."""
+"""research.hit_ranking: every confident instance of a full search, ranked by the localizer and by the check."""
 
 import json
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.bench_search import BenchTarget
-from eval.hit_ranking import main, measure, ranking_keys, summarize
+from eval.bench_targets import BenchTarget
+from research.hit_ranking import main, measure, ranking_keys, summarize
 from search.hit_check.protocol import all_checks
-from seal.config import Config
+from seal.config import SearchCommandConfig as Config
 from seal.core.errors import InputError
 from tests.fakes import FakeLocalizer, FakeHitCheck
 

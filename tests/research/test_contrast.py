@@ -1,21 +1,21 @@
-"""The contrast check (the localizer against the target's one-word variants) and ``AllChecks``."""
+"""research.contrast: the localizer checks its own hit against the target's one-word variants."""
 
 import pytest
 
+from research.contrast import ContrastCheck, ContrastConfig
 from search.config import SearchConfig
-from search.contrast import ContrastVerifier
-from search.hit_check.protocol import AllChecks, HitCheck, HitCheckStats
-from tests.fakes import FakeLocalizer, FakeHitCheck, blank_image
+from search.hit_check.protocol import HitCheck, HitCheckStats
+from tests.fakes import FakeLocalizer, blank_image
 
 CUP = (1300.0, 300.0, 1340.0, 340.0)
 MUG = (200.0, 1500.0, 240.0, 1540.0)
 VOCAB = {"color": ["red", "blue", "green"]}
 
 
-def _contrast(scores: dict[str, list[tuple]], margin: float = 0.6) -> tuple[ContrastVerifier, FakeLocalizer]:
+def _contrast(scores: dict[str, list[tuple]], margin: float = 0.6) -> tuple[ContrastCheck, FakeLocalizer]:
     """A localizer that detects, for each name, its boxes with their own scores."""
     loc = FakeLocalizer({}, decoys=scores)
-    ver = ContrastVerifier(loc, VOCAB, SearchConfig(), margin=margin)
+    ver = ContrastCheck(loc, ContrastConfig(VOCAB, margin=margin), SearchConfig())
     image = blank_image(2048, 2048)
     loc.set_image(image)
     ver.set_image(image)
@@ -58,25 +58,7 @@ def test_nothing_to_contrast_or_nothing_detected_abstains():
 
 def test_contrast_needs_an_image_and_sane_knobs():
     with pytest.raises(RuntimeError, match="set_image"):
-        ContrastVerifier(FakeLocalizer({}), VOCAB, SearchConfig()).check("red cup", CUP)
+        ContrastCheck(FakeLocalizer({}), ContrastConfig(VOCAB), SearchConfig()).check("red cup", CUP)
     with pytest.raises(ValueError, match="margin"):
-        ContrastVerifier(FakeLocalizer({}), VOCAB, SearchConfig(), margin=0.0)
-
-
-def test_all_of_asks_in_turn_and_stops_at_a_rejection():
-    cheap, dear = FakeHitCheck({"cup": [CUP]}, p_true=0.8), FakeHitCheck({"cup": [CUP]}, p_true=0.6)
-    both = AllChecks([cheap, dear], threshold=0.5)
-    assert isinstance(both, HitCheck) and both.name == "fake_verifier+fake_verifier"
-    both.set_image(blank_image(100, 100))
-    assert both.check("cup", CUP) == pytest.approx(0.6)  # the lowest
-    assert both.check("cup", MUG) == pytest.approx(0.05)  # rejected by the first: the second not asked
-    assert len(cheap.asked) == 2 and len(dear.asked) == 1
-    assert both.stats().calls == 2 and cheap.set_image_calls == dear.set_image_calls == 1
-
-
-def test_all_of_abstains_only_when_every_member_does():
-    quiet = FakeHitCheck({}, abstain=True)
-    assert AllChecks([quiet, FakeHitCheck({}, abstain=True)], 0.5).check("cup", CUP) is None
-    assert AllChecks([quiet, FakeHitCheck({"cup": [CUP]})], 0.5).check("cup", CUP) == pytest.approx(0.9)
-    with pytest.raises(ValueError):
-        AllChecks([], 0.5)
+        ContrastConfig(VOCAB, margin=0.0)
+    assert "hexagon" in ContrastConfig().vocabularies["shape"]  # the measured runs contrasted shapes
