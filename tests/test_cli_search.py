@@ -130,25 +130,6 @@ def test_subprocess_run(scene):
     assert res["found"] and iou_xyxy(res["box_xyxy"], xywh_to_xyxy(SCENE[1][1])) >= 0.5
 
 
-def test_bench_search_smoke(tmp_path, capsys):
-    from eval.bench_search import main as bench_main
-
-    bench = tmp_path / "bench"
-    make_scene(bench, "sa_1")
-    make_scene(bench, "sa_2", objects=[("green disc", [600, 900, 70, 70], (30, 200, 30))], category="relative_position")
-    out = tmp_path / "report" / "bench.json"
-    assert bench_main(["--bench", str(bench), "--n-targets", "2", "--out", str(out)]) == 0
-    table = capsys.readouterr().out
-    assert "random-dfs" in table
-    report = json.loads(out.read_text())
-    assert report["n_targets"] == 2 and set(report["strategies"]) == {"vstar", "bfs", "dfs", "random-bfs", "random-dfs"}
-    assert len(report["rows"]) == 2 * 5
-    vstar = report["strategies"]["vstar"]
-    assert vstar["found_rate"] == 1.0 and vstar["mean_nodes_all"] >= 1 and vstar["engine_ms_per_node"] > 0
-    assert report["strategies"]["bfs"]["mean_nodes_all"] > vstar["mean_nodes_all"]
-    assert (out.parent / "run.json").is_file()
-
-
 def test_a_missing_hit_check_model_is_an_error_not_a_fallback(tmp_path):
     """A VQA checker named on the command line that does not exist is a one-line error naming the
     field, not a silent fallback to the answering model."""
