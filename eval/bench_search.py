@@ -40,7 +40,8 @@ STRATEGIES = ("vstar", "bfs", "dfs", "random-bfs", "random-dfs")
 def run_bench_search(cfg: Any, bench: Path, n_targets: int = 100, strategies: tuple[str, ...] = STRATEGIES,
                      log: Callable[[str], None] = print) -> dict[str, Any]:
     """The report of the module docstring for the first ``n_targets`` pairs of ``bench``; ``cfg``:
-    a config with ``image``, ``search`` and ``oracle`` sections. Prints the table with ``log``.
+    a config with ``image``, ``search`` and ``oracle`` sections and the run's ``seed``. Prints the
+    table with ``log``.
 
     Raises:
         InputError: an unknown strategy, or ``bench`` is not a V*Bench-layout folder.
@@ -65,10 +66,10 @@ def run_bench(targets: list[BenchTarget], cfg: Any, strategies: tuple[str, ...] 
     for t in targets:
         if cache is None or cache[0] != t.annotation:
             image = ImageSource.from_path(t.image, cfg.image.max_pixels)
-            cache = (t.annotation, image, OracleLocalizer.from_annotation(t.annotation, cfg.oracle))
+            cache = (t.annotation, image, OracleLocalizer.from_annotation(t.annotation, cfg.oracle, cfg.seed))
         _, image, oracle = cache
         for strategy in strategies:
-            result = run_search(oracle, image, t.name, replace(cfg.search, strategy=strategy))
+            result = run_search(oracle, image, t.name, replace(cfg.search, strategy=strategy), seed=cfg.seed)
             rows.append(search_row(t, strategy, result))
     return {"strategies": {s: summarize([r for r in rows if r["strategy"] == s]) for s in strategies},
             "n_targets": len(targets), "rows": rows}

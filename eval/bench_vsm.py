@@ -74,10 +74,10 @@ def run_bench(localizer: Any, targets: list[BenchTarget], cfg: Any, timing_calls
               hit_check: Any = None, strategies: tuple[str, ...] = STRATEGIES,
               patch_calibration: bool = True) -> dict[str, Any]:
     """Search / calibration / timing over ``targets``; ``cfg``: a config with ``image``, ``search``
-    and ``hit_check`` sections. ``hit_check``: an optional :class:`search.hit_check.protocol.HitCheck`
-    checking the searches' hits (the calibration patches are the localizer's alone). ``strategies``:
-    a quick run may search with ``vstar`` alone (no node ratio then); ``patch_calibration`` off skips
-    locating every tree node."""
+    and ``hit_check`` sections and the run's ``seed``. ``hit_check``: an optional
+    :class:`search.hit_check.protocol.HitCheck` checking the searches' hits (the calibration patches
+    are the localizer's alone). ``strategies``: a quick run may search with ``vstar`` alone (no node
+    ratio then); ``patch_calibration`` off skips locating every tree node."""
     from dataclasses import replace
 
     from seal.core.geometry import iou_xyxy
@@ -96,7 +96,7 @@ def run_bench(localizer: Any, targets: list[BenchTarget], cfg: Any, timing_calls
     for k, (path, group) in enumerate(by_image.items(), start=1):
         image = ImageSource.from_path(path, cfg.image.max_pixels)
         images[path] = image
-        session = SearchSession(localizer, image, cfg.search, hit_check, cfg.hit_check)
+        session = SearchSession(localizer, image, cfg.search, hit_check, cfg.hit_check, cfg.seed)
         for t in group:
             for strategy in strategies:
                 result = session.search(t.name, cfg=replace(cfg.search, strategy=strategy))
