@@ -119,6 +119,16 @@ def test_bench_search_strategies_and_overrides(bench, tmp_path, capsys):
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["search"]["max_nodes"] == 2
 
 
+def test_bench_search_big_image_runs_seal_search_in_a_subprocess(tmp_path, capsys):
+    out = tmp_path / "big.json"
+    code, stdout, err = run_cli(["bench", "search", "--big", "--big-side", "2048", "--out", out], capsys)
+    assert code == 0, err
+    big = json.loads(out.read_text())["big"]
+    assert big["side"] == 2048 and big["image_uint8_mb"] == 2048 * 2048 * 3 / 2**20
+    assert big["found"] is True and len(big["results"]) == 3  # the three drawn targets, by the oracle
+    assert big["child_peak_rss_mb"] > 0 and "search subprocess peak RSS" in stdout
+
+
 @pytest.mark.parametrize("argv, needle", [
     ([], "--bench DIR is required"),
     (["--bench", "BENCH", "--strategies", "vstar,sideways"], "--strategies"),
