@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
+from PIL import Image
 import yaml
 
 from eval.synth.config import SynthConfig
@@ -263,19 +264,15 @@ def test_golden_outputs_of_the_shipped_model(shipped_search):
         assert np.abs(np.array(res["box_xyxy"]) - np.array(GOLDEN["box_xyxy"])).max() <= 3.0
 
 
-def test_default_localizer_rule(monkeypatch, tmp_path):
-    import argparse
+def test_the_localizer_is_configured_not_guessed_from_files(tmp_path, capsys):
+    """``seal search`` searches with ``models.localizer`` (vsm by default) and a missing search model
+    is a one-line error naming the field, never a silent switch to another localizer."""
+    from seal.cli.main import main
 
-    from seal.cli import cmd_search
-
-    args = argparse.Namespace(localizer=None, model=None, annotation=None)
-    monkeypatch.setattr(cmd_search, "DEFAULT_VSM_MODEL", tmp_path / "missing")
-    with pytest.raises(InputError, match="seal train vsm"):
-        cmd_search.default_localizer(args)
-    assert cmd_search.default_localizer(argparse.Namespace(localizer=None, model=None, annotation="a.json")) == "oracle"
-    assert cmd_search.default_localizer(argparse.Namespace(localizer=None, model="dir", annotation=None)) == "vsm"
-    monkeypatch.setattr(cmd_search, "DEFAULT_VSM_MODEL", SHIPPED)
-    assert cmd_search.default_localizer(argparse.Namespace(localizer=None, model=None, annotation="a.json")) == "vsm"
+    image = tmp_path / "i.png"
+    Image.new("RGB", (64, 64)).save(image)
+    assert main(["search", "--image", str(image), "--target", "x", f"--models.vsm_path={tmp_path / 'missing'}"]) == 2
+    assert "models.vsm_path" in capsys.readouterr().err
 
 
 def test_scene_cache_key_ignores_search_options_that_do_not_shape_the_tree(tmp_path):
@@ -285,7 +282,7 @@ def test_scene_cache_key_ignores_search_options_that_do_not_shape_the_tree(tmp_p
         return sorted(p.name for p in tmp_path.iterdir())
 
     first = build(SearchConfig())
-    assert build(SearchConfig(confirm_zoom=0.0, confidence_high=0.7, strategy="bfs")) == first  # reused
+    assert build(SearchConfig(confidence_high=0.7, strategy="bfs")) == first  # reused
     assert len(build(SearchConfig(leaf_divisor=4))) == 2  # another tree, other patches: a new cache
 
 

@@ -139,8 +139,11 @@ def test_load_vsm_localizer_round_trip(vsm, image, tmp_path):
     ref.set_image(image)
     for a, b in zip(loc.locate("red square", QUADRANTS[:2]), ref.locate("red square", QUADRANTS[:2])):
         assert np.allclose(a.boxes_xyxy, b.boxes_xyxy, atol=1e-3) and np.allclose(a.heatmap, b.heatmap, atol=1e-4)
-    with pytest.raises(InputError, match="VSM checkpoint"):
+    with pytest.raises(InputError, match="expected a checkpoint directory"):
         load_vsm_localizer(tmp_path / "nothing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(InputError, match="expected a vsm checkpoint with manifest.json"):
+        load_vsm_localizer(tmp_path / "plain")
 
 
 def test_run_search_with_a_random_vsm_respects_budgets(vsm, image):
