@@ -187,7 +187,7 @@ class CropMatcher(nn.Module):
 def context_crops(image, boxes_xyxy: Sequence[Sequence[float]], cfg: CropMatcherConfig) -> np.ndarray:
     """(B, S, S, 3) uint8 crops of ``boxes_xyxy`` (full-image px) from the PIL ``image`` as a matcher of
     ``cfg`` reads them (:func:`seal.core.crops.extract_crop` at its scale, minimum side and input size): the
-    one cut of training (:mod:`training.crop_check_data`) and checking alike."""
+    one cut of training (:mod:`training.crop_matcher_data`) and the hit check alike."""
     from seal.core.crops import extract_crop
 
     return np.stack([np.asarray(extract_crop(image, box, cfg.crop_scale, cfg.min_context_px, cfg.input_size).image,

@@ -42,7 +42,7 @@ class VSMPredictor:
         self.cfg = cfg or VSMPredictorConfig()
         self.crop_matcher = crop_matcher
         """The model's second stage (:class:`search.vsm.crop_matcher.CropMatcher`), when its checkpoint
-        has one: the hit check reads confident boxes with it (:mod:`search.vsm.crop_check`)."""
+        has one: the hit check reads confident boxes with it (:mod:`search.hit_check.crop_matcher`)."""
         self.image: ImageSource | None = None
         self._cache: OrderedDict[RegionKey, tuple[ImageFeatures, Frame]] = OrderedDict()
         self._stats = _fresh_stats()
