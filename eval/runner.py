@@ -98,13 +98,12 @@ class EvalRun:
     def lambda_cost(self) -> float:
         """``policy.lambda_cost``; for the learned policy, the value its head was trained with: a
         loaded head ignores the run's own value."""
-        from seal.agent.config import learned_policy_dir
+        from seal.core.paths import find_dir
         from seal.policy.config import trained_lambda_cost
 
         policy = self.config.get("policy") or {}
         if self.policy_name == "learned":
-            head = learned_policy_dir(policy.get("checkpoint"), (self.config.get("agent") or {}).get(
-                "default_policy_checkpoint"))
+            head = find_dir(policy["checkpoint"]) if policy.get("checkpoint") else None
             trained = trained_lambda_cost(head) if head is not None else None
             if trained is not None:
                 return trained

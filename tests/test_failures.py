@@ -123,7 +123,7 @@ def test_truncated_safetensors_in_a_subprocess(tmp_path, scene):
 @pytest.mark.parametrize("checkpoint, file, damage", [
     ("vsm_tiny", "backbone/model.safetensors", truncate),
     ("vsm_tiny", "adapter/adapter_model.safetensors", huge_header),
-    ("vsm_tiny", "crop_check/crop_matcher.safetensors", truncate),
+    ("vsm_tiny", "crop_matcher/crop_matcher.safetensors", truncate),
     ("vqa_tiny", "model.safetensors", huge_header),
     ("policy_tiny", "head.safetensors", truncate),
 ])
@@ -176,6 +176,7 @@ def test_pickled_bin_is_refused(tmp_path, scene, capfd):
     import torch
 
     vqa = copy_checkpoint("vqa_tiny", tmp_path)
+    (vqa / "manifest.json").unlink()  # a plain transformers checkpoint, as .bin weights come
     (vqa / "model.safetensors").unlink()
     torch.save({"lm_head.weight": torch.zeros(2, 2), "made_by": Path("/tmp")}, vqa / "pytorch_model.bin")
     line, _ = fail(_ask_oracle(scene, f"--models.vqa_path={vqa}"), capfd)
@@ -183,11 +184,19 @@ def test_pickled_bin_is_refused(tmp_path, scene, capfd):
 
 
 # ---- 5. a malformed policy checkpoint fails when seal eval starts ------------------------------
-@pytest.mark.parametrize("file, text", [("policy_config.json", '{"lambda_cost": '),
-                                        ("head.json", '{"format": "seal.policy.VoWHead/1", "in_features": 3')])
-def test_malformed_policy_files_fail_before_any_question(tmp_path, bench, capfd, file, text):
+def _bad_lambda_cost(policy: Path) -> None:
+    manifest = json.loads((policy / "manifest.json").read_text())
+    manifest["recipe"]["trained_with"]["lambda_cost"] = "lots"  # read only for the results row
+    (policy / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("file, damage", [
+    ("manifest.json", _bad_lambda_cost),
+    ("head.json", lambda policy: (policy / "head.json").write_text('{"format": "seal.policy.VoWHead/1", "in_f')),
+])
+def test_malformed_policy_files_fail_before_any_question(tmp_path, bench, capfd, file, damage):
     policy = copy_checkpoint("policy_tiny", tmp_path)
-    (policy / file).write_text(text)
+    damage(policy)
     out = tmp_path / "out"
     line, _ = fail(["eval", "--dataset", "synth", "--path", bench, "--output-dir", out, "--no-progress",
                     "--models.localizer=oracle", f"--policy.checkpoint={policy}"], capfd)

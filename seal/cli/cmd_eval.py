@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
     if args.protocol:
         args.overrides = list(args.overrides or []) + [f"agent.answer_protocol={args.protocol}"]
     cfg = resolve_config(args)
-    out = writable_dir(args.output_dir, "--output-dir")  # a bad results folder fails before any question
     run_spec = EvalRun(dataset=args.dataset, path=Path(args.path), protocol=cfg.agent.answer_protocol,
                        config=to_dict(cfg), limit=args.limit, seed=args.seed,
                        annotate=cfg.models.localizer == "oracle", git_revision=git_revision())
-    run_spec.lambda_cost  # reads the learned head's policy_config.json: a malformed one fails now, not at the end
+    run_spec.lambda_cost  # the learned head's recorded lambda_cost: a malformed record fails now, not at the end
     samples = load_samples(run_spec)  # bad paths / files fail here, before any model loads
+    out = writable_dir(args.output_dir, "--output-dir")  # so does a read-only / full / misplaced results folder
     agent = _agent(cfg)
     with write_errors(out, "--output-dir"):  # disk full while writing predictions: one line
         write_run_record(out, cfg)
