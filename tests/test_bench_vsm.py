@@ -64,3 +64,15 @@ def test_strategies_must_include_vstar_and_ece_is_the_weighted_gap():
     # two bins: scores 0.15 (right 0 of 2) and 0.95 (right 2 of 2): |0 - 0.15| and |1 - 0.95|, half each
     assert expected_calibration_error(np.array([0.15, 0.15, 0.95, 0.95]), np.array([0, 0, 1, 1])) == \
         pytest.approx(0.5 * 0.15 + 0.5 * 0.05)
+
+
+def test_the_calibration_patches_are_the_search_trees_first_three_levels():
+    from search.config import SearchConfig
+    from search.tree import tree_boxes
+
+    boxes = tree_boxes(2246, 1582, SearchConfig())  # leaf side 396: 1 + 4 + 16 nodes
+    assert [level for level, _ in boxes] == [0] + [1] * 4 + [2] * 16
+    assert boxes[0][1] == (0.0, 0.0, 2246.0, 1582.0)
+    for _, (x1, y1, x2, y2) in boxes:
+        assert 0 <= x1 < x2 <= 2246 and 0 <= y1 < y2 <= 1582
+    assert len(tree_boxes(300, 300, SearchConfig())) < 21  # a small image's tree stops at its leaves
