@@ -45,7 +45,8 @@ def sweep(coarse: dict[str, dict], full: dict[str, dict], thresholds=DEFAULT_THR
         raise InputError("the two runs share no question ids")
     missing = [i for i in ids if coarse[i].get("option_scores") is None]
     if missing:
-        raise InputError(f"{len(missing)} coarse records have no option_scores (free-form questions), e.g. {missing[0]}")
+        raise InputError(f"{len(missing)} coarse records have no option_scores (free-form questions), "
+                         f"e.g. {missing[0]}")
     rows = []
     for tau in thresholds:
         hits, costs, escalated, by_tag = [], [], [], {}

@@ -87,7 +87,8 @@ def summarize(records: Sequence[dict[str, Any]], threshold: float) -> dict[str, 
     return {"targets": len(records), "near_boxes": len(near),
             "accept_target": round(float((target >= threshold).mean()), 4),
             "accept_near": round(float(np.mean(np.array(near) >= threshold)), 4) if near else float("nan"),
-            "accept_near_by_word": {k: f"{sum(p >= threshold for p in ps)}/{len(ps)}" for k, ps in sorted(by_kind.items())},
+            "accept_near_by_word": {k: f"{sum(p >= threshold for p in ps)}/{len(ps)}"
+                                    for k, ps in sorted(by_kind.items())},
             "wins": round(float(np.mean([all(r["target"] > p for _, p in r["near"]) for r in records])), 4)}
 
 

@@ -60,7 +60,8 @@ def judge(members: Sequence[Any], target: str, box: Sequence[float]) -> list[flo
 
 def ranking_keys(score: float, probs: Sequence[float | None], threshold: float) -> dict[str, float]:
     """The candidate's key under each of :data:`RANKINGS` (higher ranks first); ``check``: the members
-    combined by :func:`search.hit_check.protocol.all_checks` (all abstaining: ``threshold``, as the engine counts it)."""
+    combined by :func:`search.hit_check.protocol.all_checks` (all abstaining: ``threshold``, as the
+    engine counts it)."""
     from search.hit_check.rules import rank_key
     from search.hit_check.protocol import all_checks
 

@@ -151,7 +151,8 @@ def summarize(records: Sequence[TargetWindows], high: float) -> dict[str, Any]:
            "mean_score_absent": round(float(a.mean()), 4) if len(a) else float("nan")}
     if len(n):
         out.update({"near_windows": len(n), "auc_near": round(_auc(p, n), 4),
-                    "wins_near": round(float(np.mean([all(s < r.present for s in r.near) for r in records if r.near])), 4),
+                    "wins_near": round(float(np.mean([all(s < r.present for s in r.near)
+                                                      for r in records if r.near])), 4),
                     "fires_near": round(float((n > high).mean()), 4), "mean_score_near": round(float(n.mean()), 4)})
     return out
 
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     from eval.bench_targets import list_targets
     from seal.cli.cmd_search import LOCALIZERS
 
-    p = target_parser("vsm_windows", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=40, threads=2)
+    p = target_parser("vsm_windows", __doc__, "checkpoints/vsm_tiny", "VSM checkpoint directory", n_targets=40,
+                      threads=2)
     p.add_argument("--zoom", type=float, default=1.25, help="window side in search leaf sides")
     p.add_argument("--absent", type=int, default=3, help="absent windows per target")
     p.add_argument("--seed", type=int, default=0)

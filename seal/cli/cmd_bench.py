@@ -114,7 +114,8 @@ def _register_search(actions: argparse._SubParsersAction) -> None:
     s.add_argument("--n-targets", type=int, default=100, help="first N (sample, target) pairs, sorted")
     s.add_argument("--strategies", default=",".join(SEARCH_STRATEGIES),
                    help="comma-separated subset of " + ",".join(SEARCH_STRATEGIES))
-    s.add_argument("--out", type=Path, metavar="JSON", help="write the report here (+ config.yaml / run.json beside it)")
+    s.add_argument("--out", type=Path, metavar="JSON",
+                   help="write the report here (+ config.yaml / run.json beside it)")
     s.add_argument("--big", action="store_true", help="peak-memory run on a generated 16384 px image instead")
     s.add_argument("--big-side", type=int, default=16384, metavar="PX")
     s.add_argument("--localizer", choices=("oracle", "vsm"), default="oracle",

@@ -82,7 +82,8 @@ def test_near_miss_windows_come_from_the_sidecar(tmp_path):
 
 
 def test_colour_and_pattern_names_are_also_reported_apart(target):
-    red, dotted = (BenchTarget(target.image, target.annotation, n, np.array([CUP])) for n in ("red star", "dotted star"))
+    red, dotted = (BenchTarget(target.image, target.annotation, n, np.array([CUP]))
+                   for n in ("red star", "dotted star"))
     report = measure(FakeLocalizer({"red star": [CUP]}, detect_side=600), [red, dotted, red], SearchConfig())
     kinds = report["by_name_kind"]
     assert set(kinds) == {"colour", "pattern"}
