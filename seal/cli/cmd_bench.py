@@ -29,6 +29,7 @@ import argparse
 import time
 from pathlib import Path
 
+from seal.cli.cmd_search import STRATEGIES as SEARCH_STRATEGIES
 from seal.cli.common import add_config_args, resolve_config
 from seal.core.runs import write_run_record
 from seal.core.config import parse_override
@@ -38,8 +39,8 @@ from seal.core.outputs import writable_dir, write_errors
 FLAG_FIELDS = {"n": "n", "seed": "seed", "split": "split", "suite": "suite", "long_side": "long_side"}
 """argparse dest -> ``synth`` field it sets."""
 
-SEARCH_STRATEGIES = ("vstar", "bfs", "dfs", "random-bfs", "random-dfs")
 VSM_STRATEGIES = ("vstar", "bfs")
+"""``seal bench vsm`` compares V* with breadth-first search (same model)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
