@@ -32,7 +32,10 @@ demo: $(STAMP)
 		--sample $(DEMO_DIR)/bench/direct_attributes/synth_test_00002.json \
 		--trace-dir $(DEMO_DIR)/trace_search
 
+# the layer contract (.importlinter), the linter, then the tests
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check seal search vwm training eval research tests
 	$(PY) -m pytest -q
 
 clean:

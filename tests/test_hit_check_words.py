@@ -106,24 +106,46 @@ def shipped_check():
     return VQAWordCheck(VQAModel.load(VQA_TINY))
 
 
-@pytest.mark.parametrize("index", [100, 101, 102])
-def test_shipped_model_accepts_the_target_and_rejects_its_near_misses(shipped_check, index):
-    # a test-split scene as the benchmark stores it (JPEG round trip): its first target and the near
-    # misses whose colour / pattern word differs (the checked word; shapes are not checked by default)
+SCENES = range(10)
+"""Test-split scenes (vstar suite, as the benchmark stores them: JPEG round trip) the rates run over."""
+
+
+def _judge(check, index):
+    """On test scene ``index``: does ``check`` accept the first target's true box, and reject the box
+    of its first near miss whose checked word (colour / pattern; shapes are not checked by default)
+    differs? ``(accepted, rejected)``; ``rejected`` is None when the scene has no such near miss."""
     sample = render_scene(SynthConfig(split="test", suite="vstar"), index, jpeg_roundtrip=True)
     target = sample.targets[0]
     keys = tuple(k for k in ATTRS if target.attrs[k] in target.name.split())
     word = next(k for k in keys if k != "shape")
-    near = [o for o in sample.objects if is_near_miss(o.attrs, target.attrs, keys) and o.attrs[word] != target.attrs[word]]
+    near = next((o for o in sample.objects
+                 if is_near_miss(o.attrs, target.attrs, keys) and o.attrs[word] != target.attrs[word]), None)
+    check.set_image(ImageSource(sample.image))
+    accepted = check.check(target.name, xywh_to_xyxy(target.bbox)) >= 0.5
+    rejected = None if near is None else check.check(target.name, xywh_to_xyxy(near.bbox)) < 0.5
+    return accepted, rejected
+
+
+def test_shipped_model_accepts_targets_and_rejects_their_near_misses(shipped_check):
+    """Rates over the first 10 test scenes: the shipped VQA model accepts the target's true box and
+    rejects the box of a near miss that differs in the checked word. Measured with this procedure on
+    test scenes 0-39 (2026-12-07, checkpoints/vqa_tiny): targets accepted 40/40 (1.00), near misses
+    rejected 40/40 (1.00; over every such near miss of those scenes 229/230). Threshold 0.8 for
+    each rate (2 misses in 10 allowed): a model that accepts everything or rejects everything fails,
+    one that guesses passes both only by chance (p ~ 0.003). Two checks per scene: 20-40 s on a
+    loaded 2-core machine."""
+    assert isinstance(shipped_check, HitCheck)
+    judged = [_judge(shipped_check, index) for index in SCENES]
+    accepted = [a for a, _ in judged]
+    rejected = [r for _, r in judged if r is not None]
+    assert len(rejected) >= 0.8 * len(SCENES), "too few scenes with a near miss to judge"
+    assert sum(accepted) / len(accepted) >= 0.8, judged
+    assert sum(rejected) / len(rejected) >= 0.8, judged
     v = shipped_check
-    assert isinstance(v, HitCheck)
-    v.set_image(ImageSource(sample.image))
-    assert v.check(target.name, xywh_to_xyxy(target.bbox)) >= 0.5, target.name
-    for o in near:
-        assert v.check(target.name, xywh_to_xyxy(o.bbox)) < 0.5, (target.name, o.name)
-    assert v.check("umbrella", xywh_to_xyxy(target.bbox)) is None
+    before = v.stats().calls
+    assert v.check("umbrella", (0, 0, 50, 50)) is None  # a name without a checked word: abstains
     s = v.stats()
-    assert s.calls == len(near) + 2 and s.abstained == 1 and s.vision_tokens > 0
+    assert s.calls == before + 1 and s.abstained == 1 and s.vision_tokens > 0
 
 
 def test_check_before_set_image_is_an_error(shipped_check):

@@ -1,9 +1,13 @@
-"""The self-contained HTML trace report, checked in a real headless browser (Debian ``chromium``)."""
+"""The self-contained HTML trace report, checked in a real headless browser (Debian ``chromium``).
+
+Without ``/usr/bin/chromium`` the browser check FAILS (CI installs it: ``.ci/run``); on a developer's
+machine without it, ``SEAL_ALLOW_NO_BROWSER=1`` turns the failure into a skip.
+"""
 
 import base64
 import json
+import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -95,9 +99,12 @@ def _chromium(args, tmp_path, timeout=60):
     return subprocess.run([str(CHROMIUM), *flags, *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium "
-                                                  "(apt-get install -y chromium)")
 def test_renders_in_headless_chromium(trace_dir, tmp_path):
+    if not CHROMIUM.exists():
+        missing = f"needs Debian chromium at {CHROMIUM} (apt-get install -y chromium)"
+        if os.environ.get("SEAL_ALLOW_NO_BROWSER") == "1":
+            pytest.skip(f"{missing}; skipped because SEAL_ALLOW_NO_BROWSER=1")
+        pytest.fail(f"{missing}; set SEAL_ALLOW_NO_BROWSER=1 to skip this check on a machine without it")
     index = write_html(trace_dir)
     dom = _chromium(["--dump-dom", index.resolve().as_uri()], tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]
