@@ -73,7 +73,8 @@ class SearchResult:
         return max(0.0, self.seconds - self.localizer_seconds)
 
     def to_json(self) -> dict:
-        """The api.md keys plus ``fallback`` and the hit check's ``hit_check_score`` / ``hit_check_calls`` / ``hit_check_seconds``; boxes as lists (or null), rounded to 0.01 px."""
+        """The api.md keys plus ``fallback`` and the hit check's ``hit_check_score`` / ``hit_check_calls`` /
+        ``hit_check_seconds``; boxes as lists (or null), rounded to 0.01 px."""
         return {
             "target": self.target,
             "strategy": self.strategy,

@@ -53,7 +53,8 @@ class SearchSession:
         self.results.append(result)
         return result
 
-    def search_many(self, targets: Iterable[str], on_step: Callable[[StepEvent], None] | None = None) -> list[SearchResult]:
+    def search_many(self, targets: Iterable[str],
+                    on_step: Callable[[StepEvent], None] | None = None) -> list[SearchResult]:
         """One result per given target, in order. A repeated name (compared case- and
         whitespace-insensitively) is searched once; its later entries are copies of the first
         result with ``target`` set to the name as given."""

@@ -20,8 +20,8 @@ the attributes :data:`NODE_ATTRS` (all JSON-able):
   own ``locate`` is charged to the root), so they sum to the search's totals.
 
 Graph attributes (``graph.graph``): exactly :data:`GRAPH_ATTRS` (``hit_check_calls``: boxes the
-hit check judged; ``hit_check_score``: its probability for the returned box, -1.0 when none). ``heatmaps`` maps each visited
-node id to the ``(h, w)`` float32 logits over its box that guided its children (the target heatmap,
+hit check judged; ``hit_check_score``: its probability for the returned box, -1.0 when none). ``heatmaps`` maps each
+visited node id to the ``(h, w)`` float32 logits over its box that guided its children (the target heatmap,
 or the contextual cue when ``cue == "context"``; the target heatmap for nodes not expanded).
 ``config`` is the :class:`SearchConfig` as a dict, written next to the graph in the JSON form.
 """
@@ -54,7 +54,8 @@ class SearchTrace:
         """A new, not yet visited node (and the edge from its parent)."""
         self.graph.add_node(node_id, box_xyxy=[float(v) for v in box_xyxy], level=int(level), parent=int(parent),
                             priority=float(priority), visit_order=0, best_score=0.0, best_box_xyxy=[],
-                            cue="none", zoom_score=-1.0, hit_check_score=-1.0, heatmap_max=0.0, model_calls=0, seconds=0.0, leaf=bool(leaf))
+                            cue="none", zoom_score=-1.0, hit_check_score=-1.0, heatmap_max=0.0, model_calls=0,
+                            seconds=0.0, leaf=bool(leaf))
         if parent >= 0:
             self.graph.add_edge(parent, node_id)
 

@@ -26,8 +26,8 @@ def main(out_dir: str) -> None:
         xb, yb = batch
         return {"total": torch.nn.functional.mse_loss(m(xb), yb)}
 
-    cfg = TrainConfig(out_dir=out_dir, max_steps=40, batch_size=32, lr=0.3, warmup_steps=0, log_every=5, min_lr_ratio=1.0,
-                      save_every=20)
+    cfg = TrainConfig(out_dir=out_dir, max_steps=40, batch_size=32, lr=0.3, warmup_steps=0, log_every=5,
+                      min_lr_ratio=1.0, save_every=20)
     train(model, batches, loss_fn, cfg)
 
 

@@ -69,7 +69,8 @@ def trained_vqa(steps=120, seed=0):
     memory.add_target("dotted square", None)
     examples = [build_training_example(processor, QUESTION, REFUSAL, VisualWorkingMemory(image, config=vcfg)),
                 build_training_example(processor, QUESTION, FOUND_ANSWER, memory),
-                build_training_example(processor, OTHER_QUESTION, OTHER_ANSWER, VisualWorkingMemory(image, config=vcfg))]
+                build_training_example(processor, OTHER_QUESTION, OTHER_ANSWER,
+                                       VisualWorkingMemory(image, config=vcfg))]
     batch = collate(examples, tokenizer.pad_token_id)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()

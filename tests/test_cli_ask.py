@@ -51,7 +51,8 @@ def test_ask_full_search_trace_and_json(vqa_dir, scene, tmp_path, capsys):
     assert 290 <= x1 <= 310 and 190 <= y1 <= 210 and 310 <= x2 <= 330  # the star is at (300, 200, 20, 20)
     assert rec["answer"] == FOUND_ANSWER
     cost = rec["cost"]
-    assert cost["vision_tokens"] == cost["vision_tokens_global"] + cost["vision_tokens_crops"] + cost["vision_tokens_search"]
+    assert cost["vision_tokens"] == (cost["vision_tokens_global"] + cost["vision_tokens_crops"]
+                                     + cost["vision_tokens_search"])
     assert cost["vision_tokens_crops"] > 0 and cost["search_calls"] >= 2
     # the terminal trace shows the steps as they happen
     assert "FULL_VISION" in out and "missing" in out and "striped star #1" in out and "memory" in out

@@ -10,7 +10,6 @@ import pytest
 from PIL import Image, ImageDraw
 
 from seal.core.geometry import iou_xyxy, xywh_to_xyxy
-from seal.cli.main import main
 from tests.cli_helpers import last_json, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +46,8 @@ def scene(tmp_path_factory):
 
 def test_json_line_and_found_box(scene, capsys):
     img, ann = scene
-    rc, out, err = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--target", "red disc", "--json"], capsys)
+    rc, out, err = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--target",
+                            "red disc", "--json"], capsys)
     assert rc == 0, err
     res = last_json(out)
     for key in ("target", "found", "box_xyxy", "score", "nodes_visited", "model_calls", "seconds", "stop_reason",
@@ -65,7 +65,8 @@ def test_json_line_and_found_box(scene, capsys):
 
 def test_all_annotation_targets_share_the_image(scene, capsys):
     img, ann = scene
-    rc, out, _ = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--json", "--quiet"], capsys)
+    rc, out, _ = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--json", "--quiet"],
+                         capsys)
     assert rc == 0
     res = last_json(out)
     assert res["target"] == ["red disc", "blue square"] and len(res["results"]) == 2
@@ -79,8 +80,8 @@ def test_all_annotation_targets_share_the_image(scene, capsys):
 def test_trace_dir_contents(scene, tmp_path, capsys):
     img, ann = scene
     out_dir = tmp_path / "trace"
-    rc, out, _ = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--target", "red disc", "--json",
-                          "--trace-dir", out_dir, "--search.max_nodes=40"], capsys)
+    rc, out, _ = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--target",
+                          "red disc", "--json", "--trace-dir", out_dir, "--search.max_nodes=40"], capsys)
     assert rc == 0
     res = last_json(out)
     for name in ("trace.json", "search_graph.graphml", "config.yaml", "run.json", "search_overview.png",
@@ -102,8 +103,8 @@ def test_strategy_changes_node_counts(scene, capsys):
     img, ann = scene
     counts = {}
     for strategy in ("vstar", "bfs"):
-        rc, out, _ = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--target", "red disc", "--json",
-                              "--quiet", "--strategy", strategy], capsys)
+        rc, out, _ = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", ann, "--target",
+                              "red disc", "--json", "--quiet", "--strategy", strategy], capsys)
         assert rc == 0
         res = last_json(out)
         assert res["strategy"] == strategy
@@ -115,16 +116,17 @@ def test_oracle_needs_annotation_and_targets(scene, capsys):
     img, _ = scene
     rc, _, err = run_cli(["search", "--localizer", "oracle", "--image", img, "--target", "red disc"], capsys)
     assert rc == 2 and "--annotation" in err and len(err.strip().splitlines()) == 1
-    rc, _, err = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation", img.with_suffix(".missing.json")], capsys)
+    rc, _, err = run_cli(["search", "--localizer", "oracle", "--image", img, "--annotation",
+                          img.with_suffix(".missing.json")], capsys)
     assert rc == 2 and "missing.json" in err
 
 
 def test_subprocess_run(scene):
     img, ann = scene
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "seal", "search", "--localizer", "oracle", "--image", str(img), "--annotation", str(ann),
-                           "--target", "blue square", "--json"], capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "seal", "search", "--localizer", "oracle", "--image", str(img),
+                           "--annotation", str(ann), "--target", "blue square", "--json"], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     res = last_json(proc.stdout)
     assert res["found"] and iou_xyxy(res["box_xyxy"], xywh_to_xyxy(SCENE[1][1])) >= 0.5
@@ -155,8 +157,10 @@ def test_the_shipped_search_model_checks_with_its_crop_matcher_unless_a_vqa_chec
     assert vsm.crop_matcher is not None
     assert isinstance(load_hit_check(load(cls=SearchCommandConfig), vsm), CropMatcherCheck)
     checker = ROOT / "checkpoints" / "vqa_check_tiny"
-    named = load_hit_check(load([], [f"hit_check.vqa_path={checker}", "hit_check.vqa=always"], cls=SearchCommandConfig), vsm)
+    named = load_hit_check(load([], [f"hit_check.vqa_path={checker}", "hit_check.vqa=always"], cls=SearchCommandConfig),
+                           vsm)
     assert isinstance(named, AllChecks) and [type(c) for c in named.checks] == [CropMatcherCheck, VQAWordCheck]
-    assert named.checks[1].cfg.checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross", "dotted object")]
+    assert named.checks[1].cfg.checks("dotted cross") == [("pattern", "dotted", "cross"),
+                                                          ("shape", "cross", "dotted object")]
     vqa_only = load_hit_check(load([], ["hit_check.crop_matcher=false"], cls=SearchCommandConfig), vsm)
     assert isinstance(vqa_only, VQAWordCheck) and vqa_only.cfg.checked_kinds == ["color", "pattern"]

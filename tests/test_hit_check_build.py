@@ -55,7 +55,8 @@ def test_without_a_crop_matcher_the_answering_vqa_llm_checks_as_its_checkpoint_s
 
 def test_vqa_always_adds_the_llm_behind_the_crop_matcher(monkeypatch):
     monkeypatch.setattr("search.hit_check.words.VisionBudget", lambda cfg, processor: None)
-    check = build_hit_check(HitCheckConfig(vqa="always", threshold=0.4), _Localizer(crop_matcher=_Matcher()), _loader([]))
+    check = build_hit_check(HitCheckConfig(vqa="always", threshold=0.4), _Localizer(crop_matcher=_Matcher()),
+                            _loader([]))
     assert isinstance(check, AllChecks) and check.name == "crop+vqa_words" and check.threshold == 0.4
 
 
@@ -71,8 +72,9 @@ def test_no_check_when_the_section_does_not_apply(cfg, localizer):
 
 
 @pytest.mark.parametrize("override, match", [
-    ({"kinds": ["size"]}, "hit_check.kinds"), ({"crop_scale": 0.5}, "crop_scale"), ({"vqa": "sometimes"}, "hit_check.vqa"),
-    ({"floor": 0.6}, "hit_check.floor"), ({"zoom": 9.0}, "hit_check.zoom"), ({"per_node": 0}, "per_node"),
+    ({"kinds": ["size"]}, "hit_check.kinds"), ({"crop_scale": 0.5}, "crop_scale"),
+    ({"vqa": "sometimes"}, "hit_check.vqa"), ({"floor": 0.6}, "hit_check.floor"), ({"zoom": 9.0}, "hit_check.zoom"),
+    ({"per_node": 0}, "per_node"),
     ({"vocabulary": {"attributes": {"color": ["red"]}, "questions": {}, "replies": {}}}, "distinct values"),
 ])
 def test_impossible_sections_are_config_errors(override, match):

@@ -60,7 +60,8 @@ def test_bad_image_through_image_io(tmp_path, kind):
 def test_bad_image_through_cli(tmp_path, kind, annotation, capsys):
     path = tmp_path / f"{kind}.jpg"
     BAD[kind](path)
-    rc, out, err = run_cli(["search", "--localizer", "oracle", "--image", path, "--annotation", annotation, "--json"], capsys)
+    rc, out, err = run_cli(["search", "--localizer", "oracle", "--image", path, "--annotation", annotation, "--json"],
+                           capsys)
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in err
@@ -72,15 +73,16 @@ def test_decompression_bomb(tmp_path, annotation, capsys):
     Image.new("RGB", (100, 100)).save(path)
     with pytest.raises(InputError, match="above the limit of 1000"):
         image_size(path, max_pixels=1000)
-    rc, _, err = run_cli(["search", "--localizer", "oracle", "--image", path, "--annotation", annotation, "--image.max_pixels=1000"], capsys)
+    rc, _, err = run_cli(["search", "--localizer", "oracle", "--image", path, "--annotation", annotation,
+                          "--image.max_pixels=1000"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "decompression bomb" in err and str(path) in err
 
 
 def test_truncated_jpeg_in_a_subprocess_has_no_traceback(tmp_path, annotation):
     path = tmp_path / "cut.jpg"
     BAD["truncated"](path)
-    proc = subprocess.run([sys.executable, "-m", "seal", "search", "--localizer", "oracle", "--image", str(path), "--annotation",
-                           str(annotation)], capture_output=True, text=True, cwd=ROOT, timeout=120,
+    proc = subprocess.run([sys.executable, "-m", "seal", "search", "--localizer", "oracle", "--image", str(path),
+                           "--annotation", str(annotation)], capture_output=True, text=True, cwd=ROOT, timeout=120,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and str(path) in proc.stderr
@@ -123,7 +125,8 @@ ODD = {
 def _search(image, target_box, capsys, tmp_path, name="thing"):
     ann = tmp_path / "odd.json"
     ann.write_text(json.dumps({"target_object": [name], "bbox": [target_box]}))
-    rc, out, err = run_cli(["search", "--localizer", "oracle", "--image", image, "--annotation", ann, "--json", "--quiet"], capsys)
+    rc, out, err = run_cli(["search", "--localizer", "oracle", "--image", image, "--annotation", ann, "--json",
+                            "--quiet"], capsys)
     assert rc == 0, err
     return last_json(out)
 

@@ -24,7 +24,8 @@ def test_configs_and_the_search_algorithm_import_no_torch(code):
 
 
 def test_seal_cfg_for_ask_is_short_and_has_one_seed():
-    out = subprocess.run([sys.executable, "-m", "seal", "cfg", "ask"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "seal", "cfg", "ask"], capture_output=True, text=True,
+                         check=True).stdout
     lines = out.splitlines()
     assert len(lines) < 150
     assert sum(line.strip().startswith("seed:") for line in lines) == 1

@@ -107,7 +107,8 @@ def test_a_merged_model_saves_and_reloads_in_the_merged_layout(merged, tmp_path)
     assert again.is_merged and json.loads((tmp_path / "again" / "vsm_config.json").read_text())["merged"] is True
     ids, mask, pixels = _inputs(folded)
     with torch.no_grad():
-        assert torch.equal(folded(ids, mask, pixel_values=pixels).heatmap, again(ids, mask, pixel_values=pixels).heatmap)
+        assert torch.equal(folded(ids, mask, pixel_values=pixels).heatmap,
+                           again(ids, mask, pixel_values=pixels).heatmap)
 
 
 def _run_error(capsys, argv):

@@ -148,8 +148,10 @@ def test_sidecar_near_miss_gives_weaker_blob(tmp_path):
     ann = _write_annotation(bench / "direct_attributes" / "s.json", ["red star"], [[1800, 1200, 40, 40]])
     sidecar = bench / "synth_annotations" / "direct_attributes" / "s.json"
     sidecar.parent.mkdir(parents=True)
-    obj = lambda name, shape, color, box, role: {"name": name, "shape": shape, "color": color, "pattern": "solid",
-                                                "role": role, "bbox": box}
+
+    def obj(name, shape, color, box, role):
+        return {"name": name, "shape": shape, "color": color, "pattern": "solid", "role": role, "bbox": box}
+
     sidecar.write_text(json.dumps({"objects": [
         obj("red star", "star", "red", [1800, 1200, 40, 40], "target"),
         obj("blue star", "star", "blue", [300, 300, 40, 40], "near_miss"),  # shares shape + pattern: 2/3

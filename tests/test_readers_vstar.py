@@ -146,9 +146,11 @@ def test_jsonl_letter_format(bench):
 
 
 def test_split_question_text_edge_cases():
-    text = "Look at (B) here.\nWhich one?\n(A) one\n(B) two\n(C) three\n(D) 4\n(E) five\n(F) six\n(G) 7\n(H) 8\n" + INSTRUCTION
+    text = ("Look at (B) here.\nWhich one?\n(A) one\n(B) two\n(C) three\n(D) 4\n(E) five\n(F) six\n(G) 7\n(H) 8\n"
+            + INSTRUCTION)
     question, options = split_question_text(text)
-    assert question == "Look at (B) here.\nWhich one?" and options == ["one", "two", "three", "4", "five", "six", "7", "8"]
+    assert question == "Look at (B) here.\nWhich one?"
+    assert options == ["one", "two", "three", "4", "five", "six", "7", "8"]
     assert split_question_text("Q?\n(A) x\n(B) y") == ("Q?", ["x", "y"])  # no trailing instruction
     assert split_question_text("Q?\n(A) x\n(C) y\nmore") == ("Q?", ["x"])  # letters must run in order
     with pytest.raises(ValueError, match=r"\(A\)"):

@@ -260,10 +260,12 @@ def test_honest_accounting():
     loc = FakeLocalizer({"cup": [CUP]}, detect_side=600, hot=2.0, delay_s=0.002)
     res = run_search(loc, blank_image(2048, 2048), "cup", RefConfig(context_cue=True))
     g = res.trace.graph
-    assert res.model_calls == loc.n_calls("locate") + loc.n_calls("suggest") == sum(a["model_calls"] for _, a in g.nodes(data=True))
+    assert res.model_calls == loc.n_calls("locate") + loc.n_calls("suggest")
+    assert res.model_calls == sum(a["model_calls"] for _, a in g.nodes(data=True))
     assert res.nodes_scored == len(loc.located_regions()) == g.number_of_nodes()
     assert res.nodes_visited == len(res.trace.visited_nodes()) == g.graph["nodes_visited"]
-    assert 0 < res.localizer_seconds <= res.seconds and res.engine_seconds == pytest.approx(res.seconds - res.localizer_seconds)
+    assert 0 < res.localizer_seconds <= res.seconds
+    assert res.engine_seconds == pytest.approx(res.seconds - res.localizer_seconds)
     assert res.localizer_seconds >= 0.002 * res.model_calls
     assert sum(a["seconds"] for _, a in g.nodes(data=True)) <= res.seconds
     assert loc.set_image_calls == 1
@@ -341,7 +343,8 @@ def test_a_coarse_hit_is_confirmed_up_close_before_it_stops_the_search():
     refuted = [a for a in confirmed.values() if a["zoom_score"] < 0.5]
     assert refuted and all(a["best_score"] == a["zoom_score"] for a in confirmed.values())
     # each confirmation is one square locate of 1.25 leaf sides (leaf 256 px) around the hit
-    windows = [r for r in loc.located_regions() if abs((r[2] - r[0]) - 320.0) < 1e-6 and abs((r[3] - r[1]) - 320.0) < 1e-6]
+    windows = [r for r in loc.located_regions()
+               if abs((r[2] - r[0]) - 320.0) < 1e-6 and abs((r[3] - r[1]) - 320.0) < 1e-6]
     assert len(windows) == len(confirmed)
     assert res.model_calls == loc.n_calls("locate") + loc.n_calls("suggest")
     with pytest.raises(ConfigError, match="hit_check.zoom"):

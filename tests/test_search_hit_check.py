@@ -58,7 +58,8 @@ def test_an_abstaining_check_or_no_budget_changes_nothing():
                      (FakeHitCheck({"cup": [CUP]}), GATE, replace(GATE_CHECK, max_calls=0)),
                      (FakeHitCheck({"cup": [CUP]}), SearchConfig(), HitCheckConfig(max_calls=0))):
         res = _search(ver, cfg, check=check)
-        assert (res.box_xyxy, res.nodes_visited, res.model_calls) == (plain.box_xyxy, plain.nodes_visited, plain.model_calls)
+        assert (res.box_xyxy, res.nodes_visited, res.model_calls) == (plain.box_xyxy, plain.nodes_visited,
+                                                                      plain.model_calls)
         assert res.hit_check_score is None
     assert res.hit_check_calls == 0 and not ver.asked  # the budget of 0 never calls
 

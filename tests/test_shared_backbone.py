@@ -79,7 +79,8 @@ def test_one_base_is_held_once_and_each_adapter_keeps_its_own_weights(setup):
     base, separate, dirs, _ = setup
     shared = SharedBackbone.from_adapter_dirs(copy.deepcopy(base), dirs)
     own = shared.adapter_parameter_bytes()
-    assert own["vqa"] == adapter_parameter_bytes(separate["vqa"]) and own["vsm"] == adapter_parameter_bytes(separate["vsm"])
+    assert own["vqa"] == adapter_parameter_bytes(separate["vqa"])
+    assert own["vsm"] == adapter_parameter_bytes(separate["vsm"])
     base_bytes = unique_parameter_bytes(base)
     assert unique_parameter_bytes(shared) == base_bytes + own["vqa"] + own["vsm"]
     assert unique_parameter_bytes(*separate.values()) == 2 * base_bytes + own["vqa"] + own["vsm"]

@@ -34,7 +34,8 @@ CORPUS = [
     "The blue circle is on the left side of the dotted square.",
 ] * 4
 QUESTION = "What is the color of the striped star?"
-OPTIONS = ["The color of the striped star is red.", "The color of the striped star is blue.", "green", "The blue circle is on the left side of the dotted square."]
+OPTIONS = ["The color of the striped star is red.", "The color of the striped star is blue.", "green",
+           "The blue circle is on the left side of the dotted square."]
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +209,8 @@ def test_a_few_optimizer_steps_lower_the_loss_and_teach_the_answer():
     vqa = VQAModel(model, processor, VWMConfig(crop_side_px=32, view_side_px=64))
     image = _image()
     answer = format_refusal(["striped star"])
-    batch = collate([build_training_example(processor, QUESTION, answer, VisualWorkingMemory(image, config=vqa.vwm_config))],
+    batch = collate([build_training_example(processor, QUESTION, answer,
+                                            VisualWorkingMemory(image, config=vqa.vwm_config))],
                     tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()

@@ -10,7 +10,7 @@ from search.vsm.config import VSMConfig
 from search.vsm.model import VSMModel
 from search.vsm.stem import ConvStem
 from seal.core.errors import ConfigError, InputError
-from tests.test_vsm_fixtures import HEADS, random_patches, tiny_backbone, tiny_vsm
+from tests.test_vsm_fixtures import HEADS, random_patches, tiny_vsm
 
 
 def test_patch_decoder_shapes_prior_and_loc_dependence():

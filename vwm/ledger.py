@@ -41,7 +41,8 @@ class CostLedger:
     @property
     def vision_tokens(self) -> int:
         """The cost of a question: every vision token spent on it."""
-        return self.vision_tokens_global + self.vision_tokens_crops + self.vision_tokens_search + self.vision_tokens_hit_check
+        return (self.vision_tokens_global + self.vision_tokens_crops + self.vision_tokens_search
+                + self.vision_tokens_hit_check)
 
     @property
     def total_seconds(self) -> float:

@@ -215,7 +215,8 @@ class _Lines:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(f"line {self.line}: not valid UTF-8 ({exc.reason} at byte {exc.start})", self.path) from None
+            raise InputError(f"line {self.line}: not valid UTF-8 ({exc.reason} at byte {exc.start})",
+                             self.path) from None
         if self.pos == len(raw) and text.startswith("\ufeff"):
             text = text[1:]  # byte-order mark at the very start of the file
         return text

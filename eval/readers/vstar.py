@@ -134,7 +134,8 @@ def read_vstar_folder(root: str | Path) -> list[VStarSample]:
     for category in categories:
         folder = root / category
         if not folder.is_dir():
-            how = f"declared in {CATEGORIES_FILE}" if (root / CATEGORIES_FILE).is_file() else "a default V*Bench category"
+            how = (f"declared in {CATEGORIES_FILE}" if (root / CATEGORIES_FILE).is_file()
+                   else "a default V*Bench category")
             raise InputError(f"category folder {category!r} ({how}) not found", folder)
         for image, annotation in _pairs(folder):
             samples.append(parse_annotation(annotation, image, category))

@@ -72,7 +72,8 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         if self.answer_protocol not in ("likelihood", "letter"):
-            raise ConfigError(f"agent.answer_protocol: expected 'likelihood' or 'letter', found {self.answer_protocol!r}")
+            raise ConfigError(f"agent.answer_protocol: expected 'likelihood' or 'letter', found "
+                              f"{self.answer_protocol!r}")
         if self.list_targets_above is not None and not 0.0 <= self.list_targets_above <= 1.0:
             raise ConfigError(f"agent.list_targets_above: expected a probability 0..1 or null, found "
                               f"{self.list_targets_above}")

@@ -108,7 +108,8 @@ class EventPrinter:
 
     def _answer(self, ev: dict) -> list[str]:
         return [f"{self.c('answer', 'bold')}     {self.c(str(ev['answer']), 'green', 'bold')}"
-                + (f"  (option {ev['answer_index'] + 1}, {ev['protocol']})" if ev.get("answer_index") is not None else "")]
+                + (f"  (option {ev['answer_index'] + 1}, {ev['protocol']})"
+                   if ev.get("answer_index") is not None else "")]
 
     def _cost(self, ev: dict) -> list[str]:
         return [f"{self.c('cost', 'bold')}       {format_cost(ev)}"]

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     agent = Agent.from_config(cfg)
     agent.set_image(image, args.annotation, path=args.image)
     w, h = agent.views.image.size
-    print(f"image      {args.image} ({w}x{h}), policy {agent.policy.name}, localizer {cfg.models.localizer}", flush=True)
+    print(f"image      {args.image} ({w}x{h}), policy {agent.policy.name}, localizer {cfg.models.localizer}",
+          flush=True)
     printer = EventPrinter(steps=not args.quiet)
     if args.trace_dir:
         with write_errors(args.trace_dir, "--trace-dir"):

@@ -9,7 +9,8 @@ from seal.config import COMMANDS, command_config, dump_yaml
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cfg", help="print a command's resolved config (defaults <- --config files <- --a.b=c overrides)")
+    p = sub.add_parser("cfg",
+                       help="print a command's resolved config (defaults <- --config files <- --a.b=c overrides)")
     p.add_argument("command", nargs="?", default="ask", choices=sorted(COMMANDS),
                    help="the command whose config is printed (default: ask)")
     add_config_args(p)

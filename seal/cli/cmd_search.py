@@ -155,7 +155,8 @@ def format_summary(result: Any) -> str:
         verdict = "NOT found"
     return (f"{result.target!r}: {verdict}, score {result.score:.2f}; {result.nodes_visited} nodes, "
             f"{result.model_calls} model calls, {result.seconds:.3f} s (localizer {result.localizer_seconds:.3f} s), "
-            + (f"{result.hit_check_calls} hit checks ({result.hit_check_seconds:.3f} s), " if result.hit_check_calls else "")
+            + (f"{result.hit_check_calls} hit checks ({result.hit_check_seconds:.3f} s), "
+               if result.hit_check_calls else "")
             + f"stop: {result.stop_reason}")
 
 

@@ -26,7 +26,8 @@ def command_modules() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seal", description="Agentic visual search (SEAL / V*) with a value-of-vision policy.")
+    parser = argparse.ArgumentParser(prog="seal",
+                                     description="Agentic visual search (SEAL / V*) with a value-of-vision policy.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in command_modules():

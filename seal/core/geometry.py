@@ -91,7 +91,8 @@ def intersection_fraction_xyxy(box: BoxLike, region: BoxLike) -> float:
     return float(w * h / a) if a > 0 else 0.0
 
 
-def square_window_xyxy(cx: float, cy: float, side: float, width: float, height: float) -> tuple[float, float, float, float]:
+def square_window_xyxy(cx: float, cy: float, side: float, width: float,
+                       height: float) -> tuple[float, float, float, float]:
     """The square of ``side`` (at most the image's short side) centred as near ``(cx, cy)`` as a
     ``width x height`` image allows, ``xyxy``."""
     side = min(side, width, height)

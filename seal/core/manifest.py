@@ -176,7 +176,8 @@ def read_manifest(path: str | Path, kind: str | None = None) -> Manifest:
         raise InputError(f"malformed manifest ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
                          mpath) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise InputError(f"expected format {FORMAT!r}, found {data.get('format') if isinstance(data, dict) else data!r}",
+        raise InputError(f"expected format {FORMAT!r}, "
+                         f"found {data.get('format') if isinstance(data, dict) else data!r}",
                          mpath)
     if data.get("format_version") != FORMAT_VERSION:
         raise InputError(f"expected format_version {FORMAT_VERSION}, found {data.get('format_version')!r}", mpath)

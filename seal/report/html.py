@@ -137,11 +137,13 @@ def _target_card(name: str, info: dict, folder: Path | None) -> str:
                    + f"; score {_num(info.get('score'))}, {_e(info.get('nodes_visited', '?'))} nodes, "
                    f"{_e(info.get('model_calls', '?'))} model calls"
                    + (f", {_e(info['hit_check_calls'])} hit checks" if info.get("hit_check_calls") else "")
-                   + (f" (the box's {_num(info['hit_check_score'])})" if info.get("hit_check_score") is not None else "")
+                   + (f" (the box's {_num(info['hit_check_score'])})"
+                      if info.get("hit_check_score") is not None else "")
                    + (f", stop: {_e(info.get('stop_reason'))}" if info.get("stop_reason") else ""))
     parts = [f"<div class=\"card\"><h3>{_e(name)}</h3><p>{verdict}</p>"]
     if folder is not None:
-        figures = [_figure(folder / "search_overview.png", "search path"), _figure(folder / "final_crop.png", "final crop")]
+        figures = [_figure(folder / "search_overview.png", "search path"),
+                   _figure(folder / "final_crop.png", "final crop")]
         parts.append("<div class=\"row\">" + "".join(f for f in figures if f) + "</div>")
         heat = sorted((folder / "heatmaps").glob("*.png"), key=_natural) if (folder / "heatmaps").is_dir() else []
         if heat:
@@ -187,7 +189,8 @@ def _cost(cost: dict) -> str:
 # ---- helpers ------------------------------------------------------------------------------------
 def _target_folders(root: Path) -> list[Path]:
     """Folders holding a target's renders: sub-folders in name order, else ``root`` itself."""
-    subs = [d for d in sorted(root.iterdir(), key=_natural) if d.is_dir() and any((d / f).exists() for f in TARGET_FILES)]
+    subs = [d for d in sorted(root.iterdir(), key=_natural)
+            if d.is_dir() and any((d / f).exists() for f in TARGET_FILES)]
     if subs:
         return subs
     return [root] if any((root / f).exists() for f in TARGET_FILES) else []

@@ -151,8 +151,8 @@ class VQAModel:
         inputs = {k: v.to(self.model.device) for k, v in enc.items()}
         start = inputs["input_ids"].shape[1]
         if prefix:
-            forced = torch.tensor([encode_reply(self.tokenizer, prefix, add_eos=False)], dtype=inputs["input_ids"].dtype,
-                                  device=self.model.device)  # (1, T)
+            forced = torch.tensor([encode_reply(self.tokenizer, prefix, add_eos=False)],
+                                  dtype=inputs["input_ids"].dtype, device=self.model.device)  # (1, T)
             inputs["input_ids"] = torch.cat([inputs["input_ids"], forced], dim=1)
             inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(forced)], dim=1)
         with torch.no_grad():
@@ -172,8 +172,8 @@ class VQAModel:
         first = encode_reply(self.tokenizer, REFUSAL_PREFIX, add_eos=False)[0]
         return float(torch.softmax(last_logits, dim=-1)[first])
 
-    def missing_targets(self, image: Image.Image | None, question: str,
-                        vwm: VisualWorkingMemory | None = None, max_new_tokens: int = 64) -> tuple[str, list[str] | None]:
+    def missing_targets(self, image: Image.Image | None, question: str, vwm: VisualWorkingMemory | None = None,
+                        max_new_tokens: int = 64) -> tuple[str, list[str] | None]:
         """``(answer, targets)``: the greedy answer and the objects it asks to search for (None if it answered)."""
         text = self.answer(image, question, vwm, max_new_tokens)
         return text, parse_missing_targets(text)

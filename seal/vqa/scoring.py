@@ -79,7 +79,8 @@ def continuation_logprobs(model: "LlavaForConditionalGeneration", first: "torch.
     return [logp[row, :len(reply)].cpu() for row, reply in enumerate(replies)]
 
 
-def prompt_state(model: "LlavaForConditionalGeneration", prompt: "BatchFeature") -> tuple["torch.Tensor", "torch.Tensor"]:
+def prompt_state(model: "LlavaForConditionalGeneration",
+                 prompt: "BatchFeature") -> tuple["torch.Tensor", "torch.Tensor"]:
     """One forward of the prompt through the LLaVA body.
 
     Returns:

@@ -92,7 +92,8 @@ class HitCheckConfig:
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"hit_check.threshold: expected 0..1, found {self.threshold}")
         if not 0.0 <= self.floor <= self.threshold:
-            raise ConfigError(f"hit_check.floor: expected 0 <= floor <= threshold ({self.threshold}), found {self.floor}")
+            raise ConfigError(f"hit_check.floor: expected 0 <= floor <= threshold ({self.threshold}), "
+                              f"found {self.floor}")
         if min(self.max_calls, self.fallback_top) < 0 or self.per_node < 1:
             raise ConfigError("hit_check.max_calls / fallback_top: expected >= 0, per_node: >= 1; found "
                               f"{self.max_calls} / {self.fallback_top} / {self.per_node}")
@@ -176,14 +177,16 @@ class Vocabulary:
             voc = cls(attributes, {str(k): v for k, v in dict(data["questions"]).items()},
                       {str(k): v for k, v in dict(data["replies"]).items()})
         except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"hit_check.vocabulary: expected attributes, questions and replies mappings ({e})") from None
+            raise ConfigError("hit_check.vocabulary: expected attributes, questions and replies mappings "
+                              f"({e})") from None
         voc.validate()
         return voc
 
     def validate(self) -> None:
         for kind, values in self.attributes.items():
             if len(values) < 2 or len(set(values)) != len(values):
-                raise ConfigError(f"hit_check.vocabulary.attributes.{kind}: expected >= 2 distinct values, found {values}")
+                raise ConfigError(f"hit_check.vocabulary.attributes.{kind}: expected >= 2 distinct values, "
+                                  f"found {values}")
             for table, fields in (("questions", ("{name}",)), ("replies", ("{name}", "{value}"))):
                 text = getattr(self, table).get(kind)
                 if not isinstance(text, str) or any(f not in text for f in fields):

@@ -55,7 +55,8 @@ class VQAWordCheck:
 
     name = "vqa_words"
 
-    def __init__(self, vqa: OptionScorer, cfg: HitCheckConfig | None = None, budget: VisionBudget | None = None) -> None:
+    def __init__(self, vqa: OptionScorer, cfg: HitCheckConfig | None = None,
+                 budget: VisionBudget | None = None) -> None:
         self.vqa, self.cfg = vqa, cfg or HitCheckConfig()
         self.words = self.cfg.words()
         self.budget = budget or VisionBudget(VisionBudgetConfig(), vqa.processor)

@@ -80,7 +80,8 @@ class CropMatcherConfig:
                               f"min_context_px >= 1, found {self.input_size} / {self.embed_dim} / "
                               f"{self.crop_scale} / {self.min_context_px}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError(f"crop matcher mean / std: expected 3 values each (std > 0), found {self.mean} / {self.std}")
+            raise ConfigError("crop matcher mean / std: expected 3 values each (std > 0), "
+                              f"found {self.mean} / {self.std}")
 
 
 class CropMatcher(nn.Module):
