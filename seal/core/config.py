@@ -51,7 +51,11 @@ def load_config(cls: type[T], files: Iterable[str | Path] = (), overrides: Itera
         raise ConfigError(str(exc), source) from None
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, _including: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of the YAML file ``path``. A top-level ``include: [a.yaml, ...]`` (paths relative
+    to ``path``'s folder) stands for those files' mappings, merged in order, under ``path``'s own keys
+    (a named stack of recipes); a file that includes itself, directly or through another, is a
+    :class:`ConfigError` naming it."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError("config file not found", p)
@@ -64,7 +68,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping at the top level, found {type(data).__name__}", p)
-    return data
+    includes = data.pop("include", None)
+    if includes is None:
+        return data
+    if not isinstance(includes, list) or not all(isinstance(name, str) for name in includes):
+        raise ConfigError(f"include: expected a list of YAML files, found {includes!r}", p)
+    chain = (*_including, p.resolve())
+    merged: dict[str, Any] = {}
+    for name in includes:
+        child = p.parent / name
+        if child.resolve() in chain:
+            cycle = " -> ".join(f.name for f in (*chain, child.resolve()))
+            raise ConfigError(f"include cycle ({cycle})", child)
+        merged = _deep_merge(merged, read_yaml(child, chain), source=str(child))
+    return _deep_merge(merged, data, source=str(p))
 
 
 def parse_override(item: str) -> tuple[str, Any]:
