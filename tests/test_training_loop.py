@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import numpy as np
+
 from training.config import TrainConfig
-from training.loop import lr_lambda, train
+from training.loop import lr_lambda, seed_everything, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,6 +81,76 @@ def test_grad_accumulation_counts_optimizer_steps(tmp_path):
     train(torch.nn.Linear(3, 1), batches, counting_loss,
           TrainConfig(out_dir=str(tmp_path), max_steps=5, grad_accum_steps=3, warmup_steps=0))
     assert len(seen) == 15
+
+
+class _Noisy(torch.nn.Module):
+    """A tiny model whose training draws from the RNG: dropout in the model, noise in the loss (as the
+    policy head's Gumbel noise)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _shuffled_problem():
+    torch.manual_seed(0)
+    x = torch.randn(40, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+
+    def epochs(epoch):  # 4 batches an epoch, reshuffled per epoch: 6 steps cross epoch boundaries
+        order = np.random.default_rng([7, epoch]).permutation(40)
+        for i in range(0, 40, 10):
+            yield order[i:i + 10]
+
+    def loss_fn(m, batch):
+        pred = m(batch[0])
+        return {"total": torch.nn.functional.mse_loss(pred + 0.1 * torch.randn_like(pred), batch[1])}
+
+    return epochs, (lambda idx: (x[idx], y[idx])), loss_fn
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    """Exact resume: 6 steps in one run == 3 steps, a crash, then a fresh process resuming for 3 more;
+    every tensor equal bit for bit (data order, optimizer, schedule and RNG all continue)."""
+    epochs, collate, loss_fn = _shuffled_problem()
+
+    def cfg(out):
+        return TrainConfig(out_dir=str(out), max_steps=6, lr=0.05, warmup_steps=2, min_lr_ratio=0.1, save_every=3,
+                           log_every=1)
+
+    seed_everything(0)
+    whole = _Noisy()
+    train(whole, epochs, loss_fn, cfg(tmp_path / "whole"), collate)
+
+    calls = []
+
+    def crashing(m, batch):
+        if len(calls) == 3:
+            raise _Interrupted
+        calls.append(1)
+        return loss_fn(m, batch)
+
+    seed_everything(0)
+    with pytest.raises(_Interrupted):
+        train(_Noisy(), epochs, crashing, cfg(tmp_path / "split"), collate)
+    seed_everything(123)  # a new process: other RNG state, other initial weights
+    resumed = _Noisy()
+    summary = train(resumed, epochs, loss_fn, cfg(tmp_path / "split"), collate)
+
+    assert summary["steps"] == 6
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    logs = [[json.loads(line) for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()]
+            for run in ("whole", "split")]
+    assert [r["step"] for r in logs[1]] == [1, 2, 3, 4, 5, 6]
+    assert [r["total"] for r in logs[0]] == [r["total"] for r in logs[1]]
 
 
 def test_schedule_shape():

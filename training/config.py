@@ -1,16 +1,26 @@
-"""``TrainConfig``: optimisation, schedule, checkpointing and logging of every training recipe."""
+"""``TrainConfig``: the settings of one run of the training loop (:func:`training.loop.train`).
+
+Every trainable thing (the VQA LLM, the search model, its detector stem and crop matcher, the policy
+head) is optimised by the same loop, so their optimisation, schedule, checkpointing and logging
+settings are this one class. A command's main loop is its ``train`` section; a stage that runs a
+loop of its own (the detector stem, the crop matcher) carries its own ``train`` sub-section. The
+run's seed is not here: it is the command's one ``seed`` (model initialisation, data, batch order).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
+
+Schedule = Literal["warmup_cosine", "one_cycle"]
 
 
 @dataclass
 class TrainConfig:
     out_dir: str = "runs/train"
-    """Where checkpoints, the training log, the resolved config and the final weights go."""
+    """Where this loop's resumable state (``checkpoint/``), training log and summary go."""
     max_steps: int = 1000
     """Optimizer steps (after gradient accumulation)."""
     batch_size: int = 8
@@ -18,30 +28,46 @@ class TrainConfig:
     grad_accum_steps: int = 1
     """Forward passes accumulated per optimizer step."""
     lr: float = 1e-3
+    """Peak learning rate."""
     weight_decay: float = 0.0
+    """AdamW's decoupled weight decay."""
     betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW's betas (``one_cycle`` cycles the first one itself)."""
+    schedule: Schedule = "warmup_cosine"
+    """``warmup_cosine``: linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr``.
+    ``one_cycle``: torch's ``OneCycleLR`` (warm-up from ``lr / 25`` over ``warmup_steps``, cosine
+    annealing to ``lr / 2.5e5``, beta1 cycled 0.95 -> 0.85 -> 0.95; ``min_lr_ratio`` unused)."""
     warmup_steps: int = 50
-    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr``."""
+    """Optimizer steps of the warm-up."""
     min_lr_ratio: float = 0.1
+    """``warmup_cosine``: the final learning rate as a fraction of ``lr`` (1 = constant after warm-up)."""
     grad_clip: float = 1.0
     """Max global gradient norm; 0 disables clipping."""
     log_every: int = 10
+    """Append a line to ``out_dir/train_log.jsonl`` every this many optimizer steps (and at the last)."""
     save_every: int = 200
     """Checkpoint (model, optimizer, scheduler, RNG, step) every this many optimizer steps."""
     resume: bool = True
-    """Resume from ``out_dir/checkpoint`` when it exists."""
-    seed: int = 0
-    num_workers: int = 0
+    """Resume from ``out_dir/checkpoint`` when it exists (the data stream resumes where it stopped)."""
     threads: int = 0
     """torch intra-op threads per process; 0 = leave torch's default."""
 
     def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if not self.out_dir:
+            raise ConfigError("train.out_dir: expected a directory, found an empty string")
         for name in ("max_steps", "batch_size", "grad_accum_steps", "log_every", "save_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}: expected >= 1, found {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr: expected > 0, found {self.lr}")
-        if self.warmup_steps < 0 or self.grad_clip < 0:
-            raise ConfigError("train.warmup_steps and train.grad_clip must be >= 0")
+        if self.warmup_steps < 0 or self.grad_clip < 0 or self.threads < 0:
+            raise ConfigError(f"train.warmup_steps / grad_clip / threads: expected >= 0, found {self.warmup_steps} / "
+                              f"{self.grad_clip} / {self.threads}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio: expected 0..1, found {self.min_lr_ratio}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"train.betas: expected two values in [0, 1), found {list(self.betas)}")
+        if self.schedule == "one_cycle" and not 2 <= self.warmup_steps < self.max_steps:
+            raise ConfigError(f"train.warmup_steps: one_cycle needs 2 <= warmup_steps < max_steps, found "
+                              f"{self.warmup_steps} of {self.max_steps}")
