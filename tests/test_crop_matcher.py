@@ -1,6 +1,6 @@
-"""The search model's crop matcher (search.vsm.crop_matcher / crop_check) and its recipe
-(training.crop_check_data / crop_check_recipe): shapes, words, files, the verifier protocol, data,
-and a few training steps lowering the loss."""
+"""The search model's crop matcher (search.vsm.crop_matcher / search.hit_check.crop_matcher) and its
+recipe (training.crop_matcher_data / crop_matcher_recipe): shapes, words, files, the hit-check protocol,
+data, a few training steps lowering the loss, and the real ``seal train crop-matcher``."""
 
 import json
 
@@ -14,8 +14,9 @@ from search.hit_check.protocol import HitCheck
 from search.hit_check.crop_matcher import CropMatcherCheck
 from search.vsm.crop_matcher import CONFIG, WEIGHTS, CropMatcher, CropMatcherConfig, phrase_words
 from seal.core.errors import ConfigError, InputError
-from training.crop_check_data import CropCheckDataConfig, build_crops
-from training.crop_check_recipe import CropCheckTrainConfig, evaluate, loss_fn, make_batches, synth_kinds
+from training.crop_matcher_config import CropMatcherTrainConfig, synth_kinds
+from training.crop_matcher_data import CropMatcherDataConfig, build_crops
+from training.crop_matcher_recipe import evaluate, loss_fn, make_collate, make_epochs
 
 WORDS = ["red", "blue", "dotted", "solid", "star", "circle"]
 
@@ -126,32 +127,32 @@ def test_the_builder_puts_the_localizers_crop_matcher_first():
 
 def test_crops_carry_their_objects_words_and_background_none(tmp_path):
     synth = SynthConfig(split="train", n=2, seed=3)
-    cfg = CropCheckDataConfig(background_per_scene=3, workers=1, cache_dir=str(tmp_path))
+    cfg = CropMatcherDataConfig(background_per_scene=3, workers=1, cache_dir=str(tmp_path))
     vocab = [w for ws in synth_kinds().values() for w in ws]
     matcher = CropMatcherConfig(vocabulary=vocab, input_size=32)
-    images, labels = build_crops(synth, cfg, matcher, log=lambda m: None)
+    images, labels = build_crops(synth, cfg, matcher, 0, log=lambda m: None)
     assert images.shape[1:] == (32, 32, 3) and images.dtype == np.uint8 and labels.shape == (len(images), len(vocab))
     objects = labels.sum(1) > 0
     assert set(labels[objects].sum(1).tolist()) == {3}  # one colour, one pattern, one shape each
     assert 0 < (~objects).sum() <= 2 * 3
     cached = list(tmp_path.glob("crop_*_train.npz"))
     assert len(cached) == 1
-    again, _ = build_crops(synth, CropCheckDataConfig(background_per_scene=3, workers=2, cache_dir=str(tmp_path)),
-                           matcher, log=lambda m: None)
+    again, _ = build_crops(synth, CropMatcherDataConfig(background_per_scene=3, workers=2, cache_dir=str(tmp_path)),
+                           matcher, 0, log=lambda m: None)
     assert np.array_equal(images, again)  # same key for any worker count: read from the cache
     with pytest.raises(ConfigError, match="test"):
-        build_crops(SynthConfig(split="test", n=1), cfg, matcher)
+        build_crops(SynthConfig(split="test", n=1), cfg, matcher, 0)
 
 
 def test_a_few_steps_lower_the_loss_and_the_report_reads_kinds(tmp_path):
     synth = SynthConfig(split="train", n=2, seed=5)
-    ccfg = CropCheckTrainConfig(matcher=CropMatcherConfig(input_size=32, widths=[8, 16], strides=[2, 2], embed_dim=8))
+    ccfg = CropMatcherTrainConfig(matcher=CropMatcherConfig(input_size=32, widths=[8, 16], strides=[2, 2], embed_dim=8))
     assert len(ccfg.matcher.vocabulary) == sum(len(v) for v in synth_kinds().values())
-    images, labels = build_crops(synth, CropCheckDataConfig(workers=1, cache_dir=""), ccfg.matcher,
+    images, labels = build_crops(synth, CropMatcherDataConfig(workers=1, cache_dir=""), ccfg.matcher, 0,
                                  log=lambda m: None)
     torch.manual_seed(0)
     model = CropMatcher(ccfg.matcher)
-    batch = next(iter(make_batches(images, labels, 16, 0, hflip=True)(0)))
+    batch = make_collate(images, labels)(next(iter(make_epochs(len(images), 16, 0, hflip=True)(0))))
     assert batch["images"].shape == (16, 32, 32, 3) and batch["labels"].shape == (16, len(ccfg.matcher.vocabulary))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     first = float(loss_fn(model, batch)["total"].detach())
@@ -165,13 +166,34 @@ def test_a_few_steps_lower_the_loss_and_the_report_reads_kinds(tmp_path):
     assert set(report["accuracy"]) == {"color", "pattern", "shape"}
     assert 0.0 <= report["name_beats_near_misses"] <= 1.0 and report["crops"] + report["background"] == len(images)
     with pytest.raises(ConfigError, match="batch_size"):
-        make_batches(images[:3], labels[:3], 16, 0, True)
+        make_epochs(3, 16, 0, True)
 
 
-def test_the_vsm_recipe_needs_the_matchers_own_train_section():
-    from seal.config import load
-    from training.vsm_recipe import run
+def test_seal_train_crop_matcher_writes_a_matcher_with_its_manifest(tmp_path):
+    import yaml
 
-    cfg = load([], ["vsm_train.crop_check=true", "synth.n=1", "synth.split=train"])
-    with pytest.raises(ConfigError, match="crop_check_train.train"):
-        run(cfg, log=lambda m: None)
+    from seal.cli.main import main
+    from seal.core.manifest import read_manifest
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "seed": 3,
+        "synth": {"split": "train", "n": 2, "seed": 5, "long_side": 640, "min_objects": 8, "max_objects": 12},
+        "crop_matcher_train": {"export_dir": str(tmp_path / "export"),
+                               "matcher": {"input_size": 32, "widths": [8, 16], "strides": [2, 2], "embed_dim": 8},
+                               "data": {"val_scenes": 1, "workers": 1, "cache_dir": ""},
+                               "train": {"out_dir": str(tmp_path / "run"), "max_steps": 4, "batch_size": 8,
+                                         "warmup_steps": 1, "log_every": 1}}}))
+    assert main(["train", "crop-matcher", "--config", str(recipe)]) == 0
+    manifest = read_manifest(tmp_path / "export", "crop_matcher")
+    assert manifest.config == json.loads((tmp_path / "export" / CONFIG).read_text())
+    assert set(manifest.files) == {CONFIG, WEIGHTS} and (tmp_path / "export" / "metrics.json").is_file()
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["seed"] == 3  # the run's record
+    CropMatcher.from_pretrained(tmp_path / "export")
+
+
+def test_the_vsm_recipe_keeps_its_matcher_inside_its_export():
+    from seal.config import command_config, load
+
+    with pytest.raises(ConfigError, match="crop_matcher_train.export_dir"):
+        load([], ["crop_matcher_train.export_dir=elsewhere"], cls=command_config("train-vsm"))

@@ -1,7 +1,7 @@
 """Policy-training data from forced-action agent runs, and the ``seal train policy`` recipe on it."""
 
-import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -11,12 +11,17 @@ import pytest
 from eval.readers.vstar import read_vstar
 from eval.synth.config import SynthConfig
 from eval.synth.generate import generate_benchmark
-from seal.config import load
+from seal.config import command_config, load
+from seal.core.manifest import read_manifest
 from seal.models.backbone import TinyBackboneConfig, build_tiny_llava, save_llava
 from seal.models.tokenizer import train_tokenizer
+from seal.policy.config import trained_lambda_cost
 from seal.policy.data import load_policy_data
 from seal.policy.features import feature_dim
-from training.policy_data import PolicyDataConfig, option_nll, run
+from training.policy_data import option_nll
+from training.policy_recipe import run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BACKBONE = dict(text_hidden=32, text_layers=2, text_heads=2, text_intermediate=64, max_positions=1024,
                 image_size=32, patch_size=8, vision_hidden=32, vision_layers=2, vision_heads=2,
@@ -43,19 +48,23 @@ def test_option_nll():
 
 
 def test_collect_then_train_policy(vqa_dir, tmp_path):
+    """``seal train policy``'s recipe on the VoVNet stack with a tiny head: a few CPU-seconds."""
     ckpt = tmp_path / "policy_head"
-    cfg = load(["configs/policy/vovnet.yaml", "configs/policy/tiny.yaml"],
+    cfg = load([ROOT / "configs" / "train" / "policy" / "vovnet.yaml"],
                [f"models.vqa_path={vqa_dir}", "models.localizer=oracle", "agent.max_new_tokens=4",
-                f"policy.checkpoint={ckpt}"])
-    data_cfg = PolicyDataConfig(path=str(tmp_path / "pd.npz"), bench_dir=str(tmp_path / "synth_train"),
-                                n=N, seed=5, long_side=400)
-    summary = run(cfg, data_cfg, log=lambda m: None, progress=False)
+                "head.hidden_dim=16", "head.dropout=0.0", "policy_train.stage1_steps=10", "train.max_steps=50",
+                "train.batch_size=16", "train.lr=0.01", "train.log_every=10", f"train.out_dir={tmp_path / 'run'}",
+                f"policy_train.export_dir={ckpt}", f"policy_data.path={tmp_path / 'pd.npz'}",
+                f"policy_data.bench_dir={tmp_path / 'synth_train'}", f"synth.n={N}", "synth.seed=5",
+                "synth.long_side=400", "synth.split=train", "synth.suite=mixed"],
+               cls=command_config("train-policy"))
+    summary = run(cfg, log=lambda m: None, progress=False)
 
     assert (tmp_path / "synth_train" / "categories.json").is_file()
     assert all("synth_train_" in s.question_id for s in read_vstar(tmp_path / "synth_train"))
     data = load_policy_data(tmp_path / "pd.npz")
     assert len(data) == N and summary["n"] == N
-    assert data.features.shape == (N, feature_dim(BACKBONE["text_hidden"], cfg.policy.feature_mode))
+    assert data.features.shape == (N, feature_dim(BACKBONE["text_hidden"], "hidden_entropy_margin"))
     assert np.all(data.costs[:, 0] == 0)
     # full >= coarse > no (the tiny processor's fixed 32 px input makes coarse and full cost the same)
     assert np.all(data.costs[:, 2] >= data.costs[:, 1]) and np.all(data.costs[:, 1] > 0)
@@ -64,9 +73,11 @@ def test_collect_then_train_policy(vqa_dir, tmp_path):
     assert summary["train"]["escalation"]["margin_threshold"] == cfg.policy.escalation_margin_threshold
     assert data.entropy is not None and list(data.ids) == [s.question_id for s in read_vstar(tmp_path / "synth_train")]
     assert (ckpt / "head.safetensors").is_file() and (ckpt / "head.json").is_file()
-    assert json.loads((ckpt / "policy_config.json").read_text())["lambda_cost"] == cfg.policy.lambda_cost
+    manifest = read_manifest(ckpt, "policy_head")
+    assert manifest.trained_against["vqa"]["path"] == str(vqa_dir)  # the head reads this model's text pass
+    assert trained_lambda_cost(ckpt) == cfg.policy_train.lambda_cost == 0.05
 
     # a second run reuses the npz (no agent run): same data, new head
     mtime = (tmp_path / "pd.npz").stat().st_mtime_ns
-    run(cfg, data_cfg, log=lambda m: None, progress=False)
+    run(cfg, log=lambda m: None, progress=False)
     assert (tmp_path / "pd.npz").stat().st_mtime_ns == mtime

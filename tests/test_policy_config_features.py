@@ -15,7 +15,8 @@ from seal.policy.config import PolicyConfig
 from seal.policy.features import PolicyInputs, build_features, feature_dim
 from seal.vqa.model import TextPassOutput
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs" / "policy").glob("*.yaml"))
+ABLATIONS = Path(__file__).resolve().parents[1] / "configs" / "ablations"
+BASELINES = sorted(ABLATIONS.glob("policy_baseline_*.yaml")) + [ABLATIONS / "policy_fallback_full.yaml"]
 
 
 @dataclass
@@ -24,45 +25,55 @@ class _Root:
 
 
 def _text_pass(d=6, v=10, entropy=1.2, margin=0.3):
-    return TextPassOutput(pooled=torch.arange(d, dtype=torch.float32), last_hidden=-torch.arange(d, dtype=torch.float32),
+    return TextPassOutput(pooled=torch.arange(d, dtype=torch.float32),
+                          last_hidden=-torch.arange(d, dtype=torch.float32),
                           next_token_logits=torch.zeros(v), entropy=entropy, margin=margin)
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
-def test_every_policy_recipe_loads_alone_and_on_top_of_vovnet(path):
-    alone = load_config(_Root, [path]).policy
-    layered = load_config(_Root, [path.parent / "vovnet.yaml", path]).policy
-    assert isinstance(alone, PolicyConfig) and isinstance(layered, PolicyConfig)
+@pytest.mark.parametrize("path", BASELINES, ids=[p.name for p in BASELINES])
+def test_every_decision_layer_loads(path):
+    assert isinstance(load_config(_Root, [path]).policy, PolicyConfig)
 
 
-def test_recipes_set_what_they_say():
-    folder = RECIPES[0].parent
-    rand = load_config(_Root, [folder / "vovnet.yaml", folder / "baseline_random_matched.yaml"]).policy
+def test_layers_set_what_they_say():
+    from seal.config import command_config, load
+
+    rand = load_config(_Root, [ABLATIONS / "policy_baseline_random_matched.yaml"]).policy
     assert rand.baseline_name == "random_policy_matched" and rand.baseline_target_ratios == [0.4, 0.2, 0.4]
-    binary = load_config(_Root, [folder / "vovnet.yaml", folder / "ablate_binary.yaml"], ["policy.lambda_cost=0.2"]).policy
-    assert binary.action_space == "binary" and binary.lambda_cost == 0.2
+    binary = load([ABLATIONS / "policy_ablate_binary.yaml"], ["policy_train.lambda_cost=0.2"],
+                  cls=command_config("train-policy"))
+    assert binary.head.action_space == "binary" and binary.policy_train.lambda_cost == 0.2
+    assert binary.head.hidden_dim == 256 and binary.policy_train.stage1_steps == 200  # the VoVNet recipe below it
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"feature_mode": "hidden_only"}, "feature_mode"),
-    ({"baseline_name": "random_policy_matched"}, "baseline_target_ratios"),
-    ({"baseline_name": "random_policy_matched", "baseline_target_ratios": [0.5, 0.2, 0.2]}, "sum to 1"),
-    ({"baseline_name": "random_policy_matched", "baseline_target_ratios": [0.5, 0.5]}, "3 values"),
-    ({"action_space": "binary", "baseline_name": "random_policy_matched", "baseline_target_ratios": [0.5, 0.2, 0.3]},
-     "coarse ratio"),
-    ({"action_space": "binary", "baseline_name": "always_coarse"}, "always_coarse"),
-    ({"action_space": "binary", "fallback_mode": "entropy", "fallback_action": "coarse"}, "fallback_action"),
-    ({"baseline_uncertainty": "margin", "baseline_threshold": 2.0}, "baseline_threshold"),
-    ({"fallback_margin_threshold": 1.5}, "fallback_margin_threshold"),
-    ({"lambda_cost": -0.1}, "lambda_cost"),
-    ({"gumbel_tau": 0.0}, "gumbel_tau"),
-    ({"stage1_steps": -1}, "stage1_steps"),
-    ({"stage1_steps": 0, "stage2_steps": 0}, "at least one training step"),
-    ({"dropout": 1.0}, "dropout"),
+@pytest.mark.parametrize("section, kwargs, needle", [
+    ("head", {"feature_mode": "hidden_only"}, "feature_mode"),
+    ("head", {"dropout": 1.0}, "dropout"),
+    ("policy", {"baseline_name": "random_policy_matched"}, "baseline_target_ratios"),
+    ("policy", {"baseline_name": "random_policy_matched", "baseline_target_ratios": [0.5, 0.2, 0.2]}, "sum to 1"),
+    ("policy", {"baseline_name": "random_policy_matched", "baseline_target_ratios": [0.5, 0.5]}, "3 values"),
+    ("policy", {"baseline_uncertainty": "margin", "baseline_threshold": 2.0}, "baseline_threshold"),
+    ("policy", {"fallback_margin_threshold": 1.5}, "fallback_margin_threshold"),
+    ("policy_train", {"lambda_cost": -0.1}, "lambda_cost"),
+    ("policy_train", {"gumbel_tau": 0.0}, "gumbel_tau"),
+    ("policy_train", {"stage1_steps": -1}, "stage1_steps"),
+    ("policy_train", {"stage1_steps": 2000}, "train.max_steps"),
 ])
-def test_invalid_config_names_the_field(kwargs, needle):
+def test_invalid_config_names_the_field(section, kwargs, needle):
+    from seal.config import command_config, load
+
     with pytest.raises(ConfigError, match=needle):
-        load_config(_Root, [], [f"policy.{k}={v}" for k, v in kwargs.items()])
+        load([], [f"{section}.{k}={v}" for k, v in kwargs.items()], cls=command_config("train-policy"),
+             search_profile=False)
+
+
+def test_a_binary_head_cannot_imitate_or_fall_back_to_coarse():
+    from seal.config import command_config, load
+
+    for extra in (["policy_train.stage1_baseline_name=always_coarse"],
+                  ["policy_train.stage1_baseline_name=uncertainty_threshold", "policy.baseline_vision=coarse"]):
+        with pytest.raises(ConfigError, match="ternary"):
+            load([], ["head.action_space=binary", *extra], cls=command_config("train-policy"), search_profile=False)
 
 
 def test_action_spaces():

@@ -9,6 +9,7 @@ import torch
 from seal.core.errors import ConfigError
 from seal.policy.actions import Action
 from seal.policy.config import PolicyConfig
+from seal.policy.features import feature_dim
 from seal.policy.head import HeadSpec, VoWHead
 from seal.policy.policy import ValuePolicy, summarize
 from seal.vqa.model import TextPassOutput
@@ -23,7 +24,7 @@ def _tp(entropy=0.2, margin=0.8):
 
 def _fixed_head(bias, space="ternary", mode="hidden_entropy_margin"):
     """A head whose logits are ``bias`` for every input."""
-    head = VoWHead(HeadSpec(in_features=D + 2, hidden_dim=3, action_space=space, feature_mode=mode))
+    head = VoWHead(HeadSpec(in_features=feature_dim(D, mode), hidden_dim=3, action_space=space, feature_mode=mode))
     with torch.no_grad():
         head.mlp[-1].weight.zero_()
         head.mlp[-1].bias.copy_(torch.tensor(bias))
@@ -41,10 +42,13 @@ def test_learned_decision_argmax_and_reason():
 
 
 def test_binary_head_never_gives_coarse():
-    cfg = PolicyConfig(action_space="binary")
-    d = ValuePolicy.from_config(cfg, head=_fixed_head([1.0, 0.0], space="binary")).decide(_tp())
+    policy = ValuePolicy.from_config(PolicyConfig(), head=_fixed_head([1.0, 0.0], space="binary"))
+    d = policy.decide(_tp())
     assert d.action is Action.NO_VISION and d.probs[1] == 0.0 and d.probs[0] > d.probs[2] > 0
-    assert "coarse" not in d.reason
+    assert "coarse" not in d.reason and policy.escalation is None  # no COARSE to escalate from
+    with pytest.raises(ConfigError, match="fallback_action"):
+        ValuePolicy.from_config(PolicyConfig(fallback_mode="entropy", fallback_action="coarse"),
+                                head=_fixed_head([1.0, 0.0], space="binary"))
 
 
 @pytest.mark.parametrize("entropy, fires", [(1.0, False), (1.5, False), (1.5001, True), (4.0, True)])
@@ -87,12 +91,16 @@ def test_summarize_reports_fallback_rate():
                      "fallback_trigger_rate": 0.5, "n": 4}
 
 
-def test_from_config_loads_checkpoint_and_checks_it(tmp_path):
+def test_from_config_loads_checkpoint_and_reads_its_features(tmp_path):
     _fixed_head([0.0, 4.0, 0.0]).save(tmp_path / "head")
     policy = ValuePolicy.from_config(PolicyConfig(checkpoint=str(tmp_path / "head")))
     assert policy.name == "learned" and policy.decide(_tp()).action is Action.COARSE_VISION
-    with pytest.raises(ConfigError, match="feature_mode"):
-        ValuePolicy.from_config(PolicyConfig(checkpoint=str(tmp_path / "head"), feature_mode="hidden"))
+    _fixed_head([0.0, 4.0], space="binary", mode="hidden").save(tmp_path / "hidden")
+    head = ValuePolicy.from_config(PolicyConfig(checkpoint=str(tmp_path / "hidden"), fallback_mode="none"))
+    assert head.inputs(_tp()).features.shape == (1, D)  # the head's own feature mode: no entropy, no margin
+    assert head.decide(_tp()).action is Action.FULL_VISION
+    baseline = ValuePolicy.from_config(PolicyConfig(baseline_name="no_vision"))
+    assert baseline.inputs(_tp()).features.shape == (1, D + 2)  # what policy data records
     with pytest.raises(ConfigError, match="policy.checkpoint"):
         ValuePolicy.from_config(PolicyConfig(checkpoint=None))
 

@@ -50,18 +50,25 @@ def test_replay_gives_escalated_coarse_the_full_outcome_and_both_costs():
         escalated_data(PolicyData(data.features, data.task_loss, data.correct, data.costs), 0.5)
 
 
-def test_training_on_data_without_coarse_margins_says_how_to_fix_it():
-    from seal.policy.train import train_policy
+def test_training_on_data_without_coarse_margins_says_how_to_fix_it(tmp_path):
+    from seal.core.config import from_dict
+    from training.policy_config import TrainPolicyConfig
+    from training.policy_recipe import train_policy
 
     data = _data([0.9, 0.1, 0.2])
     plain = PolicyData(data.features, data.task_loss, data.correct, data.costs)
-    cfg = PolicyConfig(hidden_dim=4, stage1_steps=1, stage2_steps=1, batch_size=2)
+
+    def cfg(**policy):
+        return from_dict(TrainPolicyConfig, {"head": {"hidden_dim": 4}, "policy": policy,
+                                             "policy_train": {"stage1_steps": 1},
+                                             "train": {"out_dir": str(tmp_path), "max_steps": 2, "batch_size": 2,
+                                                       "resume": False}})
+
     with pytest.raises(InputError, match="recollect"):
-        train_policy(cfg, plain)
-    summary = train_policy(cfg, data).summary
+        train_policy(cfg(), plain)
+    summary = train_policy(cfg(), data).summary
     assert summary["escalation"] == {"margin_threshold": 0.5, "rate": pytest.approx(0.6667, abs=1e-4)}
-    assert train_policy(PolicyConfig(hidden_dim=4, stage1_steps=1, stage2_steps=1, batch_size=2,
-                                     escalation_margin_threshold=None), plain).summary["escalation"] is None
+    assert train_policy(cfg(escalation_margin_threshold=None), plain).summary["escalation"] is None
 
 
 def _coarse_head(in_features):

@@ -17,7 +17,7 @@ from eval.synth.sample import render_sample, sample_rng
 from search.config import SearchConfig
 from seal.core.geometry import Frame, cxcywh_to_xyxy, iou_xyxy
 from seal.cli.main import main
-from seal.core.errors import ConfigError, InputError
+from seal.core.errors import ConfigError
 from training.vsm_data import VSMDataConfig, build_dataset, matching, row_targets, search_regions
 from tests.cli_helpers import last_json, run_cli
 
@@ -180,6 +180,7 @@ def test_hard_negative_rows_and_near_miss_crops(tmp_path):
 # ---------------------------------------------------------------- the real seal train vsm
 def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_path, capsys):
     from seal.core.image_source import ImageSource
+    from seal.core.manifest import read_manifest
     from search.vsm.localizer import load_vsm_localizer
 
     export = tmp_path / "export"
@@ -187,29 +188,46 @@ def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_pat
         "synth": dict(n=2, seed=0, **SMALL_SYNTH),
         "train": dict(out_dir=str(tmp_path / "run"), max_steps=16, batch_size=3, lr=0.003, warmup_steps=2,
                       log_every=1, save_every=100, threads=1),
-        "vsm_train": dict(export_dir=str(export), data={"cache_dir": str(tmp_path / "cache")},
-                          search_profile={"confidence_high": 0.45, "compare_nodes": 3}, **TINY),
+        "vsm_train": dict(export_dir=str(export), data={"cache_dir": str(tmp_path / "cache")}, crop_matcher=True,
+                          search_defaults={"confidence_high": 0.45, "compare_nodes": 3}, **TINY),
+        "crop_matcher_train": {"matcher": {"input_size": 32, "widths": [8, 16], "strides": [2, 2], "embed_dim": 8},
+                               "data": {"val_scenes": 1, "workers": 1, "cache_dir": ""},
+                               "train": {"out_dir": str(tmp_path / "run" / "crop_matcher"), "max_steps": 3,
+                                         "batch_size": 8, "warmup_steps": 1}},
     }
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(recipe))
     rc, out, err = run_cli(["train", "vsm", "--config", config], capsys)
     assert rc == 0, err
     summary = last_json(out)
-    assert summary["kind"] == "vsm" and summary["steps"] == 16
+    assert summary["kind"] == "vsm" and summary["steps"] == 16 and summary["crop_matcher"]["steps"] == 3
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     first, last = np.mean([r["total"] for r in log[:3]]), np.mean([r["total"] for r in log[-3:]])
     assert last < first, (first, last)
-    for name in ("vsm_config.json", "decoders.safetensors", "config.yaml", "run.json", "train_log.jsonl"):
+    assert {"config.yaml", "run.json"} <= {p.name for p in (tmp_path / "run").iterdir()}  # the run's record
+    for name in ("vsm_config.json", "decoders.safetensors", "manifest.json", "train_log.jsonl",
+                 "crop_matcher/manifest.json", "crop_matcher/crop_matcher.safetensors"):
         assert (export / name).is_file(), name
+    assert not (export / "config.yaml").exists() and not (export / "search.yaml").exists()
+
+    # the checkpoint describes itself: its own config, its search defaults, its second stage, its recipe
+    manifest = read_manifest(export, "vsm")
+    assert manifest.config == json.loads((export / "vsm_config.json").read_text())
+    assert manifest.search_defaults == {"confidence_high": 0.45, "compare_nodes": 3}
+    assert manifest.second_stage["path"] == "crop_matcher"
+    assert manifest.recipe["command"][:3] == ["seal", "train", "vsm"]
+    matcher = read_manifest(export / "crop_matcher", "crop_matcher")
+    assert matcher.config == json.loads((export / "crop_matcher" / "crop_matcher.json").read_text())
+
     loc = load_vsm_localizer(export)
+    assert loc.crop_matcher is not None
     sample = render_sample(sample_rng(0, "test", 0), SynthConfig(**{**SMALL_SYNTH, "split": "test"}), tag="search")
     w, h = sample.image.size
     loc.set_image(ImageSource(sample.image))
     dets = loc.locate(sample.targets[0].name, [(0, 0, w / 2, h / 2), (w / 4, h / 4, w, h)])
     assert len(dets) == 2 and all(0 <= d.best_score <= 1 for d in dets)
 
-    # the recipe's search profile travels with the model: under the user's files and overrides
-    assert yaml.safe_load((export / "search.yaml").read_text()) == {"search": {"confidence_high": 0.45, "compare_nodes": 3}}
+    # the search defaults travel with the model: under the user's files and overrides
     image = tmp_path / "scene.png"
     sample.image.save(image)
     for extra, expected in (([], 0.45), (["--search.confidence_high=0.6"], 0.6)):
@@ -221,7 +239,6 @@ def test_seal_train_vsm_writes_a_loadable_checkpoint_and_lowers_the_loss(tmp_pat
         assert (search["confidence_high"], search["compare_nodes"], search["confidence_low"]) == (expected, 3, 0.3)
 
 
-# ---------------------------------------------------------------- seal search with the shipped model
 @pytest.fixture(scope="module")
 def golden_image(tmp_path_factory):
     sample = render_sample(sample_rng(0, "test", GOLDEN_SAMPLE), SynthConfig(split="test", suite="vstar"),

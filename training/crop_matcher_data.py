@@ -1,7 +1,7 @@
 """Crop-matcher training data: context crops of SynthVStar objects, labelled with the words that name them.
 
 For each rendered scene (never the ``test`` split) every object gives one crop, cut as the search's
-hit check cuts it (:func:`vwm.crops.extract_crop` at the matcher's ``crop_scale`` / ``min_context_px``,
+hit check cuts it (:func:`seal.core.crops.extract_crop` at the matcher's ``crop_scale`` / ``min_context_px``,
 letterboxed to its input) around the object's box with each edge moved by up to ``jitter`` of the
 box side, since the search model's boxes are off the truth. Its label is the multi-hot set of its
 colour, pattern and shape words. A share of *background* crops (boxes of object size on clutter,
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from training.recipe_common import ordered_map
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class CropCheckDataConfig:
-    """How scenes become crop-matcher examples."""
+class CropMatcherDataConfig:
+    """How scenes become crop-matcher examples (``crop_matcher_train.data``)."""
 
     jitter: float = 0.15
     """Each box edge moves by up to this fraction of the box side (uniform)."""
@@ -39,7 +39,6 @@ class CropCheckDataConfig:
     background_max_overlap: float = 0.15
     val_scenes: int = 40
     """Scenes of the ``val`` split rendered for the held-out report (0 = none)."""
-    seed: int = 0
     workers: int = 2
     """Processes rendering scenes (same crops and cache key for any count)."""
     cache_dir: str = "runs/cache"
@@ -47,10 +46,11 @@ class CropCheckDataConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.jitter < 0.5 or not 0.0 <= self.background_max_overlap <= 1.0:
-            raise ConfigError(f"crop_check_train.data: expected 0 <= jitter < 0.5 and background_max_overlap in 0..1, "
-                              f"found {self.jitter} / {self.background_max_overlap}")
+            raise ConfigError("crop_matcher_train.data: expected 0 <= jitter < 0.5 and background_max_overlap in "
+                              f"0..1, found {self.jitter} / {self.background_max_overlap}")
         if self.background_per_scene < 0 or self.val_scenes < 0 or self.workers < 1:
-            raise ConfigError("crop_check_train.data: expected background_per_scene >= 0, val_scenes >= 0, workers >= 1")
+            raise ConfigError("crop_matcher_train.data: expected background_per_scene >= 0, val_scenes >= 0, "
+                              "workers >= 1")
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,17 @@ class _SceneCrops:
     """Renders one scene and cuts its crops (picklable for worker processes)."""
 
     synth: "SynthConfig"
-    cfg: CropCheckDataConfig
+    cfg: CropMatcherDataConfig
     matcher: "CropMatcherConfig"
+    seed: int
 
     def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         from eval.synth.sample import render_sample, sample_rng
-        from search.geometry import intersection_fraction_xyxy, jitter_xyxy, xywh_to_xyxy
+        from seal.core.geometry import intersection_fraction_xyxy, jitter_xyxy, xywh_to_xyxy
         from search.vsm.crop_matcher import context_crops
 
         sample = render_sample(sample_rng(self.synth.seed, self.synth.split, i), self.synth, tag="search")
-        rng = np.random.default_rng([self.cfg.seed, i])
+        rng = np.random.default_rng([self.seed, i])
         image, (w, h) = sample.image, sample.image.size
         vocabulary = self.matcher.vocabulary
         index = {v: k for k, v in enumerate(vocabulary)}
@@ -94,17 +95,18 @@ class _SceneCrops:
         return context_crops(image, boxes, self.matcher), np.stack(labels)
 
 
-def build_crops(synth: "SynthConfig", cfg: CropCheckDataConfig, matcher: "CropMatcherConfig",
+def build_crops(synth: "SynthConfig", cfg: CropMatcherDataConfig, matcher: "CropMatcherConfig", seed: int,
                 log=print) -> tuple[np.ndarray, np.ndarray]:
     """``(images (N, S, S, 3) uint8, labels (N, V) uint8 over matcher.vocabulary)`` of ``synth.n`` scenes of
-    ``synth.split``, cut as ``matcher`` reads crops, cached in ``cfg.cache_dir`` under a key of everything
-    that changes them (not ``workers``, nor the matcher's architecture)."""
+    ``synth.split``, cut as ``matcher`` reads crops (scene ``i``'s jitter and background boxes drawn from
+    ``(seed, i)``), cached in ``cfg.cache_dir`` under a key of everything that changes them (not
+    ``workers``, nor the matcher's architecture)."""
     if synth.split == "test":
         raise ConfigError("synth.split: the crop matcher trains on 'train' or 'val' scenes, found 'test' "
                           "(the held-out evaluation split)")
-    job = _SceneCrops(synth, cfg, matcher)
-    key_src = json.dumps({"synth": asdict(synth), "data": {k: v for k, v in asdict(cfg).items()
-                                                             if k not in ("workers", "cache_dir", "val_scenes")},
+    job = _SceneCrops(synth, cfg, matcher, seed)
+    data_key = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "cache_dir", "val_scenes")}
+    key_src = json.dumps({"synth": asdict(synth), "data": {**data_key, "seed": seed},
                           "vocabulary": matcher.vocabulary, "input": matcher.input_size, "scale": matcher.crop_scale,
                           "min": matcher.min_context_px, "v": 1}, sort_keys=True, default=str)
     path = None
@@ -130,9 +132,9 @@ def build_crops(synth: "SynthConfig", cfg: CropCheckDataConfig, matcher: "CropMa
     return images, labels
 
 
-def held_out(synth: "SynthConfig", cfg: CropCheckDataConfig, matcher: "CropMatcherConfig",
+def held_out(synth: "SynthConfig", cfg: CropMatcherDataConfig, matcher: "CropMatcherConfig", seed: int,
              log=print) -> tuple[np.ndarray, np.ndarray] | None:
     """The report's crops: ``cfg.val_scenes`` scenes of the ``val`` split (None when 0)."""
     if not cfg.val_scenes:
         return None
-    return build_crops(replace(synth, split="val", n=cfg.val_scenes), cfg, matcher, log)
+    return build_crops(replace(synth, split="val", n=cfg.val_scenes), cfg, matcher, seed, log)

@@ -1,11 +1,11 @@
-"""Policy-training data: run the agent under every action on a SynthVStar TRAIN split, save the ``.npz``.
+"""Policy-training data: run the agent under every action on SynthVStar TRAIN questions, save the ``.npz``.
 
 For each question the agent is asked three times with ``force_action`` = ``no``, ``coarse``,
 ``full``; the text pass (and so the policy features) is the same for all three. Recorded per
 question (see :mod:`seal.policy.data` for the file format):
 
-- ``features`` (F,): the decision's :func:`seal.policy.features.build_features` vector of the text
-  pass (``policy.feature_mode`` / ``policy.hidden_source`` of the config);
+- ``features`` (D+2,): the decision's feature vector of the text pass, which under the fixed policy
+  that forces the actions is :data:`seal.policy.data.FEATURE_MODE` (every head reads a subset);
 - ``task_loss`` (3,): NLL of the correct option under each action (likelihood protocol: softmax over
   the mean option log-likelihoods; letter protocol: the letter probabilities);
 - ``correct`` (3,): the chosen option was the correct one;
@@ -14,70 +14,41 @@ question (see :mod:`seal.policy.data` for the file format):
 - ``coarse_margin``: top-1 minus top-2 option score of the COARSE answer (what the COARSE -> FULL
   escalation of :mod:`seal.policy.escalation` reads; training replays it on these columns).
 
-The benchmark is generated (``seal bench synth --split train --suite mixed``) when ``bench_dir``
-has none, so train questions never share a scene with the val / test splits. Whatever VQA / VSM
-models ``agent`` points to are used; the policy itself does not matter (actions are forced).
-
-:func:`run` is the ``seal train policy`` recipe: collect (or reuse) the data, then
-:func:`seal.policy.train.train_policy`, writing the head to ``policy.checkpoint``.
+The questions (``seal bench synth`` of the command's ``synth`` section) are generated when
+``policy_data.bench_dir`` has none, so train questions never share a scene with the val / test
+splits. Whatever VQA / VSM models ``models`` points to are used; the policy itself does not matter
+(actions are forced).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from seal.errors import ConfigError, InputError
+from seal.core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from seal.config import Config
+    from eval.synth.config import SynthConfig
     from seal.policy.data import PolicyData
+    from training.policy_config import TrainPolicyConfig
 
 FORCED_ACTIONS = ("no", "coarse", "full")
 """Columns of the arrays, in :class:`seal.policy.actions.Action` order."""
 
 
-@dataclass
-class PolicyDataConfig:
-    path: str = "runs/policy/policy_data_train.npz"
-    """The ``.npz`` written (and reused when it exists, unless ``recollect``)."""
-    bench_dir: str = "runs/policy/synth_train"
-    """SynthVStar TRAIN split the questions come from; generated here when it holds no benchmark."""
-    n: int = 200
-    """Questions to generate (and run) when generating; an existing benchmark is used whole (or up to ``limit``)."""
-    limit: int | None = None
-    """Use at most this many questions of the benchmark (None = all)."""
-    seed: int = 0
-    """Seed of the generated split."""
-    long_side: int = 1024
-    """Median long image side of the generated split (px)."""
-    recollect: bool = False
-    """Run the agent again even when ``path`` exists."""
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ConfigError(f"policy_data.n: expected >= 1, found {self.n}")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"policy_data.limit: expected >= 1 or null, found {self.limit}")
-        if not self.path.endswith(".npz"):
-            raise ConfigError(f"policy_data.path: expected a .npz file, found {self.path!r}")
-
-
-def ensure_train_split(cfg: "Config", data_cfg: PolicyDataConfig) -> Path:
-    """``bench_dir`` with a SynthVStar ``train`` / ``mixed`` benchmark, generated if missing."""
+def ensure_questions(synth: "SynthConfig", bench_dir: str | Path) -> Path:
+    """``bench_dir`` with a SynthVStar benchmark of ``synth`` (never the ``test`` split), generated if missing."""
     from eval.synth.generate import generate_benchmark
 
-    bench = Path(data_cfg.bench_dir)
+    if synth.split == "test":
+        raise ConfigError("synth.split: policy data come from 'train' questions, found 'test'")
+    bench = Path(bench_dir)
     if (bench / "categories.json").is_file():
         return bench
-    synth = dataclasses.replace(cfg.synth, n=data_cfg.n, seed=data_cfg.seed, split="train", suite="mixed",
-                                long_side=data_cfg.long_side)
     generate_benchmark(synth, bench)
     return bench
 
@@ -134,42 +105,16 @@ def option_nll(scores: Sequence[float] | None, gold: int, protocol: str, chosen:
     return float(-(z[gold] - math.log(np.exp(z).sum())))
 
 
-def run(cfg: "Config", data_cfg: PolicyDataConfig | None = None, log: Callable[[str], None] = print,
-        progress: bool = True) -> dict:
-    """``seal train policy``: collect (or reuse) the npz, train the head into ``policy.checkpoint``."""
-    from seal.policy.data import load_policy_data, save_policy_data
-    from seal.policy.train import train_policy
-
-    data_cfg = data_cfg if data_cfg is not None else cfg.policy_data
-    if not cfg.policy.checkpoint:
-        raise InputError("policy.checkpoint: set the directory the trained head is written to "
-                         "(e.g. --policy.checkpoint=checkpoints/policy_tiny)")
-    npz = Path(data_cfg.path)
-    if npz.is_file() and not data_cfg.recollect:
-        log(f"reusing policy data {npz}")
-        data = load_policy_data(npz)
-    else:
-        data = _collect(cfg, data_cfg, log, progress)
-        save_policy_data(npz, data)
-        log(f"wrote policy data {npz} ({len(data)} questions)")
-    result = train_policy(cfg.policy, data, out_dir=cfg.policy.checkpoint)
-    log(f"policy head written to {cfg.policy.checkpoint}")
-    return {"policy_data": str(npz), "n": len(data), "checkpoint": str(cfg.policy.checkpoint),
-            "accuracy_by_action": data.correct.mean(axis=0).round(4).tolist(),
-            "mean_cost_by_action": np.nanmean(data.costs, axis=0).round(2).tolist(), "train": result.summary}
-
-
-def _collect(cfg: "Config", data_cfg: PolicyDataConfig, log: Callable[[str], None], progress: bool) -> "PolicyData":
+def collect(cfg: "TrainPolicyConfig", log: Callable[[str], None] = print, progress: bool = True) -> "PolicyData":
+    """Run the agent of ``cfg`` (:meth:`TrainPolicyConfig.ask_config`) under every forced action on the
+    questions of ``cfg.synth`` in ``policy_data.bench_dir`` (generated when missing)."""
     from eval.readers.vstar import QUESTIONS_FILE, read_vstar
     from seal.agent.pipeline import Agent
 
-    bench = ensure_train_split(cfg, data_cfg)
+    bench = ensure_questions(cfg.synth, cfg.policy_data.bench_dir)
     protocol = cfg.agent.answer_protocol
     samples = read_vstar(bench / QUESTIONS_FILE if protocol == "letter" else bench)
-    if data_cfg.limit is not None:
-        samples = samples[: data_cfg.limit]
+    if cfg.policy_data.limit is not None:
+        samples = samples[: cfg.policy_data.limit]
     log(f"collecting policy data: {len(samples)} questions x {len(FORCED_ACTIONS)} actions from {bench}")
-    # The actions are forced, so any fixed policy will do; the learned head need not exist yet.
-    agent_cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, baseline_name="always_full",
-                                                                    checkpoint=None))
-    return collect_policy_data(Agent.from_config(agent_cfg), samples, protocol, progress)
+    return collect_policy_data(Agent.from_config(cfg.ask_config()), samples, protocol, progress)

@@ -1,40 +1,44 @@
 """What every training recipe does around its own model: refuse the test split, set the threads,
-and finish an export with the run record and the training log."""
+record how an export was made (its manifest's ``recipe``) and copy the training log beside it."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from seal.config import Config
+    from eval.synth.config import SynthConfig
+    from training.config import TrainConfig
 
 T = TypeVar("T")
 
 
-def prepare_run(cfg: "Config", model_name: str) -> None:
+def prepare_run(synth: "SynthConfig", train: "TrainConfig", model_name: str) -> None:
     """Raise on ``synth.split: test`` (the held-out split) and apply ``train.threads``."""
     import torch
 
-    if cfg.synth.split == "test":
+    if synth.split == "test":
         raise ConfigError(f"synth.split: the {model_name} recipe trains on 'train' or 'val' scenes, found 'test' "
                           "(the held-out evaluation split)")
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    if train.threads:
+        torch.set_num_threads(train.threads)
 
 
-def finish_export(export_dir: Path, cfg: "Config", out_dir: Path, command: list[str] | None) -> Path:
-    """Write ``config.yaml`` / ``run.json`` into ``export_dir`` and copy ``out_dir/train_log.jsonl`` there."""
-    from seal.cli.common import write_run_record
+def recipe_record(command: list[str] | None, **extra: Any) -> dict[str, Any]:
+    """How a checkpoint was made, for its manifest: the command, the git revision, and ``extra``."""
+    from seal.core.runs import command_line, git_revision
 
-    write_run_record(export_dir, cfg, command)
+    return {"command": command if command is not None else command_line(), "git_revision": git_revision(), **extra}
+
+
+def copy_train_log(out_dir: str | Path, export_dir: str | Path) -> None:
+    """Copy the loop's ``out_dir/train_log.jsonl`` beside the exported model (when there is one)."""
     log = Path(out_dir) / "train_log.jsonl"
     if log.is_file():
-        shutil.copyfile(log, export_dir / "train_log.jsonl")
-    return export_dir
+        shutil.copyfile(log, Path(export_dir) / "train_log.jsonl")
 
 
 def ordered_map(job: Callable[[int], T], indices: list[int], workers: int) -> Iterator[T]:

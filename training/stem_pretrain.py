@@ -18,14 +18,15 @@ Shapes: patches (P, S, S, 3) uint8; attribute maps (P, A, g, g) int16 (see
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
+from training.config import TrainConfig
 
 if TYPE_CHECKING:
     import torch
@@ -33,34 +34,24 @@ if TYPE_CHECKING:
 
 @dataclass
 class StemPretrainConfig:
-    """Stand-alone training of the detector stem + attribute head before the main VSM loop."""
+    """Stand-alone training of the detector stem + attribute head before the main VSM loop
+    (``vsm_train.stem_pretrain``; null = no such stage)."""
 
-    steps: int = 0
-    """Optimizer steps (0 = off: the stem starts from its random init inside the main loop)."""
-    batch_size: int = 32
-    """Patches per step."""
-    lr: float = 0.002
-    """Peak learning rate (one-cycle: linear warm-up over ``warmup_fraction``, cosine decay)."""
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.05
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The stem's own loop (``batch_size`` = patches per step, drawn with replacement; the shipped
+    recipe's: ``one_cycle``, AdamW betas (0.9, 0.999), no clipping)."""
     hflip: bool = True
     """Mirror half of each batch left-right (patches and maps; no SynthVStar name changes under a mirror)."""
     holdout: int = 256
     """Patches held out of training to report per-attribute accuracy on (the last ones of the data)."""
-    log_every: int = 100
     output_scale: float = 0.0
     """After pretraining, scale the stem's output projection so its features' RMS is this multiple of
     the tower's on the held-out patches (0 = leave it)."""
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.holdout < 0 or self.log_every < 1:
-            raise ConfigError("vsm_train.stem_pretrain: expected steps >= 0, batch_size >= 1, holdout >= 0, "
-                              f"log_every >= 1, found {self.steps} / {self.batch_size} / {self.holdout} / "
-                              f"{self.log_every}")
-        if self.lr <= 0 or not 0.0 <= self.warmup_fraction < 1.0 or self.output_scale < 0:
-            raise ConfigError("vsm_train.stem_pretrain: expected lr > 0, warmup_fraction in [0, 1), "
-                              f"output_scale >= 0, found {self.lr} / {self.warmup_fraction} / {self.output_scale}")
+        if self.holdout < 0 or self.output_scale < 0:
+            raise ConfigError(f"vsm_train.stem_pretrain: expected holdout >= 0 and output_scale >= 0, found "
+                              f"{self.holdout} / {self.output_scale}")
 
 
 def _mirror(t: "torch.Tensor", flip: np.ndarray | None) -> "torch.Tensor":
@@ -105,81 +96,96 @@ def attribute_accuracy(model, patches: np.ndarray, attributes: np.ndarray, idx: 
     return {ATTRIBUTE_ORDER[c]: float(hit[c] / total[c]) if total[c] else float("nan") for c in range(len(classes))}
 
 
-def pretrain_stem(model, patches: np.ndarray, attributes: np.ndarray, cfg: StemPretrainConfig,
-                  out_dir: Path, log=print) -> dict:
-    """Train ``model.detector_stem`` and ``model.attribute_head`` in place on ``(patches, attributes)``.
+def pretrain_stem(model, patches: np.ndarray, attributes: np.ndarray, cfg: StemPretrainConfig, seed: int,
+                  log=print) -> dict:
+    """Train ``model.detector_stem`` and ``model.attribute_head`` in place on ``(patches, attributes)``
+    with :func:`training.loop.train` (``cfg.train``; batches of patches drawn with replacement from a
+    stream seeded by ``seed``).
 
-    The result is saved to ``out_dir/stem_pretrain.safetensors`` with ``stem_pretrain.json``; a later
-    call with the same settings and data size loads it instead of training again (an interrupted
-    run restarts its main loop without repeating this stage).
+    The torch random stream is not re-seeded: a zero stem projection is re-initialised from it as the
+    model's construction left it (as the shipped model was). The result is saved to
+    ``cfg.train.out_dir/stem_pretrain.safetensors`` with ``stem_pretrain.json``; a later call with the
+    same settings and data size loads it instead of training again (an interrupted run restarts its
+    main loop without repeating this stage; one interrupted in this stage resumes it).
 
     Returns: ``{"steps", "seconds", "accuracy": {attribute: held-out object-cell accuracy}, "loaded"}``.
     """
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    from search.vsm.losses import attribute_cross_entropy
+    from seal.core.weights import load_safetensors
+    from training.loop import train
 
     if model.detector_stem is None or model.attribute_head is None:
-        raise ConfigError("vsm_train.stem_pretrain.steps > 0 needs vsm.detector_stem and the attribute head "
+        raise ConfigError("vsm_train.stem_pretrain needs vsm.detector_stem and the attribute head "
                           "(vsm_train.data.attribute_maps: true)")
     if len(patches) <= cfg.holdout:
         raise ConfigError(f"vsm_train.stem_pretrain.holdout: {cfg.holdout} patches held out of only {len(patches)}")
+    out_dir = Path(cfg.train.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights, record = out_dir / "stem_pretrain.safetensors", out_dir / "stem_pretrain.json"
-    key = {"config": asdict(cfg), "patches": int(len(patches)), "grid": list(attributes.shape[1:])}
-    modules = {"detector_stem": model.detector_stem, "attribute_head": model.attribute_head}
+    key = json.loads(json.dumps({"config": asdict(cfg), "seed": seed, "patches": int(len(patches)),
+                                 "grid": list(attributes.shape[1:])}))  # as recorded (tuples become lists)
+    modules = torch.nn.ModuleDict({"detector_stem": model.detector_stem, "attribute_head": model.attribute_head})
     train_n = len(patches) - cfg.holdout
     held = np.arange(train_n, len(patches))
-    if weights.is_file() and record.is_file() and json.loads(record.read_text()).get("key") == key:
-        tensors = load_file(str(weights))
+    recorded = json.loads(record.read_text()) if record.is_file() else {}
+    if recorded.get("key") == key and "summary" in recorded and weights.is_file():
+        tensors = load_safetensors(weights, what="stem pretraining stage")  # damaged or NaN: InputError
         for name, module in modules.items():
             module.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(name + ".")})
-        summary = json.loads(record.read_text())["summary"]
-        log(f"stem pretraining: loaded {weights} (held-out accuracy {summary['accuracy']})")
-        return {**summary, "loaded": True}
+        log(f"stem pretraining: loaded {weights} (held-out accuracy {recorded['summary']['accuracy']})")
+        return {**recorded["summary"], "loaded": True}
+    if recorded.get("key") != key:  # the loop's state there (if any) is another stage's: start over
+        shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
+        (out_dir / "train_log.jsonl").unlink(missing_ok=True)
+        record.write_text(json.dumps({"key": key}, indent=2) + "\n")
 
-    classes = tuple(model.cfg.attribute_classes)
-    params = [p for m in modules.values() for p in m.parameters()]
-    flags = [p.requires_grad for p in params]
-    for p in params:
+    flags = [p.requires_grad for p in modules.parameters()]
+    for p in modules.parameters():
         p.requires_grad_(True)
     with torch.no_grad():
         if not any(bool(p.abs().max() > 0) for p in model.detector_stem.proj.parameters()):
             torch.nn.init.normal_(model.detector_stem.proj.weight, std=0.02)  # a zero projection passes no gradient
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(cfg.steps, 1),
-                                                    pct_start=max(cfg.warmup_fraction, 1e-3))
-    rng = np.random.default_rng(cfg.seed)
-    for m in modules.values():
-        m.train()
-    started = time.time()
-    for step in range(1, cfg.steps + 1):
-        idx = rng.integers(0, train_n, cfg.batch_size)
-        flip = rng.random(cfg.batch_size) < 0.5 if cfg.hflip else None
-        logits = model.attribute_head(model.detector_stem(_pixels(model, patches, idx, flip))).split(classes, 1)
-        loss = attribute_cross_entropy(logits, _labels(attributes, idx, flip), balanced=True)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            rate = (time.time() - started) / step
-            log(f"stem pretraining: step {step}/{cfg.steps} loss {float(loss.detach()):.4f} "
-                f"({rate:.2f} s/step, ETA {rate * (cfg.steps - step) / 60:.1f} min)")
-    for m in modules.values():
-        m.eval()
+    classes = tuple(model.cfg.attribute_classes)
+
+    def collate(key: tuple[np.ndarray, np.ndarray | None]) -> dict:
+        idx, flip = key
+        return {"pixels": _pixels(model, patches, idx, flip), "labels": _labels(attributes, idx, flip)}
+
+    def loss_fn(stem, batch: dict) -> dict:
+        from search.vsm.losses import attribute_cross_entropy
+
+        logits = stem["attribute_head"](stem["detector_stem"](batch["pixels"])).split(classes, 1)
+        return {"total": attribute_cross_entropy(logits, batch["labels"], balanced=True)}
+
+    log(f"stem pretraining: {cfg.train.max_steps} steps of {cfg.train.batch_size} of {train_n} patches")
+    result = train(modules, _sampled(train_n, cfg.train.batch_size, cfg.hflip, seed), loss_fn, cfg.train, collate)
+    modules.eval()
     accuracy = attribute_accuracy(model, patches, attributes, held)
     if cfg.output_scale > 0:
         _match_scale(model, patches, held[:64], cfg.output_scale)
-    for p, flag in zip(params, flags):
+    for p, flag in zip(modules.parameters(), flags):
         p.requires_grad_(flag)
-    summary = {"steps": cfg.steps, "seconds": round(time.time() - started, 1), "accuracy": accuracy}
-    save_file({f"{name}.{k}": v.detach().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()},
-              str(weights))
+    summary = {"steps": result["steps"], "seconds": result["seconds"], "accuracy": accuracy}
+    save_file({f"{name}.{k}": v.detach().contiguous()
+               for name, m in modules.items() for k, v in m.state_dict().items()}, str(weights))
     record.write_text(json.dumps({"key": key, "summary": summary}, indent=2) + "\n")
-    log(f"stem pretraining: {cfg.steps} steps in {summary['seconds']} s, held-out object-cell accuracy {accuracy}")
+    log(f"stem pretraining: {result['steps']} steps in {result['seconds']} s, held-out object-cell accuracy {accuracy}")
     return {**summary, "loaded": False}
+
+
+def _sampled(n: int, batch_size: int, hflip: bool, seed: int):
+    """``epochs`` for the loop: one endless epoch of ``(patch indices (B,), flips (B,) bool or None)``,
+    drawn with replacement from ``range(n)`` by a stream seeded with ``seed``."""
+
+    def epochs(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        rng = np.random.default_rng(seed)
+        while True:
+            idx = rng.integers(0, n, batch_size)
+            yield idx, (rng.random(batch_size) < 0.5 if hflip else None)
+
+    return epochs
 
 
 def _match_scale(model, patches: np.ndarray, idx: np.ndarray, ratio: float) -> None:

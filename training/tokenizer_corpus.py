@@ -59,7 +59,8 @@ def corpus_texts(seed: int = 0, spatial_pairs: int = 400, layouts: int = 200) ->
                 texts.extend(_question_texts(attribute_question(rng, kind, target, [target], text_only)))
     names = sorted(set(names))
     for _ in range(spatial_pairs):
-        a, b = (new_object(rng, all_attrs[int(i)], 40.0, role="target") for i in rng.choice(len(all_attrs), 2, replace=False))
+        a, b = (new_object(rng, all_attrs[int(i)], 40.0, role="target")
+                for i in rng.choice(len(all_attrs), 2, replace=False))
         a.cx, b.cx = rng.uniform(0, 100, size=2)
         a.name, b.name = describe(a.attrs, NAME_ATTRS["spatial"]), describe(b.attrs, NAME_ATTRS["spatial"])
         texts.extend(_question_texts(spatial_question(rng, a, b, text_only=bool(rng.random() < 0.5))))

@@ -44,11 +44,11 @@ import json
 import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -66,8 +66,6 @@ VIEWS = ("none", "global", "crops")
 class VQADataConfig:
     """How SynthVStar scenes become VQA training examples (the scenes come from the ``synth`` section)."""
 
-    seed: int = 0
-    """Seeds the per-scene example choices (option shuffles, which target is "not found")."""
     letter_short_prob: float = 0.7
     """A letter example shows the short options (``test_questions.jsonl`` style) with this
     probability, else the full option sentences."""
@@ -139,7 +137,8 @@ class VQADataConfig:
         if self.probe_objects < 0:
             raise ConfigError(f"vqa_train.data.probe_objects: expected >= 0, found {self.probe_objects}")
         for name in ("letter_short_prob", "not_found_prob", "letter_refusal_prob", "probe_refusal_prob",
-                     "probe_letter_prob", "probe_spatial_prob", "probe_global_prob", "probe_global_min", "probe_check_prob", "probe_check_shape_prob"):
+                     "probe_letter_prob", "probe_spatial_prob", "probe_global_prob", "probe_global_min",
+                     "probe_check_prob", "probe_check_shape_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"vqa_train.data.{name}: expected 0..1, found {getattr(self, name)}")
         self.probe_focus_shapes = [str(v) for v in self.probe_focus_shapes]
@@ -209,7 +208,7 @@ def scene_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
 
 
 def _box_xyxy(obj) -> tuple[float, float, float, float]:
-    from search.geometry import xywh_to_xyxy
+    from seal.core.geometry import xywh_to_xyxy
 
     return tuple(float(v) for v in xywh_to_xyxy(obj.bbox))  # type: ignore[return-value]
 
@@ -335,11 +334,11 @@ def _spatial_probe(sample: "SynthSample", rng: np.random.Generator, a, asked: se
 
 
 def jittered(spec: ExampleSpec, rng: np.random.Generator, fraction: float, image_size: tuple[int, int]) -> ExampleSpec:
-    """``spec`` with each target box moved by :func:`search.geometry.jitter_xyxy` in the ``(width,
+    """``spec`` with each target box moved by :func:`seal.core.geometry.jitter_xyxy` in the ``(width,
     height)`` image; a target marked not found stays so."""
     from dataclasses import replace
 
-    from search.geometry import jitter_xyxy
+    from seal.core.geometry import jitter_xyxy
 
     moved = tuple((name, None if box is None else jitter_xyxy(box, rng, fraction, *image_size))
                   for name, box in spec.targets)
@@ -378,8 +377,9 @@ def render_scene(synth: "SynthConfig", index: int, jpeg_roundtrip: bool) -> "Syn
 
 
 def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADataConfig,
-                   vwm_config: "VWMConfig", index: int) -> tuple[list[dict], list[np.ndarray]]:
-    """Render scene ``index`` and build its examples.
+                   vwm_config: "VWMConfig", index: int, seed: int = 0) -> tuple[list[dict], list[np.ndarray]]:
+    """Render scene ``index`` and build its examples, its choices (option shuffles, which target is
+    "not found", probes, box jitter) drawn from ``(seed, index)``, ``seed`` the run's.
 
     Returns:
         ``(examples, images)``: each example holds ``input_ids`` / ``labels`` (L,) int64 numpy arrays,
@@ -389,13 +389,13 @@ def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADa
     from seal.vqa.examples import build_training_example
 
     sample = render_scene(synth, index, cfg.jpeg_roundtrip)
-    rng = np.random.default_rng([cfg.seed, index])
+    rng = np.random.default_rng([seed, index])
     objects = [o.to_json() for o in sample.objects]
     size = processor.image_processor.crop_size["height"]
     grid = size // processor.patch_size
     examples, images, maps = [], [], []
     global_view = None  # the scene's letterboxed global view, made by its first example and shared
-    jitter_rng = np.random.default_rng([cfg.seed, index, 1])  # its own stream: the other draws stay put
+    jitter_rng = np.random.default_rng([seed, index, 1])  # its own stream: the other draws stay put
     for spec in scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg, synth.min_spatial_gap):
         if cfg.box_jitter > 0:
             spec = jittered(spec, jitter_rng, cfg.box_jitter, sample.image.size)
@@ -430,7 +430,7 @@ def view_attribute_maps(region, objects: list[dict], size: int, grid: int) -> np
     """(3, grid, grid) int16 attribute classes of the objects under each vision patch of a view that
     letterboxes ``region`` into ``size`` px (the layout's letterbox then the processor's resize keep
     the geometry): :func:`training.vsm_data.attribute_maps`, legible from 10 px at the model input."""
-    from search.geometry import Frame
+    from seal.core.geometry import Frame
     from training.vsm_data import attribute_maps
 
     frame = Frame(tuple(float(v) for v in region), size, size, letterbox=True)
@@ -474,22 +474,27 @@ class VQADataset:
                 batch["attributes"] = torch.from_numpy(self.maps[ids].astype(np.int64))
         return batch
 
-    def batches(self, epoch: int, batch_size: int, seed: int, bucket_batches: int) -> Iterator[dict]:
-        """One epoch: shuffle (seeded by ``seed`` and ``epoch``), sort by length within windows of
-        ``bucket_batches`` batches, cut into batches, shuffle the batches."""
-        rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(len(self.examples))
-        window = batch_size * bucket_batches
-        groups = []
-        for start in range(0, len(order), window):
-            chunk = sorted(order[start:start + window], key=lambda i: len(self.examples[i]["input_ids"]))
-            groups += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
-        for g in rng.permutation(len(groups)):
-            yield self.batch(groups[int(g)])
+    def epochs(self, batch_size: int, seed: int, bucket_batches: int) -> Callable[[int], Iterator[list[int]]]:
+        """``epoch -> batch keys`` (example indices, for :meth:`batch`): shuffle (seeded by ``seed`` and
+        ``epoch``), sort by length within windows of ``bucket_batches`` batches, cut into batches,
+        shuffle the batches."""
+
+        def epoch_keys(epoch: int) -> Iterator[list[int]]:
+            rng = np.random.default_rng([seed, epoch])
+            order = rng.permutation(len(self.examples))
+            window = batch_size * bucket_batches
+            groups = []
+            for start in range(0, len(order), window):
+                chunk = sorted(order[start:start + window], key=lambda i: len(self.examples[i]["input_ids"]))
+                groups += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
+            for g in rng.permutation(len(groups)):
+                yield groups[int(g)]
+
+        return epoch_keys
 
 
 def build_dataset(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADataConfig,
-                  vwm_config: "VWMConfig", processor_dir: str | Path | None = None,
+                  vwm_config: "VWMConfig", processor_dir: str | Path | None = None, seed: int = 0,
                   log=print) -> VQADataset:
     """Render ``synth.n`` scenes of ``synth.split`` and build their examples (cached when configured).
 
@@ -497,15 +502,16 @@ def build_dataset(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADat
         processor: the model's processor (used in this process when ``cfg.workers == 1``).
         processor_dir: where the processor is saved, so worker processes can load it
             (required when ``cfg.workers > 1``).
+        seed: the run's seed (scene ``i``'s example choices are drawn from ``(seed, i)``).
     """
-    cache = _cache_path(processor, synth, cfg, vwm_config)
+    cache = _cache_path(processor, synth, cfg, vwm_config, seed)
     if cache is not None and cache.is_file():
         log(f"loading cached examples from {cache}")
         with cache.open("rb") as f:
             examples, images, maps = pickle.load(f)
         return VQADataset(examples, images, processor.tokenizer.pad_token_id, maps)
     examples, views, view_maps = [], [], []
-    for scene_ex, scene_im, scene_maps in _scene_results(processor, synth, cfg, vwm_config, processor_dir, log):
+    for scene_ex, scene_im, scene_maps in _scene_results(processor, synth, cfg, vwm_config, processor_dir, seed, log):
         for ex in scene_ex:
             ex["image_ids"] = [k + len(views) for k in ex["image_ids"]]
         examples += scene_ex
@@ -525,20 +531,20 @@ def build_dataset(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADat
     return VQADataset(examples, images, processor.tokenizer.pad_token_id, maps)
 
 
-def _scene_results(processor, synth, cfg, vwm_config, processor_dir, log):
+def _scene_results(processor, synth, cfg, vwm_config, processor_dir, seed, log):
     import multiprocessing as mp
     import time
 
     started = time.time()
     every = max(1, synth.n // 10)
     if cfg.workers == 1:
-        results = (scene_examples(processor, synth, cfg, vwm_config, i) for i in range(synth.n))
+        results = (scene_examples(processor, synth, cfg, vwm_config, i, seed) for i in range(synth.n))
         pool = None
     else:
         if processor_dir is None:
             raise ValueError("build_dataset: processor_dir is required with workers > 1")
         pool = mp.get_context("spawn").Pool(cfg.workers, initializer=_worker_init,
-                                             initargs=(str(processor_dir), synth, cfg, vwm_config))
+                                             initargs=(str(processor_dir), synth, cfg, vwm_config, seed))
         results = pool.imap(_worker_scene, range(synth.n), chunksize=4)
     try:
         for i, res in enumerate(results, start=1):
@@ -554,25 +560,26 @@ def _scene_results(processor, synth, cfg, vwm_config, processor_dir, log):
 _WORKER: dict = {}
 
 
-def _worker_init(processor_dir: str, synth, cfg, vwm_config) -> None:
+def _worker_init(processor_dir: str, synth, cfg, vwm_config, seed: int) -> None:
     import torch
     from transformers import AutoProcessor
 
     torch.set_num_threads(1)
     _WORKER.update(processor=AutoProcessor.from_pretrained(processor_dir, local_files_only=True),
-                   synth=synth, cfg=cfg, vwm=vwm_config)
+                   synth=synth, cfg=cfg, vwm=vwm_config, seed=seed)
 
 
 def _worker_scene(index: int):
     w = _WORKER
-    return scene_examples(w["processor"], w["synth"], w["cfg"], w["vwm"], index)
+    return scene_examples(w["processor"], w["synth"], w["cfg"], w["vwm"], index, w["seed"])
 
 
-def _cache_path(processor, synth, cfg: VQADataConfig, vwm_config) -> Path | None:
+def _cache_path(processor, synth, cfg: VQADataConfig, vwm_config, seed: int) -> Path | None:
     """``cache_dir/vqa_examples_<hash>.npz``, the hash covering every input of the examples."""
     if not cfg.cache_dir:
         return None
-    key = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "cache_dir", "bucket_batches")}
+    key = {**{k: v for k, v in asdict(cfg).items() if k not in ("workers", "cache_dir", "bucket_batches")},
+           "seed": seed}
     blob = json.dumps({"synth": asdict(synth), "data": key, "vwm": asdict(vwm_config),
                        "tokenizer": processor.tokenizer.backend_tokenizer.to_str(),
                        "image_processor": processor.image_processor.to_json_string(),

@@ -31,14 +31,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from seal.errors import ConfigError
+from seal.core.errors import ConfigError
 from training.recipe_common import ordered_map
 
 if TYPE_CHECKING:
-    import torch
-
     from eval.synth.config import SynthConfig
-    from eval.synth.sample import SynthSample
     from search.config import SearchConfig
 
 NAME_KEYS: tuple[tuple[str, ...], ...] = (("color", "shape"), ("pattern", "shape"))
@@ -51,8 +48,6 @@ LEVEL_CROP = -1
 class VSMDataConfig:
     """How scenes become VSM training rows."""
 
-    seed: int = 0
-    """Seed of patch / query choices (scene ``i`` uses ``(seed, i)``)."""
     level2_negatives: int = 3
     """Level-2 search nodes without a target kept per scene (those with a target are always kept)."""
     random_crops: int = 4
@@ -171,7 +166,7 @@ def search_regions(width: int, height: int, cfg: "SearchConfig") -> list[tuple[i
 
 
 def _inside(obj: dict, region: tuple[float, ...], at_least: float) -> bool:
-    from search.geometry import intersection_fraction_xyxy, xywh_to_xyxy
+    from seal.core.geometry import intersection_fraction_xyxy, xywh_to_xyxy
 
     return intersection_fraction_xyxy(xywh_to_xyxy(obj["bbox"]), region) >= at_least
 
@@ -213,7 +208,7 @@ def row_targets(frame, objects: list[dict], size_hw: tuple[int, int], cfg: VSMDa
     Returns ``(boxes (n, 4) float32 cxcywh in [0, 1] of the input, heatmap (H', W') uint8)``. With
     ``blob_px`` every instance is drawn as a square blob of that many input pixels (context rows).
     """
-    from search.geometry import intersection_fraction_xyxy, xywh_to_xyxy
+    from seal.core.geometry import intersection_fraction_xyxy, xywh_to_xyxy
     from search.vsm.targets import box_targets_cxcywh, heatmap_target
 
     sx, sy = frame.scale_xy
@@ -269,11 +264,13 @@ def target_negatives(objects: list[dict], targets: list[dict], present: list[dic
 
 
 def scene_examples(sample_json: dict, image, index: int, cfg: VSMDataConfig, search_cfg: "SearchConfig",
-                   input_size: int, heatmap_hw: tuple[int, int], fill: tuple[int, int, int]) -> dict[str, Any]:
-    """Patches (P, S, S, 3) uint8, their :class:`Patch` records and :class:`Example` rows of one scene."""
-    from search.image_source import ImageSource
+                   input_size: int, heatmap_hw: tuple[int, int], fill: tuple[int, int, int],
+                   seed: int = 0) -> dict[str, Any]:
+    """Patches (P, S, S, 3) uint8, their :class:`Patch` records and :class:`Example` rows of scene
+    ``index``, its patch and query choices drawn from ``(seed, index)``."""
+    from seal.core.image_source import ImageSource
 
-    rng = np.random.default_rng([cfg.seed, index])
+    rng = np.random.default_rng([seed, index])
     objects = sample_json["objects"]
     targets = [o for o in objects if o["role"] == "target"]
     src = ImageSource(image)
@@ -283,7 +280,8 @@ def scene_examples(sample_json: dict, image, index: int, cfg: VSMDataConfig, sea
         p = len(patches)
         patches.append(pixels)
         if cfg.attribute_maps:
-            attributes.append(attribute_maps(frame, objects, (heatmap_hw[0] // 4, heatmap_hw[1] // 4), cfg.min_legible_px))
+            grid = (heatmap_hw[0] // 4, heatmap_hw[1] // 4)
+            attributes.append(attribute_maps(frame, objects, grid, cfg.min_legible_px))
         records.append(Patch(index, level, tuple(region)))
         present = [o for o in objects if _inside(o, region, 0.5)]
         present_targets = [o for o in present if o["role"] == "target"]
@@ -355,7 +353,7 @@ def attribute_maps(frame, objects: list[dict], grid_hw: tuple[int, int], min_leg
     (ignored) on objects too small to be legible (short side < ``min_legible_px`` input px), whose
     colour is still supervised. Larger objects are drawn first, so a small one on top keeps its cells."""
     from eval.synth.scene import VALUES
-    from search.geometry import intersection_fraction_xyxy, xywh_to_xyxy
+    from seal.core.geometry import intersection_fraction_xyxy, xywh_to_xyxy
     from search.vsm.targets import heatmap_target
 
     out = np.zeros((len(ATTRIBUTE_ORDER),) + tuple(grid_hw), dtype=np.int16)
@@ -385,21 +383,27 @@ class VSMData:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def batches(self, epoch: int, batch_size: int, seed: int, collate: Callable[[list[int], list[Example]], Any]
-                ) -> Iterator[Any]:
-        """Shuffled (by ``(seed, epoch)``) batches of patches with rows, through ``collate``."""
-        order = np.random.default_rng([seed, epoch]).permutation(len(self.patches))
-        order = [int(i) for i in order if self.by_patch[int(i)]]
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            chosen = order[start:start + batch_size]
-            yield collate(chosen, [self.examples[i] for p in chosen for i in self.by_patch[p]])
+    def epochs(self, batch_size: int, seed: int) -> Callable[[int], Iterator[list[int]]]:
+        """``epoch -> batch keys``: the patches that have rows, shuffled by ``(seed, epoch)``, cut into
+        lists of ``batch_size`` patch ids (a batch = those patches and all their rows)."""
+
+        def epoch_keys(epoch: int) -> Iterator[list[int]]:
+            order = np.random.default_rng([seed, epoch]).permutation(len(self.patches))
+            order = [int(i) for i in order if self.by_patch[int(i)]]
+            for start in range(0, len(order) - batch_size + 1, batch_size):
+                yield order[start:start + batch_size]
+
+        return epoch_keys
+
+    def rows(self, patch_ids: list[int]) -> list[Example]:
+        """The rows of ``patch_ids``, patch by patch."""
+        return [self.examples[i] for p in patch_ids for i in self.by_patch[p]]
 
 
-def make_collate(model, patches: np.ndarray, attributes: np.ndarray | None = None
-                 ) -> Callable[[list[int], list[Example]], dict]:
-    """``collate(patch ids, rows)`` -> the batch dict of :func:`training.vsm_recipe.loss_fn` for ``model``
-    (a :class:`search.vsm.model.VSMModel`) over ``patches`` (P, S, S, 3) uint8: each patch is
-    preprocessed once; rows index them.
+def make_collate(model, data: VSMData) -> Callable[[list[int]], dict]:
+    """``collate(patch ids)`` -> the batch dict of :func:`training.vsm_recipe.loss_fn` for ``model``
+    (a :class:`search.vsm.model.VSMModel`) over ``data``'s patches (P, S, S, 3) uint8 and rows: each
+    patch is preprocessed once; rows index them.
 
     Batch: ``pixel_values`` (P, 3, S, S); ``patch_index`` (B,) int64 into them; ``input_ids`` /
     ``attention_mask`` / ``labels`` (B, T) int64; ``targets`` a :class:`VSMTargets`.
@@ -410,8 +414,10 @@ def make_collate(model, patches: np.ndarray, attributes: np.ndarray | None = Non
     from search.vsm.prompts import encode_prompts
 
     tokenizer, n_image, processor = model.tokenizer, model.image_tokens, model.processor
+    patches, attributes = data.patches, data.attributes
 
-    def collate(patch_ids: list[int], rows: list[Example]) -> dict:
+    def collate(patch_ids: list[int]) -> dict:
+        rows = data.rows(patch_ids)
         local = {p: j for j, p in enumerate(patch_ids)}
         images = [np.array(patches[p]) for p in patch_ids]
         pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
@@ -431,8 +437,9 @@ def make_collate(model, patches: np.ndarray, attributes: np.ndarray | None = Non
 
 
 def build_dataset(synth: "SynthConfig", cfg: VSMDataConfig, search_cfg: "SearchConfig", input_size: int,
-                  heatmap_hw: tuple[int, int], fill: tuple[int, int, int], log=print) -> VSMData:
-    """Render ``synth.n`` scenes of ``synth.split`` (search-tag samples) and build their rows.
+                  heatmap_hw: tuple[int, int], fill: tuple[int, int, int], seed: int = 0, log=print) -> VSMData:
+    """Render ``synth.n`` scenes of ``synth.split`` (search-tag samples) and build their rows (scene
+    ``i``'s patch and query choices drawn from ``(seed, i)``, ``seed`` the run's).
 
     Each scene's result is cached in ``cfg.cache_dir/vsm_<key>/scene_<i>.pkl`` where the key hashes
     everything that changes it except ``synth.n`` (of the search config, only the tree's
@@ -445,15 +452,15 @@ def build_dataset(synth: "SynthConfig", cfg: VSMDataConfig, search_cfg: "SearchC
 
     if synth.split == "test":
         raise ConfigError("synth.split: the VSM recipe trains on 'train' or 'val' scenes, found 'test'")
-    data_key = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "cache_dir")}
-    key_src = json.dumps({"synth": asdict(replace(synth, n=1)), "data": data_key, "search": {k: getattr(search_cfg, k) for k in TREE_FIELDS},
-                          "input": input_size, "heat": list(heatmap_hw), "fill": list(fill), "v": 1},
-                         sort_keys=True, default=str)
+    data_key = {**{k: v for k, v in asdict(cfg).items() if k not in ("workers", "cache_dir")}, "seed": seed}
+    tree = {k: getattr(search_cfg, k) for k in TREE_FIELDS}
+    key_src = json.dumps({"synth": asdict(replace(synth, n=1)), "data": data_key, "search": tree, "input": input_size,
+                          "heat": list(heatmap_hw), "fill": list(fill), "v": 1}, sort_keys=True, default=str)
     key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
     cache = Path(cfg.cache_dir) / f"vsm_{key}" if cfg.cache_dir else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    job = _SceneJob(synth, cfg, search_cfg, input_size, tuple(heatmap_hw), tuple(fill), cache)
+    job = _SceneJob(synth, cfg, search_cfg, input_size, tuple(heatmap_hw), tuple(fill), cache, seed)
     parts: list[dict] = [None] * synth.n  # type: ignore[list-item]
     todo = []
     for i in range(synth.n):
@@ -489,6 +496,7 @@ class _SceneJob:
     heatmap_hw: tuple[int, int]
     fill: tuple[int, int, int]
     cache: Path | None
+    seed: int
 
     def path(self, i: int) -> Path | None:
         return self.cache / f"scene_{i:05d}.pkl" if self.cache is not None else None
@@ -500,7 +508,7 @@ class _SceneJob:
 
         sample = render_sample(sample_rng(self.synth.seed, self.synth.split, i), self.synth, tag="search")
         part = scene_examples(sample.sidecar_json(""), sample.image, i, self.cfg, self.search_cfg, self.input_size,
-                              self.heatmap_hw, self.fill)
+                              self.heatmap_hw, self.fill, self.seed)
         path = self.path(i)
         if path is not None:
             tmp = path.with_suffix(".tmp")

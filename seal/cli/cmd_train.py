@@ -1,70 +1,73 @@
-"""``seal train KIND``: run a training recipe (``vqa``; the lead adds ``vsm`` and ``policy``).
+"""``seal train KIND``: run the training recipe of one model kind (vqa, vsm, crop-matcher, policy).
 
-``seal train vqa --config configs/train/vqa_tiny.yaml [--train.max_steps=...]`` trains the VQA LLM
-(:mod:`training.vqa_recipe`) and exports it to ``vqa_train.export_dir``. The resolved config and a
-run record go to ``train.out_dir`` before training starts; a final JSON summary is printed as the
-last stdout line.
+``seal train vsm --recipe tiny [--config more.yaml] [--train.max_steps=3] [--seed 1]`` resolves the
+command's own config (``train-vsm`` of :data:`seal.config.COMMANDS`) from the recipe's stack of
+YAMLs (``configs/train/vsm/tiny.yaml`` and the files it includes), then the ``--config`` files, then
+the overrides; writes it with a run record into the run's folder (``train.out_dir``) before training
+starts; runs the recipe; prints a JSON summary as the last stdout line.
 
-A recipe is one entry of :data:`RECIPES`: ``kind -> function(cfg, command) -> summary dict``.
+A recipe is one entry of :data:`RECIPES`: ``kind -> module`` whose ``run(cfg, command, log)``
+returns the summary.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Callable
+import functools
+import importlib
+from pathlib import Path
 
-from seal.cli.common import add_config_args, print_json_line, resolve_config
+from seal.cli.common import add_config_args, print_json_line
+from seal.core.errors import InputError
 from seal.core.outputs import writable_dir, write_errors
-from seal.core.runs import write_run_record
-from typing import Any as Config  # the recipe's own config class, resolved in run()
+from seal.core.paths import PROJECT_ROOT
+from seal.core.runs import command_line, write_run_record
+
+RECIPES: dict[str, str] = {"vqa": "training.vqa_recipe", "vsm": "training.vsm_recipe",
+                           "crop-matcher": "training.crop_matcher_recipe", "policy": "training.policy_recipe"}
+"""Model kind -> the recipe module (``run(cfg, command, log) -> summary``)."""
+
+RECIPE_DIR = PROJECT_ROOT / "configs" / "train"
+"""``--recipe NAME`` of kind ``K`` is ``RECIPE_DIR/K/NAME.yaml`` (``crop-matcher``: ``crop_matcher/``)."""
 
 
-def _train_vqa(cfg: Config, command: list[str]) -> dict:
-    from training.vqa_recipe import run
+def recipe_file(kind: str, name: str) -> Path:
+    """The YAML that names the recipe stack ``name`` of ``kind``.
 
-    return run(cfg, command, log=lambda msg: print(msg, flush=True))
-
-
-def _train_vsm(cfg: Config, command: list[str]) -> dict:
-    from training.vsm_recipe import run
-
-    return run(cfg, command, log=lambda msg: print(msg, flush=True))
-
-
-def _train_crop_check(cfg: Config, command: list[str]) -> dict:
-    from training.crop_check_recipe import run
-
-    return run(cfg, command, log=lambda msg: print(msg, flush=True))
-
-
-def _train_policy(cfg: Config, command: list[str]) -> dict:
-    from training.policy_data import run
-
-    return run(cfg, log=lambda msg: print(msg, flush=True))
-
-
-RECIPES: dict[str, Callable[[Config, list[str]], dict]] = {"vqa": _train_vqa, "vsm": _train_vsm,
-                                                           "crop-check": _train_crop_check,
-                                                           "policy": _train_policy}
-"""Model kind -> recipe ``(resolved config, command line) -> summary``."""
+    Raises:
+        InputError: no such recipe (the message lists the known ones).
+    """
+    folder = RECIPE_DIR / kind.replace("-", "_")
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+        raise InputError(f"--recipe {name}: no such {kind} recipe (known: {known})", path)
+    return path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (vqa, vsm, crop-check, policy) from a YAML recipe")
+    p = sub.add_parser("train", help="train a model (vqa, vsm, crop-matcher, policy) from a recipe")
     p.add_argument("kind", choices=sorted(RECIPES), help="which model to train")
+    p.add_argument("--recipe", metavar="NAME", help="a named stack of YAMLs, configs/train/KIND/NAME.yaml "
+                                                    "(e.g. tiny: the shipped model's), under --config files")
+    p.add_argument("--seed", type=int, help="the run's seed (the config's top-level seed)")
     add_config_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from seal.config import command_config
+    from seal.config import command_config, load
 
-    cfg = resolve_config(args, command_config("train"))
-    command = ["seal", *sys.argv[1:]] if sys.argv else ["seal", "train", args.kind]
-    writable_dir(cfg.train.out_dir, "train.out_dir")  # a read-only folder, a file or a full disk: before training
-    with write_errors(cfg.train.out_dir, "train.out_dir"):  # disk full while writing: one line
-        write_run_record(cfg.train.out_dir, cfg, command)
-        summary = RECIPES[args.kind](cfg, command)
+    files = ([recipe_file(args.kind, args.recipe)] if args.recipe else []) + list(args.config)
+    overrides = list(getattr(args, "overrides", []) or []) + ([] if args.seed is None else [f"seed={args.seed}"])
+    cls = command_config(f"train-{args.kind}")
+    cfg = load(files, overrides, cls=cls)
+    out_dir = functools.reduce(getattr, cls.OUT_DIR.split("."), cfg)
+    command = command_line()
+    writable_dir(out_dir, cls.OUT_DIR)  # a read-only folder, a file or a full disk: before training
+    with write_errors(out_dir, cls.OUT_DIR):  # disk full while writing: one line
+        write_run_record(out_dir, cfg, command)
+        recipe = importlib.import_module(RECIPES[args.kind])
+        summary = recipe.run(cfg, command, log=lambda msg: print(msg, flush=True))
     print_json_line({"kind": args.kind, **summary})
     return 0

@@ -22,7 +22,10 @@ COMMANDS: dict[str, str] = {
     "ask": "seal.agent.config:AskConfig",
     "eval": "seal.agent.config:AskConfig",
     "search": "seal.agent.config:SearchCommandConfig",
-    "train": "seal.config.root:Config",
+    "train-vsm": "training.vsm_config:TrainVSMConfig",
+    "train-vqa": "training.vqa_config:TrainVQAConfig",
+    "train-policy": "training.policy_config:TrainPolicyConfig",
+    "train-crop-matcher": "training.crop_matcher_config:TrainCropMatcherConfig",
     "bench-synth": "eval.synth.config:BenchSynthConfig",
 }
 """``seal cfg COMMAND`` / each command's config class, as ``module:Class`` (imported on demand, so

@@ -1,11 +1,13 @@
-"""Precomputed policy-training data: one ``.npz`` per split, produced by the evaluation pipeline.
+"""Precomputed policy-training data: one ``.npz`` per split (``seal train policy`` collects it by
+running the agent under every forced action, :mod:`training.policy_data`).
 
 Arrays (N questions; action columns are (NO_VISION, COARSE_VISION, FULL_VISION)):
 
 ==============  ==========  =======  ==========================================================
 key             shape       dtype    meaning
 ==============  ==========  =======  ==========================================================
-features        (N, F)      float32  :func:`seal.policy.features.build_features` of the text pass
+features        (N, D+2)    float32  :func:`seal.policy.features.build_features` of the text pass
+                                     in :data:`FEATURE_MODE` of the :data:`HIDDEN_SOURCE` state
 task_loss       (N, 3)      float32  the VQA model's loss under each action (e.g. option NLL or
                                      0/1 error); NaN = the action was not run
 correct         (N, 3)      bool     the answer under each action was right
@@ -18,7 +20,8 @@ coarse_margin   (N,)        float32  optional: top-1 minus top-2 option score of
                                      (NaN = free-form); needed by the COARSE -> FULL escalation
 ==============  ==========  =======  ==========================================================
 
-A binary policy only reads the NO and FULL columns, so COARSE may be all NaN for it.
+A binary policy only reads the NO and FULL columns, so COARSE may be all NaN for it. A head of
+another feature mode reads its subset of the columns (:meth:`PolicyData.features_for`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ import numpy as np
 
 from seal.core.errors import InputError
 from seal.policy.actions import N_ACTIONS, Action
+
+FEATURE_MODE = "hidden_entropy_margin"
+HIDDEN_SOURCE = "pooled"
+"""The features policy data holds, and a decision under a fixed baseline records: the pooled
+hidden state (D) with the normalised entropy and the margin appended."""
 
 REQUIRED = ("features", "task_loss", "correct", "costs")
 OPTIONAL = ("entropy", "margin", "ids", "coarse_margin")
@@ -83,6 +91,17 @@ class PolicyData:
 
     def __len__(self) -> int:
         return self.features.shape[0]
+
+    def features_for(self, feature_mode: str) -> np.ndarray:
+        """(N, F) the columns of ``features`` a head of ``feature_mode`` reads (the hidden state, then
+        the entropy and / or the margin it appends; :mod:`seal.policy.features`)."""
+        d = self.features.shape[1] - 2
+        extras = {"hidden": [], "hidden_entropy": [d], "hidden_margin": [d + 1], "hidden_entropy_margin": [d, d + 1]}
+        if feature_mode not in extras:
+            raise ValueError(f"feature_mode: expected one of {list(extras)}, found {feature_mode!r}")
+        if feature_mode == FEATURE_MODE:
+            return self.features  # all of them (the same array: bit-identical statistics)
+        return self.features[:, list(range(d)) + extras[feature_mode]]
 
     def require_actions(self, actions: Sequence[Action]) -> None:
         """Raise unless task_loss and costs are finite in every column of ``actions``."""

@@ -40,10 +40,10 @@ class Escalation:
         self.margin_threshold = float(margin_threshold)
 
     @classmethod
-    def from_config(cls, cfg: "PolicyConfig") -> "Escalation | None":
-        """The rule of ``policy.escalation_margin_threshold``; None when it is null or the action
-        space is binary (no COARSE to escalate from)."""
-        if cfg.escalation_margin_threshold is None or cfg.action_space != "ternary":
+    def from_config(cls, cfg: "PolicyConfig", action_space: str) -> "Escalation | None":
+        """The rule of ``policy.escalation_margin_threshold`` for a head deciding over ``action_space``;
+        None when it is null or the action space is binary (no COARSE to escalate from)."""
+        if cfg.escalation_margin_threshold is None or action_space != "ternary":
             return None
         return cls(cfg.escalation_margin_threshold)
 
