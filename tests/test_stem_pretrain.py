@@ -56,8 +56,10 @@ def test_pretraining_learns_the_maps_and_is_reused(tmp_path):
     assert (tmp_path / "stem_pretrain.safetensors").is_file()
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [20, 40, 60] and log[-1]["total"] < log[0]["total"]  # the one loop's log
-    # the trainable flags the main loop set are restored
+    # the trainable flags the main loop set are restored, and no gradient of the stage is left over for
+    # the main loop's first step (the stage's own loop of the shipped model left its last one)
     assert all(p.requires_grad for p in model.detector_stem.parameters())
+    assert all(p.grad is None for p in model.parameters())
 
     again = _model()
     reused = pretrain_stem(again, patches, maps, cfg, 0, log=lines.append)
