@@ -60,7 +60,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_broken_folders_are_input_errors(tmp_path):
-    with pytest.raises(InputError, match="not a crop matcher folder"):
+    with pytest.raises(InputError, match="expected a crop_matcher checkpoint with manifest.json"):
         CropMatcher.from_pretrained(tmp_path)
     small_matcher().save_pretrained(tmp_path)
     (tmp_path / WEIGHTS).write_bytes(b"not safetensors")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from eval.synth.config import SynthConfig
-from search.vsm.crop_matcher import CropMatcherConfig
+from search.vsm.config import CropMatcherConfig
 from training.config import TrainConfig
 from training.crop_matcher_data import CropMatcherDataConfig
 

@@ -25,7 +25,7 @@ from training.recipe_common import ordered_map
 
 if TYPE_CHECKING:
     from eval.synth.config import SynthConfig
-    from search.vsm.crop_matcher import CropMatcherConfig
+    from search.vsm.config import CropMatcherConfig
 
 
 @dataclass

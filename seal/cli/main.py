@@ -53,12 +53,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dotted_overrides(extra: list[str], parser: argparse.ArgumentParser) -> list[str]:
-    """Unknown ``--section.field=value`` / ``--section.field value`` arguments become overrides."""
+    """Unknown ``--section.field=value`` / ``--section.field value`` arguments, and top-level fields
+    written ``--field=value`` (e.g. ``--seed=1``), become overrides (the config names unknown keys)."""
     out: list[str] = []
     i = 0
     while i < len(extra):
         item = extra[i]
-        if not item.startswith("--") or "." not in item.split("=", 1)[0]:
+        key = item[2:].split("=", 1)[0]
+        top_level = "=" in item and key.isidentifier()
+        if not item.startswith("--") or not ("." in key or top_level):
             parser.error(f"unrecognized argument: {item}")
         if "=" in item:
             out.append(item[2:])

@@ -11,6 +11,8 @@ No torch here: this module is imported by the CLI and the config layer.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -217,3 +219,46 @@ class VSMPredictorConfig:
         if self.max_batch < 1 or self.cache_size < 1:
             raise ConfigError(f"vsm_predictor.max_batch / cache_size: expected >= 1, found "
                               f"{self.max_batch} / {self.cache_size}")
+
+
+WORD_PATTERN = re.compile(r"[a-z0-9]+")
+"""A word of a crop matcher's vocabulary."""
+
+
+@dataclass
+class CropMatcherConfig:
+    """Architecture and the crop it reads (saved beside the weights as ``crop_matcher.json``)."""
+
+    vocabulary: list[str] = field(default_factory=list)
+    """The words the matcher knows (rows of its word table)."""
+    input_size: int = 64
+    """Side S of the square model input (the crop is letterboxed to it)."""
+    widths: list[int] = field(default_factory=lambda: [24, 48, 64, 64, 128, 128])
+    """Channels of the conv blocks (3x3 conv + BatchNorm + ReLU each)."""
+    strides: list[int] = field(default_factory=lambda: [2, 1, 2, 1, 2, 1])
+    embed_dim: int = 64
+    """Width D of the crop embedding and the word vectors."""
+    crop_scale: float = 1.5
+    """Context region side / the box's longer side (:func:`seal.core.crops.extract_crop`)."""
+    min_context_px: int = 40
+    """Minimum context region side, full-image pixels."""
+    mean: list[float] = field(default_factory=lambda: [0.481, 0.458, 0.408])
+    std: list[float] = field(default_factory=lambda: [0.269, 0.261, 0.276])
+
+    def __post_init__(self) -> None:
+        self.vocabulary = [str(w).lower() for w in self.vocabulary]
+        self.widths, self.strides = [int(w) for w in self.widths], [int(s) for s in self.strides]
+        odd = [w for w in self.vocabulary if not WORD_PATTERN.fullmatch(w)]
+        if len(set(self.vocabulary)) != len(self.vocabulary) or odd:
+            raise ConfigError(f"crop matcher vocabulary: expected distinct single words, found {self.vocabulary}")
+        if not self.widths or len(self.widths) != len(self.strides) or min(self.widths) < 1 \
+                or any(s not in (1, 2) for s in self.strides):
+            raise ConfigError(f"crop matcher widths / strides: expected equal-length lists, widths >= 1, strides "
+                              f"1 or 2, found {self.widths} / {self.strides}")
+        if self.input_size < 16 or self.embed_dim < 1 or self.crop_scale < 1.0 or self.min_context_px < 1:
+            raise ConfigError("crop matcher: expected input_size >= 16, embed_dim >= 1, crop_scale >= 1, "
+                              f"min_context_px >= 1, found {self.input_size} / {self.embed_dim} / "
+                              f"{self.crop_scale} / {self.min_context_px}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError("crop matcher mean / std: expected 3 values each (std > 0), "
+                              f"found {self.mean} / {self.std}")
