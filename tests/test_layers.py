@@ -15,6 +15,8 @@ HEAVY = ("torch", "transformers", "peft")
     "import seal.config",
     "import seal.config; seal.config.load()",
     "from seal.cli.main import main; main(['cfg', 'search'])",
+    "from seal.cli.main import main; main(['cfg', 'train-vsm'])",
+    "from seal.cli.main import main; main(['cfg', 'train-policy'])",
     "import search.engine, search.hit_check.build, search.session",
 ])
 def test_configs_and_the_search_algorithm_import_no_torch(code):
