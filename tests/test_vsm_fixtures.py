@@ -22,8 +22,8 @@ BACKBONE = dict(text_hidden=32, text_layers=2, text_heads=2, text_intermediate=6
                 vision_intermediate=64)
 """32 px input, 8 px patches: a 4x4 grid, 16 image tokens, 16x16 heatmaps."""
 
-HEADS = dict(decoder_dim=32, heatmap_heads=2, heatmap_mlp_dim=64, quality_head_hidden=32, box_queries=4,
-             box_heads=2, box_mlp_dim=64, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+HEADS = dict(decoder_dim=32, heatmap_heads=2, heatmap_mlp_dim=64, quality_head_hidden=32, box_decoder="queries",
+             box_queries=4, box_heads=2, box_mlp_dim=64, lora_r=4, lora_alpha=8, lora_dropout=0.0)
 
 
 def tiny_tokenizer():

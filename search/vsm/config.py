@@ -43,10 +43,10 @@ class VSMConfig:
     prompt_tokens: int = 1
     """Sparse prompt tokens the ``<LOC>`` state is projected into for the heatmap decoder."""
 
-    box_decoder: Literal["queries", "patches"] = "queries"
-    """``queries``: DETR learned queries cross-attending the features (:mod:`search.vsm.box_decoder`);
-    ``patches``: one box per grid cell scored against ``<LOC>`` (OWL-ViT style,
-    :mod:`search.vsm.box_patches`; converges much faster from scratch)."""
+    box_decoder: Literal["queries", "patches"] = "patches"
+    """``patches`` (the shipped model's): one box per grid cell scored against ``<LOC>`` (OWL-ViT
+    style, :mod:`search.vsm.box_patches`; converges much faster from scratch); ``queries``: DETR
+    learned queries cross-attending the features (:mod:`search.vsm.box_decoder`)."""
     box_queries: int = 8
     """Learned queries of the box decoder = candidate boxes per patch."""
     box_layers: int = 2
