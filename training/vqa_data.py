@@ -119,13 +119,13 @@ class VQADataConfig:
     """Probability that a (non-spatial) probe is a *hit-check* question instead
     (:func:`eval.synth.questions.check_question`: the object's colour or pattern asked by its shape
     alone, or its shape asked by its colour or pattern + "object"), the questions
-    :mod:`seal.vqa.verifier` asks about a search box. Any object of the scene (near misses
+    :mod:`search.hit_check.words` asks about a search box. Any object of the scene (near misses
     included), one crop. 0 draws nothing, so earlier recipes' examples stay the same."""
     probe_check_shape_prob: float = 0.5
     """Share of the hit-check probes that ask the shape (the rest: colour or pattern, half each)."""
     probe_focus_shapes: list[str] = field(default_factory=list)
     """Objects of these shapes are probed first (the others follow in random order), e.g. the pair
-    a checker confuses; [] = every object in random order (earlier recipes' examples stay the same)."""
+    a VQA hit check confuses; [] = every object in random order (earlier recipes' examples stay the same)."""
     box_jitter: float = 0.0
     """Each crop's box has its edges moved by up to this fraction of the box's side (uniform, each
     edge on its own), as a localizer's boxes are off the truth: a model trained on exact ground-truth
@@ -299,7 +299,7 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
 
 def _check_probe(rng: np.random.Generator, obj, cfg: VQADataConfig) -> ExampleSpec:
     """A hit-check question about ``obj`` (half of them its shape), answered from its crop; the VWM
-    entry carries the question's name, as the verifier lays it out."""
+    entry carries the question's name, as the VQA hit check lays it out."""
     from eval.synth.questions import check_name, check_question
 
     kind = "shape" if rng.random() < cfg.probe_check_shape_prob else ("color" if rng.random() < 0.5 else "pattern")
