@@ -18,7 +18,8 @@ from search.config import SearchConfig
 from seal.core.geometry import Frame, cxcywh_to_xyxy, iou_xyxy
 from seal.cli.main import main
 from seal.core.errors import ConfigError
-from training.vsm_data import VSMDataConfig, build_dataset, matching, row_targets, search_regions
+from search.tree import tree_boxes
+from training.vsm_data import VSMDataConfig, build_dataset, matching, row_targets
 from tests.cli_helpers import last_json, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +107,7 @@ def test_legibility_rule():
 
 
 def test_search_regions_follow_the_tree():
-    regions = search_regions(2246, 1582, SearchConfig())
+    regions = tree_boxes(2246, 1582, SearchConfig())
     assert [lv for lv, _ in regions].count(1) == 4 and [lv for lv, _ in regions].count(2) == 16
     assert regions[0] == (0, (0.0, 0.0, 2246.0, 1582.0))
 

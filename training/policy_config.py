@@ -17,16 +17,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from eval.synth.config import SynthConfig
-from search.config import SearchConfig
-from search.hit_check.config import HitCheckConfig
-from search.oracle_config import OracleConfig
-from seal.agent.config import AgentConfig, AskConfig, ModelsConfig
+from seal.agent.config import AskConfig
 from seal.core.errors import ConfigError
-from seal.core.image_io import ImageConfig
-from seal.policy.config import HeadConfig, PolicyConfig
+from seal.policy.config import HeadConfig
 from training.config import TrainConfig
-from vwm.budget import VisionBudgetConfig
-from vwm.layout import VWMConfig
 
 Stage1Target = Literal["always_full", "always_coarse", "no_vision", "uncertainty_threshold", "oracle"]
 
@@ -96,28 +90,18 @@ class PolicyDataConfig:
 
 
 @dataclass
-class TrainPolicyConfig:
-    """``seal train policy``: the agent that collects the data (the sections of ``AskConfig``), the
-    questions, the head, its objective and its loop."""
+class TrainPolicyConfig(AskConfig):
+    """``seal train policy``: the agent that collects the data (every section of ``AskConfig``; its
+    ``seed`` also seeds the head's initialisation, minibatches, dropout and Gumbel noise), the
+    questions, the head, its objective and its loop. ``models.vqa_path`` is the VQA LLM whose text
+    pass the head reads: the head is trained against it. ``policy`` holds the decision rules the head
+    is trained for (its escalation is replayed); its ``checkpoint`` is unused."""
 
     OUT_DIR: ClassVar[str] = "train.out_dir"
     """The field naming the run's folder (its resolved config and run record go there)."""
 
-    seed: int = 0
-    """The run's seed: the head's initialisation, its minibatches, dropout and Gumbel noise."""
     synth: SynthConfig = field(default_factory=SynthConfig)
     """The questions generated into ``policy_data.bench_dir`` (never the ``test`` split)."""
-    image: ImageConfig = field(default_factory=ImageConfig)
-    models: ModelsConfig = field(default_factory=ModelsConfig)
-    """The VQA LLM whose text pass the head reads (the head is trained against it) and the search model."""
-    agent: AgentConfig = field(default_factory=AgentConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    """The decision rules the head is trained for (its escalation is replayed); ``checkpoint`` is unused."""
-    search: SearchConfig = field(default_factory=SearchConfig)
-    hit_check: HitCheckConfig = field(default_factory=HitCheckConfig)
-    vision_budget: VisionBudgetConfig = field(default_factory=VisionBudgetConfig)
-    vwm: VWMConfig = field(default_factory=VWMConfig)
-    oracle: OracleConfig = field(default_factory=OracleConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     policy_train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     policy_data: PolicyDataConfig = field(default_factory=PolicyDataConfig)

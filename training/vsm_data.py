@@ -145,26 +145,6 @@ def matching(objects: list[dict], keys: tuple[str, ...], values: dict[str, str])
     return [o for o in objects if all(o[k] == values[k] for k in keys)]
 
 
-def search_regions(width: int, height: int, cfg: "SearchConfig") -> list[tuple[int, tuple[float, ...]]]:
-    """``(level, box_xyxy)`` of every node of the search tree (root, level 1, level 2) for an image."""
-    from search.tree import is_leaf, leaf_side, split
-
-    leaf = leaf_side(width, height, cfg)
-    full = (0.0, 0.0, float(width), float(height))
-    out = [(0, full)]
-    frontier = [(full, full)]
-    for level in (1, 2):
-        nxt = []
-        for tile, box in frontier:
-            if is_leaf(tile, leaf):
-                continue
-            for child_tile, child_box in split(tile, box, cfg):
-                out.append((level, child_box))
-                nxt.append((child_tile, child_box))
-        frontier = nxt
-    return out
-
-
 def _inside(obj: dict, region: tuple[float, ...], at_least: float) -> bool:
     from seal.core.geometry import intersection_fraction_xyxy, xywh_to_xyxy
 
@@ -175,7 +155,9 @@ def scene_patches(sample_json: dict, targets: list[dict], cfg: VSMDataConfig, se
                   input_size: int, rng: np.random.Generator) -> list[tuple[int, tuple[float, ...]]]:
     """The ``(level, region_xyxy)`` patches kept for one scene (see the module docstring)."""
     w, h = sample_json["width"], sample_json["height"]
-    nodes = search_regions(w, h, search_cfg)
+    from search.tree import tree_boxes
+
+    nodes = tree_boxes(w, h, search_cfg, max_level=2)
     keep = [(lv, b) for lv, b in nodes if lv <= 1]
     deep = [(lv, b) for lv, b in nodes if lv >= 2]
     with_target = [n for n in deep if any(_inside(t, n[1], 0.5) for t in targets)]

@@ -83,23 +83,6 @@ class AgentConfig:
 
 
 @dataclass
-class AskConfig:
-    """``seal ask`` and ``seal eval``: every section the agent reads, and nothing else."""
-
-    seed: int = 0
-    """The run's one seed: the random search baselines' order and the oracle's simulated noise."""
-    image: ImageConfig = field(default_factory=ImageConfig)
-    models: ModelsConfig = field(default_factory=ModelsConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    hit_check: HitCheckConfig = field(default_factory=HitCheckConfig)
-    vision_budget: VisionBudgetConfig = field(default_factory=VisionBudgetConfig)
-    vwm: VWMConfig = field(default_factory=VWMConfig)
-    oracle: OracleConfig = field(default_factory=OracleConfig)
-
-
-@dataclass
 class SearchCommandConfig:
     """``seal search``: the sections one search reads (the models, the search, its hit check)."""
 
@@ -112,3 +95,11 @@ class SearchCommandConfig:
     vision_budget: VisionBudgetConfig = field(default_factory=VisionBudgetConfig)
     vwm: VWMConfig = field(default_factory=VWMConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
+
+
+@dataclass
+class AskConfig(SearchCommandConfig):
+    """``seal ask`` and ``seal eval``: the search's sections plus how the agent answers and decides."""
+
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
