@@ -61,12 +61,12 @@ ACTIONS = ("no", "coarse", "full")
 __all__ = ["ACTIONS", "Agent", "AgentResult", "load_policy"]
 
 
-def load_policy(cfg: "PolicyConfig") -> ValuePolicy:
-    """The policy to decide with: the baseline ``policy.baseline_name``, else the learned head at
-    ``policy.checkpoint`` (a missing directory is an :class:`~seal.core.errors.InputError`)."""
+def load_policy(cfg: "PolicyConfig", seed: int = 0) -> ValuePolicy:
+    """The policy to decide with: the baseline ``policy.baseline_name`` (``seed``: the run's), else the
+    learned head at ``policy.checkpoint`` (a missing directory is an :class:`~seal.core.errors.InputError`)."""
     if cfg.baseline_name is None and cfg.checkpoint is not None:
         cfg = replace(cfg, checkpoint=str(resolve_dir(cfg.checkpoint, "policy.checkpoint")))
-    return ValuePolicy.from_config(cfg)
+    return ValuePolicy.from_config(cfg, seed=seed)
 
 
 class Agent:
@@ -96,7 +96,7 @@ class Agent:
         from seal.vqa import VQAModel
 
         mcfg = cfg.models
-        policy = load_policy(cfg.policy)  # a bad policy directory fails before any model loads
+        policy = load_policy(cfg.policy, cfg.seed)  # a bad policy directory fails before any model loads
         vqa = VQAModel.load(resolve_dir(mcfg.vqa_path, "models.vqa_path"), device=mcfg.device, vwm_config=cfg.vwm)
         policy.check_model(vqa)
         localizer = None

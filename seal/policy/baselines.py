@@ -7,7 +7,7 @@ from a :class:`~seal.policy.config.PolicyConfig`:
 
 - ``always_full`` / ``always_coarse`` / ``no_vision``: one action for every question.
 - ``random_policy_matched``: i.i.d. draws with probabilities ``baseline_target_ratios``; the same
-  ``baseline_seed`` gives the same sequence of draws.
+  the run's ``seed`` gives the same sequence of draws.
 - ``uncertainty_threshold``: vision (``baseline_vision``) when the text pass is uncertain
   (entropy > threshold, or margin < threshold), else NO_VISION. Exactly at the threshold: NO_VISION.
 """
@@ -114,21 +114,22 @@ class UncertaintyThreshold:
         return Choices(actions, probs, reasons)
 
 
-BASELINES: dict[str, Callable[[PolicyConfig], Chooser]] = {
-    "always_full": lambda cfg: FixedAction("always_full", Action.FULL_VISION),
-    "always_coarse": lambda cfg: FixedAction("always_coarse", Action.COARSE_VISION),
-    "no_vision": lambda cfg: FixedAction("no_vision", Action.NO_VISION),
-    "random_policy_matched": lambda cfg: RandomMatched(_required_ratios(cfg), cfg.baseline_seed),
-    "uncertainty_threshold": lambda cfg: UncertaintyThreshold(
+BASELINES: dict[str, Callable[[PolicyConfig, int], Chooser]] = {
+    "always_full": lambda cfg, seed: FixedAction("always_full", Action.FULL_VISION),
+    "always_coarse": lambda cfg, seed: FixedAction("always_coarse", Action.COARSE_VISION),
+    "no_vision": lambda cfg, seed: FixedAction("no_vision", Action.NO_VISION),
+    "random_policy_matched": lambda cfg, seed: RandomMatched(_required_ratios(cfg), seed),
+    "uncertainty_threshold": lambda cfg, seed: UncertaintyThreshold(
         cfg.baseline_uncertainty, cfg.baseline_threshold, Action.from_short(cfg.baseline_vision)),
 }
 
 
-def make_baseline(name: str, cfg: PolicyConfig) -> Chooser:
-    """The fixed policy ``name`` configured by ``cfg`` (its ``baseline_*`` fields)."""
+def make_baseline(name: str, cfg: PolicyConfig, seed: int = 0) -> Chooser:
+    """The fixed policy ``name`` configured by ``cfg`` (its ``baseline_*`` fields); ``seed`` (the
+    run's) orders a random baseline's draws."""
     if name not in BASELINES:
         raise ConfigError(f"policy.baseline_name: expected one of {sorted(BASELINES)}, found {name!r}")
-    return BASELINES[name](cfg)
+    return BASELINES[name](cfg, seed)
 
 
 def _required_ratios(cfg: PolicyConfig) -> list[float]:

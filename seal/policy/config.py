@@ -66,8 +66,6 @@ class PolicyConfig:
     baseline_target_ratios: list[float] | None = None
     """``random_policy_matched``: probabilities of [no, coarse, full] (sum 1), e.g. the action ratios
     the learned policy reached at some lambda_cost. Required for that baseline."""
-    baseline_seed: int = 0
-    """Seed of ``random_policy_matched`` (same seed -> same action sequence)."""
     baseline_uncertainty: Literal["entropy", "margin"] = "entropy"
     """``uncertainty_threshold``: which text-pass signal is thresholded."""
     baseline_threshold: float = 0.5

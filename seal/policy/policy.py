@@ -94,11 +94,12 @@ class ValuePolicy:
         self.escalation = Escalation.from_config(cfg, chooser.head.spec.action_space) if learned else None
 
     @classmethod
-    def from_config(cls, cfg: PolicyConfig, head: "VoWHead | None" = None) -> "ValuePolicy":
-        """The baseline ``cfg.baseline_name``; or the learned policy with ``head`` (else loaded
-        strictly from ``cfg.checkpoint``), whose own spec says which features and actions it has."""
+    def from_config(cls, cfg: PolicyConfig, head: "VoWHead | None" = None, seed: int = 0) -> "ValuePolicy":
+        """The baseline ``cfg.baseline_name`` (``seed``: the run's, for a random one); or the learned
+        policy with ``head`` (else loaded strictly from ``cfg.checkpoint``), whose own spec says which
+        features and actions it has."""
         if cfg.baseline_name is not None:
-            return cls(cfg, make_baseline(cfg.baseline_name, cfg))
+            return cls(cfg, make_baseline(cfg.baseline_name, cfg, seed))
         if head is None:
             if cfg.checkpoint is None:
                 raise ConfigError("policy.checkpoint: the learned policy (baseline_name: null) needs a trained "
