@@ -45,14 +45,14 @@ def test_the_shipped_vqa_models_are_their_recipes():
     manifest's ``config`` (answer layout, how it checks hits) and the sizes of ``backbone.json``."""
     from training.vqa_recipe import model_config
 
-    for name, folder in (("tiny", "vqa_tiny"), ("checker", "vqa_check_tiny")):
+    for name, folder in (("tiny", "vqa_tiny"), ("hit_check", "vqa_check_tiny")):
         cfg = recipe("vqa", name)
         manifest = read_manifest(CHECKPOINTS / folder, "vqa")
         assert manifest.config == model_config(cfg), folder
         assert json.loads((CHECKPOINTS / folder / "backbone.json").read_text()) == asdict(cfg.vqa_train.backbone)
     tiny = recipe("vqa", "tiny")
     assert tiny.vqa_train.data.probe_large_first and tiny.train.max_steps == 8000 and tiny.synth.n == 2000
-    assert recipe("vqa", "checker").synth.seed == 7  # new scenes per stage: the scenes' seed, not the run's
+    assert recipe("vqa", "hit_check").synth.seed == 7  # new scenes per stage: the scenes' seed, not the run's
 
 
 def test_the_shipped_search_model_is_its_recipe():
