@@ -144,6 +144,10 @@ class MMBenchDataset:
         """One entry per question (``g_index``), in the file order of their main rows."""
         return list(self._questions)
 
+    def image_location(self, index: int) -> tuple[int, int]:
+        """``(byte offset, line)`` of the row whose ``image`` field holds row ``index``'s base64."""
+        return self._image_rows[self.row(index).image_index]
+
     def image_bytes(self, index: int) -> bytes:
         """The encoded image (JPEG/PNG/... bytes) of row ``index``, re-read from the file."""
         source = self.row(index).image_index

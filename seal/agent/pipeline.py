@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from PIL import Image
 
@@ -120,13 +120,14 @@ class Agent:
         return self._hit_check_models[path]
 
     # ---- the image ------------------------------------------------------------------------------
-    def set_image(self, image: "str | Path | Image.Image", annotation: "str | Path | None" = None,
+    def set_image(self, image: "str | Path | Image.Image | Any", annotation: "str | Path | None" = None,
                   path: "str | Path | None" = None) -> None:
         """Bind the image every following :meth:`ask` is about; caches its views and the search session.
 
         Args:
-            image: a path (loaded upright with EXIF orientation, ``image.max_pixels`` guard) or an
-                RGB PIL image (other modes are converted).
+            image: a path (loaded upright with EXIF orientation, ``image.max_pixels`` guard), an
+                RGB PIL image (other modes are converted), or an image stored in a benchmark file:
+                an object with ``open_image(max_pixels) -> PIL image`` whose ``str()`` names it.
             annotation: V*Bench per-sample JSON; required by (and only used for) the oracle localizer.
             path: where a PIL ``image`` was loaded from (recorded in traces).
         Raises:
@@ -139,6 +140,8 @@ class Agent:
         if isinstance(image, Image.Image):
             img = image if image.mode == "RGB" else image.convert("RGB")
             path = None if path is None else str(path)
+        elif hasattr(image, "open_image"):  # an image inside a benchmark file (eval.tsv_samples.TsvImage)
+            img, path = image.open_image(self.cfg.image.max_pixels), str(image)
         else:
             img, path = load_image(image, self.cfg.image.max_pixels), str(image)
         views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path)
