@@ -21,6 +21,7 @@ BASELINES = sorted(ABLATIONS.glob("policy_baseline_*.yaml")) + [ABLATIONS / "pol
 
 @dataclass
 class _Root:
+    seed: int = 0  # the run's seed, which a layer may set (the random baseline draws from it)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
