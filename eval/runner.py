@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol, Sequence
 from eval.metrics import run_metrics
 from eval.readers.vstar import PROTOCOL_LETTER, PROTOCOL_LIKELIHOOD, QUESTIONS_FILE, VStarSample, read_vstar
 from eval.results import PredictionLog, write_results_row, write_summary
+from eval.tsv_samples import TSV_DATASETS
 from seal.core.errors import InputError
 
 
@@ -42,9 +43,10 @@ def read_vstar_protocol(path: Path, protocol: str) -> list[VStarSample]:
     return samples
 
 
-DATASETS: dict[str, Callable[[Path, str], list[VStarSample]]] = {
+DATASETS: dict[str, Callable[[Path, str], list]] = {
     "synth": read_vstar_protocol,  # SynthVStar: the V*Bench layout + categories.json extras
     "vstar": read_vstar_protocol,
+    **TSV_DATASETS,  # mmbench, hrbench: VLMEvalKit TSVs, one sample per row (eval.tsv_samples)
 }
 """``--dataset`` name -> reader ``(path, protocol) -> samples``. Another benchmark is one more entry."""
 
@@ -115,6 +117,9 @@ def load_samples(run: EvalRun) -> list[VStarSample]:
         raise InputError(f"--dataset: expected one of {sorted(DATASETS)}, found {run.dataset!r}")
     if run.protocol not in (PROTOCOL_LIKELIHOOD, PROTOCOL_LETTER):
         raise InputError(f"--protocol: expected likelihood or letter, found {run.protocol!r}")
+    if run.annotate and run.dataset in TSV_DATASETS:
+        raise InputError(f"--dataset {run.dataset} has no V*Bench annotations for the oracle localizer "
+                         "(--models.localizer=oracle)", run.path)
     samples = DATASETS[run.dataset](Path(run.path), run.protocol)
     return samples if run.limit is None else samples[: run.limit]
 

@@ -1,7 +1,11 @@
 """``seal eval``: run the agent over a benchmark and write predictions, results.csv and summary.json.
 
-``seal eval --dataset synth|vstar --path DIR --output-dir OUT [--config YAML ...]
+``seal eval --dataset synth|vstar|mmbench|hrbench --path DIR|FILE.tsv --output-dir OUT [--config YAML ...]
 [--policy.baseline_name=NAME] [--limit N] [--protocol likelihood|letter] [--seed S] [--no-progress]``
+
+``mmbench`` / ``hrbench`` read a VLMEvalKit TSV (every row asked: rotations, cycles), score it as
+VLMEvalKit does (CircularEval / per-cycle, in results.csv) and write VLMEvalKit's result files beside
+ours (:mod:`eval.vlmevalkit`); an MMBench TEST file (no answers) gives the submission file only.
 
 The policy (learned head or a baseline) and the models come from the config (``policy``, ``agent``
 sections). Several runs may share OUT (one results.csv row each); re-running a run resumes it.
@@ -24,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="evaluate the agent (a policy or baseline) on a benchmark")
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="benchmark reader")
-    p.add_argument("--path", required=True, metavar="DIR", help="benchmark folder (or test_questions.jsonl)")
+    p.add_argument("--path", required=True, metavar="PATH",
+                   help="benchmark folder (or test_questions.jsonl); mmbench / hrbench: the .tsv file")
     p.add_argument("--output-dir", required=True, metavar="OUT", help="results folder (shared by runs)")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N questions")
     p.add_argument("--protocol", choices=("likelihood", "letter"),
@@ -38,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from eval.runner import EvalRun, evaluate, load_samples
+    from eval.tsv_samples import TSV_DATASETS
+    from eval.vlmevalkit import report_run
     from seal.config import to_dict
 
     if args.limit is not None and args.limit < 1:
@@ -55,12 +62,26 @@ def run(args: argparse.Namespace) -> int:
     with write_errors(out, "--output-dir"):  # disk full while writing predictions: one line
         write_run_record(out, cfg)
         row = evaluate(agent, samples, run_spec, out, progress=not args.no_progress)
-    print(f"{row['baseline_name']} on {args.dataset}: accuracy {row['accuracy']:.3f} "
-          f"[{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}], avg_cost {row['avg_cost']:.1f} "
+    if args.dataset in TSV_DATASETS:  # VLMEvalKit files; CircularEval / per-cycle figures in the row
+        with write_errors(out, "--output-dir"):
+            row = report_run(run_spec, samples, out, row)
+    print(f"{row['baseline_name']} on {args.dataset}: {_headline(row)}, avg_cost {row['avg_cost']:.1f} "
           f"vision tokens, actions no/coarse/full {row['action_rate_no']:.2f}/{row['action_rate_coarse']:.2f}/"
           f"{row['action_rate_full']:.2f}, n {row['n']} -> {out}", flush=True)
     print_json_line(row)
     return 0
+
+
+def _headline(row: dict) -> str:
+    """Accuracy with its interval, plus the benchmark's own figure (CircularEval, per-cycle mean) if any."""
+    if row.get("accuracy") is None:
+        return f"no answers in the file, submission file {row.get('submission')}"
+    text = f"accuracy {row['accuracy']:.3f} [{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}]"
+    if "circular_accuracy" in row:
+        text += f", CircularEval {row['circular_accuracy']:.3f} over {row['circular_n']} questions"
+    if "cycle_mean_accuracy" in row:
+        text += f", per-cycle mean {row['cycle_mean_accuracy']:.3f}"
+    return text
 
 
 def _agent(cfg):
