@@ -136,20 +136,7 @@ def evaluate(agent: AgentLike, samples: Sequence[VStarSample], run: EvalRun, out
     log = PredictionLog(out, run.run_id)
     done = log.done()
     todo = [s for s in samples if s.question_id not in done]
-    bar = _progress(len(samples), len(samples) - len(todo), progress)
-    current_image: Path | None = None
-    try:
-        for sample in todo:
-            if sample.image != current_image:
-                annotation = sample_annotation(sample) if run.annotate else None
-                agent.set_image(sample.image, annotation=annotation)
-                current_image = sample.image
-            start = time.perf_counter()
-            result = agent.ask(sample.question, list(sample.options))
-            log.append(prediction_record(sample, result, time.perf_counter() - start))
-            bar.update(1)
-    finally:
-        bar.close()
+    answer_questions(agent, todo, run, log, _progress(len(samples), len(samples) - len(todo), progress))
     wanted = {s.question_id for s in samples}
     records = [r for r in log.records() if r["question_id"] in wanted]
     if not records:
@@ -165,6 +152,24 @@ def evaluate(agent: AgentLike, samples: Sequence[VStarSample], run: EvalRun, out
         "accuracy_ci95": [metrics["accuracy_ci_low"], metrics["accuracy_ci_high"]],
         "config": run.config})
     return row
+
+
+def answer_questions(agent: AgentLike, todo: Sequence[VStarSample], run: EvalRun, log: Any, bar: Any) -> None:
+    """Ask each of ``todo`` in turn and ``log.append`` its prediction record as soon as it is answered
+    (``log``: a :class:`~eval.results.PredictionLog`, or a shard's log in :mod:`eval.sharded`)."""
+    current_image: Path | None = None
+    try:
+        for sample in todo:
+            if sample.image != current_image:
+                annotation = sample_annotation(sample) if run.annotate else None
+                agent.set_image(sample.image, annotation=annotation)
+                current_image = sample.image
+            start = time.perf_counter()
+            result = agent.ask(sample.question, list(sample.options))
+            log.append(prediction_record(sample, result, time.perf_counter() - start))
+            bar.update(1)
+    finally:
+        bar.close()
 
 
 def prediction_record(sample: VStarSample, result: Any, seconds: float) -> dict:

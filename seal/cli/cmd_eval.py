@@ -1,7 +1,12 @@
 """``seal eval``: run the agent over a benchmark and write predictions, results.csv and summary.json.
 
 ``seal eval --dataset synth|vstar|mmbench|hrbench --path DIR|FILE.tsv --output-dir OUT [--config YAML ...]
-[--policy.baseline_name=NAME] [--limit N] [--protocol likelihood|letter] [--seed S] [--no-progress]``
+[--policy.baseline_name=NAME] [--limit N] [--protocol likelihood|letter] [--seed S] [--no-progress]
+[--num-processes N]``
+
+One run at a time writes into OUT (:mod:`eval.run_lock`: a second one exits 2 naming the holder).
+``--num-processes N`` answers with N spawned workers, ``accelerate launch --num_processes N -m seal eval
+...`` with N ranks; both merge into the same predictions.jsonl as one process (:mod:`eval.sharded`).
 
 ``mmbench`` / ``hrbench`` read a VLMEvalKit TSV (every row asked: rotations, cycles), score it as
 VLMEvalKit does (CircularEval / per-cycle, in results.csv) and write VLMEvalKit's result files beside
@@ -15,6 +20,8 @@ Progress (with ETA) goes to stderr; the run's results row is printed as the last
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 from seal.cli.common import add_config_args, print_json_line, resolve_config
@@ -37,14 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "option letters (sets agent.answer_protocol; default: agent.answer_protocol)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed, recorded in summary.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--num-processes", type=int, default=1, metavar="N",
+                   help="answer with N spawned worker processes (one torch thread each), merged in question order; "
+                        "under accelerate launch the ranks come from RANK / WORLD_SIZE instead")
     add_config_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from eval.run_lock import RunLock
     from eval.runner import EvalRun, evaluate, load_samples
     from eval.tsv_samples import TSV_DATASETS
     from eval.vlmevalkit import report_run
+    from eval.sharded import evaluate_rank, evaluate_spawned, merge_ranks, rank_from_env
     from seal.config import to_dict
 
     if args.limit is not None and args.limit < 1:
@@ -58,10 +70,24 @@ def run(args: argparse.Namespace) -> int:
     run_spec.lambda_cost  # the learned head's recorded lambda_cost: a malformed record fails now, not at the end
     samples = load_samples(run_spec)  # bad paths / files fail here, before any model loads
     out = writable_dir(args.output_dir, "--output-dir")  # so does a read-only / full / misplaced results folder
-    agent = _agent(cfg)
-    with write_errors(out, "--output-dir"):  # disk full while writing predictions: one line
-        write_run_record(out, cfg)
-        row = evaluate(agent, samples, run_spec, out, progress=not args.no_progress)
+    rank = rank_from_env()
+    if args.num_processes < 1 or (rank is not None and args.num_processes != 1):
+        raise InputError(f"--num-processes: expected >= 1 (and 1 under accelerate launch, which sets the "
+                         f"processes), found {args.num_processes}")
+    progress = not args.no_progress
+    # one run per folder, taken before any model loads; under accelerate rank 0 holds it for all ranks
+    with write_errors(out, "--output-dir"), RunLock(out) if rank is None or rank.rank == 0 else nullcontext():
+        if rank is None or rank.rank == 0:
+            write_run_record(out, cfg)
+        if rank is not None:
+            row = evaluate_rank(_agent(cfg), samples, run_spec, out, rank, progress=progress)
+            if row is None:
+                return 0  # rank 0 reports
+        elif args.num_processes > 1:
+            row = evaluate_spawned(partial(_worker_agent, cfg), samples, run_spec, out, args.num_processes, progress)
+        else:
+            merge_ranks(out, run_spec.run_id, samples)  # answers a killed sharded run left in rank files
+            row = evaluate(_agent(cfg), samples, run_spec, out, progress=progress)
     if args.dataset in TSV_DATASETS:  # VLMEvalKit files; CircularEval / per-cycle figures in the row
         with write_errors(out, "--output-dir"):
             row = report_run(run_spec, samples, out, row)
@@ -88,3 +114,11 @@ def _agent(cfg):
     from seal.agent.pipeline import Agent
 
     return Agent.from_config(cfg)
+
+
+def _worker_agent(cfg):
+    """The agent of a ``--num-processes`` worker (spawned: it did not start in ``main``)."""
+    from seal.cli.main import quiet_library_warnings
+
+    quiet_library_warnings()
+    return _agent(cfg)

@@ -36,8 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # peft asks transformers a deprecated question on every adapter load; the user cannot act on it.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    quiet_library_warnings()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     set_command_line(["seal", *(sys.argv[1:] if argv is None else argv)])
@@ -50,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"seal {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def quiet_library_warnings() -> None:
+    """Silence library warnings the user cannot act on (also called by ``seal eval``'s spawned workers)."""
+    # peft asks transformers a deprecated question on every adapter load
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def dotted_overrides(extra: list[str], parser: argparse.ArgumentParser) -> list[str]:
