@@ -1,7 +1,9 @@
 """Sharded evaluation: N processes answer disjoint shares of the questions, one merge writes predictions.jsonl.
 
-Rank ``r`` of ``N`` answers the questions whose index (in the run's sample order) satisfies
-``index % N == r`` and appends each answer, flushed, to its own ``OUT/predictions.rank{r}.jsonl``
+Rank ``r`` of ``N`` answers the questions of the image groups whose index ``g`` satisfies ``g % N == r``
+(a group: consecutive questions on one image, e.g. MMBench's rotations of a question, so that each
+image is bound once; with one question per image, as in V*Bench and SynthVStar, the question index
+itself is taken modulo ``N``) and appends each answer, flushed, to its own ``OUT/predictions.rank{r}.jsonl``
 (same record format and ``run_id`` tag as :mod:`eval.results`). A rank skips the question ids this
 run already has in ``predictions.jsonl`` or in any rank file, so a killed rank (``kill -9``) and a
 re-run lose nothing and answer nothing twice. The merge (:func:`merge_ranks`), done by the one
@@ -37,6 +39,9 @@ from eval.runner import AgentLike, EvalRun, answer_questions, evaluate
 from seal.core.errors import InputError
 
 RANK_FILE = re.compile(r"predictions\.rank(\d+)\.jsonl")
+SEQUENTIAL_POLICIES = ("random_policy_matched",)
+"""Policies whose choice for a question depends on the questions asked before it (one random stream
+drawn in order): N processes would draw other actions than one, so they are refused."""
 ANSWER_FIELDS = ("answer_index", "answer", "action")
 """Fields two records of one question must agree on to be the same answer (timings may differ)."""
 
@@ -54,8 +59,15 @@ class Rank:
             raise InputError(f"expected 0 <= RANK < WORLD_SIZE, found RANK={self.rank} WORLD_SIZE={self.world_size}")
 
     def share(self, samples: Sequence[VStarSample]) -> list[VStarSample]:
-        """This rank's questions: those at index ``i`` with ``i % world_size == rank``."""
-        return [s for i, s in enumerate(samples) if i % self.world_size == self.rank]
+        """This rank's questions, in order: those of the ``g``-th run of consecutive samples with one
+        ``image`` where ``g % world_size == rank`` (one question per image: index ``% world_size``)."""
+        mine, group, previous = [], -1, object()
+        for sample in samples:
+            if group < 0 or sample.image != previous:
+                group, previous = group + 1, sample.image
+            if group % self.world_size == self.rank:
+                mine.append(sample)
+        return mine
 
 
 def rank_from_env(environ: dict | None = None) -> Rank | None:
@@ -117,10 +129,15 @@ class RankLog:
 def answer_share(agent: AgentLike, samples: Sequence[VStarSample], run: EvalRun, out_dir: str | Path,
                  rank: Rank, progress: bool = False, parent_pid: int | None = None) -> int:
     """Answer this rank's not yet answered questions into its rank file; returns how many it asked."""
-    log = RankLog(out_dir, run.run_id, rank.rank, parent_pid)
+    return _answer(agent, rank.share(samples), run, out_dir, rank.rank, progress, parent_pid)
+
+
+def _answer(agent: AgentLike, share: Sequence[VStarSample], run: EvalRun, out_dir: str | Path, rank: int,
+            progress: bool, parent_pid: int | None) -> int:
+    log = RankLog(out_dir, run.run_id, rank, parent_pid)
     done = log.done()
-    todo = [s for s in rank.share(samples) if s.question_id not in done]
-    answer_questions(agent, todo, run, log, _bar(len(todo), 0, progress, f"eval rank {rank.rank}"))
+    todo = [s for s in share if s.question_id not in done]
+    answer_questions(agent, todo, run, log, _bar(len(todo), 0, progress, f"eval rank {rank}"))
     return len(todo)
 
 
@@ -182,25 +199,27 @@ def evaluate_spawned(make_agent: Callable[[], AgentLike], samples: Sequence[VSta
     ``functools.partial`` of one): each worker builds its own agent with one torch thread."""
     if num_processes < 1:
         raise InputError(f"--num-processes: expected >= 1, found {num_processes}")
+    _check_shardable(run)
     out = Path(out_dir)
     merge_ranks(out, run.run_id, samples)
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_worker, name=f"seal-eval-rank{r}", daemon=True,
-                           args=(make_agent, list(samples), run, str(out), Rank(r, num_processes), os.getpid()))
+                           args=(make_agent, Rank(r, num_processes).share(samples), run, str(out), r, os.getpid()))
                for r in range(num_processes)]
     for w in workers:
         w.start()
     try:
-        _watch(workers, out, run.run_id, len(samples), progress)
+        failed = _watch(workers, out, run.run_id, len(samples), progress)
     finally:
         for w in workers:
             if w.is_alive():
                 w.terminate()
             w.join()
-    failed = [(r, w.exitcode) for r, w in enumerate(workers) if w.exitcode != 0]
-    if failed:
-        raise InputError(f"--num-processes: worker rank {failed[0][0]} exited with code {failed[0][1]} "
-                         f"(its error is above); re-run to resume, answers so far are kept", out)
+    if failed is not None:
+        code = workers[failed].exitcode
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code} (its error is above)"
+        raise InputError(f"--num-processes: worker rank {failed} {how}; the others were stopped; re-run to "
+                         f"resume, the answers so far are kept", out)
     return _merge_and_score(samples, run, out)
 
 
@@ -208,6 +227,7 @@ def evaluate_rank(agent: AgentLike, samples: Sequence[VStarSample], run: EvalRun
                   rank: Rank, progress: bool = True) -> dict | None:
     """One rank of ``accelerate launch -m seal eval``: answer this rank's share; rank 0 (which must hold
     the folder's lock) merges and scores and returns the results row, the other ranks return None."""
+    _check_shardable(run)
     import torch
     from accelerate import PartialState
 
@@ -223,6 +243,12 @@ def evaluate_rank(agent: AgentLike, samples: Sequence[VStarSample], run: EvalRun
     return _merge_and_score(samples, run, Path(out_dir)) if rank.rank == 0 else None
 
 
+def _check_shardable(run: EvalRun) -> None:
+    if run.policy_name in SEQUENTIAL_POLICIES:
+        raise InputError(f"policy.baseline_name={run.policy_name} draws one random stream over the questions in "
+                         f"order: several processes would draw other actions than one; evaluate it with one process")
+
+
 def _merge_and_score(samples: Sequence[VStarSample], run: EvalRun, out: Path) -> dict:
     merge_ranks(out, run.run_id, samples)
     done = {str(r["question_id"]) for r in read_predictions(out / PREDICTIONS_FILE) if r.get("run_id") == run.run_id}
@@ -232,8 +258,9 @@ def _merge_and_score(samples: Sequence[VStarSample], run: EvalRun, out: Path) ->
     return evaluate(None, samples, run, out, progress=False)  # everything answered: only scores
 
 
-def _worker(make_agent: Callable[[], AgentLike], samples: list[VStarSample], run: EvalRun, out: str, rank: Rank,
+def _worker(make_agent: Callable[[], AgentLike], share: list[VStarSample], run: EvalRun, out: str, rank: int,
             parent_pid: int) -> None:
+    """A spawned worker: one torch thread, its own agent, its share of the questions (only those pickled)."""
     import torch
 
     from seal.core.outputs import write_errors
@@ -241,26 +268,28 @@ def _worker(make_agent: Callable[[], AgentLike], samples: list[VStarSample], run
     torch.set_num_threads(1)
     try:
         with write_errors(out, "--output-dir"):
-            answer_share(make_agent(), samples, run, out, rank, parent_pid=parent_pid)
+            _answer(make_agent(), share, run, out, rank, progress=False, parent_pid=parent_pid)
     except InputError as exc:
-        print(f"seal eval: rank {rank.rank}: error: {exc}", file=sys.stderr, flush=True)
+        print(f"seal eval: rank {rank}: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 
-def _watch(workers: list, out: Path, run_id: str, total: int, progress: bool) -> None:
-    """Wait for the workers; the bar counts the lines they append to their rank files."""
+def _watch(workers: list, out: Path, run_id: str, total: int, progress: bool) -> int | None:
+    """Wait for the workers; the bar counts the lines they append to their rank files. Returns the
+    rank of the first worker seen failing (the caller stops the others), None when all succeeded."""
     files = [rank_file(out, r) for r in range(len(workers))]
     start = {p: _lines(p) for p in files}
     done = {str(r["question_id"]) for r in read_predictions(out / PREDICTIONS_FILE, repair=False)
             if r.get("run_id") == run_id}
     bar = _bar(total, min(len(done), total), progress, "eval")
     try:
-        while any(w.is_alive() for w in workers):
+        while True:
+            failed = [r for r, w in enumerate(workers) if w.exitcode not in (None, 0)]
+            if failed or not any(w.is_alive() for w in workers):
+                return failed[0] if failed else None
             time.sleep(0.5)
             bar.n = min(total, len(done) + sum(_lines(p) - start[p] for p in files))
             bar.refresh()
-            if any(w.exitcode not in (None, 0) for w in workers):
-                return  # one failed: stop the others (the caller terminates them) and report it
     finally:
         bar.close()
 

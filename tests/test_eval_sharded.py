@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -105,12 +106,22 @@ def test_conflicting_answers_are_refused(bench, vqa_dir, single, tmp_path, capsy
     assert len(err) == 1 and "answered twice" in err[0] and reference[1]["question_id"] in err[0]
 
 
+def test_a_policy_drawing_in_question_order_is_not_sharded(bench, vqa_dir, tmp_path, capsys):  # noqa: F811
+    assert _eval(bench, vqa_dir, tmp_path / "out", "--policy.baseline_name=random_policy_matched",
+                 "--policy.baseline_target_ratios=[0.4,0.2,0.4]", "--num-processes", "2") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "random_policy_matched" in err[0] and "one process" in err[0]
+
+
 def test_rank_from_the_launcher_environment():
     assert rank_from_env({}) is None and rank_from_env({"WORLD_SIZE": "1", "RANK": "0"}) is None
     assert rank_from_env({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}) == Rank(3, 4, 1)
     with pytest.raises(InputError, match="RANK"):
         rank_from_env({"WORLD_SIZE": "2", "RANK": "2"})
-    assert [s for s in Rank(1, 3).share(list("abcdefg"))] == ["b", "e"]
+    one_each = [SimpleNamespace(image=f"{i}.jpg", question_id=str(i)) for i in range(7)]
+    assert [s.question_id for s in Rank(1, 3).share(one_each)] == ["1", "4"]  # index % 3 == 1
+    rotations = [SimpleNamespace(image=image, question_id=f"{image}{k}") for image in "abc" for k in range(2)]
+    assert [s.question_id for s in Rank(1, 2).share(rotations)] == ["b0", "b1"]  # one image, one rank
 
 
 @pytest.mark.slow
