@@ -1,10 +1,13 @@
 """``seal bench``: the benchmarks behind the project's figures, and the benchmark generator.
 
-``seal bench synth --out DIR [--n N] [--seed S] [--split train|val|test] [--suite vstar|mixed]
-[--long-side PX] [--overwrite] [--config YAML ...] [--synth.field=value ...]``
-    writes a SynthVStar benchmark (:mod:`eval.synth.generate`): the V*Bench-layout folders plus
-    ``config.yaml`` and ``run.json``; one summary line. The flags set fields of the ``synth``
-    section (over the config files); a flag and a dotted override of the same field must agree.
+``seal bench synth --out DIR [--format vstar|mmbench|hrbench] [--n N] [--seed S] [--split SPLIT]
+[--suite vstar|mixed] [--long-side PX] [--overwrite] [--config YAML ...] [--synth.field=value ...]``
+    writes a SynthVStar benchmark plus ``config.yaml`` and ``run.json``; one summary line. ``vstar``
+    (default): the V*Bench-layout folders (:mod:`eval.synth.generate`), ``--split train|val|test``.
+    ``mmbench`` / ``hrbench``: one VLMEvalKit TSV of the same scenes (:mod:`eval.synth.tsv_suite`);
+    MMBench ``--split dev`` (default, answers; scenes of synth split val) or ``test`` (no answers; synth
+    split test), HR-Bench ``--split train|val|test``. The flags set fields of the ``synth`` section
+    (over the config files); a flag and a dotted override of the same field must agree.
 
 ``seal bench search --bench DIR [--n-targets 100] [--strategies vstar,bfs,...] [--out REPORT.json]``
     every expansion strategy with the oracle localizer (:mod:`eval.bench_search`); ``--big``: peak
@@ -39,6 +42,8 @@ from seal.core.outputs import writable_dir, write_errors
 FLAG_FIELDS = {"n": "n", "seed": "seed", "split": "split", "suite": "suite", "long_side": "long_side"}
 """argparse dest -> ``synth`` field it sets."""
 
+SYNTH_FORMATS = ("vstar", "mmbench", "hrbench")
+"""``seal bench synth --format``: V*Bench folders (default) or one VLMEvalKit TSV (:mod:`eval.synth.tsv_suite`)."""
 VSM_STRATEGIES = ("vstar", "bfs")
 """``seal bench vsm`` compares V* with breadth-first search (same model)."""
 
@@ -58,9 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _register_synth(actions: argparse._SubParsersAction) -> None:
     s = actions.add_parser("synth", help="write a synthetic V*Bench-format benchmark (SynthVStar)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder (created; must not hold a benchmark)")
+    s.add_argument("--format", dest="bench_format", choices=SYNTH_FORMATS, default="vstar",
+                   help="vstar: V*Bench folders (default); mmbench / hrbench: one VLMEvalKit TSV with "
+                        "CircularEval copies / 4 cycles per question")
     s.add_argument("--n", type=int, help="number of questions (synth.n)")
     s.add_argument("--seed", type=int, help="base seed (synth.seed)")
-    s.add_argument("--split", choices=("train", "val", "test"), help="split; splits never share a scene (synth.split)")
+    s.add_argument("--split", choices=("train", "val", "test", "dev"),
+                   help="split; splits never share a scene (synth.split). --format mmbench: dev (default, "
+                        "with answers; synth split val) or test (no answer column)")
     s.add_argument("--suite", choices=("vstar", "mixed"),
                    help="vstar: small-target questions; mixed: + text-only and coarse questions (synth.suite)")
     s.add_argument("--long-side", dest="long_side", type=int, metavar="PX",
@@ -74,10 +84,13 @@ def run_synth(args: argparse.Namespace) -> int:
     from eval.synth.config import BenchSynthConfig
     from eval.synth.generate import generate_benchmark, prepare_output_dir
 
+    mmbench_split = _mmbench_split(args)
     args.overrides = _with_flags(args)
     cfg = resolve_config(args, BenchSynthConfig, search_profile=False)
     out = Path(args.out)
     writable_dir(out, "--out")  # a read-only folder, a file or a full disk: before any work
+    if args.bench_format != "vstar":
+        return _run_synth_tsv(args, cfg, out, mmbench_split)
     prepare_output_dir(out, args.overwrite)  # fail on a bad --out before any work
     start = time.perf_counter()
     with write_errors(out, "--out"):  # disk full while writing: one line
@@ -86,6 +99,40 @@ def run_synth(args: argparse.Namespace) -> int:
     parts = ", ".join(f"{k} {v}" for k, v in counts.items())
     print(f"wrote {cfg.synth.n} SynthVStar {cfg.synth.split} samples ({parts}) to {out} "
           f"in {time.perf_counter() - start:.1f} s", flush=True)
+    return 0
+
+
+def _mmbench_split(args: argparse.Namespace) -> str | None:
+    """``--format mmbench``: the MMBench split (dev | test), ``args.split`` set to its scene stream."""
+    if args.bench_format != "mmbench":
+        if args.split == "dev":
+            raise InputError(f"--split dev: only with --format mmbench (--format {args.bench_format} takes "
+                             "train, val or test)")
+        return None
+    from eval.synth.tsv_suite import MMBENCH_SPLITS
+
+    split = args.split or "dev"
+    if split not in MMBENCH_SPLITS:
+        raise InputError(f"--split {split}: --format mmbench expects one of {sorted(MMBENCH_SPLITS)}")
+    args.split = MMBENCH_SPLITS[split]
+    return split
+
+
+def _run_synth_tsv(args: argparse.Namespace, cfg, out: Path, mmbench_split: str | None) -> int:
+    """``--format mmbench|hrbench``: one TSV in ``out`` (:mod:`eval.synth.tsv_suite`)."""
+    from eval.synth.tsv_suite import prepare_tsv_path, tsv_name, write_hrbench_tsv, write_mmbench_tsv
+
+    path = prepare_tsv_path(out, tsv_name(args.bench_format, mmbench_split or ""), args.overwrite)
+    start = time.perf_counter()
+    with write_errors(out, "--out"):
+        if args.bench_format == "mmbench":
+            counts = write_mmbench_tsv(cfg.synth, path, mmbench_split)
+        else:
+            counts = write_hrbench_tsv(cfg.synth, path)
+        write_run_record(out, cfg)
+    parts = ", ".join(f"{k} {v}" for k, v in counts.items())
+    print(f"wrote {cfg.synth.n} SynthVStar questions ({parts}) as {path} in {time.perf_counter() - start:.1f} s",
+          flush=True)
     return 0
 
 
