@@ -1,0 +1,168 @@
+"""The experiment matrix (seed 001, B1-B3, G1, H1): every policy over every suite, one table.
+
+Each (suite, policy[, seed]) is one ``seal eval`` run in its own folder ``OUT/<suite>/<policy>[/seed<S>]``
+(resumable like any ``seal eval`` folder); the caller passes that run as ``run_eval``, so this module
+never imports the CLI. Two policies are derived from others of the same experiment:
+
+- ``random_policy_matched`` draws with the action rates the ``learned`` policy reached on the same
+  suite (run first), once per seed; its row is the mean ± std over seeds.
+- ``oracle`` is not run: per question, the cheapest action (fewest vision tokens; ties no < coarse <
+  full) that answered right in the forced runs ``no_vision`` / ``always_coarse`` / ``always_full``;
+  a question none of them answered right takes the cheapest action and counts as wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Callable, Sequence
+
+from eval.metrics import ACTIONS, run_metrics
+from eval.results import PREDICTIONS_FILE, SUMMARY_FILE, read_predictions
+from seal.core.errors import InputError
+
+POLICIES = ("always_full", "always_coarse", "no_vision", "random_policy_matched", "uncertainty_threshold",
+            "learned", "oracle")
+"""Every policy ``seal experiment`` knows, in table order."""
+FORCED = {"no": "no_vision", "coarse": "always_coarse", "full": "always_full"}
+"""Action short name -> the baseline that always takes it (the oracle's inputs)."""
+SEEDED = ("random_policy_matched",)
+"""Policies with randomness: run once per seed, reported as mean ± std."""
+
+RunEval = Callable[[Path, Path, list[str]], list[dict]]
+"""``(suite_dir, out_dir, config_overrides) -> prediction records of that run`` (one ``seal eval``)."""
+
+
+def parse_policies(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in names if p not in POLICIES]
+    if unknown or not names:
+        raise InputError(f"--policies: expected a comma list of {', '.join(POLICIES)}, found {text!r}")
+    return names
+
+
+def suite_names(suites: Sequence[Path]) -> list[str]:
+    """One folder name per suite: its directory name, ``_2``, ``_3`` ... appended to repeats."""
+    names: list[str] = []
+    for s in suites:
+        base = Path(s).resolve().name or "suite"
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
+def run_records(out_dir: Path, limit: int | None = None) -> list[dict]:
+    """The prediction records of the latest run in a ``seal eval`` folder (its ``summary.json``),
+    the first ``limit`` of them when given (a larger earlier limit of the same run wrote more)."""
+    summary_path = Path(out_dir) / SUMMARY_FILE
+    try:
+        latest = json.loads(summary_path.read_text(encoding="utf-8"))["latest"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"expected a seal eval summary with 'latest': {exc}", summary_path) from exc
+    records = [r for r in read_predictions(Path(out_dir) / PREDICTIONS_FILE, repair=False) if r.get("run_id") == latest]
+    return records if limit is None else records[:limit]
+
+
+def oracle_records(forced: dict[str, list[dict]]) -> list[dict]:
+    """Per question (those answered in all three forced runs, in the ``no`` run's order) the record of
+    the cheapest action that answered right, ``oracle_action`` added; none right: the cheapest, wrong.
+
+    Args:
+        forced: ``{"no": records, "coarse": records, "full": records}`` of the forced baselines.
+    """
+    missing = [a for a in ACTIONS if a not in forced]
+    if missing:
+        raise ValueError(f"oracle: expected the forced runs of {list(ACTIONS)}, missing {missing}")
+    by_id = {a: {str(r["question_id"]): r for r in forced[a]} for a in ACTIONS}
+    out = []
+    for qid in (str(r["question_id"]) for r in forced["no"]):
+        if not all(qid in by_id[a] for a in ACTIONS):
+            continue
+        candidates = [(float(by_id[a][qid]["vision_tokens"]), i, a) for i, a in enumerate(ACTIONS)]
+        right = [c for c in candidates if by_id[c[2]][qid]["correct"]]
+        action = min(right or candidates)[2]
+        out.append({**by_id[action][qid], "action": action, "oracle_action": action})
+    if not out:
+        raise ValueError("oracle: the forced runs share no question")
+    return out
+
+
+def policy_row(suite: str, policy: str, records: Sequence[dict], seed: int | None = None) -> dict:
+    """One main-table row from one run's records (:func:`eval.metrics.run_metrics`)."""
+    m = run_metrics(records)
+    row = {"suite": suite, "policy": policy, "accuracy": m["accuracy"], "accuracy_ci_low": m["accuracy_ci_low"],
+           "accuracy_ci_high": m["accuracy_ci_high"], "mean_vision_tokens": m["avg_cost"],
+           **{f"action_rate_{a}": m[f"action_rate_{a}"] for a in ACTIONS}, "n": m["n"]}
+    return row if seed is None else {**row, "seed": seed}
+
+
+def mean_std(rows: Sequence[dict]) -> dict:
+    """Rows of one (suite, policy) over seeds -> one row: every figure the mean, ``accuracy_std`` and
+    ``mean_vision_tokens_std`` the sample standard deviation (0 for one seed), ``seeds`` the count."""
+    if not rows:
+        raise ValueError("mean_std: no rows")
+    out = {k: rows[0][k] for k in ("suite", "policy")}
+    for key in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "mean_vision_tokens",
+                *(f"action_rate_{a}" for a in ACTIONS)):
+        out[key] = statistics.fmean(float(r[key]) for r in rows)
+    for key in ("accuracy", "mean_vision_tokens"):
+        out[f"{key}_std"] = statistics.stdev(float(r[key]) for r in rows) if len(rows) > 1 else 0.0
+    out["n"], out["seeds"] = rows[0]["n"], len(rows)
+    return out
+
+
+def pareto_front(rows: Sequence[dict]) -> list[dict]:
+    """The rows no other row dominates (accuracy >= and mean vision tokens <=, one of them strictly),
+    by increasing tokens. Compare rows of one suite only."""
+    def dominated(r: dict) -> bool:
+        return any(o["accuracy"] >= r["accuracy"] and o["mean_vision_tokens"] <= r["mean_vision_tokens"]
+                   and (o["accuracy"] > r["accuracy"] or o["mean_vision_tokens"] < r["mean_vision_tokens"])
+                   for o in rows)
+    return sorted((r for r in rows if not dominated(r)), key=lambda r: (r["mean_vision_tokens"], -r["accuracy"]))
+
+
+def run_experiment(suites: Sequence[Path], out: Path, policies: Sequence[str], seeds: Sequence[int],
+                   run_eval: RunEval, log: Callable[[str], None] = print) -> tuple[list[dict], list[dict]]:
+    """Every policy over every suite.
+
+    Returns:
+        ``(main_rows, seed_rows)``: one row per (suite, policy) in ``policies`` order (seeded ones
+        the mean ± std of their seeds), and one row per seeded run.
+    """
+    if not seeds:
+        raise InputError("--seeds: expected at least one seed")
+    main_rows: list[dict] = []
+    seed_rows: list[dict] = []
+    for suite_dir, suite in zip(suites, suite_names(suites)):
+        runs: dict[str, list[dict]] = {}
+
+        def records(policy: str, extra: tuple[str, ...] = (), sub: str = "") -> list[dict]:
+            folder = out / suite / policy / sub if sub else out / suite / policy
+            overrides = ["policy.baseline_name=null" if policy == "learned" else f"policy.baseline_name={policy}"]
+            log(f"[{suite}] {policy}{' ' + sub if sub else ''} -> {folder}")
+            return run_eval(Path(suite_dir), folder, overrides + list(extra))
+
+        def get(policy: str) -> list[dict]:
+            if policy not in runs:
+                runs[policy] = records(policy)
+            return runs[policy]
+
+        for policy in policies:
+            if policy == "oracle":
+                row = mean_std([policy_row(suite, policy, oracle_records({a: get(b) for a, b in FORCED.items()}))])
+            elif policy in SEEDED:
+                rates = policy_row(suite, "learned", get("learned"))
+                ratios = [rates[f"action_rate_{a}"] for a in ACTIONS]
+                per_seed = [policy_row(suite, policy, records(policy, (f"policy.baseline_target_ratios={ratios}",
+                                                                      f"seed={s}"), f"seed{s}"), seed=s)
+                            for s in seeds]
+                seed_rows += per_seed
+                row = {**mean_std(per_seed), "target_ratios": "/".join(f"{r:.3f}" for r in ratios)}
+            else:
+                row = mean_std([policy_row(suite, policy, get(policy))])
+            main_rows.append(row)
+            log(f"[{suite}] {policy}: accuracy {row['accuracy']:.3f}, {row['mean_vision_tokens']:.0f} vision tokens")
+    return main_rows, seed_rows

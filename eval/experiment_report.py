@@ -1,0 +1,142 @@
+"""The files of ``seal experiment`` (see :mod:`eval.experiment`) in its output folder.
+
+``main_table.csv``   suite, policy, accuracy (± std over seeds), 95% CI, mean vision tokens, action rates, n
+``seed_runs.csv``    one row per seeded run (random_policy_matched per seed)
+``action_ratio.csv`` suite, policy, the no / coarse / full rates
+``pareto.csv`` / ``pareto.json``  per suite, the non-dominated accuracy-vs-tokens points
+``accuracy_vs_tokens.png``, ``action_ratio.png``  the plots (matplotlib, Agg)
+``report.html``      the tables and plots in one self-contained page (PNGs inlined as base64)
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+from typing import Sequence
+
+from eval.experiment import pareto_front
+from eval.metrics import ACTIONS
+
+MAIN_COLUMNS = ("suite", "policy", "accuracy", "accuracy_std", "accuracy_ci_low", "accuracy_ci_high",
+                "mean_vision_tokens", "mean_vision_tokens_std", "action_rate_no", "action_rate_coarse",
+                "action_rate_full", "n", "seeds", "target_ratios")
+RATIO_COLUMNS = ("suite", "policy", *(f"action_rate_{a}" for a in ACTIONS))
+PARETO_COLUMNS = ("suite", "policy", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "mean_vision_tokens")
+PLOTS = ("accuracy_vs_tokens.png", "action_ratio.png")
+
+
+def write_report(out: Path, main_rows: Sequence[dict], seed_rows: Sequence[dict], meta: dict) -> list[Path]:
+    """Write every file above into ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    front = [r for suite in _suites(main_rows) for r in pareto_front([r for r in main_rows if r["suite"] == suite])]
+    paths = [_write_csv(out / "main_table.csv", MAIN_COLUMNS, main_rows),
+             _write_csv(out / "action_ratio.csv", RATIO_COLUMNS, main_rows),
+             _write_csv(out / "pareto.csv", PARETO_COLUMNS, front)]
+    if seed_rows:
+        paths.append(_write_csv(out / "seed_runs.csv", ("seed", *MAIN_COLUMNS), seed_rows))
+    pareto_json = out / "pareto.json"
+    pareto_json.write_text(json.dumps({s: [{k: r[k] for k in PARETO_COLUMNS[1:]} for r in front if r["suite"] == s]
+                                       for s in _suites(main_rows)}, indent=1) + "\n", encoding="utf-8")
+    paths.append(pareto_json)
+    pngs = {PLOTS[0]: plot_accuracy_vs_tokens(main_rows, front), PLOTS[1]: plot_action_ratio(main_rows)}
+    for name, data in pngs.items():
+        (out / name).write_bytes(data)
+        paths.append(out / name)
+    page = out / "report.html"
+    page.write_text(report_html(main_rows, front, pngs, meta), encoding="utf-8")
+    return [*paths, page]
+
+
+def _suites(rows: Sequence[dict]) -> list[str]:
+    return list(dict.fromkeys(r["suite"] for r in rows))
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore", restval="", lineterminator="\n")
+        w.writeheader()
+        w.writerows({k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    return path
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_accuracy_vs_tokens(rows: Sequence[dict], front: Sequence[dict]) -> bytes:
+    """One panel per suite: every policy at (mean vision tokens, accuracy) with its 95% interval (and
+    the token std over seeds), labelled; the Pareto front as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suites = _suites(rows)
+    fig, axes = plt.subplots(1, len(suites), figsize=(5.5 * len(suites), 4.2), squeeze=False)
+    for ax, suite in zip(axes[0], suites):
+        for r in (r for r in rows if r["suite"] == suite):
+            yerr = [[r["accuracy"] - r["accuracy_ci_low"]], [r["accuracy_ci_high"] - r["accuracy"]]]
+            ax.errorbar(r["mean_vision_tokens"], r["accuracy"], yerr=yerr, xerr=r.get("mean_vision_tokens_std") or None,
+                        fmt="o", capsize=3, label=r["policy"])
+            ax.annotate(r["policy"], (r["mean_vision_tokens"], r["accuracy"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        pts = [r for r in front if r["suite"] == suite]
+        ax.plot([r["mean_vision_tokens"] for r in pts], [r["accuracy"] for r in pts], "k--", lw=0.8, label="Pareto")
+        ax.set(title=suite, xlabel="mean vision tokens per question", ylabel="accuracy (95% CI)", ylim=(-0.05, 1.05))
+        ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def plot_action_ratio(rows: Sequence[dict]) -> bytes:
+    """Stacked bars of the no / coarse / full rates, one bar per (suite, policy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['suite']}\n{r['policy']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows)), 4.0))
+    bottom = [0.0] * len(rows)
+    for a, color in zip(ACTIONS, ("#bbbbbb", "#6fa8dc", "#cc4125")):
+        values = [r[f"action_rate_{a}"] for r in rows]
+        ax.bar(range(len(rows)), values, bottom=bottom, color=color, label=a)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set(ylabel="action rate", ylim=(0, 1.0))
+    ax.legend(title="action", fontsize=8)
+    return _png(fig)
+
+
+def report_html(rows: Sequence[dict], front: Sequence[dict], pngs: dict[str, bytes], meta: dict) -> str:
+    """The self-contained page: metadata, main table, Pareto table, inlined plots."""
+    def table(columns: Sequence[str], data: Sequence[dict]) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
+                       for r in data)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    imgs = "".join(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
+                   f'{base64.b64encode(data).decode("ascii")}"><figcaption>{html.escape(name)}</figcaption></figure>'
+                   for name, data in pngs.items())
+    meta_items = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in meta.items())
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>seal experiment</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}</style></head><body>"
+            f"<h1>seal experiment</h1><ul>{meta_items}</ul><h2>Main table</h2>{table(MAIN_COLUMNS, rows)}"
+            f"<h2>Pareto front (accuracy vs mean vision tokens)</h2>{table(PARETO_COLUMNS, front)}"
+            f"<h2>Plots</h2>{imgs}</body></html>\n")
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return ""
+    return f"{v:.3f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,83 @@
+"""``seal experiment``: every policy over every suite through ``seal eval``, tables, plots, one report.
+
+``seal experiment --suite DIR [--suite DIR2 ...] --out OUT [--policies always_full,always_coarse,no_vision,
+random_policy_matched,uncertainty_threshold,learned,oracle] [--limit N] [--seeds 0,1,2] [--dataset synth|vstar]
+[--config YAML ...] [--section.field=value ...]``
+
+Each (suite, policy) is a ``seal eval`` run in ``OUT/<suite>/<policy>`` (seeded policies:
+``.../seed<S>``), resumed when re-run; ``random_policy_matched`` takes the ``learned`` policy's
+action rates on the same suite, ``oracle`` the cheapest right action of the forced runs
+(:mod:`eval.experiment`). Writes ``main_table.csv``, ``action_ratio.csv``, ``pareto.csv`` /
+``pareto.json``, two PNG plots and ``report.html`` into OUT (:mod:`eval.experiment_report`); the
+main table is printed, its rows as the last stdout line (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from seal.cli.common import add_config_args, print_json_line
+from seal.core.errors import InputError
+from seal.core.outputs import writable_dir, write_errors
+from seal.core.runs import git_revision
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from eval.experiment import POLICIES
+
+    p = sub.add_parser("experiment", help="the policy x suite matrix: main table, Pareto points, plots, report.html")
+    p.add_argument("--suite", action="append", required=True, type=Path, metavar="DIR",
+                   help="benchmark folder (repeat for several suites)")
+    p.add_argument("--out", required=True, type=Path, metavar="OUT", help="experiment folder")
+    p.add_argument("--policies", default=",".join(POLICIES), help="comma list, table order")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N questions of each suite")
+    p.add_argument("--seeds", default="0,1,2", help="seeds of the random policies (comma list)")
+    p.add_argument("--dataset", default="synth", choices=("synth", "vstar"), help="benchmark reader of the suites")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from eval.experiment import parse_policies, run_experiment, run_records
+    from eval.experiment_report import write_report
+
+    policies = parse_policies(args.policies)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError as exc:
+        raise InputError(f"--seeds: expected a comma list of integers, found {args.seeds!r}") from exc
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit: expected >= 1, found {args.limit}")
+    for suite in args.suite:
+        if not suite.is_dir():
+            raise InputError("--suite: expected a benchmark folder", suite)
+    out = writable_dir(args.out, "--out")
+
+    def run_eval(suite: Path, folder: Path, overrides: list[str]) -> list[dict]:
+        from seal.cli import cmd_eval
+
+        ns = argparse.Namespace(dataset=args.dataset, path=str(suite), output_dir=str(folder), limit=args.limit,
+                                protocol=None, seed=0, no_progress=True, num_processes=1, config=args.config,
+                                overrides=[*(args.overrides or []), *overrides])
+        if cmd_eval.run(ns) != 0:
+            raise InputError(f"seal eval failed in {folder}")
+        return run_records(folder, args.limit)
+
+    start = time.perf_counter()
+    main_rows, seed_rows = run_experiment(args.suite, out, policies, seeds, run_eval)
+    meta = {"suites": ", ".join(str(s) for s in args.suite), "policies": ", ".join(policies),
+            "seeds": ", ".join(map(str, seeds)), "limit": args.limit, "git_revision": git_revision(),
+            "seconds": round(time.perf_counter() - start, 1)}
+    with write_errors(out, "--out"):
+        write_report(out, main_rows, seed_rows, meta)
+    print(f"{'suite':<12} {'policy':<22} {'accuracy':>14} {'95% CI':>15} {'tokens':>8} {'no/coarse/full':>16} n")
+    for r in main_rows:
+        acc = f"{r['accuracy']:.3f}" + (f"±{r['accuracy_std']:.3f}" if r["seeds"] > 1 else "")
+        print(f"{r['suite']:<12} {r['policy']:<22} {acc:>14} [{r['accuracy_ci_low']:.3f}, {r['accuracy_ci_high']:.3f}] "
+              f"{r['mean_vision_tokens']:>8.1f} {r['action_rate_no']:.2f}/{r['action_rate_coarse']:.2f}/"
+              f"{r['action_rate_full']:.2f}    {r['n']}")
+    print(f"-> {out} ({meta['seconds']} s)", flush=True)
+    print_json_line(main_rows)
+    return 0

@@ -1,0 +1,131 @@
+"""``seal experiment``: the oracle action, the Pareto front and mean ± std on hand-made rows; then the real
+command on a tiny generated suite (tiny random VQA model, oracle localizer, a tiny random policy head)
+asserting every file, the derived policies, resuming, and report.html in headless Chromium."""
+
+import csv
+import json
+import os
+import re
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+
+from eval.experiment import mean_std, oracle_records, pareto_front, policy_row
+from seal.cli.main import main
+from seal.policy.head import HeadSpec, VoWHead
+from tests.test_eval_cli import BACKBONE, bench, vqa_dir  # noqa: F401  (module fixtures)
+from tests.test_report_html import CHROMIUM, _chromium
+
+
+def _rec(qid, action, correct, tokens):
+    return {"question_id": qid, "category": "c", "action": action, "correct": correct, "vision_tokens": tokens,
+            "seconds": 0.1, "peak_rss_mb": 1.0}
+
+
+def test_oracle_takes_the_cheapest_right_action():
+    right = {  # question -> which forced actions answered right
+        "q1": {"no", "coarse", "full"}, "q2": {"coarse", "full"}, "q3": {"full"}, "q4": set(), "q5": {"no", "full"}}
+    tokens = {"no": 0, "coarse": 64, "full": 900}
+    forced = {a: [_rec(q, a, a in ok, tokens[a]) for q, ok in right.items()] for a in tokens}
+    forced["full"] = forced["full"][:-1] + [_rec("q5", "full", True, 50), _rec("extra", "full", True, 50)]
+    got = {r["question_id"]: (r["oracle_action"], r["correct"], r["vision_tokens"]) for r in oracle_records(forced)}
+    assert got == {"q1": ("no", True, 0), "q2": ("coarse", True, 64), "q3": ("full", True, 900),
+                   "q4": ("no", False, 0), "q5": ("no", True, 0)}  # "extra": not in every forced run
+    row = policy_row("s", "oracle", oracle_records(forced))
+    assert row["accuracy"] == 0.8 and row["mean_vision_tokens"] == (64 + 900) / 5
+    assert (row["action_rate_no"], row["action_rate_coarse"], row["action_rate_full"]) == (0.6, 0.2, 0.2)
+    with pytest.raises(ValueError, match="missing"):
+        oracle_records({"no": forced["no"]})
+
+
+def test_pareto_front_keeps_the_non_dominated_points():
+    pts = {"a": (0.5, 0), "b": (0.7, 100), "c": (0.6, 200), "d": (0.9, 900), "e": (0.9, 1000), "f": (0.4, 0)}
+    rows = [{"policy": k, "accuracy": acc, "mean_vision_tokens": t} for k, (acc, t) in pts.items()]
+    assert [r["policy"] for r in pareto_front(rows)] == ["a", "b", "d"]
+
+
+def test_mean_std_over_seeds():
+    rows = [{"suite": "s", "policy": "random_policy_matched", "accuracy": acc, "accuracy_ci_low": acc - 0.1,
+             "accuracy_ci_high": acc + 0.1, "mean_vision_tokens": t, "action_rate_no": 0.5, "action_rate_coarse": 0.25,
+             "action_rate_full": 0.25, "n": 4} for acc, t in ((0.5, 100.0), (0.75, 200.0), (1.0, 300.0))]
+    m = mean_std(rows)
+    assert m["accuracy"] == pytest.approx(0.75) and m["accuracy_std"] == pytest.approx(0.25)
+    assert m["mean_vision_tokens"] == pytest.approx(200.0) and m["mean_vision_tokens_std"] == pytest.approx(100.0)
+    assert m["seeds"] == 3 and m["n"] == 4 and m["accuracy_ci_low"] == pytest.approx(0.65)
+    assert mean_std(rows[:1])["accuracy_std"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def head_dir(vqa_dir, tmp_path_factory):  # noqa: F811
+    spec = HeadSpec(in_features=BACKBONE["text_hidden"] + 2, hidden_dim=8, action_space="ternary",
+                    feature_mode="hidden_entropy_margin")
+    return VoWHead(spec).save(tmp_path_factory.mktemp("head"), trained_against={"vqa": vqa_dir})
+
+
+def _csv(path):
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _preds(folder):
+    return [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "exp"
+    argv = ["experiment", "--suite", str(bench), "--out", str(out), "--seeds", "0,1",
+            f"--models.vqa_path={vqa_dir}", "--models.localizer=oracle", "--agent.max_new_tokens=4",
+            f"--policy.checkpoint={head_dir}", "--search.max_nodes=8"]
+    assert main(argv) == 0
+    suite = bench.name
+    for name in ("main_table.csv", "action_ratio.csv", "pareto.csv", "pareto.json", "seed_runs.csv",
+                 "accuracy_vs_tokens.png", "action_ratio.png", "report.html"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    rows = {r["policy"]: r for r in _csv(out / "main_table.csv")}
+    assert list(rows) == ["always_full", "always_coarse", "no_vision", "random_policy_matched",
+                          "uncertainty_threshold", "learned", "oracle"]
+    assert all(r["suite"] == suite and r["n"] == "3" for r in rows.values())
+    assert float(rows["always_full"]["action_rate_full"]) == 1.0 and float(rows["no_vision"]["mean_vision_tokens"]) == 0
+    # the oracle from the forced runs' own predictions
+    forced = {a: _preds(out / suite / p) for a, p in (("no", "no_vision"), ("coarse", "always_coarse"),
+                                                       ("full", "always_full"))}
+    oracle = oracle_records(forced)
+    assert float(rows["oracle"]["accuracy"]) == pytest.approx(sum(r["correct"] for r in oracle) / 3, abs=1e-6)
+    best = max(float(rows[p]["accuracy"]) for p in ("always_full", "always_coarse", "no_vision"))
+    assert float(rows["oracle"]["accuracy"]) >= best
+    # the random baseline: the learned policy's rates as its target, one folder per seed, mean over seeds
+    learned = rows["learned"]
+    target = "/".join(f"{float(learned[f'action_rate_{a}']):.3f}" for a in ("no", "coarse", "full"))
+    assert rows["random_policy_matched"]["target_ratios"] == target and rows["random_policy_matched"]["seeds"] == "2"
+    seeds = _csv(out / "seed_runs.csv")
+    assert [r["seed"] for r in seeds] == ["0", "1"]
+    assert float(rows["random_policy_matched"]["accuracy"]) == pytest.approx(
+        sum(float(r["accuracy"]) for r in seeds) / 2, abs=1e-6)
+    for s in (0, 1):
+        (run,) = json.loads((out / suite / "random_policy_matched" / f"seed{s}" / "summary.json").read_text())[
+            "runs"].values()
+        assert run["config"]["seed"] == s and run["config"]["policy"]["baseline_name"] == "random_policy_matched"
+    # Pareto: the non-dominated rows of the main table
+    pareto = json.loads((out / "pareto.json").read_text())[suite]
+    assert pareto and {p["policy"] for p in pareto} <= set(rows)
+    assert [p["policy"] for p in pareto] == [r["policy"] for r in _csv(out / "pareto.csv")]
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])[0]["policy"] == "always_full"
+    # re-running resumes: no question is asked again
+    sizes = {p: len(_preds(out / suite / p)) for p in ("always_full", "learned")}
+    assert main(argv) == 0
+    assert {p: len(_preds(out / suite / p)) for p in sizes} == sizes
+    _check_in_browser(out / "report.html", tmp_path)
+
+
+def _check_in_browser(page, tmp_path):
+    if not CHROMIUM.exists():
+        if os.environ.get("SEAL_ALLOW_NO_BROWSER") == "1":
+            pytest.skip("needs Debian chromium; skipped because SEAL_ALLOW_NO_BROWSER=1")
+        pytest.fail(f"needs Debian chromium at {CHROMIUM}; set SEAL_ALLOW_NO_BROWSER=1 to skip")
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text and 'src="file' not in text  # self-contained
+    dom = _chromium(["--dump-dom", page.resolve().as_uri()], tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "random_policy_matched" in dom.stdout and "Pareto front" in dom.stdout
+    assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom.stdout)) == 2
