@@ -78,13 +78,15 @@ def test_results_rows_replace_by_run_and_union_columns(tmp_path):
 
 
 def test_results_row_lambda_is_the_learned_heads_own(tmp_path):
-    import json as _json
-
     from eval.runner import EvalRun
+    from seal.core.manifest import write_manifest
 
     head = tmp_path / "head"
     head.mkdir()
-    (head / "policy_config.json").write_text(_json.dumps({"lambda_cost": 0.3}))
+    for name in ("head.json", "head.safetensors"):
+        (head / name).write_bytes(b"{}")
+    write_manifest(head, "policy_head", {}, ["head.json", "head.safetensors"],
+                   recipe={"trained_with": {"lambda_cost": 0.3}})
     learned = EvalRun("synth", tmp_path, "likelihood", {"policy": {"lambda_cost": 0.05, "checkpoint": str(head),
                                                                     "baseline_name": None}})
     assert learned.lambda_cost == 0.3  # what the loaded head was trained with, not the run's default

@@ -14,7 +14,6 @@ in nats over the LLM vocabulary, margin = top-1 minus top-2 next-token probabili
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,31 +123,17 @@ class PolicyConfig:
             raise ConfigError(f"policy.baseline_target_ratios: must sum to 1, found {ratios} (sum {sum(ratios):.6f})")
 
 
-LEGACY_CONFIG_NAME = "policy_config.json"
-"""The resolved config a head trained before manifests existed was written with, beside it."""
-
-
 def trained_lambda_cost(checkpoint_dir: str | Path) -> float | None:
     """``lambda_cost`` the head in ``checkpoint_dir`` was trained with (its manifest's
-    ``recipe.trained_with``; a head without a manifest: ``policy_config.json``), or None when not recorded.
+    ``recipe.trained_with``), or None when not recorded.
 
     Raises:
-        InputError: the manifest or ``policy_config.json`` is malformed, or ``lambda_cost`` not a number.
+        InputError: no or a malformed manifest, or ``lambda_cost`` not a number.
     """
     from seal.core.manifest import MANIFEST, read_manifest
 
-    root = Path(checkpoint_dir)
-    if (root / MANIFEST).is_file():
-        record, data = root / MANIFEST, read_manifest(root, "policy_head").recipe.get("trained_with")
-    else:
-        record = root / LEGACY_CONFIG_NAME
-        if not record.is_file():
-            return None
-        try:
-            data = json.loads(record.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"expected the JSON policy config the head was trained with, found malformed JSON "
-                             f"({exc})", record) from None
+    record = Path(checkpoint_dir) / MANIFEST
+    data = read_manifest(checkpoint_dir, "policy_head").recipe.get("trained_with")
     if data is None:
         return None
     if not isinstance(data, dict):
