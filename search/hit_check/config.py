@@ -103,7 +103,7 @@ class HitCheckConfig:
                               f">= 1 px or null, found {self.crop_scale} / {self.min_context_px}")
         if not self.placeholder_noun.strip():
             raise ConfigError("hit_check.placeholder_noun: expected a word, found an empty string")
-        words = self.words()  # validates the vocabulary
+        words = self._words = Vocabulary.from_config(self.vocabulary)  # validated once, here
         for name in ("kinds", "noun_kinds"):
             value = getattr(self, name)
             if value is not None:
@@ -136,14 +136,14 @@ class HitCheckConfig:
 
     def words(self) -> "Vocabulary":
         """The vocabulary the VQA check asks with (``vocabulary`` or SynthVStar's), validated."""
-        return Vocabulary.from_config(self.vocabulary)
+        return self._words
 
     def checks(self, name: str) -> list[tuple[str, str, str]]:
         """``[(kind, word, asked_name), ...]``: each word of ``name`` of a checked kind and the name its
         question uses. With ``kinds`` [pattern, shape] and ``noun_kinds`` [shape],
         ``checks("dotted cross") == [("pattern", "dotted", "cross"), ("shape", "cross", "dotted object")]``;
         a word whose question would name nothing is not checked."""
-        kind_of = self.words().kind_of()
+        kind_of = self._words.kind_of()
         words = name.lower().split()
         out = []
         for i, w in enumerate(words):
