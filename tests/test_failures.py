@@ -120,6 +120,16 @@ def test_truncated_safetensors_in_a_subprocess(tmp_path, scene):
     assert str(vsm / "decoders.safetensors") in line and "truncated or corrupt" in line
 
 
+def _loading(checkpoint: str, ckpt, scene) -> list:
+    """The command that loads the copied ``checkpoint`` at ``ckpt``: a search (the search model) or a
+    question (the VQA LLM, the policy head)."""
+    if checkpoint == "vsm_tiny":
+        return ["search", "--model", ckpt, "--image", scene[0], "--target", "red disc"]
+    if checkpoint == "vqa_tiny":
+        return _ask_oracle(scene, f"--models.vqa_path={ckpt}")
+    return _ask_oracle(scene)[:-2] + ["--policy", ckpt, "--question", "What is the colour of the disc?"]
+
+
 @pytest.mark.parametrize("checkpoint, file, damage", [
     ("vsm_tiny", "backbone/model.safetensors", truncate),
     ("vsm_tiny", "adapter/adapter_model.safetensors", huge_header),
@@ -130,13 +140,7 @@ def test_truncated_safetensors_in_a_subprocess(tmp_path, scene):
 def test_corrupt_safetensors_name_the_file(tmp_path, scene, capfd, checkpoint, file, damage):
     ckpt = copy_checkpoint(checkpoint, tmp_path)
     damage(ckpt / file)
-    if checkpoint == "vsm_tiny":
-        argv = ["search", "--model", ckpt, "--image", scene[0], "--target", "red disc"]
-    elif checkpoint == "vqa_tiny":
-        argv = _ask_oracle(scene, f"--models.vqa_path={ckpt}")
-    else:
-        argv = _ask_oracle(scene)[:-2] + ["--policy", ckpt, "--question", "What is the colour of the disc?"]
-    line, _ = fail(argv, capfd)
+    line, _ = fail(_loading(checkpoint, ckpt, scene), capfd)
     assert str(ckpt / file) in line and "truncated or corrupt" in line
 
 
@@ -149,13 +153,7 @@ def test_corrupt_safetensors_name_the_file(tmp_path, scene, capfd, checkpoint, f
 def test_non_finite_weights_name_the_file_and_tensor(tmp_path, scene, capfd, checkpoint, file, value):
     ckpt = copy_checkpoint(checkpoint, tmp_path)
     tensor = poison_rows(ckpt / file, value)
-    if checkpoint == "vsm_tiny":
-        argv = ["search", "--model", ckpt, "--image", scene[0], "--target", "red disc"]
-    elif checkpoint == "vqa_tiny":
-        argv = _ask_oracle(scene, f"--models.vqa_path={ckpt}")
-    else:
-        argv = _ask_oracle(scene)[:-2] + ["--policy", ckpt, "--question", "What is the colour of the disc?"]
-    line, _ = fail(argv, capfd)
+    line, _ = fail(_loading(checkpoint, ckpt, scene), capfd)
     assert str(ckpt / file) in line and repr(tensor) in line and "expected finite weights" in line
     assert ("NaN" if value != value else "infinite") in line
 
