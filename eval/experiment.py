@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -116,7 +117,10 @@ def mean_std(rows: Sequence[dict]) -> dict:
 
 def pareto_front(rows: Sequence[dict]) -> list[dict]:
     """The rows no other row dominates (accuracy >= and mean vision tokens <=, one of them strictly),
-    by increasing tokens. Compare rows of one suite only."""
+    by increasing tokens. Compare rows of one suite only; the oracle (an upper reference, not a
+    policy one can run) neither joins nor dominates."""
+    rows = [r for r in rows if r["policy"] != "oracle"]
+
     def dominated(r: dict) -> bool:
         return any(o["accuracy"] >= r["accuracy"] and o["mean_vision_tokens"] <= r["mean_vision_tokens"]
                    and (o["accuracy"] > r["accuracy"] or o["mean_vision_tokens"] < r["mean_vision_tokens"])
@@ -124,25 +128,49 @@ def pareto_front(rows: Sequence[dict]) -> list[dict]:
     return sorted((r for r in rows if not dominated(r)), key=lambda r: (r["mean_vision_tokens"], -r["accuracy"]))
 
 
-def run_experiment(suites: Sequence[Path], out: Path, policies: Sequence[str], seeds: Sequence[int],
-                   run_eval: RunEval, log: Callable[[str], None] = print) -> tuple[list[dict], list[dict]]:
-    """Every policy over every suite.
+@dataclass
+class Sweeps:
+    """Extra runs beside the policies (seed 001 A1, B2, F2), each one ``seal eval`` run per value."""
 
-    Returns:
-        ``(main_rows, seed_rows)``: one row per (suite, policy) in ``policies`` order (seeded ones
-        the mean ± std of their seeds), and one row per seeded run.
-    """
+    lambda_heads: Sequence[Path] = ()
+    """Policy heads trained with different ``lambda_cost`` (e.g. checkpoints/policy_tiny*): the learned
+    policy once per head (``sweep_lambda/<head folder>``)."""
+    thresholds: Sequence[float] = ()
+    """``uncertainty_threshold`` once per ``policy.baseline_threshold`` (``sweep_threshold/t<value>``)."""
+    cache_reuse: bool = False
+    """Also run the learned policy with ``agent.cache_reuse=false`` (``learned_no_cache_reuse``): same
+    answers, the latency the reused KV cache saves."""
+
+
+@dataclass
+class ExperimentResult:
+    """What :func:`run_experiment` measured."""
+
+    main_rows: list[dict]
+    """One row per (suite, policy) in the policies' order; seeded policies: mean ± std over seeds."""
+    seed_rows: list[dict]
+    """One row per seeded run."""
+    sweep_rows: list[dict]
+    """One row per sweep run: a main-table row plus ``sweep`` (lambda | threshold | cache_reuse) and ``value``."""
+    records: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    """``(suite, policy or sweep run name) -> prediction records`` (seeded policies: the first seed's)."""
+
+
+def run_experiment(suites: Sequence[Path], out: Path, policies: Sequence[str], seeds: Sequence[int],
+                   run_eval: RunEval, sweeps: Sweeps | None = None,
+                   log: Callable[[str], None] = print) -> ExperimentResult:
+    """Every policy over every suite, then the sweeps."""
     if not seeds:
         raise InputError("--seeds: expected at least one seed")
-    main_rows: list[dict] = []
-    seed_rows: list[dict] = []
+    sweeps = sweeps or Sweeps()
+    result = ExperimentResult([], [], [])
     for suite_dir, suite in zip(suites, suite_names(suites)):
         runs: dict[str, list[dict]] = {}
 
-        def records(policy: str, extra: tuple[str, ...] = (), sub: str = "") -> list[dict]:
-            folder = out / suite / policy / sub if sub else out / suite / policy
+        def records(policy: str, extra: tuple[str, ...] = (), sub: str = "", name: str = "") -> list[dict]:
+            folder = out / suite / (name or policy) / sub if sub else out / suite / (name or policy)
             overrides = ["policy.baseline_name=null" if policy == "learned" else f"policy.baseline_name={policy}"]
-            log(f"[{suite}] {policy}{' ' + sub if sub else ''} -> {folder}")
+            log(f"[{suite}] {name or policy}{' ' + sub if sub else ''} -> {folder}")
             return run_eval(Path(suite_dir), folder, overrides + list(extra))
 
         def get(policy: str) -> list[dict]:
@@ -152,17 +180,38 @@ def run_experiment(suites: Sequence[Path], out: Path, policies: Sequence[str], s
 
         for policy in policies:
             if policy == "oracle":
-                row = mean_std([policy_row(suite, policy, oracle_records({a: get(b) for a, b in FORCED.items()}))])
+                recs = oracle_records({a: get(b) for a, b in FORCED.items()})
+                row = mean_std([policy_row(suite, policy, recs)])
             elif policy in SEEDED:
                 rates = policy_row(suite, "learned", get("learned"))
                 ratios = [rates[f"action_rate_{a}"] for a in ACTIONS]
-                per_seed = [policy_row(suite, policy, records(policy, (f"policy.baseline_target_ratios={ratios}",
-                                                                      f"seed={s}"), f"seed{s}"), seed=s)
-                            for s in seeds]
-                seed_rows += per_seed
+                per_seed, recs = [], []
+                for s in seeds:
+                    got = records(policy, (f"policy.baseline_target_ratios={ratios}", f"seed={s}"), f"seed{s}")
+                    recs = recs or got
+                    per_seed.append(policy_row(suite, policy, got, seed=s))
+                result.seed_rows += per_seed
                 row = {**mean_std(per_seed), "target_ratios": "/".join(f"{r:.3f}" for r in ratios)}
             else:
-                row = mean_std([policy_row(suite, policy, get(policy))])
-            main_rows.append(row)
+                recs = get(policy)
+                row = mean_std([policy_row(suite, policy, recs)])
+            result.main_rows.append(row)
+            result.records[(suite, policy)] = recs
             log(f"[{suite}] {policy}: accuracy {row['accuracy']:.3f}, {row['mean_vision_tokens']:.0f} vision tokens")
-    return main_rows, seed_rows
+        for sweep, name, value, policy, extra in _sweep_runs(sweeps):
+            recs = records(policy, extra, name=name)
+            result.records[(suite, name.replace("/", ":"))] = recs
+            result.sweep_rows.append({**mean_std([policy_row(suite, name.replace("/", ":"), recs)]),
+                                      "sweep": sweep, "value": value})
+    return result
+
+
+def _sweep_runs(sweeps: Sweeps) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
+    """``(sweep, run folder, value, policy, overrides)`` of every sweep run."""
+    runs = [("lambda", f"sweep_lambda/{Path(h).name}", Path(h).name, "learned", (f"policy.checkpoint={h}",))
+            for h in sweeps.lambda_heads]
+    runs += [("threshold", f"sweep_threshold/t{t:g}", f"{t:g}", "uncertainty_threshold",
+              (f"policy.baseline_threshold={t}",)) for t in sweeps.thresholds]
+    if sweeps.cache_reuse:
+        runs.append(("cache_reuse", "learned_no_cache_reuse", "false", "learned", ("agent.cache_reuse=false",)))
+    return runs

@@ -50,7 +50,7 @@ def run_metrics(records: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> d
 
     Returns a flat dict: ``n``, ``accuracy`` (micro), ``accuracy_ci_low`` / ``accuracy_ci_high``
     (95 % bootstrap), ``action_rate_no|coarse|full``, ``avg_cost`` (mean vision tokens per question),
-    ``latency`` (mean s/question), ``latency_p50``, ``mem`` (peak RSS MB over the run),
+    ``latency`` (mean s/question), ``latency_p50``, ``latency_p95``, ``mem`` (peak RSS MB over the run),
     ``fallback_rate``, ``escalation_rate`` (COARSE decisions escalated to FULL; their action is
     ``full``) and one ``acc_<category>`` per category (sorted by name).
     """
@@ -66,6 +66,7 @@ def run_metrics(records: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> d
     out["avg_cost"] = float(np.mean([float(r["vision_tokens"]) for r in records]))
     out["latency"] = float(seconds.mean())
     out["latency_p50"] = float(np.median(seconds))
+    out["latency_p95"] = float(np.percentile(seconds, 95))
     out["mem"] = float(max(float(r.get("peak_rss_mb") or 0.0) for r in records))
     out["fallback_rate"] = float(np.mean([bool(r.get("fallback_fired")) for r in records]))
     out["escalation_rate"] = float(np.mean([bool(r.get("escalated")) for r in records]))

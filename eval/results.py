@@ -27,7 +27,7 @@ RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.json"
 LEADING_COLUMNS = ("run_id", "baseline_name", "dataset", "lambda_cost", "action_rate_no", "action_rate_coarse",
                    "action_rate_full", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "avg_cost", "latency",
-                   "latency_p50", "mem", "fallback_rate", "escalation_rate", "n")
+                   "latency_p50", "latency_p95", "mem", "fallback_rate", "escalation_rate", "n")
 """First columns of results.csv, in this order; ``acc_<category>`` and any other columns follow sorted."""
 
 

@@ -195,6 +195,7 @@ def prediction_record(sample: VStarSample, result: Any, seconds: float) -> dict:
                    for r in (getattr(result, "search", None) or [])],
         "vision_tokens": int(ledger.vision_tokens), "llm_calls": int(ledger.llm_calls),
         "search_calls": int(ledger.search_calls), "seconds": round(seconds, 6),
+        "stage_seconds": {name: round(float(s), 6) for name, s in sorted(ledger.seconds.items())},
         "peak_rss_mb": float(ledger.peak_rss_mb),
     }
 

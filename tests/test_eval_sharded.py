@@ -19,8 +19,8 @@ from seal.core.errors import InputError
 from tests.test_eval_cli import _eval, _predictions, _rows, bench, vqa_dir  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = ("seconds", "peak_rss_mb")
-TIMING_COLUMNS = ("latency", "latency_p50", "mem")
+TIMING = ("seconds", "stage_seconds", "peak_rss_mb")
+TIMING_COLUMNS = ("latency", "latency_p50", "latency_p95", "mem")
 
 
 def _answers(out):

@@ -76,11 +76,14 @@ def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys
     out = tmp_path / "exp"
     argv = ["experiment", "--suite", str(bench), "--out", str(out), "--seeds", "0,1",
             f"--models.vqa_path={vqa_dir}", "--models.localizer=oracle", "--agent.max_new_tokens=4",
-            f"--policy.checkpoint={head_dir}", "--search.max_nodes=8"]
+            f"--policy.checkpoint={head_dir}", "--search.max_nodes=8", f"--lambda-heads={head_dir}",
+            "--thresholds=0.2,100", "--cache-reuse-check"]
     assert main(argv) == 0
     suite = bench.name
     for name in ("main_table.csv", "action_ratio.csv", "pareto.csv", "pareto.json", "seed_runs.csv",
-                 "accuracy_vs_tokens.png", "action_ratio.png", "report.html"):
+                 "accuracy_vs_tokens.png", "action_ratio.png", "reliability.png", "report.html", "error_slices.csv",
+                 "calibration.csv", "latency.csv", "sweeps.csv", "pareto_lambda.csv", "pareto_lambda.json",
+                 "pareto_threshold.csv", "pareto_threshold.json", "pareto_cache_reuse.csv"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     rows = {r["policy"]: r for r in _csv(out / "main_table.csv")}
     assert list(rows) == ["always_full", "always_coarse", "no_vision", "random_policy_matched",
@@ -110,12 +113,37 @@ def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys
     pareto = json.loads((out / "pareto.json").read_text())[suite]
     assert pareto and {p["policy"] for p in pareto} <= set(rows)
     assert [p["policy"] for p in pareto] == [r["policy"] for r in _csv(out / "pareto.csv")]
+    assert "oracle" not in {p["policy"] for p in pareto}  # a reference, never on the front
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])[0]["policy"] == "always_full"
+    _check_sweeps_and_analyses(out, suite, rows, head_dir)
     # re-running resumes: no question is asked again
     sizes = {p: len(_preds(out / suite / p)) for p in ("always_full", "learned")}
     assert main(argv) == 0
     assert {p: len(_preds(out / suite / p)) for p in sizes} == sizes
     _check_in_browser(out / "report.html", tmp_path)
+
+
+def _check_sweeps_and_analyses(out, suite, rows, head_dir):
+    sweeps = _csv(out / "sweeps.csv")
+    assert [(r["sweep"], r["value"]) for r in sweeps] == [("lambda", head_dir.name), ("threshold", "0.2"),
+                                                         ("threshold", "100"), ("cache_reuse", "false")]
+    by = {(r["sweep"], r["value"]): r for r in sweeps}
+    # the lambda sweep's only head is the learned policy's head: the same run's figures
+    assert by[("lambda", head_dir.name)]["accuracy"] == rows["learned"]["accuracy"]
+    # the next-token entropy never exceeds ln(vocabulary) < 100: that threshold never looks
+    assert float(by[("threshold", "100")]["action_rate_no"]) == 1.0
+    assert by[("cache_reuse", "false")]["accuracy"] == rows["learned"]["accuracy"]  # the cache changes no answer
+    assert {r["on_front"] for r in _csv(out / "pareto_threshold.csv")} <= {"True", "False"}
+    slices = _csv(out / "error_slices.csv")
+    full = [r for r in slices if r["policy"] == "always_full"]
+    assert {r["action"] for r in full} == {"full"} and sum(int(r["n"]) for r in full) == 3
+    cal = {(r["policy"], r["action"]): r for r in _csv(out / "calibration.csv")}
+    assert 0.0 <= float(cal[("always_full", "all")]["answer_ece"]) <= 1.0
+    assert float(cal[("always_full", "all")]["policy_confidence"]) == 1.0  # a baseline's one-hot choice
+    assert 0.0 < float(cal[("learned", "all")]["policy_confidence"]) <= 1.0
+    lat = {r["policy"]: r for r in _csv(out / "latency.csv")}
+    assert float(lat["always_full"]["search_p95"]) >= float(lat["always_full"]["search_p50"]) > 0
+    assert float(lat["no_vision"]["seconds_p50"]) > 0 and float(lat["no_vision"]["peak_rss_mb"]) > 0
 
 
 def _check_in_browser(page, tmp_path):
@@ -128,4 +156,5 @@ def _check_in_browser(page, tmp_path):
     dom = _chromium(["--dump-dom", page.resolve().as_uri()], tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "random_policy_matched" in dom.stdout and "Pareto front" in dom.stdout
-    assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom.stdout)) == 2
+    assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom.stdout)) == 3
+    assert "Calibration per action" in dom.stdout and "Error slices" in dom.stdout

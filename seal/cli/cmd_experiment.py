@@ -2,13 +2,14 @@
 
 ``seal experiment --suite DIR [--suite DIR2 ...] --out OUT [--policies always_full,always_coarse,no_vision,
 random_policy_matched,uncertainty_threshold,learned,oracle] [--limit N] [--seeds 0,1,2] [--dataset synth|vstar]
-[--config YAML ...] [--section.field=value ...]``
+[--lambda-heads DIR,DIR] [--thresholds 0.1,0.3] [--cache-reuse-check] [--config YAML ...] [--section.field=value ...]``
 
 Each (suite, policy) is a ``seal eval`` run in ``OUT/<suite>/<policy>`` (seeded policies:
 ``.../seed<S>``), resumed when re-run; ``random_policy_matched`` takes the ``learned`` policy's
 action rates on the same suite, ``oracle`` the cheapest right action of the forced runs
 (:mod:`eval.experiment`). Writes ``main_table.csv``, ``action_ratio.csv``, ``pareto.csv`` /
-``pareto.json``, two PNG plots and ``report.html`` into OUT (:mod:`eval.experiment_report`); the
+``pareto.json``, the analyses (error slices, calibration, latency per stage), the sweeps'
+``pareto_<sweep>.csv/json``, three PNG plots and ``report.html`` into OUT (:mod:`eval.experiment_report`); the
 main table is printed, its rows as the last stdout line (JSON).
 """
 
@@ -35,12 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="only the first N questions of each suite")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the random policies (comma list)")
     p.add_argument("--dataset", default="synth", choices=("synth", "vstar"), help="benchmark reader of the suites")
+    p.add_argument("--lambda-heads", default="", metavar="DIR,DIR",
+                   help="lambda sweep: the learned policy once per head (heads trained with other lambda_cost)")
+    p.add_argument("--thresholds", default="", metavar="T,T",
+                   help="threshold sweep: uncertainty_threshold once per policy.baseline_threshold")
+    p.add_argument("--cache-reuse-check", action="store_true",
+                   help="also run the learned policy with agent.cache_reuse=false (latency with and without)")
     add_config_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.experiment import parse_policies, run_experiment, run_records
+    from eval.experiment import Sweeps, parse_policies, run_experiment, run_records
     from eval.experiment_report import write_report
 
     policies = parse_policies(args.policies)
@@ -53,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
     for suite in args.suite:
         if not suite.is_dir():
             raise InputError("--suite: expected a benchmark folder", suite)
+    try:
+        thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
+    except ValueError as exc:
+        raise InputError(f"--thresholds: expected a comma list of numbers, found {args.thresholds!r}") from exc
+    heads = [Path(h.strip()) for h in args.lambda_heads.split(",") if h.strip()]
+    for head in heads:
+        if not head.is_dir():
+            raise InputError("--lambda-heads: expected a policy head directory", head)
+    sweeps = Sweeps(lambda_heads=heads, thresholds=thresholds, cache_reuse=args.cache_reuse_check)
     out = writable_dir(args.out, "--out")
 
     def run_eval(suite: Path, folder: Path, overrides: list[str]) -> list[dict]:
@@ -66,14 +82,15 @@ def run(args: argparse.Namespace) -> int:
         return run_records(folder, args.limit)
 
     start = time.perf_counter()
-    main_rows, seed_rows = run_experiment(args.suite, out, policies, seeds, run_eval)
+    result = run_experiment(args.suite, out, policies, seeds, run_eval, sweeps)
+    main_rows = result.main_rows
     meta = {"suites": ", ".join(str(s) for s in args.suite), "policies": ", ".join(policies),
             "seeds": ", ".join(map(str, seeds)), "limit": args.limit, "git_revision": git_revision(),
             "seconds": round(time.perf_counter() - start, 1)}
     with write_errors(out, "--out"):
-        write_report(out, main_rows, seed_rows, meta)
+        write_report(out, result, meta)
     print(f"{'suite':<12} {'policy':<22} {'accuracy':>14} {'95% CI':>15} {'tokens':>8} {'no/coarse/full':>16} n")
-    for r in main_rows:
+    for r in main_rows + result.sweep_rows:
         acc = f"{r['accuracy']:.3f}" + (f"±{r['accuracy_std']:.3f}" if r["seeds"] > 1 else "")
         print(f"{r['suite']:<12} {r['policy']:<22} {acc:>14} [{r['accuracy_ci_low']:.3f}, {r['accuracy_ci_high']:.3f}] "
               f"{r['mean_vision_tokens']:>8.1f} {r['action_rate_no']:.2f}/{r['action_rate_coarse']:.2f}/"
