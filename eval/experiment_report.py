@@ -11,6 +11,7 @@
 ``reliability.png``  reliability diagrams of the answers per action (the learned policy's run)
 ``sweeps.csv``       every sweep run (lambda heads, uncertainty thresholds, cache reuse off)
 ``pareto_<sweep>.csv`` / ``.json``  per suite, every point of that sweep with ``on_front``
+``search_only.csv``  with ``--search-table``: the search alone per strategy (found@IoU0.5, nodes, model calls)
 ``report.html``      the tables and plots in one self-contained page (PNGs inlined as base64)
 """
 
@@ -37,11 +38,19 @@ PLOTS = ("accuracy_vs_tokens.png", "action_ratio.png", "reliability.png")
 SLICE_COLUMNS = ("suite", "policy", "action", "category", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high")
 CALIBRATION_COLUMNS = ("suite", "policy", "action", "n", "accuracy", "answer_confidence", "answer_ece",
                        "policy_confidence", "policy_ece")
+SEARCH_COLUMNS = ("suite", "strategy", "n", "found_rate", "confident_hit_rate", "mean_nodes_all", "mean_nodes_found",
+                  "mean_model_calls", "mean_hit_check_calls", "mean_seconds")
 SWEEP_COLUMNS = ("suite", "sweep", "value", "policy", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                  "mean_vision_tokens", "action_rate_no", "action_rate_coarse", "action_rate_full", "n", "on_front")
 
 
-def write_report(out: Path, result: ExperimentResult, meta: dict) -> list[Path]:
+def search_rows(suite: str, report: dict) -> list[dict]:
+    """One :data:`SEARCH_COLUMNS` row per strategy of a ``seal bench vsm`` report."""
+    return [{"suite": suite, "strategy": name, **{k: m.get(k) for k in SEARCH_COLUMNS[2:]}}
+            for name, m in report["search"].items()]
+
+
+def write_report(out: Path, result: ExperimentResult, meta: dict, search: Sequence[dict] = ()) -> list[Path]:
     """Write every file above into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     main_rows = result.main_rows
@@ -58,6 +67,8 @@ def write_report(out: Path, result: ExperimentResult, meta: dict) -> list[Path]:
              _write_csv(out / "error_slices.csv", SLICE_COLUMNS, slices),
              _write_csv(out / "calibration.csv", CALIBRATION_COLUMNS, calibration),
              _write_csv(out / "latency.csv", latency_columns, latency)]
+    if search:
+        paths.append(_write_csv(out / "search_only.csv", SEARCH_COLUMNS, search))
     if result.seed_rows:
         paths.append(_write_csv(out / "seed_runs.csv", ("seed", *MAIN_COLUMNS), result.seed_rows))
     paths.append(_write_json(out / "pareto.json", {s: [{k: r[k] for k in PARETO_COLUMNS[1:]} for r in front
@@ -79,8 +90,9 @@ def write_report(out: Path, result: ExperimentResult, meta: dict) -> list[Path]:
     tables = [("Main table", MAIN_COLUMNS, main_rows),
               ("Pareto front (accuracy vs mean vision tokens; the oracle is a reference, not on it)",
                PARETO_COLUMNS, front),
-              ("Sweeps", SWEEP_COLUMNS, sweep_rows), ("Calibration per action (ECE, 10 bins)",
-                                                      CALIBRATION_COLUMNS, calibration),
+              ("Sweeps", SWEEP_COLUMNS, sweep_rows),
+              ("Search alone per strategy", SEARCH_COLUMNS, search),
+              ("Calibration per action (ECE, 10 bins)", CALIBRATION_COLUMNS, calibration),
               ("Latency per stage (seconds) and peak memory (MB)", latency_columns, latency),
               ("Error slices: action x category", SLICE_COLUMNS, slices)]
     page.write_text(report_html(tables, pngs, meta), encoding="utf-8")

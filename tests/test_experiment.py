@@ -77,13 +77,13 @@ def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys
     argv = ["experiment", "--suite", str(bench), "--out", str(out), "--seeds", "0,1",
             f"--models.vqa_path={vqa_dir}", "--models.localizer=oracle", "--agent.max_new_tokens=4",
             f"--policy.checkpoint={head_dir}", "--search.max_nodes=8", f"--lambda-heads={head_dir}",
-            "--thresholds=0.2,100", "--cache-reuse-check"]
+            "--thresholds=0.2,100", "--cache-reuse-check", "--search-table"]
     assert main(argv) == 0
     suite = bench.name
     for name in ("main_table.csv", "action_ratio.csv", "pareto.csv", "pareto.json", "seed_runs.csv",
                  "accuracy_vs_tokens.png", "action_ratio.png", "reliability.png", "report.html", "error_slices.csv",
                  "calibration.csv", "latency.csv", "sweeps.csv", "pareto_lambda.csv", "pareto_lambda.json",
-                 "pareto_threshold.csv", "pareto_threshold.json", "pareto_cache_reuse.csv"):
+                 "pareto_threshold.csv", "pareto_threshold.json", "pareto_cache_reuse.csv", "search_only.csv"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     rows = {r["policy"]: r for r in _csv(out / "main_table.csv")}
     assert list(rows) == ["always_full", "always_coarse", "no_vision", "random_policy_matched",
@@ -141,6 +141,9 @@ def _check_sweeps_and_analyses(out, suite, rows, head_dir):
     assert 0.0 <= float(cal[("always_full", "all")]["answer_ece"]) <= 1.0
     assert float(cal[("always_full", "all")]["policy_confidence"]) == 1.0  # a baseline's one-hot choice
     assert 0.0 < float(cal[("learned", "all")]["policy_confidence"]) <= 1.0
+    search = {r["strategy"]: r for r in _csv(out / "search_only.csv")}
+    assert set(search) == {"vstar", "bfs"} and all(int(r["n"]) > 0 for r in search.values())
+    assert all(float(r["mean_nodes_all"]) >= 1 and 0 <= float(r["found_rate"]) <= 1 for r in search.values())
     lat = {r["policy"]: r for r in _csv(out / "latency.csv")}
     assert float(lat["always_full"]["search_p95"]) >= float(lat["always_full"]["search_p50"]) > 0
     assert float(lat["no_vision"]["seconds_p50"]) > 0 and float(lat["no_vision"]["peak_rss_mb"]) > 0

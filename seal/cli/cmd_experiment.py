@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lambda sweep: the learned policy once per head (heads trained with other lambda_cost)")
     p.add_argument("--thresholds", default="", metavar="T,T",
                    help="threshold sweep: uncertainty_threshold once per policy.baseline_threshold")
+    p.add_argument("--search-table", action="store_true",
+                   help="also the search alone per strategy (vstar, bfs) on each suite's targets with the "
+                        "search model: found@IoU0.5, nodes, model calls (search_only.csv)")
     p.add_argument("--cache-reuse-check", action="store_true",
                    help="also run the learned policy with agent.cache_reuse=false (latency with and without)")
     add_config_args(p)
@@ -47,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.experiment import Sweeps, parse_policies, run_experiment, run_records
+    from eval.experiment import Sweeps, parse_policies, run_experiment, run_records, suite_names
     from eval.experiment_report import write_report
 
     policies = parse_policies(args.policies)
@@ -87,8 +90,11 @@ def run(args: argparse.Namespace) -> int:
     meta = {"suites": ", ".join(str(s) for s in args.suite), "policies": ", ".join(policies),
             "seeds": ", ".join(map(str, seeds)), "limit": args.limit, "git_revision": git_revision(),
             "seconds": round(time.perf_counter() - start, 1)}
+    search_rows = [row for suite, name in zip(args.suite, suite_names(args.suite))
+                   for row in _search_table(args, suite, out / name / "search_only.json", name)] \
+        if args.search_table else []
     with write_errors(out, "--out"):
-        write_report(out, result, meta)
+        write_report(out, result, meta, search_rows)
     print(f"{'suite':<12} {'policy':<22} {'accuracy':>14} {'95% CI':>15} {'tokens':>8} {'no/coarse/full':>16} n")
     for r in main_rows + result.sweep_rows:
         acc = f"{r['accuracy']:.3f}" + (f"±{r['accuracy_std']:.3f}" if r["seeds"] > 1 else "")
@@ -98,3 +104,31 @@ def run(args: argparse.Namespace) -> int:
     print(f"-> {out} ({meta['seconds']} s)", flush=True)
     print_json_line(main_rows)
     return 0
+
+
+def _search_table(args: argparse.Namespace, suite: Path, report: Path, name: str) -> list[dict]:
+    """``seal bench vsm`` on the suite's (sample, target) pairs with vstar and bfs (no patch
+    calibration), under the experiment's resolved image / models / search / hit-check settings (written
+    beside the report); one row per strategy of its report (kept at ``report``; re-used when present)."""
+    import dataclasses
+    import json
+
+    from eval.experiment_report import search_rows
+    from seal.cli import cmd_bench
+    from seal.cli.common import resolve_config
+    from seal.config import SearchCommandConfig
+    import yaml
+
+    from seal.core.config import to_dict
+
+    if not report.is_file():
+        keep = {f.name for f in dataclasses.fields(SearchCommandConfig)}
+        settings = report.with_name("search_only_config.yaml")
+        report.parent.mkdir(parents=True, exist_ok=True)
+        resolved = {k: v for k, v in to_dict(resolve_config(args)).items() if k in keep}
+        settings.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+        ns = argparse.Namespace(model=None, bench=suite, n_samples=0, n_targets=args.limit or 100, threads=1,
+                                out=report, timing_calls=1, strategies="vstar,bfs", no_patch_calibration=True,
+                                hit_check_model=None, config=[str(settings)], overrides=[])
+        cmd_bench.run_vsm(ns)
+    return search_rows(name, json.loads(report.read_text(encoding="utf-8")))
