@@ -1,0 +1,219 @@
+"""``seal convert seal-vqa|seal-vsm``: tiny random checkpoints written with EXACTLY the original key
+names and layout of ``craigwu/seal_vqa_7b`` / ``craigwu/seal_vsm_7b`` (penghao-wu/vstar:
+``LLaVA/llava/model/llava_search_arch.py``, ``multimodal_projector/{builder,perceiver}.py``,
+``VisualSearch/model/VSM.py``, ``owlvit/owlvit.py``, ``segment_anything/modeling/mask_decoder.py``),
+as 2 sharded ``.bin`` files with an index or as safetensors, converted, reloaded with our loaders,
+and compared with the original computation rebuilt from transformers / segment-anything modules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+torch.manual_seed(0)
+WORDS = ("a chat between curious user human and an artificial intelligence assistant the gives helpful "
+         "detailed polite answers to questions s user assistant please locate in this image sure what is "
+         "color of cup red blue according common sense knowledge possible visual cues most likely location "
+         "appear on table").split()
+VISION = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=1, image_size=32,
+              patch_size=16, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+LM = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, rms_norm_eps=1e-6,
+          max_position_embeddings=512, tie_word_embeddings=False)
+
+
+# ---- tiny original checkpoints ---------------------------------------------------------------------
+
+def write_tokenizer(path: Path, extra: tuple[str, ...] = ()) -> "object":
+    """A word-level fast tokenizer (``<unk>``, ``<s>``, ``</s>`` + WORDS + punctuation), ``extra`` added
+    as the reference adds its tokens (``[LOC]`` plain, ``<im_start>``/``<im_end>`` special)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", *dict.fromkeys(WORDS), ",", ".", "?", ":", "'", "[", "]"]
+    vocab = {t: i for i, t in enumerate(words)}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    if "[LOC]" in extra:
+        tok.add_tokens(["[LOC]"])
+    specials = [t for t in extra if t != "[LOC]"]
+    if specials:
+        tok.add_tokens(specials, special_tokens=True)
+    tok.save_pretrained(str(path))
+    return tok
+
+
+def llama_state(vocab: int, seed: int) -> tuple[dict, "object"]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, **LM)).eval()
+    state = dict(lm.state_dict())
+    state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(4)  # persisted by transformers 4.31
+    return state, lm
+
+
+def clip_state(seed: int) -> tuple[dict, "object"]:
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed)
+    clip = CLIPVisionModel(CLIPVisionConfig(**VISION)).eval()
+    pre = "model.vision_tower.vision_tower.vision_model."
+    state = {pre + k.removeprefix("vision_model."): v for k, v in clip.state_dict().items()}
+    state[pre + "embeddings.position_ids"] = torch.arange(5)[None]
+    return state, clip
+
+
+def perceiver_state(prefix: str, dim: int, out: int, depth: int = 2, heads: int = 16, dim_head: int = 4,
+                    latents: int = 32) -> dict:
+    """``nn.Sequential(LayerNorm, PerceiverResampler, Linear)`` keys as the reference builder names them."""
+    inner, r = heads * dim_head, torch.randn
+    s = {prefix + "0.weight": 1 + 0.1 * r(dim), prefix + "0.bias": 0.1 * r(dim),
+         prefix + "1.latents": r(latents, dim), prefix + "1.media_pos_emb": r(1, 1, dim),
+         prefix + "1.norm.weight": 1 + 0.1 * r(dim), prefix + "1.norm.bias": 0.1 * r(dim),
+         prefix + "2.weight": 0.2 * r(out, dim), prefix + "2.bias": 0.1 * r(out)}
+    for i in range(depth):
+        p = f"{prefix}1.layers.{i}."
+        for ln in ("norm_media", "norm_latents"):
+            s[p + f"0.{ln}.weight"], s[p + f"0.{ln}.bias"] = 1 + 0.1 * r(dim), 0.1 * r(dim)
+        s[p + "0.to_q.weight"] = 0.2 * r(inner, dim)
+        s[p + "0.to_kv.weight"] = 0.2 * r(2 * inner, dim)
+        s[p + "0.to_out.weight"] = 0.2 * r(dim, inner)
+        s[p + "1.0.weight"], s[p + "1.0.bias"] = 1 + 0.1 * r(dim), 0.1 * r(dim)
+        s[p + "1.1.weight"] = 0.2 * r(4 * dim, dim)
+        s[p + "1.3.weight"] = 0.2 * r(dim, 4 * dim)
+    return s
+
+
+def write_shards(path: Path, state: dict, fmt: str) -> None:
+    """``bin``: 2 shards + ``pytorch_model.bin.index.json``; ``safetensors``: 2 shards + its index."""
+    keys = sorted(state)
+    halves = [keys[: len(keys) // 2], keys[len(keys) // 2:]]
+    weight_map = {}
+    for i, part in enumerate(halves, 1):
+        if fmt == "bin":
+            name = f"pytorch_model-0000{i}-of-00002.bin"
+            torch.save({k: state[k].contiguous() for k in part}, path / name)
+        else:
+            from safetensors.torch import save_file
+
+            name = f"model-0000{i}-of-00002.safetensors"
+            save_file({k: state[k].contiguous() for k in part}, str(path / name))
+        weight_map.update({k: name for k in part})
+    index = "pytorch_model.bin.index.json" if fmt == "bin" else "model.safetensors.index.json"
+    (path / index).write_text(json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+
+
+def make_seal_vqa(path: Path, fmt: str = "bin") -> dict:
+    """A tiny ``craigwu/seal_vqa_7b``: returns the reference modules and the raw state."""
+    path.mkdir(parents=True)
+    tok = write_tokenizer(path)
+    lm_state_, lm = llama_state(len(tok), 1)
+    tower_state, clip = clip_state(2)
+    r = torch.randn
+    state = {**lm_state_, **tower_state, "model.mm_projector.weight": 0.2 * r(32, 64),
+             "model.mm_projector.bias": 0.1 * r(32), **perceiver_state("model.mm_projector_object.", 64, 32)}
+    write_shards(path, state, fmt)
+    config = {"model_type": "llava_search", "architectures": ["LlavaSearchLlamaForCausalLM"], "vocab_size": len(tok),
+              "num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+              "rms_norm_eps": 1e-6, "max_position_embeddings": 512, "mm_hidden_size": 64,
+              "mm_vision_tower": "openai/clip-vit-large-patch14", "mm_vision_select_layer": -2,
+              "mm_vision_select_feature": "patch", "mm_projector_type": "linear",
+              "object_mm_projector_type": "perceiver", "image_aspect_ratio": "pad", "mm_use_im_start_end": False,
+              "tie_word_embeddings": False, "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2,
+              "pad_token_id": 0}
+    (path / "config.json").write_text(json.dumps(config))
+    return {"lm": lm, "clip": clip, "state": state, "tokenizer": tok}
+
+
+# ---- reference computations (the original equations) ----------------------------------------------
+
+def reference_resampler(s: dict, prefix: str, x: torch.Tensor, heads: int = 16) -> torch.Tensor:
+    """``mm_projector_object`` as flamingo-pytorch computes it (einsum attention over [media; latents])."""
+    def ln(t, name):
+        return F.layer_norm(t, t.shape[-1:], s[prefix + name + ".weight"], s[prefix + name + ".bias"])
+
+    x = ln(x, "0") + s[prefix + "1.media_pos_emb"][0]
+    lat = s[prefix + "1.latents"].expand(x.shape[0], -1, -1)
+    depth = len({k[len(prefix):].split(".")[2] for k in s if k.startswith(prefix + "1.layers.")})
+    for i in range(depth):
+        p = f"1.layers.{i}."
+        xm, ll = ln(x, p + "0.norm_media"), ln(lat, p + "0.norm_latents")
+        q = ll @ s[prefix + p + "0.to_q.weight"].T
+        k, v = (torch.cat([xm, ll], 1) @ s[prefix + p + "0.to_kv.weight"].T).chunk(2, -1)
+        b, n, inner = q.shape
+        dh = inner // heads
+        q, k, v = (t.reshape(b, t.shape[1], heads, dh).permute(0, 2, 1, 3) for t in (q, k, v))
+        sim = torch.einsum("bhid,bhjd->bhij", q * dh ** -0.5, k)
+        attn = (sim - sim.amax(-1, keepdim=True)).softmax(-1)
+        out = torch.einsum("bhij,bhjd->bhid", attn, v).permute(0, 2, 1, 3).reshape(b, n, inner)
+        lat = out @ s[prefix + p + "0.to_out.weight"].T + lat
+        h = ln(lat, p + "1.0") @ s[prefix + p + "1.1.weight"].T
+        lat = F.gelu(h) @ s[prefix + p + "1.3.weight"].T + lat
+    return ln(lat, "1.norm") @ s[prefix + "2.weight"].T + s[prefix + "2.bias"]
+
+
+# ---- seal-vqa --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["bin", "safetensors"])
+def test_seal_vqa_converts_and_matches_the_original(tmp_path, fmt):
+    from seal.core.manifest import read_manifest
+    from seal.models.backbone import load_llava
+    from seal.models.seal_convert_vqa import convert_seal_vqa
+    from seal.models.seal_objects import load_object_projector, object_tokens
+
+    ref = make_seal_vqa(tmp_path / "src", fmt)
+    report = convert_seal_vqa(tmp_path / "src", tmp_path / "out", dtype="float32")
+    man = read_manifest(tmp_path / "out", "vqa")
+    assert man.config["vwm_layout"] == "seal_objects" and man.config["source_format"] == "seal_vqa_7b"
+    assert man.config["converted_from"] == str(tmp_path / "src") and man.config["object_tokens"] == 32
+    assert report.kind == "vqa" and report.extra_parameters > 0
+    model, processor = load_llava(tmp_path / "out")
+    vocab = len(ref["tokenizer"])
+
+    # text only: LM logits over the original vocabulary are the original LLaMA's
+    ids = torch.tensor([[1, 5, 9, 12, 3, 7]])
+    with torch.no_grad():
+        ours = model(input_ids=ids).logits[..., :vocab]
+        theirs = ref["lm"](input_ids=ids).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+    # with an image, through the processor and the chat template: the original splices
+    # mm_projector(CLIP layer -2, CLS dropped) at the image placeholder
+    question = {"type": "text", "text": "what is the color of the cup ?"}
+    msgs = [{"role": "user", "content": [{"type": "image"}, question]}]
+    prompt = processor.apply_chat_template(msgs, add_generation_prompt=True)
+    assert prompt.startswith("A chat between a curious user") and " USER: <image>\nwhat is the color" in prompt
+    assert prompt.endswith("ASSISTANT:")
+    img = Image.fromarray((np.random.default_rng(0).random((20, 40, 3)) * 255).astype(np.uint8))
+    enc = processor(images=img, text=prompt, return_tensors="pt")
+    image_id = model.config.image_token_index
+    assert int((enc["input_ids"] == image_id).sum()) == 4  # (32 / 16) ** 2 patches
+    with torch.no_grad():
+        ours = model(**enc).logits[..., :vocab]
+        s = ref["state"]
+        feats = ref["clip"](enc["pixel_values"], output_hidden_states=True).hidden_states[-2][:, 1:]
+        proj = feats @ s["model.mm_projector.weight"].T + s["model.mm_projector.bias"]
+        ids = enc["input_ids"][0]
+        emb = ref["lm"].model.embed_tokens(ids.clamp(max=vocab - 1)).clone()
+        emb[ids == image_id] = proj[0]
+        theirs = ref["lm"](inputs_embeds=emb[None]).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+    # the object path: crops -> 32 object tokens, the resampler's original equations
+    projector = load_object_projector(tmp_path / "out")
+    crops = enc["pixel_values"].repeat(3, 1, 1, 1) + 0.1 * torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        tokens = object_tokens(model, crops, projector)
+        feats = ref["clip"](crops, output_hidden_states=True).hidden_states[-2][:, 1:]
+        expected = reference_resampler(ref["state"], "model.mm_projector_object.", feats)
+    assert tokens.shape == (3, 32, 32)
+    torch.testing.assert_close(tokens, expected, atol=1e-4, rtol=1e-4)
