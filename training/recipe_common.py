@@ -1,5 +1,6 @@
 """What every training recipe does around its own model: refuse the test split, set the threads,
-record how an export was made (its manifest's ``recipe``) and copy the training log beside it."""
+record how an export was made (its manifest's ``recipe``, the user's data it read) and copy the
+training log beside it."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def prepare_run(synth: "SynthConfig", train: "TrainConfig", model_name: str) -> None:
-    """Raise on ``synth.split: test`` (the held-out split) and apply ``train.threads``."""
+def prepare_run(synth: "SynthConfig", train: "TrainConfig", model_name: str, synthetic: bool = True) -> None:
+    """Raise on ``synth.split: test`` (the held-out split) when the run renders scenes (``synthetic``;
+    not on the user's data) and apply ``train.threads``."""
     import torch
 
-    if synth.split == "test":
+    if synthetic and synth.split == "test":
         raise ConfigError(f"synth.split: the {model_name} recipe trains on 'train' or 'val' scenes, found 'test' "
                           "(the held-out evaluation split)")
     if train.threads:
@@ -32,6 +34,15 @@ def recipe_record(command: list[str] | None, **extra: Any) -> dict[str, Any]:
     from seal.core.runs import command_line, git_revision
 
     return {"command": command if command is not None else command_line(), "git_revision": git_revision(), **extra}
+
+
+def data_record(path: str, image_root: str = "") -> dict[str, Any]:
+    """The user's training data as a manifest's recipe records it: the path, the image root and, for
+    a data file, its hash."""
+    from seal.core.manifest import file_hash
+
+    p = Path(path)
+    return {"path": path, "image_root": image_root, **({"hash": file_hash(p)} if p.is_file() else {})}
 
 
 def copy_train_log(out_dir: str | Path, export_dir: str | Path) -> None:

@@ -9,6 +9,8 @@ from eval.synth.config import SynthConfig
 from seal.core.errors import ConfigError
 from seal.models.backbone import TinyBackboneConfig
 from training.config import TrainConfig
+from training.data.config import VQAUserDataConfig
+from training.lora import LoRAConfig
 from training.vqa_data import VQADataConfig
 from vwm.layout import VWMConfig
 
@@ -25,6 +27,10 @@ class VQATrainConfig:
     """How scenes become examples."""
     export_dir: str = "checkpoints/vqa_tiny"
     """Where the final model, processor, manifest and training log are written."""
+    base: str = ""
+    """A real checkpoint to fine-tune (``--base``: a llava-hf ``save_pretrained`` directory), its
+    tokenizer and processor kept, trained as the ``lora`` section says and exported as an adapter
+    (or, with ``lora.full_finetune``, a whole model); '' = build the tiny random model."""
     init_from: str = ""
     """An exported VQA model (``export_dir`` of an earlier run) to start from instead of random
     weights ('' = random init); its tokenizer and sizes must be the ones this config builds."""
@@ -75,8 +81,19 @@ class TrainVQAConfig:
     vwm: VWMConfig = field(default_factory=VWMConfig)
     """The visual working memory layout the examples are rendered in (the answering layout)."""
     vqa_train: VQATrainConfig = field(default_factory=VQATrainConfig)
+    data: VQAUserDataConfig = field(default_factory=VQAUserDataConfig)
+    """The user's own data (``--data``, ``--image-root``); empty ``path`` = the ``synth`` scenes."""
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """How ``vqa_train.base`` is fine-tuned (unused without a base)."""
 
     def __post_init__(self) -> None:
+        vt = self.vqa_train
+        if (vt.base or self.data.path) and vt.attribute_loss > 0:
+            raise ConfigError(f"vqa_train.attribute_loss: the attribute maps exist only for the tiny model on "
+                              f"SynthVStar scenes; set it to 0 with vqa_train.base or data.path "
+                              f"(found {vt.attribute_loss})")
+        if vt.base and vt.init_from:
+            raise ConfigError("vqa_train.init_from: a fine-tune starts from vqa_train.base; give one of the two")
         seed = self.vqa_train.backbone.seed
         if seed not in (0, self.seed):
             raise ConfigError(f"vqa_train.backbone.seed: the command's seed seeds the model; set seed: {seed} instead")

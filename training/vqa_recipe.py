@@ -11,6 +11,13 @@
    ``VQAModel.load``), ``backbone.json``, the training log and the manifest (kind ``vqa``, config
    ``{"vwm": the layout it was trained on, "hit_check": how it must be asked when it checks hits}``).
 
+A fine-tune of a real base (``seal train vqa --base DIR --data FILE``, recipe ``lora``) replaces
+steps 1-3 and 5: the base is loaded with its own tokenizer and processor, wrapped by a LoRA adapter
+(:mod:`training.lora`, the ``lora`` section), trained on the user's conversations
+(:mod:`training.data`, the ``data`` section), and exported as the adapter alone
+(:func:`export_adapter`; ``seal merge-lora --vqa`` folds it into a plain checkpoint). The user's
+data may also train the tiny model (``--data`` without ``--base``).
+
 ``train.out_dir`` keeps the run: its resolved config and run record, the resumable state
 (``checkpoint/``), the log and the tokenizer/processor used by the data workers.
 """
@@ -21,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.recipe_common import copy_train_log, prepare_run, recipe_record
+from training.recipe_common import copy_train_log, data_record, prepare_run, recipe_record
 from training.vqa_config import TrainVQAConfig, VQATrainConfig
 
 if TYPE_CHECKING:
@@ -135,36 +142,94 @@ def model_config(cfg: TrainVQAConfig) -> dict[str, Any]:
 def run(cfg: TrainVQAConfig, command: list[str] | None = None, log=print) -> dict:
     """Train the VQA model as configured and export it; returns the loop's summary."""
     from training.loop import seed_everything, train
-    from training.vqa_data import build_dataset
 
     vt = cfg.vqa_train
-    prepare_run(cfg.synth, cfg.train, "VQA")
+    prepare_run(cfg.synth, cfg.train, "VQA", synthetic=not cfg.data.path)
     out = Path(cfg.train.out_dir)
-    model, processor = build(vt, cfg.seed)
-    if vt.init_from:
-        warm_start(model, processor, vt.init_from)
-        log(f"initialised from {vt.init_from}")
+    if vt.base:
+        from seal.models.backbone import load_llava
+        from training.lora import attach
+
+        model, processor = load_llava(vt.base)
+        seed_everything(cfg.seed)  # the adapter's initialisation
+        trained = attach(model, cfg.lora)
+        what = "every weight" if cfg.lora.full_finetune else f"LoRA rank {cfg.lora.rank} + {cfg.lora.modules_to_save}"
+        log(f"fine-tuning {vt.base} ({what})")
+    else:
+        model, processor = build(vt, cfg.seed)
+        if vt.init_from:
+            warm_start(model, processor, vt.init_from)
+            log(f"initialised from {vt.init_from}")
+        trained = model
     processor_dir = out / "processor"
     processor.save_pretrained(str(processor_dir))
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"tiny LLaVA: {n_params / 1e6:.2f} M parameters, vocabulary {len(processor.tokenizer)}, "
-        f"{vt.backbone.image_tokens} tokens per image")
-    data = build_dataset(processor, cfg.synth, vt.data, cfg.vwm, processor_dir, cfg.seed, log=log)
-    trained = model
+    n_train = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    log(f"LLaVA: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), vocabulary "
+        f"{len(processor.tokenizer)}")
+    data = _dataset(cfg, model, processor, processor_dir, log)
     if vt.attribute_loss > 0:
         from training.vqa_aux import VQATrainModel
         from training.vsm_data import attribute_classes
 
         trained = VQATrainModel(model, attribute_classes(), balanced=vt.attribute_balanced)
         log(f"auxiliary attribute loss (weight {vt.attribute_loss}) on the vision tower")
-    log(f"{len(data)} examples from {cfg.synth.n} scenes, {len(data.images)} distinct views")
 
     def on_save(unwrapped, out_dir: Path) -> None:
-        path = export(getattr(unwrapped, "llava", unwrapped), processor, cfg, out_dir, command)
+        if vt.base:
+            path = export_adapter(unwrapped, processor, cfg, out_dir, command)
+        else:
+            path = export(getattr(unwrapped, "llava", unwrapped), processor, cfg, out_dir, command)
         log(f"exported the trained model to {path}")
 
     seed_everything(cfg.seed)
     summary = train(trained, data.epochs(cfg.train.batch_size, cfg.seed, vt.data.bucket_batches),
                     make_loss_fn(vt.attribute_loss), cfg.train, collate=data.batch, on_save=on_save)
-    summary.update(examples=len(data), parameters=n_params, export_dir=vt.export_dir)
+    summary.update(examples=len(data), parameters=n_params, trained_parameters=n_train, export_dir=vt.export_dir)
     return summary
+
+
+def _dataset(cfg: TrainVQAConfig, model, processor, processor_dir: Path, log):
+    """The user's conversations (``data.path``) or the rendered SynthVStar scenes."""
+    if cfg.data.path:
+        from training.data.load import load_conversations
+        from training.data.vqa_examples import build_user_dataset
+
+        conversations = load_conversations(cfg.data, cfg.seed)
+        limit = cfg.data.max_length or int(model.config.text_config.max_position_embeddings)
+        data = build_user_dataset(processor, conversations, cfg.vwm, limit, log=log)
+        log(f"{len(data)} conversations from {cfg.data.path}, {len(data.images)} images")
+        return data
+    from training.vqa_data import build_dataset
+
+    data = build_dataset(processor, cfg.synth, cfg.vqa_train.data, cfg.vwm, processor_dir, cfg.seed, log=log)
+    log(f"{len(data)} examples from {cfg.synth.n} scenes, {len(data.images)} distinct views")
+    return data
+
+
+def export_adapter(model, processor, cfg: TrainVQAConfig, out_dir: Path, command: list[str] | None = None) -> Path:
+    """A fine-tune's export into ``vqa_train.export_dir``: the adapter (peft ``save_pretrained``: LoRA +
+    ``lora.modules_to_save``) or, with ``lora.full_finetune``, the whole model; the base's processor;
+    the training log; the manifest (kind ``vqa``; config ``vwm``, ``hit_check``, ``adapter`` (the
+    ``lora`` section, None for a full fine-tune) and ``base``; ``trained_against.base``: the base's
+    path and fingerprint; the recipe names the data)."""
+    from seal.core.manifest import MANIFEST, model_files, write_manifest
+    from seal.models.backbone import save_llava
+    from training.lora import base_record, lora_record, save_adapter
+
+    vt = cfg.vqa_train
+    export_dir = Path(vt.export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    (export_dir / MANIFEST).unlink(missing_ok=True)
+    if cfg.lora.full_finetune:
+        save_llava(model.eval(), processor, export_dir)
+    else:
+        save_adapter(model.eval(), export_dir)
+        processor.save_pretrained(str(export_dir))
+    config = {**model_config(cfg), "adapter": None if cfg.lora.full_finetune else lora_record(cfg.lora),
+              "base": base_record(vt.base)}
+    data = data_record(cfg.data.path, cfg.data.image_root) if cfg.data.path else {"synth": asdict(cfg.synth)}
+    write_manifest(export_dir, "vqa", config, model_files(export_dir), trained_against={"base": vt.base},
+                   recipe=recipe_record(command, data=data))
+    copy_train_log(out_dir, export_dir)
+    return export_dir

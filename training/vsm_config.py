@@ -12,6 +12,7 @@ from seal.core.errors import ConfigError
 from seal.models.backbone import TinyBackboneConfig
 from training.config import TrainConfig
 from training.crop_matcher_config import CropMatcherTrainConfig
+from training.data.config import DetectionDataConfig
 from training.stem_pretrain import StemPretrainConfig
 from training.vsm_data import VSMDataConfig
 
@@ -49,6 +50,11 @@ class VSMTrainConfig:
     data: VSMDataConfig = field(default_factory=VSMDataConfig)
     export_dir: str = "checkpoints/vsm_tiny"
     """Where the final model, its manifest and training log are written."""
+    base: str = ""
+    """A real LLaVA checkpoint (``--base``: a llava-hf ``save_pretrained`` directory) to build the
+    search model on: its tokenizer is kept (``<LOC>`` added), ``vsm`` gives the adapter (``lora_r``,
+    ``lora_alpha``, ``lora_dropout``, ``lora_targets``, ``modules_to_save``) and the heads;
+    '' = a new tokenizer and the tiny random LLaVA (``backbone``)."""
     init_from: str = ""
     """An exported VSM checkpoint to start from ('' = random init): its weights are copied into the
     model this config builds; every one must fit, and only modules this config adds (e.g.
@@ -108,8 +114,17 @@ class TrainVSMConfig:
     crop_matcher_train: CropMatcherTrainConfig = field(default_factory=CropMatcherTrainConfig)
     """The crop-matcher stage (``vsm_train.crop_matcher``); its ``export_dir`` stays '' (the matcher
     goes into the search model's export)."""
+    data: DetectionDataConfig = field(default_factory=DetectionDataConfig)
+    """The user's own annotations (``--data``, ``--image-root``); empty ``path`` = the ``synth`` scenes."""
 
     def __post_init__(self) -> None:
+        vt = self.vsm_train
+        if self.data.path and (vt.data.attribute_maps or vt.crop_matcher):
+            raise ConfigError("vsm_train.data.attribute_maps / vsm_train.crop_matcher: both learn SynthVStar's "
+                              "colours, patterns and shapes; turn them off with data.path (see "
+                              "configs/train/vsm/lora.yaml)")
+        if vt.base and vt.init_from:
+            raise ConfigError("vsm_train.init_from: a fine-tune starts from vsm_train.base; give one of the two")
         for name, seed in (("vsm_train.backbone.seed", self.vsm_train.backbone.seed),
                            ("vsm_train.vsm.seed", self.vsm_train.vsm.seed)):
             if seed not in (0, self.seed):

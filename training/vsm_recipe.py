@@ -17,6 +17,12 @@
    export again, the matcher named as its second stage.
 
 Every random choice derives from the command's ``seed``; ``synth.seed`` picks the scenes.
+
+On a real base (``seal train vsm --base DIR --data FILE``, recipe ``lora``) step 1 loads the base
+with its own tokenizer (``<LOC>`` added) and step 3 cuts the user's annotations (COCO or V*Bench,
+:mod:`training.data`, the ``data`` section) into patches and rows, with absent-target negatives; the
+export is the same adapter checkpoint (``backbone/`` + ``adapter/`` + decoders), its manifest's
+recipe naming the base (path, ``model_type``, fingerprint) and the data.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from search.vsm.localizer import CROP_MATCHER_DIR
 from seal.core.manifest import MANIFEST
-from training.recipe_common import copy_train_log, prepare_run, recipe_record
+from training.recipe_common import copy_train_log, data_record, prepare_run, recipe_record
 from training.vsm_config import TrainVSMConfig, VSMTrainConfig
 
 if TYPE_CHECKING:
@@ -47,6 +53,15 @@ def build(cfg: VSMTrainConfig, seed: int):
     texts = corpus_texts(seed, spatial_pairs=cfg.corpus_spatial_pairs, layouts=cfg.corpus_layouts)
     tokenizer = train_tokenizer(texts, vocab_size=cfg.vocab_size)
     llava, processor = build_tiny_llava(cfg.backbone, tokenizer)
+    return VSMModel.build(llava, processor, cfg.vsm)
+
+
+def build_on_base(cfg: VSMTrainConfig):
+    """A :class:`VSMModel` on the real LLaVA at ``cfg.base`` (its tokenizer kept, ``<LOC>`` added)."""
+    from search.vsm.model import VSMModel
+    from seal.models.backbone import load_llava
+
+    llava, processor = load_llava(cfg.base)
     return VSMModel.build(llava, processor, cfg.vsm)
 
 
@@ -108,20 +123,47 @@ def export(model, cfg: TrainVSMConfig, out_dir: Path, command: list[str] | None 
         if (export_dir / stale).exists():
             shutil.rmtree(export_dir / stale)
     stage = CROP_MATCHER_DIR if vt.crop_matcher and (export_dir / CROP_MATCHER_DIR / MANIFEST).is_file() else None
+    extra = {}
+    if vt.base:
+        from training.lora import base_record
+
+        extra["base"] = base_record(vt.base)
+    if cfg.data.path:
+        extra["data"] = data_record(cfg.data.path, cfg.data.image_root)
     model.eval().save_pretrained(export_dir, search_defaults=dict(vt.search_defaults) or None, second_stage=stage,
-                                 recipe=recipe_record(command))
+                                 recipe=recipe_record(command, **extra))
     copy_train_log(out_dir, export_dir)
     return export_dir
+
+
+def _dataset(cfg: TrainVSMConfig, model, log):
+    """The user's annotations (``data.path``) or the rendered SynthVStar scenes, cut for ``model``."""
+    vt = cfg.vsm_train
+    if cfg.data.path:
+        from training.data.load import load_detections
+        from training.data.vsm_rows import build_detection_dataset
+
+        return build_detection_dataset(load_detections(cfg.data, log=log), vt.data, cfg.data, cfg.search,
+                                       model.input_size, model.heatmap_size, model.fill_color, cfg.seed, log=log)
+    from training.vsm_data import build_dataset
+
+    return build_dataset(cfg.synth, vt.data, cfg.search, model.input_size, model.heatmap_size, model.fill_color,
+                         cfg.seed, log=log)
 
 
 def run(cfg: TrainVSMConfig, command: list[str] | None = None, log=print) -> dict:
     """Train the VSM as configured and export it; returns the loop's summary."""
     from training.loop import seed_everything, train
-    from training.vsm_data import build_dataset, make_collate
+    from training.vsm_data import make_collate
 
     vt = cfg.vsm_train
-    prepare_run(cfg.synth, cfg.train, "VSM")
-    model = build(vt, cfg.seed)
+    prepare_run(cfg.synth, cfg.train, "VSM", synthetic=not cfg.data.path)
+    if vt.base:
+        seed_everything(cfg.seed)  # the adapter's initialisation
+        model = build_on_base(vt)
+        log(f"search model on {vt.base} (its tokenizer, LoRA rank {vt.vsm.lora_r} on {list(vt.vsm.lora_targets)})")
+    else:
+        model = build(vt, cfg.seed)
     if vt.init_from:
         fresh = warm_start(model, vt.init_from)
         log(f"initialised from {vt.init_from}; fresh modules: {fresh or 'none'}")
@@ -129,11 +171,10 @@ def run(cfg: TrainVSMConfig, command: list[str] | None = None, log=print) -> dic
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"VSM: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), input {model.input_size} px, "
         f"{model.image_tokens} tokens per patch, heatmap {model.heatmap_size}")
-    data = build_dataset(cfg.synth, vt.data, cfg.search, model.input_size, model.heatmap_size, model.fill_color,
-                         cfg.seed, log=log)
+    data = _dataset(cfg, model, log)
     positives = sum(len(e.boxes) > 0 for e in data.examples)
     log(f"{len(data)} rows ({positives} with a legible target) on {len(data.patches)} patches "
-        f"from {cfg.synth.n} scenes")
+        f"from {cfg.data.path or f'{cfg.synth.n} scenes'}")
     if vt.stem_pretrain is not None:
         from training.stem_pretrain import pretrain_stem
 

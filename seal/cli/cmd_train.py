@@ -8,6 +8,11 @@ starts; runs the recipe; prints a JSON summary as the last stdout line.
 
 A recipe is one entry of :data:`RECIPES`: ``kind -> module`` whose ``run(cfg, command, log)``
 returns the summary.
+
+Fine-tuning on the user's own data (``vqa`` and ``vsm``): ``seal train vqa --base DIR --data FILE
+[--image-root DIR]`` sets ``vqa_train.base`` (``vsm_train.base``), ``data.path`` and
+``data.image_root`` (the flags win over ``--config`` files, dotted overrides over the flags); without
+``--recipe`` such a run uses the ``lora`` recipe (``configs/train/KIND/lora.yaml``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ from seal.core.runs import command_line, write_run_record
 RECIPES: dict[str, str] = {"vqa": "training.vqa_recipe", "vsm": "training.vsm_recipe",
                            "crop-matcher": "training.crop_matcher_recipe", "policy": "training.policy_recipe"}
 """Model kind -> the recipe module (``run(cfg, command, log) -> summary``)."""
+
+USER_DATA_KINDS: dict[str, str] = {"vqa": "vqa_train", "vsm": "vsm_train"}
+"""Kinds that train on a real base and the user's data -> the section holding ``base``."""
+USER_DATA_RECIPE = "lora"
+"""The recipe of ``--base`` / ``--data`` runs given no ``--recipe``."""
 
 RECIPE_DIR = PROJECT_ROOT / "configs" / "train"
 """``--recipe NAME`` of kind ``K`` is ``RECIPE_DIR/K/NAME.yaml`` (``crop-matcher``: ``crop_matcher/``)."""
@@ -51,6 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", metavar="NAME", help="a named stack of YAMLs, configs/train/KIND/NAME.yaml "
                                                     "(e.g. tiny: the shipped model's), under --config files")
     p.add_argument("--seed", type=int, help="the run's seed (the config's top-level seed)")
+    p.add_argument("--base", metavar="DIR", help="vqa / vsm: a real checkpoint to fine-tune (vqa_train.base / "
+                                                 "vsm_train.base; default recipe: lora)")
+    p.add_argument("--data", metavar="PATH", help="vqa: LLaVA-format JSON or V*Bench folder; vsm: COCO JSON or "
+                                                  "V*Bench folder (data.path)")
+    p.add_argument("--image-root", metavar="DIR", help="folder the data's image paths are relative to "
+                                                       "(data.image_root)")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -58,8 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from seal.config import command_config, load
 
-    files = ([recipe_file(args.kind, args.recipe)] if args.recipe else []) + list(args.config)
-    overrides = list(getattr(args, "overrides", []) or []) + ([] if args.seed is None else [f"seed={args.seed}"])
+    flags = user_data_overrides(args)
+    recipe = args.recipe or (USER_DATA_RECIPE if flags else None)
+    files = ([recipe_file(args.kind, recipe)] if recipe else []) + list(args.config)
+    seed = [] if args.seed is None else [f"seed={args.seed}"]
+    overrides = flags + list(getattr(args, "overrides", []) or []) + seed
     cls = command_config(f"train-{args.kind}")
     cfg = load(files, overrides, cls=cls)
     out_dir = functools.reduce(getattr, cls.OUT_DIR.split("."), cfg)
@@ -71,3 +90,21 @@ def run(args: argparse.Namespace) -> int:
         summary = recipe.run(cfg, command, log=lambda msg: print(msg, flush=True))
     print_json_line({"kind": args.kind, **summary})
     return 0
+
+
+def user_data_overrides(args: argparse.Namespace) -> list[str]:
+    """``--base`` / ``--data`` / ``--image-root`` as dotted overrides (values quoted: a path stays a string).
+
+    Raises:
+        InputError: a flag given to a kind that does not read the user's data.
+    """
+    import json
+
+    given = {flag: value for flag, value in (("--base", args.base), ("--data", args.data),
+                                             ("--image-root", args.image_root)) if value is not None}
+    if given and args.kind not in USER_DATA_KINDS:
+        raise InputError(f"{', '.join(given)}: only seal train {' / '.join(USER_DATA_KINDS)} read a base or the "
+                         f"user's data, not {args.kind}")
+    fields = {"--base": f"{USER_DATA_KINDS.get(args.kind)}.base", "--data": "data.path",
+              "--image-root": "data.image_root"}
+    return [f"{fields[flag]}={json.dumps(str(value))}" for flag, value in given.items()]
