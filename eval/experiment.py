@@ -6,6 +6,8 @@ never imports the CLI. Two policies are derived from others of the same experime
 
 - ``random_policy_matched`` draws with the action rates the ``learned`` policy reached on the same
   suite (run first), once per seed; its row is the mean ± std over seeds.
+- ``random_bucket_matched`` does the same within three text-pass entropy buckets (cut at the
+  learned run's entropy terciles), each bucket with the learned policy's rates in it.
 - ``oracle`` is not run: per question, the cheapest action (fewest vision tokens; ties no < coarse <
   full) that answered right in the forced runs ``no_vision`` / ``always_coarse`` / ``always_full``;
   a question none of them answered right takes the cheapest action and counts as wrong.
@@ -23,12 +25,12 @@ from eval.metrics import ACTIONS, run_metrics
 from eval.results import PREDICTIONS_FILE, SUMMARY_FILE, read_predictions
 from seal.core.errors import InputError
 
-POLICIES = ("always_full", "always_coarse", "no_vision", "random_policy_matched", "uncertainty_threshold",
-            "learned", "oracle")
+POLICIES = ("always_full", "always_coarse", "no_vision", "random_policy_matched", "random_bucket_matched",
+            "uncertainty_threshold", "learned", "oracle")
 """Every policy ``seal experiment`` knows, in table order."""
 FORCED = {"no": "no_vision", "coarse": "always_coarse", "full": "always_full"}
 """Action short name -> the baseline that always takes it (the oracle's inputs)."""
-SEEDED = ("random_policy_matched",)
+SEEDED = ("random_policy_matched", "random_bucket_matched")
 """Policies with randomness: run once per seed, reported as mean ± std."""
 
 RunEval = Callable[[Path, Path, list[str]], list[dict]]
@@ -98,6 +100,25 @@ def policy_row(suite: str, policy: str, records: Sequence[dict], seed: int | Non
            "accuracy_ci_high": m["accuracy_ci_high"], "mean_vision_tokens": m["avg_cost"],
            **{f"action_rate_{a}": m[f"action_rate_{a}"] for a in ACTIONS}, "n": m["n"]}
     return row if seed is None else {**row, "seed": seed}
+
+
+def bucket_overrides(learned: Sequence[dict], buckets: int = 3) -> tuple[str, str]:
+    """``random_bucket_matched``'s settings from the learned policy's records: entropy thresholds at
+    the ``buckets``-quantiles of their text-pass entropies, and per bucket the learned action rates
+    (a bucket without questions takes the overall rates)."""
+    import numpy as np
+
+    entropy = np.array([float(r["entropy"]) for r in learned if r.get("entropy") is not None])
+    if entropy.size == 0:
+        raise InputError("random_bucket_matched: the learned run's records carry no text-pass entropy")
+    cuts = sorted(set(float(q) for q in np.quantile(entropy, [k / buckets for k in range(1, buckets)])))
+    overall = [sum(r["action"] == a for r in learned) / len(learned) for a in ACTIONS]
+    ratios = []
+    for k in range(len(cuts) + 1):
+        inside = [r for r in learned if r.get("entropy") is not None
+                  and int(np.searchsorted(cuts, float(r["entropy"]), side="left")) == k]
+        ratios.append([sum(r["action"] == a for r in inside) / len(inside) for a in ACTIONS] if inside else overall)
+    return f"policy.baseline_bucket_thresholds={cuts}", f"policy.baseline_bucket_ratios={ratios}"
 
 
 def mean_std(rows: Sequence[dict]) -> dict:
@@ -185,9 +206,11 @@ def run_experiment(suites: Sequence[Path], out: Path, policies: Sequence[str], s
             elif policy in SEEDED:
                 rates = policy_row(suite, "learned", get("learned"))
                 ratios = [rates[f"action_rate_{a}"] for a in ACTIONS]
+                matched = (f"policy.baseline_target_ratios={ratios}",) if policy == "random_policy_matched" \
+                    else bucket_overrides(get("learned"))
                 per_seed, recs = [], []
                 for s in seeds:
-                    got = records(policy, (f"policy.baseline_target_ratios={ratios}", f"seed={s}"), f"seed{s}")
+                    got = records(policy, (*matched, f"seed={s}"), f"seed{s}")
                     recs = recs or got
                     per_seed.append(policy_row(suite, policy, got, seed=s))
                 result.seed_rows += per_seed

@@ -185,6 +185,7 @@ def prediction_record(sample: VStarSample, result: Any, seconds: float) -> dict:
         "fallback_fired": bool(getattr(decision, "fallback_fired", False)),
         "escalated": getattr(result, "escalation", None) is not None,
         "probs": list(map(float, decision.probs)) if decision is not None else None,
+        "entropy": round(float(decision.entropy), 6) if decision is not None else None,
         "targets": list(result.targets or []),
         "listed": _listed(result),
         "option_scores": None if getattr(result, "option_scores", None) is None

@@ -39,7 +39,7 @@ from eval.runner import AgentLike, EvalRun, answer_questions, evaluate
 from seal.core.errors import InputError
 
 RANK_FILE = re.compile(r"predictions\.rank(\d+)\.jsonl")
-SEQUENTIAL_POLICIES = ("random_policy_matched",)
+SEQUENTIAL_POLICIES = ("random_policy_matched", "random_bucket_matched")
 """Policies whose choice for a question depends on the questions asked before it (one random stream
 drawn in order): N processes would draw other actions than one, so they are refused."""
 ANSWER_FIELDS = ("answer_index", "answer", "action")

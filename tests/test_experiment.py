@@ -11,7 +11,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from eval.experiment import mean_std, oracle_records, pareto_front, policy_row
+import numpy as np
+
+from eval.experiment import bucket_overrides, mean_std, oracle_records, pareto_front, policy_row
+from seal.core.errors import ConfigError
+from seal.policy.baselines import make_baseline
+from seal.policy.config import PolicyConfig
+from seal.policy.features import PolicyInputs
 from seal.cli.main import main
 from seal.policy.head import HeadSpec, VoWHead
 from tests.test_eval_cli import BACKBONE, bench, vqa_dir  # noqa: F401  (module fixtures)
@@ -43,6 +49,26 @@ def test_pareto_front_keeps_the_non_dominated_points():
     pts = {"a": (0.5, 0), "b": (0.7, 100), "c": (0.6, 200), "d": (0.9, 900), "e": (0.9, 1000), "f": (0.4, 0)}
     rows = [{"policy": k, "accuracy": acc, "mean_vision_tokens": t} for k, (acc, t) in pts.items()]
     assert [r["policy"] for r in pareto_front(rows)] == ["a", "b", "d"]
+
+
+def test_bucket_overrides_match_the_learned_rates_per_entropy_bucket():
+    learned = [{"entropy": e, "action": a} for e, a in
+               ((0.1, "no"), (0.2, "no"), (0.3, "no"), (1.0, "coarse"), (1.1, "full"), (1.2, "coarse"),
+                (2.0, "full"), (2.1, "full"), (2.2, "full"))]
+    cuts, ratios = bucket_overrides(learned)
+    thresholds = json.loads(cuts.split("=", 1)[1])
+    assert len(thresholds) == 2 and 0.3 <= thresholds[0] < 1.0 and 1.2 <= thresholds[1] < 2.0
+    assert json.loads(ratios.split("=", 1)[1]) == [[1.0, 0.0, 0.0], [0.0, 2 / 3, 1 / 3], [0.0, 0.0, 1.0]]
+    cfg = PolicyConfig(baseline_name="random_bucket_matched", baseline_bucket_thresholds=thresholds,
+                       baseline_bucket_ratios=json.loads(ratios.split("=", 1)[1]))
+    chooser = make_baseline("random_bucket_matched", cfg, seed=0)
+    entropy = np.array([0.0, 0.2, 5.0, 9.0])
+    inputs = PolicyInputs(features=np.zeros((4, 2), np.float32), entropy=entropy, margin=np.zeros(4))
+    got = chooser.choose(inputs)
+    assert list(got.actions) == [0, 0, 2, 2] and got.probs.shape == (4, 3)  # buckets 0 and 2 are certain
+    with pytest.raises(ConfigError, match="baseline_bucket_ratios"):
+        make_baseline("random_bucket_matched", PolicyConfig(baseline_bucket_thresholds=[1.0],
+                                                            baseline_bucket_ratios=[[1, 0, 0]]))
 
 
 def test_mean_std_over_seeds():
@@ -87,7 +113,7 @@ def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     rows = {r["policy"]: r for r in _csv(out / "main_table.csv")}
     assert list(rows) == ["always_full", "always_coarse", "no_vision", "random_policy_matched",
-                          "uncertainty_threshold", "learned", "oracle"]
+                          "random_bucket_matched", "uncertainty_threshold", "learned", "oracle"]
     assert all(r["suite"] == suite and r["n"] == "3" for r in rows.values())
     assert float(rows["always_full"]["action_rate_full"]) == 1.0 and float(rows["no_vision"]["mean_vision_tokens"]) == 0
     # the oracle from the forced runs' own predictions
@@ -101,7 +127,7 @@ def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys
     learned = rows["learned"]
     target = "/".join(f"{float(learned[f'action_rate_{a}']):.3f}" for a in ("no", "coarse", "full"))
     assert rows["random_policy_matched"]["target_ratios"] == target and rows["random_policy_matched"]["seeds"] == "2"
-    seeds = _csv(out / "seed_runs.csv")
+    seeds = [r for r in _csv(out / "seed_runs.csv") if r["policy"] == "random_policy_matched"]
     assert [r["seed"] for r in seeds] == ["0", "1"]
     assert float(rows["random_policy_matched"]["accuracy"]) == pytest.approx(
         sum(float(r["accuracy"]) for r in seeds) / 2, abs=1e-6)

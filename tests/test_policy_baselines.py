@@ -68,6 +68,6 @@ def test_smaller_threshold_means_more_vision():
 
 def test_registry_and_unknown_name():
     assert set(BASELINES) == {"always_full", "always_coarse", "no_vision", "random_policy_matched",
-                              "uncertainty_threshold"}
+                              "random_bucket_matched", "uncertainty_threshold"}
     with pytest.raises(ConfigError, match="baseline_name"):
         make_baseline("oracle", PolicyConfig())

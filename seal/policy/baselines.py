@@ -8,6 +8,8 @@ from a :class:`~seal.policy.config.PolicyConfig`:
 - ``always_full`` / ``always_coarse`` / ``no_vision``: one action for every question.
 - ``random_policy_matched``: i.i.d. draws with probabilities ``baseline_target_ratios``; the same
   the run's ``seed`` gives the same sequence of draws.
+- ``random_bucket_matched``: the same within text-pass entropy buckets (``baseline_bucket_thresholds``),
+  each bucket with its own probabilities (``baseline_bucket_ratios``).
 - ``uncertainty_threshold``: vision (``baseline_vision``) when the text pass is uncertain
   (entropy > threshold, or margin < threshold), else NO_VISION. Exactly at the threshold: NO_VISION.
 """
@@ -83,6 +85,37 @@ class RandomMatched:
         return Choices(actions, probs, reasons)
 
 
+class RandomBucketMatched:
+    """:class:`RandomMatched` within text-pass entropy buckets: a question's draw uses its bucket's
+    ratios (matching another policy's action mix per level of uncertainty, seed 001 B3)."""
+
+    name = "random_bucket_matched"
+
+    def __init__(self, thresholds: list[float], ratios: list[list[float]], seed: int) -> None:
+        t = np.asarray(thresholds, dtype=np.float64)
+        if t.ndim != 1 or np.any(np.diff(t) <= 0):
+            raise ConfigError(f"policy.baseline_bucket_thresholds: expected increasing numbers, found {thresholds}")
+        if len(ratios) != len(t) + 1:
+            raise ConfigError(f"policy.baseline_bucket_ratios: expected {len(t) + 1} rows (one per bucket), "
+                              f"found {len(ratios)}")
+        self.thresholds = t
+        self.buckets = [RandomMatched(r, seed) for r in ratios]
+        self.rng = np.random.default_rng(seed)
+
+    def bucket(self, entropy: np.ndarray) -> np.ndarray:
+        """(N,) int64 bucket of each entropy: how many thresholds lie strictly below it."""
+        return np.searchsorted(self.thresholds, np.asarray(entropy, dtype=np.float64), side="left")
+
+    def choose(self, inputs: PolicyInputs) -> Choices:
+        n = len(inputs)
+        buckets = self.bucket(inputs.entropy)
+        p = np.stack([self.buckets[b].ratios for b in buckets]) if n else np.zeros((0, N_ACTIONS))  # (N, 3)
+        actions = np.array([self.rng.choice(N_ACTIONS, p=row) for row in p], dtype=np.int64)
+        reasons = [f"baseline {self.name}: entropy bucket {b}, drew {Action(a).short} (p={row[a]:.2f})"
+                   for b, a, row in zip(buckets, actions, p)]
+        return Choices(actions, p.copy(), reasons)
+
+
 class UncertaintyThreshold:
     """Vision when the text pass is uncertain: entropy > threshold or margin < threshold."""
 
@@ -119,6 +152,7 @@ BASELINES: dict[str, Callable[[PolicyConfig, int], Chooser]] = {
     "always_coarse": lambda cfg, seed: FixedAction("always_coarse", Action.COARSE_VISION),
     "no_vision": lambda cfg, seed: FixedAction("no_vision", Action.NO_VISION),
     "random_policy_matched": lambda cfg, seed: RandomMatched(_required_ratios(cfg), seed),
+    "random_bucket_matched": lambda cfg, seed: RandomBucketMatched(*_required_buckets(cfg), seed),
     "uncertainty_threshold": lambda cfg, seed: UncertaintyThreshold(
         cfg.baseline_uncertainty, cfg.baseline_threshold, Action.from_short(cfg.baseline_vision)),
 }
@@ -130,6 +164,13 @@ def make_baseline(name: str, cfg: PolicyConfig, seed: int = 0) -> Chooser:
     if name not in BASELINES:
         raise ConfigError(f"policy.baseline_name: expected one of {sorted(BASELINES)}, found {name!r}")
     return BASELINES[name](cfg, seed)
+
+
+def _required_buckets(cfg: PolicyConfig) -> tuple[list[float], list[list[float]]]:
+    if cfg.baseline_bucket_thresholds is None or cfg.baseline_bucket_ratios is None:
+        raise ConfigError("policy.baseline_bucket_thresholds and policy.baseline_bucket_ratios: required by "
+                          "random_bucket_matched")
+    return cfg.baseline_bucket_thresholds, cfg.baseline_bucket_ratios
 
 
 def _required_ratios(cfg: PolicyConfig) -> list[float]:

@@ -22,7 +22,8 @@ from typing import Literal
 from seal.core.errors import ConfigError, InputError
 
 FeatureMode = Literal["hidden", "hidden_entropy", "hidden_margin", "hidden_entropy_margin"]
-BaselineName = Literal["always_full", "always_coarse", "no_vision", "random_policy_matched", "uncertainty_threshold"]
+BaselineName = Literal["always_full", "always_coarse", "no_vision", "random_policy_matched", "random_bucket_matched",
+                       "uncertainty_threshold"]
 
 
 @dataclass
@@ -65,6 +66,12 @@ class PolicyConfig:
     baseline_target_ratios: list[float] | None = None
     """``random_policy_matched``: probabilities of [no, coarse, full] (sum 1), e.g. the action ratios
     the learned policy reached at some lambda_cost. Required for that baseline."""
+    baseline_bucket_thresholds: list[float] | None = None
+    """``random_bucket_matched``: increasing text-pass entropy thresholds (nats) cutting the questions
+    into ``len + 1`` buckets (bucket k: entropy above k of them). Required for that baseline."""
+    baseline_bucket_ratios: list[list[float]] | None = None
+    """``random_bucket_matched``: per bucket, probabilities of [no, coarse, full] (each sums to 1),
+    e.g. the learned policy's action ratios within each entropy bucket. Required for that baseline."""
     baseline_uncertainty: Literal["entropy", "margin"] = "entropy"
     """``uncertainty_threshold``: which text-pass signal is thresholded."""
     baseline_threshold: float = 0.5
