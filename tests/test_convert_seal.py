@@ -217,3 +217,156 @@ def test_seal_vqa_converts_and_matches_the_original(tmp_path, fmt):
         expected = reference_resampler(ref["state"], "model.mm_projector_object.", feats)
     assert tokens.shape == (3, 32, 32)
     torch.testing.assert_close(tokens, expected, atol=1e-4, rtol=1e-4)
+
+
+# ---- seal-vsm --------------------------------------------------------------------------------------
+
+OWL_VISION = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=1, image_size=64,
+                  patch_size=16, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+DET_DIM, SAM_DIM = 16, 64
+
+
+class ReferenceUpsample(torch.nn.Module):
+    """The reference mask decoder's ``Upsample``: bilinear x2, then a 3x3 conv."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(cin, cout, 3, 1, 1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x.float(), scale_factor=2.0, mode="bilinear").to(x.dtype))
+
+
+def reference_sam():
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+    from segment_anything.modeling.common import LayerNorm2d
+
+    pe = PromptEncoder(embed_dim=SAM_DIM, image_embedding_size=(4, 4), input_image_size=(64, 64), mask_in_chans=16)
+    md = MaskDecoder(num_multimask_outputs=3, transformer=TwoWayTransformer(depth=2, embedding_dim=SAM_DIM,
+                     mlp_dim=128, num_heads=2), transformer_dim=SAM_DIM, iou_head_depth=3, iou_head_hidden_dim=256)
+    md.output_upscaling = torch.nn.Sequential(ReferenceUpsample(SAM_DIM, SAM_DIM // 4), LayerNorm2d(SAM_DIM // 4),
+                                              torch.nn.GELU(), ReferenceUpsample(SAM_DIM // 4, SAM_DIM // 8),
+                                              torch.nn.GELU())
+    return pe.eval(), md.eval()
+
+
+def make_seal_vsm(path: Path, fmt: str = "bin") -> dict:
+    """A tiny ``craigwu/seal_vsm_7b`` (no CLIP tower in it, as the merge script saves it) + a CLIP dir."""
+    from transformers import OwlViTConfig, OwlViTForObjectDetection
+
+    path.mkdir(parents=True)
+    tok = write_tokenizer(path, ("[LOC]", "<im_start>", "<im_end>"))
+    lm_state_, lm = llama_state(len(tok), 3)
+    _, clip = clip_state(4)
+    clip.save_pretrained(str(path.parent / "clip"))
+    torch.manual_seed(5)
+    owl = OwlViTForObjectDetection(OwlViTConfig(
+        text_config=dict(hidden_size=DET_DIM, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2),
+        vision_config=OWL_VISION)).eval()
+    owl_state = {}
+    for k, v in owl.state_dict().items():
+        if k.startswith("owlvit.vision_model."):
+            owl_state["model." + k] = v
+        elif k.split(".")[0] in ("class_head", "box_head", "layer_norm"):
+            owl_state["model.owlvit." + k] = v
+    owl_state["model.owlvit.vision_model.embeddings.position_ids"] = torch.arange(17)[None]
+    pe, md = reference_sam()
+    r = torch.randn
+    state = {**lm_state_, **owl_state, "model.mm_projector.weight": 0.2 * r(32, 64),
+             "model.mm_projector.bias": 0.1 * r(32), "model.visual_projection.weight": 0.2 * r(SAM_DIM, 64),
+             **{"model.prompt_encoder." + k: v for k, v in pe.state_dict().items()},
+             **{"model.mask_decoder." + k: v for k, v in md.state_dict().items()}}
+    for name, out in (("det", DET_DIM), ("seg", SAM_DIM)):
+        p = f"model.text_hidden_fcs_{name}.0."
+        state.update({p + "0.weight": 0.3 * r(32, 32), p + "0.bias": 0.1 * r(32), p + "2.weight": 0.3 * r(out, 32),
+                      p + "2.bias": 0.1 * r(out)})
+    write_shards(path, state, fmt)
+    config = {"model_type": "llava", "architectures": ["VSMForCausalLM"], "vocab_size": len(tok),
+              "num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+              "rms_norm_eps": 1e-6, "max_position_embeddings": 512, "mm_hidden_size": 64, "out_dim": DET_DIM,
+              "train_mask_decoder": True, "mm_use_im_start_end": True, "use_mm_proj": True,
+              "mm_vision_tower": "openai/clip-vit-large-patch14", "vision_tower": "openai/clip-vit-large-patch14",
+              "mm_vision_select_layer": -2, "tie_word_embeddings": False, "torch_dtype": "float32",
+              "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    (path / "config.json").write_text(json.dumps(config))
+    pe.load_state_dict({k.removeprefix("model.prompt_encoder."): v for k, v in state.items()
+                        if k.startswith("model.prompt_encoder.")})
+    return {"lm": lm, "clip": clip, "owl": owl, "pe": pe, "md": md, "state": state, "tokenizer": tok}
+
+
+def reference_vsm(ref: dict, clip_pixels, owl_pixels, target: str):
+    """The reference ``VSMForCausalLM.inference`` on one patch (teacher-forced reply): detection
+    logits / boxes and the low-res mask logits."""
+    tok, s = ref["tokenizer"], ref["state"]
+    prompt = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives "
+              "helpful, detailed, and polite answers to the human's questions. USER: <im_start><image><im_end>\n"
+              f"Please locate the {target} in this image. ASSISTANT: Sure, [LOC].</s>")
+    before, after = prompt.split("<image>")
+    ids = tok(before)["input_ids"] + [-200] + tok(after, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor(ids)
+    feats = ref["clip"](clip_pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
+    image = feats[0] @ s["model.mm_projector.weight"].T + s["model.mm_projector.bias"]
+    at = int((ids == -200).nonzero())
+    emb = torch.cat([ref["lm"].model.embed_tokens(ids[:at]), image, ref["lm"].model.embed_tokens(ids[at + 1:])])
+    hidden = ref["lm"].model(inputs_embeds=emb[None, :-1]).last_hidden_state  # generate's last step
+    loc_id = tok.convert_tokens_to_ids("[LOC]")
+    mask = torch.cat([torch.zeros(image.shape[0] - 1, dtype=torch.bool), ids[1:] == loc_id])
+    state = hidden[0][mask]  # (1, D)
+
+    def mlp(name, x):
+        p = f"model.text_hidden_fcs_{name}.0."
+        return F.relu(x @ s[p + "0.weight"].T + s[p + "0.bias"]) @ s[p + "2.weight"].T + s[p + "2.bias"]
+
+    fmap = ref["owl"].image_embedder(pixel_values=owl_pixels)[0]
+    b, g, _, c = fmap.shape
+    flat = fmap.reshape(b, g * g, c)
+    logits, _ = ref["owl"].class_predictor(flat, mlp("det", state)[:, None])
+    boxes = ref["owl"].box_predictor(flat, fmap)
+    sparse, dense = ref["pe"](points=None, boxes=None, masks=None)
+    sparse = torch.cat([sparse, mlp("seg", state)[:, None]], 1)
+    embed = (fmap @ s["model.visual_projection.weight"].T).permute(0, 3, 1, 2)
+    masks, _ = ref["md"](image_embeddings=embed, image_pe=ref["pe"].get_dense_pe(), sparse_prompt_embeddings=sparse,
+                         dense_prompt_embeddings=dense, multimask_output=False)
+    return logits[..., 0], boxes, masks[:, 0]
+
+
+@pytest.fixture(scope="module")
+def converted_vsm(tmp_path_factory):
+    from search.seal_vsm.convert import convert_seal_vsm
+
+    root = tmp_path_factory.mktemp("vsm")
+    ref = make_seal_vsm(root / "src", "bin")
+    report = convert_seal_vsm(root / "src", root / "out", dtype="float32", vision_tower=root / "clip")
+    return root, ref, report
+
+
+def test_seal_vsm_converts_and_matches_the_original(converted_vsm):
+    from seal.core.manifest import read_manifest
+    from search.seal_vsm.model import SealVSM
+
+    root, ref, report = converted_vsm
+    man = read_manifest(root / "out", "vsm")
+    assert man.config["backend"] == "seal_vsm" and man.config["source_format"] == "seal_vsm_7b"
+    assert man.config["converted_from"] == str(root / "src") and man.search_defaults["confidence_high"] == 0.5
+    assert report.kind == "vsm"
+    model = SealVSM.from_pretrained(root / "out")
+    assert model.heads.grid == 4 and model.image_tokens == 4
+    torch.manual_seed(7)
+    clip_pixels, owl_pixels = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        emb, fmap = model.encode(clip_pixels, owl_pixels)
+        loc = model.loc_states("red cup", emb)
+        logits, boxes = model.heads.detect(fmap, loc)
+        heat = model.heads.heatmap(fmap, loc)
+        r_logits, r_boxes, r_heat = reference_vsm(ref, clip_pixels, owl_pixels, "red cup")
+    assert logits.shape == (1, 16) and boxes.shape == (1, 16, 4) and heat.shape == (1, 16, 16)
+    torch.testing.assert_close(logits, r_logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(boxes, r_boxes, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(heat, r_heat, atol=1e-4, rtol=1e-4)
+    # a batch of regions gives each region's own result
+    with torch.no_grad():
+        emb2, fmap2 = model.encode(clip_pixels.repeat(2, 1, 1, 1), torch.cat([owl_pixels, -owl_pixels]))
+        loc2 = model.loc_states("red cup", emb2)
+        heat2 = model.heads.heatmap(fmap2, loc2)
+    torch.testing.assert_close(heat2[0], heat[0], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(heat2[1], heat[0], atol=1e-3)

@@ -48,6 +48,8 @@ class OriginalCheckpoint:
     config: dict[str, Any]
     tensors: dict[str, "torch.Tensor"] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+    """Keys a converter has taken (:meth:`check_all_used` refuses leftovers)."""
 
     def take(self, key: str, shape: Iterable[int] | None = None) -> "torch.Tensor":
         """The tensor ``key``, checked against ``shape`` (the shape the config implies).
@@ -58,6 +60,7 @@ class OriginalCheckpoint:
         if key not in self.tensors:
             raise InputError(f"missing tensor {key!r} (expected in the original {self.kind()} checkpoint)", self.path)
         t = self.tensors[key]
+        self.used.add(key)
         if shape is not None and tuple(t.shape) != tuple(shape):
             raise InputError(f"tensor {key!r} has shape {tuple(t.shape)}, but config.json implies {tuple(shape)}",
                              self.path / self.origin.get(key, ""))
@@ -67,8 +70,17 @@ class OriginalCheckpoint:
         return key in self.tensors
 
     def with_prefix(self, prefix: str) -> dict[str, "torch.Tensor"]:
-        """``{key without prefix: tensor}`` for every key starting with ``prefix``."""
-        return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+        """``{key without prefix: tensor}`` for every key starting with ``prefix`` (all marked used)."""
+        out = {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+        self.used.update(prefix + k for k in out)
+        return out
+
+    def check_all_used(self) -> None:
+        """Raise when the checkpoint holds tensors the converter did not map (another layout)."""
+        left = sorted(set(self.tensors) - self.used)
+        if left:
+            raise InputError(f"{len(left)} tensors this converter does not know (e.g. {left[:3]}); "
+                             f"is this the checkpoint the command expects?", self.path)
 
     def count_indexed(self, prefix: str, suffix: str) -> int:
         """How many consecutive ``{prefix}{i}{suffix}`` keys exist from ``i = 0`` (e.g. layers)."""

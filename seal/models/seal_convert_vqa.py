@@ -123,6 +123,7 @@ def convert_seal_vqa(src: str | Path, dst: str | Path, dtype: str = "auto", visi
     model = build_llava(ckpt, tok, vision_tower, dt)
     projector = object_projector_from(ckpt, model.config.text_config.hidden_size,
                                       model.config.vision_config.hidden_size).to(dt)
+    ckpt.check_all_used()
     processor = build_processor(model, tok)
     save_llava_dir(model, processor, out, src)
     files = model_files(out) + save_object_projector(projector, out)

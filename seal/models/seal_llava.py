@@ -143,7 +143,7 @@ def vision_parts(ckpt: OriginalCheckpoint, vision_tower: str | Path | None) -> t
     """
     from transformers import CLIPVisionConfig
 
-    own = ckpt.with_prefix(TOWER_PREFIX)
+    own = ckpt.with_prefix(TOWER_PREFIX)  # an explicit --vision-tower replaces them
     if vision_tower is not None:
         return _tower_from_dir(Path(vision_tower))
     if not own:
