@@ -177,6 +177,22 @@ def test_vsm_rows_have_positives_and_absent_negatives(coco):
     assert rows.patches.shape[1:] == (32, 32, 3)
 
 
+def test_multi_turn_example_has_labels_on_the_replies_only(base, llava_json):
+    from transformers import AutoProcessor
+
+    from training.data.vqa_examples import conversation_example
+    from vwm.layout import VWMConfig
+
+    processor = AutoProcessor.from_pretrained(base, local_files_only=True)
+    ex = conversation_example(processor, read_llava_json(llava_json)[0], VWMConfig())
+    tok = processor.tokenizer
+    replies = tok.decode(ex["input_ids"][ex["labels"] != -100])
+    assert replies.replace(" ", "") == "Red.</s>Brown.</s>"
+    text = tok.decode(ex["input_ids"][ex["labels"] == -100])
+    assert "What colour is the cup?" in text and "USER: And the table? ASSISTANT:" in text
+    assert ex["pixel_values"].shape[0] == 1 and "<image>" in text
+
+
 # ---- the CLI ------------------------------------------------------------------------------------------
 
 def _adapter_tensors(export: Path) -> dict:
@@ -218,15 +234,20 @@ def test_seal_train_vqa_lora_on_llava_json_then_merge(base, llava_json, tmp_path
 
 
 def test_seal_train_vqa_resumes_where_it_stopped(base, llava_json, tmp_path, capsys):
-    out = tmp_path / "run"
-    args = ["train", "vqa", "--base", base, "--data", llava_json, f"--train.out_dir={out}",
-            f"--vqa_train.export_dir={out / 'export'}", *FAST]
-    assert run_cli(args[:-5] + FAST[1:] + ["--train.max_steps=2"], capsys)[0] == 0  # "interrupted" after 2
-    rc, stdout, err = run_cli(args, capsys)
+    def args(out: Path, steps: int) -> list:  # a constant learning rate: the 2-step run is the 3-step run's start
+        return ["train", "vqa", "--base", base, "--data", llava_json, f"--train.out_dir={out}",
+                f"--vqa_train.export_dir={out / 'export'}", *FAST, f"--train.max_steps={steps}",
+                "--train.warmup_steps=0", "--train.min_lr_ratio=1"]
+
+    assert run_cli(args(tmp_path / "whole", 3), capsys)[0] == 0
+    assert run_cli(args(tmp_path / "cut", 2), capsys)[0] == 0  # "interrupted" after step 2
+    rc, stdout, err = run_cli(args(tmp_path / "cut", 3), capsys)
     assert rc == 0, err
     assert "resumed from" in stdout and last_json(stdout)["steps"] == 3
-    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
     assert steps == [2, 3]
+    whole, cut = _adapter_tensors(tmp_path / "whole" / "export"), _adapter_tensors(tmp_path / "cut" / "export")
+    assert whole.keys() == cut.keys() and all(torch.allclose(whole[k], cut[k], atol=1e-6) for k in whole)
 
 
 def test_seal_train_vsm_on_coco_then_merge(base, coco, tmp_path, capsys):
@@ -263,3 +284,18 @@ def test_malformed_data_is_one_line_through_the_cli(base, tmp_path, capsys):
     assert rc == 2 and "malformed JSON" in err and str(bad) in err and len(err.strip().splitlines()) == 1
     rc, _, err = run_cli(["train", "policy", "--data", bad], capsys)
     assert rc == 2 and "--data" in err
+
+
+def test_synthetic_scenes_exported_in_the_users_formats_read_back(tmp_path):
+    from eval.synth.config import SynthConfig
+    from training.data.export_synth import export_synth
+
+    synth = SynthConfig(n=3, split="train", suite="mixed", long_side=480, min_objects=6, max_objects=10)
+    files = export_synth(synth, tmp_path / "synth")
+    convs = read_llava_json(files["llava"])
+    assert len(convs) == 6 and {len(c.turns) for c in convs} == {1}
+    data = read_coco(files["coco"])
+    assert len(data.images) == 3 and all(6 <= len(im.instances) <= 10 for im in data.images)
+    assert all(i.polygon for im in data.images for i in im.instances)
+    assert export_synth(synth, tmp_path / "again")["llava"] and \
+        (tmp_path / "synth" / "llava.json").read_text() == (tmp_path / "again" / "llava.json").read_text()

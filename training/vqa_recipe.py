@@ -198,7 +198,7 @@ def _dataset(cfg: TrainVQAConfig, model, processor, processor_dir: Path, log):
         conversations = load_conversations(cfg.data, cfg.seed)
         limit = cfg.data.max_length or int(model.config.text_config.max_position_embeddings)
         data = build_user_dataset(processor, conversations, cfg.vwm, limit, log=log)
-        log(f"{len(data)} conversations from {cfg.data.path}, {len(data.images)} images")
+        log(f"{len(data)} conversations from {cfg.data.path}, {data.n_images} with an image")
         return data
     from training.vqa_data import build_dataset
 
