@@ -276,6 +276,24 @@ def test_seal_train_vsm_on_coco_then_merge(base, coco, tmp_path, capsys):
     LlavaForConditionalGeneration.from_pretrained(merged, local_files_only=True)
 
 
+def test_full_finetune_exports_a_whole_model_that_names_its_base(base, llava_json, tmp_path, capsys):
+    export = tmp_path / "run" / "export"
+    rc, _, err = run_cli(["train", "vqa", "--base", base, "--data", llava_json, f"--train.out_dir={tmp_path / 'run'}",
+                          f"--vqa_train.export_dir={export}", "--lora.enabled=false", "--lora.full_finetune=true",
+                          *FAST], capsys)
+    assert rc == 0, err
+    from transformers import LlavaForConditionalGeneration
+
+    new = LlavaForConditionalGeneration.from_pretrained(export, local_files_only=True).state_dict()
+    old = LlavaForConditionalGeneration.from_pretrained(base, local_files_only=True).state_dict()
+    vision = [k for k in new if "vision_tower" in k and k.endswith("q_proj.weight")]
+    assert vision and any(not torch.equal(new[k], old[k]) for k in vision)  # every weight trained
+    manifest = read_manifest(export, "vqa")
+    assert manifest.config["adapter"] is None and manifest.trained_against["base"]["path"] == str(base)
+    rc, _, err = run_cli(["merge-lora", "--vqa", export, "--out", tmp_path / "m"], capsys)
+    assert rc == 2 and "not a VQA adapter" in err
+
+
 def test_malformed_data_is_one_line_through_the_cli(base, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('[{"id": "1", "conversations": [')
@@ -284,6 +302,12 @@ def test_malformed_data_is_one_line_through_the_cli(base, tmp_path, capsys):
     assert rc == 2 and "malformed JSON" in err and str(bad) in err and len(err.strip().splitlines()) == 1
     rc, _, err = run_cli(["train", "policy", "--data", bad], capsys)
     assert rc == 2 and "--data" in err
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({"images": [], "annotations": [], "categories": "cup"}))
+    rc, _, err = run_cli(["train", "vsm", "--base", base, "--data", coco, f"--train.out_dir={tmp_path / 'v'}", *FAST],
+                         capsys)
+    assert rc == 2 and str(coco) in err and "'categories': expected a list" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_synthetic_scenes_exported_in_the_users_formats_read_back(tmp_path):
