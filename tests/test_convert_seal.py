@@ -370,3 +370,116 @@ def test_seal_vsm_converts_and_matches_the_original(converted_vsm):
         heat2 = model.heads.heatmap(fmap2, loc2)
     torch.testing.assert_close(heat2[0], heat[0], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(heat2[1], heat[0], atol=1e-3)
+
+
+def test_converted_vsm_drives_a_search(converted_vsm):
+    from search.config import SearchConfig
+    from search.localizer import Localizer
+    from search.seal_vsm.localizer import SealVSMLocalizerConfig, load_seal_vsm_localizer
+    from search.session import SearchSession
+    from seal.core.image_source import ImageSource
+
+    root, _, _ = converted_vsm
+    loc = load_seal_vsm_localizer(root / "out", cfg=SealVSMLocalizerConfig(max_boxes=5, cue_max_new_tokens=4))
+    assert isinstance(loc, Localizer) and loc.name == "seal_vsm"
+    rgb = (np.random.default_rng(1).random((192, 256, 3)) * 255).astype(np.uint8)
+    session = SearchSession(loc, ImageSource(Image.fromarray(rgb)), SearchConfig(
+        min_leaf_side=48, leaf_divisor=4, max_nodes=4, confidence_high=0.999, confidence_low=0.999))
+    res = session.search("red cup")
+    assert res.nodes_visited >= 2 and res.model_calls >= 2  # the root and at least one child
+    assert res.found in (True, False) and res.target == "red cup"
+    summary = session.summary()
+    assert summary["patches_encoded"] >= 1 + 4 and summary["localizer_lm_passes"] >= 2
+    encoded = loc.stats().patches_encoded
+    dets = loc.locate("red cup", [(0.0, 0.0, 128.0, 96.0), (0.0, 0.0, 128.0, 96.0)])
+    assert loc.stats().patches_encoded == encoded + 1  # a region twice in a batch is encoded once
+    assert len(dets) == 2 and dets[0].boxes_xyxy.shape == (5, 4) and dets[0].heatmap.shape == (16, 16)
+    assert np.all(dets[0].boxes_xyxy[:, 2] <= 128.0) and np.all((dets[0].scores >= 0) & (dets[0].scores <= 1))
+    np.testing.assert_allclose(dets[0].scores, dets[1].scores)
+    before = session.stats()
+    loc.locate("blue cup", [(0.0, 0.0, 256.0, 192.0)])  # the root: encoded by the search already
+    after = loc.stats()
+    assert after.encode_cache_hits == before.encode_cache_hits + 1 and after.patches_encoded == before.patches_encoded
+
+
+def test_cue_phrase_reads_the_reply_like_the_reference():
+    from search.seal_vsm.localizer import cue_phrase
+
+    assert cue_phrase("The cup is most likely to appear on the table.", "cup") == "the table"
+    assert cue_phrase("The cup is most likely to appear on the desk near the window.", "cup") == \
+        "region on the desk near the window"
+    assert cue_phrase("I do not know.", "cup") is None
+
+
+# ---- the CLI and its failures ----------------------------------------------------------------------
+
+def run_cli(argv, capsys):
+    from seal.cli.main import main
+
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_converts_both_formats(tmp_path, capsys, converted_vsm):
+    make_seal_vqa(tmp_path / "vqa", "safetensors")
+    rc, out, err = run_cli(["convert", "seal-vqa", str(tmp_path / "vqa"), str(tmp_path / "vqa_out"), "--json"], capsys)
+    assert rc == 0, err
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["kind"] == "vqa" and line["dtype"] == "float32"
+    assert (tmp_path / "vqa_out" / "object_projector.safetensors").is_file()
+    rc, _, err = run_cli(["convert", "seal-vqa", str(tmp_path / "vqa"), str(tmp_path / "vqa_out")], capsys)
+    assert rc == 2 and "not empty" in err and len(err.strip().splitlines()) == 1
+    root, _, _ = converted_vsm
+    rc, out, err = run_cli(["convert", "seal-vsm", str(root / "src"), str(tmp_path / "vsm_out"), "--dtype", "bfloat16",
+                            "--vision-tower", str(root / "clip")], capsys)
+    assert rc == 0, err
+    assert "(vsm checkpoint, bfloat16)" in out
+    rc, _, err = run_cli(["convert", "seal-vsm", str(root / "src"), str(tmp_path / "vsm_out2")], capsys)
+    assert rc == 2 and "--vision-tower" in err and len(err.strip().splitlines()) == 1
+
+
+def _edit_shard(src: Path, edit) -> None:
+    """Load, edit and rewrite every .bin shard of ``src`` (and its index)."""
+    index = json.loads((src / "pytorch_model.bin.index.json").read_text())
+    for name in sorted(set(index["weight_map"].values())):
+        state = torch.load(src / name, weights_only=True)
+        edit(state)
+        torch.save(state, src / name)
+        index["weight_map"] = {k: v for k, v in index["weight_map"].items() if v != name}
+        index["weight_map"].update({k: name for k in state})
+    (src / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing_shard", "shard pytorch_model-00002-of-00002.bin listed in pytorch_model.bin.index.json is missing"),
+    ("corrupt_shard", "cannot read the weight file"),
+    ("missing_key", "missing tensor 'model.layers.1.mlp.up_proj.weight'"),
+    ("wrong_shape", "tensor 'model.mm_projector.weight' has shape (32, 60), but config.json implies (32, 64)"),
+    ("index_lies", "the index lists tensor 'model.norm.weight' in this shard, but the shard does not hold it"),
+    ("wrong_kind", "expected a SEAL VQA checkpoint (model_type 'llava_search')"),
+])
+def test_damaged_sources_are_one_line_errors(tmp_path, capsys, damage, message):
+    src = tmp_path / "src"
+    make_seal_vqa(src, "bin")
+    shard2 = src / "pytorch_model-00002-of-00002.bin"
+    if damage == "missing_shard":
+        shard2.unlink()
+    elif damage == "corrupt_shard":
+        shard2.write_bytes(b"PK\x03\x04 not a zip archive at all")
+    elif damage == "missing_key":
+        _edit_shard(src, lambda s: s.pop("model.layers.1.mlp.up_proj.weight", None))
+    elif damage == "wrong_shape":
+        _edit_shard(src, lambda s: s.update({"model.mm_projector.weight": torch.zeros(32, 60)})
+                    if "model.mm_projector.weight" in s else None)
+    elif damage == "index_lies":
+        index = json.loads((src / "pytorch_model.bin.index.json").read_text())
+        other = next(n for n in set(index["weight_map"].values()) if n != index["weight_map"]["model.norm.weight"])
+        index["weight_map"]["model.norm.weight"] = other
+        (src / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    elif damage == "wrong_kind":
+        cfg = json.loads((src / "config.json").read_text())
+        (src / "config.json").write_text(json.dumps({**cfg, "model_type": "llava"}))
+    rc, _, err = run_cli(["convert", "seal-vqa", str(src), str(tmp_path / "out")], capsys)
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and message in err, err

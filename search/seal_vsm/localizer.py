@@ -127,7 +127,7 @@ class SealVSMLocalizer:
 
         if self.image is None:
             raise RuntimeError("set_image() must be called before locate()")
-        todo = [r for r in regions if r not in self._cache]
+        todo = list(dict.fromkeys(r for r in regions if r not in self._cache))  # each new region once
         self._stats.encode_cache_hits += len(regions) - len(todo)
         if todo:
             clip = torch.stack([self._clip_pixels(r) for r in todo])
