@@ -276,6 +276,20 @@ def test_seal_train_vsm_on_coco_then_merge(base, coco, tmp_path, capsys):
     LlavaForConditionalGeneration.from_pretrained(merged, local_files_only=True)
 
 
+def test_synthetic_vstar_folders_train_both_models_through_the_readers(base, tmp_path, capsys):
+    bench = tmp_path / "synth"
+    rc, _, err = run_cli(["bench", "synth", "--out", bench, "--n", "2", "--split", "train", "--long-side", "480",
+                          "--synth.min_objects=6", "--synth.max_objects=10"], capsys)
+    assert rc == 0, err
+    for kind in ("vqa", "vsm"):
+        out = tmp_path / kind
+        rc, stdout, err = run_cli(["train", kind, "--base", base, "--data", bench, f"--train.out_dir={out}",
+                                   f"--{kind}_train.export_dir={out / 'export'}", *FAST], capsys)
+        assert rc == 0, err
+        assert read_manifest(out / "export", kind).recipe["data"]["path"] == str(bench)
+    assert last_json(stdout)["rows"] > 0
+
+
 def test_full_finetune_exports_a_whole_model_that_names_its_base(base, llava_json, tmp_path, capsys):
     export = tmp_path / "run" / "export"
     rc, _, err = run_cli(["train", "vqa", "--base", base, "--data", llava_json, f"--train.out_dir={tmp_path / 'run'}",

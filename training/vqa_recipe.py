@@ -120,6 +120,8 @@ def export(model, processor, cfg: TrainVQAConfig, out_dir: Path, command: list[s
     (export_dir / MANIFEST).unlink(missing_ok=True)
     save_llava(model.eval(), processor, export_dir, cfg.vqa_train.backbone)
     extra = {"init_from": cfg.vqa_train.init_from} if cfg.vqa_train.init_from else {}
+    if cfg.data.path:
+        extra["data"] = data_record(cfg.data.path, cfg.data.image_root)
     write_manifest(export_dir, "vqa", model_config(cfg), model_files(export_dir),
                    recipe=recipe_record(command, **extra))
     copy_train_log(out_dir, export_dir)
