@@ -435,6 +435,13 @@ def test_cli_converts_both_formats(tmp_path, capsys, converted_vsm):
                             "--vision-tower", str(root / "clip")], capsys)
     assert rc == 0, err
     assert "(vsm checkpoint, bfloat16)" in out
+    from search.seal_vsm.localizer import load_seal_vsm_localizer
+    from seal.core.image_source import ImageSource
+
+    loc = load_seal_vsm_localizer(tmp_path / "vsm_out", dtype=torch.bfloat16)  # runs in bfloat16 too
+    loc.set_image(ImageSource(Image.new("RGB", (80, 60), (200, 30, 30))))
+    det = loc.locate("red cup", [(0.0, 0.0, 80.0, 60.0)])[0]
+    assert np.isfinite(det.scores).all() and np.isfinite(det.heatmap).all() and len(det.scores) == 16
     rc, _, err = run_cli(["convert", "seal-vsm", str(root / "src"), str(tmp_path / "vsm_out2")], capsys)
     assert rc == 2 and "--vision-tower" in err and len(err.strip().splitlines()) == 1
 

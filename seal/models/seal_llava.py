@@ -201,13 +201,14 @@ def projector_state(ckpt: OriginalCheckpoint, vision_dim: int, text_dim: int) ->
 def load_tokenizer_for(ckpt: OriginalCheckpoint, tokenizer_dir: str | Path | None, template: str) -> Any:
     """The original tokenizer (``tokenizer_dir``, default the checkpoint) with ``<image>`` added
     and ``template`` as its chat template."""
-    from transformers import AddedToken, AutoTokenizer
+    from transformers import AddedToken, AutoTokenizer, LlamaConfig
 
     where = Path(tokenizer_dir) if tokenizer_dir is not None else ckpt.path
     if not any((where / f).is_file() for f in TOKENIZER_FILES[:2]):
         raise InputError("no tokenizer (tokenizer.model or tokenizer.json); pass --tokenizer DIR", where)
     try:
-        tok = AutoTokenizer.from_pretrained(str(where), local_files_only=True)
+        # config: the tokenizer of a LLaMA (the checkpoint's own model_type is unknown to transformers)
+        tok = AutoTokenizer.from_pretrained(str(where), local_files_only=True, config=LlamaConfig())
     except (OSError, ValueError, ImportError) as exc:
         raise InputError(f"cannot load the tokenizer ({str(exc).splitlines()[0][:160]})", where) from None
     if IMAGE_TOKEN not in tok.get_vocab():
@@ -221,7 +222,9 @@ def load_tokenizer_for(ckpt: OriginalCheckpoint, tokenizer_dir: str | Path | Non
 def build_llava(ckpt: OriginalCheckpoint, tokenizer: Any, vision_tower: str | Path | None,
                 dtype: "torch.dtype") -> "LlavaForConditionalGeneration":
     """The llava-hf model holding the original LM, CLIP tower and ``mm_projector`` (built on the
-    meta device, tensors assigned, so a 7B model is not materialised twice)."""
+    meta device, tensors assigned, so a 7B model is not materialised twice). For saving only: its
+    non-persistent buffers (rotary frequencies) stay on the meta device; reload the saved directory
+    with :func:`seal.models.backbone.load_llava` to run it."""
     import torch
     from transformers import LlavaConfig, LlavaForConditionalGeneration
 

@@ -11,8 +11,10 @@
   one change the reference made: its output upscaling is bilinear x2 + 3x3 conv (:class:`Upsample2x`)
   instead of transposed convolutions.
 
-Shapes: ``feature_map`` (B, g, g, C_owl); ``loc`` (B, D_lm); boxes ``cxcywh`` in [0, 1] of the
-detector input (which is the region stretched to a square); heatmap logits (B, 4g, 4g) over the same.
+The heads run in their own dtype (float32 as loaded: segment-anything's positional encoding needs
+one dtype throughout); inputs are cast to it. Shapes: ``feature_map`` (B, g, g, C_owl); ``loc``
+(B, D_lm); boxes ``cxcywh`` in [0, 1] of the detector input (the region stretched to a square);
+heatmap logits (B, 4g, 4g) over the same.
 """
 
 from __future__ import annotations
@@ -119,24 +121,26 @@ class SealVSMHeads(nn.Module):
 
     def detect(self, feature_map: torch.Tensor, loc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits (B, g*g), boxes (B, g*g, 4) cxcywh in [0, 1])`` for the query ``loc`` (B, D_lm)."""
+        dt = self.visual_projection.weight.dtype
         b, g, _, c = feature_map.shape
-        feats = feature_map.reshape(b, g * g, c)
-        query = self.loc_to_det(loc.to(feats.dtype))[:, None]  # (B, 1, det_dim)
+        feats = feature_map.to(dt).reshape(b, g * g, c)
+        query = self.loc_to_det(loc.to(dt))[:, None]  # (B, 1, det_dim)
         logits, _ = self.class_head(feats, query, None)
-        boxes = torch.sigmoid(self.box_head(feats) + self.box_bias.to(feats.dtype))
+        boxes = torch.sigmoid(self.box_head(feats) + self.box_bias.to(dt))
         return logits[..., 0], boxes
 
     def heatmap(self, feature_map: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
         """Mask logits ``(B, 4g, 4g)`` over the detector input for the prompt ``loc`` (B, D_lm)."""
-        sparse = self.loc_to_seg(loc.to(feature_map.dtype))[:, None]  # (B, 1, sam_dim)
-        embed = self.visual_projection(feature_map).permute(0, 3, 1, 2)  # (B, sam_dim, g, g)
-        pe = self.prompt_encoder.get_dense_pe().to(embed.dtype)
+        dt = self.visual_projection.weight.dtype
+        sparse = self.loc_to_seg(loc.to(dt))[:, None]  # (B, 1, sam_dim)
+        embed = self.visual_projection(feature_map.to(dt)).permute(0, 3, 1, 2)  # (B, sam_dim, g, g)
+        pe = self.prompt_encoder.get_dense_pe()
         out = []
         for i in range(embed.shape[0]):  # SAM's decoder takes one image embedding per call
             _, dense = self.prompt_encoder(points=None, boxes=None, masks=None)
             masks, _ = self.mask_decoder(image_embeddings=embed[i:i + 1], image_pe=pe,
                                          sparse_prompt_embeddings=sparse[i:i + 1],
-                                         dense_prompt_embeddings=dense.to(embed.dtype), multimask_output=False)
+                                         dense_prompt_embeddings=dense, multimask_output=False)
             out.append(masks[:, 0])
         return torch.cat(out, 0)
 

@@ -183,7 +183,7 @@ class SealVSM(nn.Module):
         except (RuntimeError, OSError) as exc:
             first = str(exc).splitlines()[0][:200]
             raise InputError(f"heads do not match {CONFIG}: {first}", root / HEADS) from None
-        heads = heads.to(device=device, dtype=dtype or torch.float32).eval()
+        heads = heads.to(device=device).eval()  # float32 whatever the backbone's dtype (see heads.py)
         model = cls(cfg, llava, processor, owl.to(device).eval(), heads)
         return model.eval()
 
