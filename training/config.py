@@ -15,6 +15,7 @@ from typing import Literal
 from seal.core.errors import ConfigError
 
 Schedule = Literal["warmup_cosine", "one_cycle"]
+MixedPrecision = Literal["no", "fp16", "bf16"]
 
 
 @dataclass
@@ -24,9 +25,15 @@ class TrainConfig:
     max_steps: int = 1000
     """Optimizer steps (after gradient accumulation)."""
     batch_size: int = 8
-    """Examples per forward pass per process."""
+    """Examples per forward pass per process (N processes of ``accelerate launch`` train on N times as
+    many per optimizer step, each on its own share; see :mod:`training.distributed`)."""
     grad_accum_steps: int = 1
-    """Forward passes accumulated per optimizer step."""
+    """Forward passes accumulated per optimizer step (per process)."""
+    mixed_precision: MixedPrecision | bool = "no"
+    """``no`` (an unquoted YAML ``no`` reads as false: taken as ``no``), ``bf16`` (GPU or CPU) or ``fp16``
+    (GPU only; accelerate scales the loss): autocast over the whole step, weights and optimizer states
+    kept in their own dtype. ``accelerate launch`` must be given the same (or none): the config
+    decides the precision."""
     lr: float = 1e-3
     """Peak learning rate."""
     weight_decay: float = 0.0
@@ -51,6 +58,14 @@ class TrainConfig:
     """Resume from ``out_dir/checkpoint`` when it exists (the data stream resumes where it stopped)."""
     threads: int = 0
     """torch intra-op threads per process; 0 = leave torch's default."""
+    find_unused_parameters: bool = True
+    """Multi-process (DDP) only: let a step leave some trained parameters without a gradient, as a
+    fully trained vision tower's last layer, which LLaVA's features (taken from the penultimate
+    layer) never use. ``false`` saves DDP a walk over the autograd graph per step when every trained
+    parameter is used."""
+    log_keys: bool = False
+    """Append every batch key each process trains on to ``out_dir/keys.rank{R}.jsonl`` (to audit which
+    data each process saw)."""
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -64,6 +79,10 @@ class TrainConfig:
         if self.warmup_steps < 0 or self.grad_clip < 0 or self.threads < 0:
             raise ConfigError(f"train.warmup_steps / grad_clip / threads: expected >= 0, found {self.warmup_steps} / "
                               f"{self.grad_clip} / {self.threads}")
+        if self.mixed_precision is False:
+            self.mixed_precision = "no"
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError(f"train.mixed_precision: expected no, fp16 or bf16, found {self.mixed_precision!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio: expected 0..1, found {self.min_lr_ratio}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):

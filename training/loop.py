@@ -7,10 +7,18 @@ entries are logged. The loop owns optimisation, gradient accumulation, clipping,
 checkpoint/resume and the progress bar.
 
 Exact resume: batch keys are cheap (indices, flips), and the order they come in is a pure function
-of the recipe's seed and the number of keys drawn: step ``k`` trains on keys ``k * grad_accum ...``
-of the concatenated epochs. A run resumed from its step-``k`` checkpoint (model, optimizer,
-scheduler and RNG states, :meth:`accelerate.Accelerator.save_state`) skips the first keys without
-collating them and continues bit-for-bit as the uninterrupted run would.
+of the recipe's seed and the number of keys drawn: step ``k`` of N processes trains on keys
+``k * grad_accum * N ...`` of the concatenated epochs, rank ``r`` on every N-th of them from the
+``r``-th (:mod:`training.distributed`). A run resumed from its step-``k`` checkpoint (model,
+optimizer, scheduler and each process's RNG states, :meth:`accelerate.Accelerator.save_state`, and
+the number of keys consumed) skips those keys without collating them and continues bit-for-bit as
+the uninterrupted run would.
+
+Multi-process: under ``accelerate launch`` the model and the recipe's loss run as one
+:class:`training.distributed.StepModule` that accelerate wraps (DDP, FSDP or DeepSpeed); only the
+main process writes the log, ``state.json``, the summary and the export (accelerate's
+``save_state`` writes the weights and optimizer from the main process and each process's RNG state
+from that process).
 
 Seeding is the recipe's: :func:`seed_everything` before the model or the loop, wherever the
 recipe's random stream starts (a resumed run gets its RNG state back from the checkpoint).
@@ -33,10 +41,11 @@ Epochs = Callable[[int], Iterable[Any]]
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (each process of a multi-process run with ``seed + its index``)."""
-    from accelerate import PartialState
     from accelerate.utils import set_seed
 
-    set_seed(seed + PartialState().process_index)
+    from training.distributed import process_index
+
+    set_seed(seed + process_index())
 
 
 def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -65,80 +74,120 @@ def make_scheduler(optimizer, cfg: TrainConfig):
 def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Callable[[Any], Any] | None = None,
           on_save: Callable[[Any, Path], None] | None = None,
           log_metrics: Callable[[Any], dict] | None = None) -> dict:
-    """Optimise ``model`` for ``cfg.max_steps`` optimizer steps.
+    """Optimise ``model`` for ``cfg.max_steps`` optimizer steps, in this process or in each of the N
+    processes of ``accelerate launch`` (see :mod:`training.distributed`).
 
     Args:
         model: a ``torch.nn.Module`` (only parameters with ``requires_grad`` are optimised).
         epochs: ``epoch -> the epoch's batch keys, in order``; the same epoch must give the same keys
-            (a recipe shuffles with ``(seed, epoch)``). An endless iterator is one endless epoch.
-        loss_fn: ``(model, batch) -> {"total": scalar tensor, other named terms...}``.
+            (a recipe shuffles with ``(seed, epoch)``). An endless iterator is one endless epoch. With
+            N processes, rank ``r`` trains on keys ``r, r + N, ...`` of this one stream.
+        loss_fn: ``(model, batch) -> {"total": scalar tensor, other named terms...}``; it receives the
+            plain ``model`` (call any of its methods on it) and runs as the forward of the module that
+            accelerate wraps (DDP / FSDP), under ``train.mixed_precision``'s autocast.
         cfg: the ``TrainConfig``.
-        collate: ``key -> batch`` (default: the key is the batch).
+        collate: ``key -> batch`` (default: the key is the batch); the batch is moved to the device.
         on_save: called on the main process with the unwrapped model and ``out_dir`` after the
             final step (recipes export their weights there).
         log_metrics: ``unwrapped model -> {name: number}`` added to each log line (e.g. metrics on
             the training data); must leave the model's mode and the RNG as it found them.
 
     Returns: a summary dict (steps, final losses, seconds) also written to ``out_dir/train_summary.json``.
+    The logged losses of a step are those of its last forward pass, averaged over the processes.
     """
     import torch
-    from accelerate import Accelerator
     from tqdm import tqdm
+
+    from training.distributed import KeyLog, StepModule, make_accelerator, shard_keys, to_device
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum_steps, cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(cfg)
+    world = accelerator.num_processes
     out = Path(cfg.out_dir)
     ckpt = out / "checkpoint"
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    step_module, optimizer, scheduler = accelerator.prepare(StepModule(model, loss_fn), optimizer, scheduler)
+    clipped = list(step_module.parameters())  # frozen ones have no gradient: the norm is the trained ones'
+    inner = accelerator.unwrap_model(step_module).model
 
-    step = _resume(accelerator, ckpt) if cfg.resume and (ckpt / "state.json").is_file() else 0
+    step, keys_done = _resume(accelerator, ckpt, cfg) if cfg.resume and (ckpt / "state.json").is_file() else (0, 0)
     log_path = out / "train_log.jsonl"
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-    stream = map(collate or (lambda key: key), batch_keys(epochs, skip=step * cfg.grad_accum_steps))
+    keys = shard_keys(batch_keys(epochs, skip=keys_done), accelerator.process_index, world)
+    key_log = KeyLog(out, accelerator.process_index) if cfg.log_keys else None
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, desc="train",
                dynamic_ncols=True)
     started = time.time()
     last: dict[str, float] = {}
-    model.train()
+    step_module.train()
     while step < cfg.max_steps:
-        for _ in range(cfg.grad_accum_steps):
-            batch = next(stream)
-            with accelerator.accumulate(model):
-                losses = loss_fn(model, batch)
+        for micro in range(cfg.grad_accum_steps):
+            key = next(keys)
+            if key_log is not None:
+                key_log.write(step + 1, micro, key)
+            batch = (collate or (lambda k: k))(key)
+            if accelerator.device.type != "cpu":
+                batch = to_device(batch, accelerator.device)
+            with accelerator.accumulate(step_module):
+                with accelerator.autocast():
+                    losses = step_module(batch)
                 accelerator.backward(losses["total"])
                 if accelerator.sync_gradients and cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(params, cfg.grad_clip)
+                    accelerator.clip_grad_norm_(clipped, cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
         step += 1
-        last = {k: float(v.detach().mean()) if hasattr(v, "detach") else float(v) for k, v in losses.items()}
+        keys_done += cfg.grad_accum_steps * world
+        last = _logged(losses, accelerator)
         bar.update(1)
         bar.set_postfix(loss=f"{last['total']:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
         if accelerator.is_main_process and (step % cfg.log_every == 0 or step == cfg.max_steps):
-            extra = log_metrics(accelerator.unwrap_model(model)) if log_metrics is not None else {}
+            extra = log_metrics(inner) if log_metrics is not None else {}
             with log_path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": step, "lr": scheduler.get_last_lr()[0],
                                     "seconds": round(time.time() - started, 2), **last, **extra}) + "\n")
         if step % cfg.save_every == 0 or step == cfg.max_steps:
-            accelerator.wait_for_everyone()
-            accelerator.save_state(str(ckpt))
-            if accelerator.is_main_process:
-                (ckpt / "state.json").write_text(json.dumps({"step": step}))
+            _save(accelerator, ckpt, {"step": step, "keys": keys_done, "processes": world,
+                                      "grad_accum_steps": cfg.grad_accum_steps})
     bar.close()
     accelerator.wait_for_everyone()
     summary = {"steps": step, "final": last, "seconds": round(time.time() - started, 2),
-               "processes": accelerator.num_processes}
+               "processes": world}
     if accelerator.is_main_process:
         if on_save is not None:
-            on_save(accelerator.unwrap_model(model), out)
+            on_save(inner, out)
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    accelerator.wait_for_everyone()
     return summary
+
+
+def _logged(losses: dict, accelerator) -> dict[str, float]:
+    """The step's loss terms as floats; with several processes, each term's mean over them."""
+    values = {k: float(v.detach().mean()) if hasattr(v, "detach") else float(v) for k, v in losses.items()}
+    if accelerator.num_processes == 1:
+        return values
+    import torch
+
+    names = list(values)  # the same terms, in the same order, on every process
+    stacked = torch.tensor([values[k] for k in names], dtype=torch.float64, device=accelerator.device)
+    mean = accelerator.reduce(stacked, reduction="mean")
+    return {k: float(v) for k, v in zip(names, mean.tolist())}
+
+
+def _save(accelerator, ckpt: Path, state: dict) -> None:
+    """Every process saves its part of the resumable state (accelerate writes the model, optimizer and
+    scheduler from the main process, each process's RNG state from that process); the main process
+    then writes ``state.json`` (the step, the keys consumed)."""
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(ckpt))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (ckpt / "state.json").write_text(json.dumps(state))
 
 
 def batch_keys(epochs: Epochs, skip: int = 0) -> Iterator[Any]:
@@ -156,8 +205,9 @@ def batch_keys(epochs: Epochs, skip: int = 0) -> Iterator[Any]:
     return itertools.islice(stream(), skip, None)
 
 
-def _resume(accelerator, ckpt: Path) -> int:
-    """Load model, optimizer, scheduler and RNG states from ``ckpt``; returns the step it was saved at."""
+def _resume(accelerator, ckpt: Path, cfg: TrainConfig) -> tuple[int, int]:
+    """Load model, optimizer, scheduler and RNG states from ``ckpt``; returns the step it was saved at
+    and the number of batch keys the run had consumed (its processes together)."""
     try:
         accelerator.load_state(str(ckpt))
     except (RuntimeError, KeyError, ValueError) as exc:  # another model's or optimizer's state
@@ -166,6 +216,8 @@ def _resume(accelerator, ckpt: Path) -> int:
         first = " ".join(str(exc).split())[:300]
         raise InputError(f"the checkpoint does not fit this model ({first}); train into a new train.out_dir "
                          "or pass --train.resume=false to start over", ckpt) from None
-    step = int(json.loads((ckpt / "state.json").read_text())["step"])
-    accelerator.print(f"resumed from {ckpt} at step {step}")
-    return step
+    state = json.loads((ckpt / "state.json").read_text())
+    step = int(state["step"])
+    keys = int(state.get("keys", step * cfg.grad_accum_steps))  # written before multi-process runs: one process
+    accelerator.print(f"resumed from {ckpt} at step {step} ({keys} batches consumed)")
+    return step, keys
