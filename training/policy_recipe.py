@@ -61,6 +61,7 @@ def train_policy(cfg: TrainPolicyConfig, data: PolicyData | str | Path) -> Train
     The head is initialised from ``cfg.seed`` and its dropout and Gumbel noise continue that random
     stream; its minibatches are drawn with replacement by a generator of their own, seeded alike.
     """
+    from training.distributed import num_processes
     from training.loop import seed_everything, train
 
     if not isinstance(data, PolicyData):
@@ -85,7 +86,7 @@ def train_policy(cfg: TrainPolicyConfig, data: PolicyData | str | Path) -> Train
     head = VoWHead(HeadSpec(in_features=x.shape[1], **asdict(cfg.head)))
     head.set_standardization(x)
     objective = PolicyLoss(cfg.policy_train)
-    stage1_keys = cfg.policy_train.stage1_steps * cfg.train.grad_accum_steps
+    stage1_keys = cfg.policy_train.stage1_steps * cfg.train.grad_accum_steps * num_processes()  # keys of all ranks
 
     def loss_fn(model, batch: tuple[int, torch.Tensor]) -> dict[str, torch.Tensor]:
         stage, idx = batch

@@ -153,6 +153,7 @@ def _dataset(cfg: TrainVSMConfig, model, log):
 
 def run(cfg: TrainVSMConfig, command: list[str] | None = None, log=print) -> dict:
     """Train the VSM as configured and export it; returns the loop's summary."""
+    from training.distributed import main_process_first
     from training.loop import seed_everything, train
     from training.vsm_data import make_collate
 
@@ -171,7 +172,8 @@ def run(cfg: TrainVSMConfig, command: list[str] | None = None, log=print) -> dic
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"VSM: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), input {model.input_size} px, "
         f"{model.image_tokens} tokens per patch, heatmap {model.heatmap_size}")
-    data = _dataset(cfg, model, log)
+    with main_process_first():  # under accelerate launch: the first process writes the data cache, then the rest
+        data = _dataset(cfg, model, log)
     positives = sum(len(e.boxes) > 0 for e in data.examples)
     log(f"{len(data)} rows ({positives} with a legible target) on {len(data.patches)} patches "
         f"from {cfg.data.path or f'{cfg.synth.n} scenes'}")
