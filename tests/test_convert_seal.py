@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from seal.core.errors import InputError
+
 
 torch.manual_seed(0)
 WORDS = ("a chat between curious user human and an artificial intelligence assistant the gives helpful "
@@ -431,7 +433,7 @@ def test_cli_converts_both_formats(tmp_path, capsys, converted_vsm):
     rc, _, err = run_cli(["convert", "seal-vqa", str(tmp_path / "vqa"), str(tmp_path / "vqa_out")], capsys)
     assert rc == 2 and "not empty" in err and len(err.strip().splitlines()) == 1
     root, _, _ = converted_vsm
-    rc, out, err = run_cli(["convert", "seal-vsm", str(root / "src"), str(tmp_path / "vsm_out"), "--dtype", "bfloat16",
+    rc, out, err = run_cli(["convert", "seal-vsm", str(root / "src"), str(tmp_path / "vsm_out"), "--dtype", "bf16",
                             "--vision-tower", str(root / "clip")], capsys)
     assert rc == 0, err
     assert "(vsm checkpoint, bfloat16)" in out
@@ -490,3 +492,20 @@ def test_damaged_sources_are_one_line_errors(tmp_path, capsys, damage, message):
     rc, _, err = run_cli(["convert", "seal-vqa", str(src), str(tmp_path / "out")], capsys)
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_reader_reads_a_single_pickle_and_drops_old_buffers(tmp_path):
+    from seal.models.seal_checkpoint import read_original_checkpoint
+
+    state = {"model.norm.weight": torch.ones(4), "model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(2),
+             "model.vision_tower.vision_tower.vision_model.embeddings.position_ids": torch.arange(3)[None]}
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_search", "hidden_size": 4}))
+    ckpt = read_original_checkpoint(tmp_path)
+    assert list(ckpt.tensors) == ["model.norm.weight"] and ckpt.origin["model.norm.weight"] == "pytorch_model.bin"
+    assert ckpt.take("model.norm.weight", (4,)).sum() == 4
+    with pytest.raises(InputError, match=r"model.norm.weight.*has shape \(4,\), but config.json implies \(5,\)"):
+        ckpt.take("model.norm.weight", (5,))
+    (tmp_path / "pytorch_model.bin").unlink()
+    with pytest.raises(InputError, match="no weights"):
+        read_original_checkpoint(tmp_path)

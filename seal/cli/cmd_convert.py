@@ -1,6 +1,6 @@
 """``seal convert``: the published SEAL checkpoints -> the project's formats.
 
-``seal convert seal-vqa SRC DST [--dtype auto|float32|float16|bfloat16] [--vision-tower DIR]
+``seal convert seal-vqa SRC DST [--dtype auto|float32|float16|bfloat16|fp32|fp16|bf16] [--vision-tower DIR]
 [--tokenizer DIR] [--overwrite] [--json]``: ``craigwu/seal_vqa_7b`` (original LLaVA code format,
 sharded ``pytorch_model-*.bin`` or safetensors) -> a ``vqa`` checkpoint: a llava-hf LLaVA with the
 Vicuna v1 chat template, the object projector (``vwm_layout: seal_objects``) and a manifest
@@ -24,7 +24,7 @@ from pathlib import Path
 from seal.cli.common import print_json_line
 
 FORMATS = ("seal-vqa", "seal-vsm")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+DTYPES = ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

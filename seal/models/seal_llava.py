@@ -287,13 +287,20 @@ def save_llava_dir(model: "LlavaForConditionalGeneration", processor: "LlavaProc
         shutil.copy2(source / "tokenizer.model", out / "tokenizer.model")
 
 
+DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+               "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
 def torch_dtype(name: str, ckpt: OriginalCheckpoint) -> "torch.dtype":
-    """``auto`` = the dtype of the source LM weights; else float32 / float16 / bfloat16."""
+    """``auto`` = the dtype of the source LM weights; else float32 / float16 / bfloat16 (or
+    fp32 / fp16 / bf16)."""
     import torch
 
     if name == "auto":
         return ckpt.take("model.embed_tokens.weight").dtype
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+    if name not in DTYPE_NAMES:
+        raise InputError(f"--dtype: expected auto or one of {sorted(DTYPE_NAMES)}, found {name!r}")
+    return getattr(torch, DTYPE_NAMES[name])
 
 
 def prepare_out_dir(out: Path, overwrite: bool) -> None:

@@ -111,12 +111,18 @@ class SealVSM(nn.Module):
 
     # ---- the language model --------------------------------------------------------------------
     def prompt_ids(self, question: str, reply: str | None) -> list[int]:
-        """Token ids of the llava_v1 prompt (``<image>`` once; :meth:`_embed` expands it)."""
+        """Token ids of the llava_v1 prompt, ``<image>`` once (:meth:`_embed` expands it). As the
+        reference's ``tokenizer_image_token``, the text on each side of ``<image>`` is tokenized
+        on its own (BOS only before the first part)."""
         msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         if reply is not None:
             msgs.append({"role": "assistant", "content": reply})
         text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=reply is None)
-        return list(self.tokenizer(text)["input_ids"])
+        before, image, after = text.partition(self.tokenizer.convert_ids_to_tokens(self.image_id))
+        if not image:
+            raise InputError("the chat template rendered no image token; is this a converted SEAL VSM?")
+        return (list(self.tokenizer(before)["input_ids"]) + [self.image_id]
+                + list(self.tokenizer(after, add_special_tokens=False)["input_ids"]))
 
     def _embed(self, ids: list[int], image_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(input_ids (B, L), inputs_embeds (B, L, D))`` with the image expanded and spliced in."""
