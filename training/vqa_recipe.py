@@ -90,7 +90,9 @@ def loss_fn(model, batch: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"
 
     Args:
         batch: :func:`seal.vqa.collate` output: ``input_ids`` / ``attention_mask`` / ``labels``
-            (B, L) int64 (labels -100 on prompt and padding), ``pixel_values`` (N_img, 3, S, S).
+            (B, L) int64 (labels -100 on prompt and padding), ``pixel_values`` (N_img, 3, S, S) and
+            whatever other image inputs the model's family takes (``image_sizes``, ``image_grid_thw``,
+            ``mm_token_type_ids``), all passed to the model; ``attributes`` is the auxiliary loss's.
 
     Returns:
         ``total`` (scalar, optimised) and ``token_acc`` (teacher-forced argmax accuracy on reply tokens).
@@ -98,8 +100,8 @@ def loss_fn(model, batch: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"
     import torch
     import torch.nn.functional as F
 
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                pixel_values=batch.get("pixel_values"), use_cache=False)
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "attributes")}  # + any family's image keys
+    out = model(**inputs, use_cache=False)
     logits = out.logits[:, :-1].float()  # (B, L-1, V): position t predicts token t+1
     targets = batch["labels"][:, 1:]  # (B, L-1)
     mask = targets != -100

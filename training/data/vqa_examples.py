@@ -4,8 +4,9 @@ Each conversation is laid out through the one prompt path, as at inference: the 
 visual working memory's global view (letterboxed by the ``vwm`` section) and the first exchange is
 :func:`seal.vqa.examples.build_training_example` (prompt, then reply). Each later exchange appends
 what the checkpoint's chat template writes between the conversation so far and that turn's
-generation prompt (the template rendered with and without the new user turn; the history's
-replies in it), then the reply, encoded as the first reply was. Labels are the reply tokens only;
+generation prompt (the template rendered with and without the new user turn, the history's
+replies in it, minus the whitespace a reply's encoding drops), then the reply, encoded as the first
+reply was (:func:`reply_ids`). Labels are the reply tokens only;
 every prompt token and the padding are :data:`seal.vqa.examples.IGNORE_INDEX`.
 """
 
@@ -42,11 +43,20 @@ def continuation_ids(processor, history: Sequence[tuple[str, str]], question: st
         ValueError: the template does not render the longer conversation as an extension of the shorter.
     """
     messages = [m for q, a in history for m in (_message("user", q), _message("assistant", a))]
-    before = _render(processor, messages, generation=False)
+    before = _render(processor, messages, generation=False).rstrip()  # a reply's ids end without the whitespace
     after = _render(processor, messages + [_message("user", question)], generation=True)
     if not after.startswith(before):
         raise ValueError("the chat template does not render a conversation as an extension of its first turns")
     return list(processor.tokenizer(after[len(before):], add_special_tokens=False)["input_ids"])
+
+
+def reply_ids(processor, reply: str) -> "torch.Tensor":
+    """(R,) int64 ids of ``reply`` as :func:`seal.vqa.examples.build_training_example` encodes a reply
+    (the one reply encoding: the labelled part of a text-only example)."""
+    from seal.vqa.examples import IGNORE_INDEX, build_training_example
+
+    ex = build_training_example(processor, "q", reply, None)
+    return ex["input_ids"][ex["labels"] != IGNORE_INDEX]
 
 
 def conversation_example(processor, conv: Conversation, vwm_config: "VWMConfig") -> dict[str, "torch.Tensor"]:
@@ -55,7 +65,6 @@ def conversation_example(processor, conv: Conversation, vwm_config: "VWMConfig")
     import torch
 
     from seal.core.image_io import load_image
-    from seal.models.tokenizer import encode_reply
     from seal.vqa.examples import IGNORE_INDEX, build_training_example
     from vwm.layout import VisualWorkingMemory
 
@@ -74,7 +83,7 @@ def conversation_example(processor, conv: Conversation, vwm_config: "VWMConfig")
             prompt = torch.tensor(continuation_ids(processor, history, turn.question), dtype=torch.long)
         except ValueError as exc:
             raise InputError(f"conversation {conv.id!r}, turn {2 * k}: {exc}", conv.source) from None
-        reply = torch.tensor(encode_reply(processor.tokenizer, turn.reply), dtype=torch.long)
+        reply = reply_ids(processor, turn.reply)
         ids += [prompt, reply]
         labels += [torch.full_like(prompt, IGNORE_INDEX), reply]
     extra = sum(len(t) for t in ids[1:])
