@@ -63,6 +63,11 @@ class VSMConfig:
     """Which last-layer hidden state stands for ``<LOC>``: the position holding ``<LOC>`` ("at")
     or the one predicting it ("before", LISA / the reference). Both are causal-prefix states, so
     training (full reply) and inference (prompt cut after ``<LOC>``) see the same value."""
+    input_size: int = 0
+    """Side S (px) of the square patch the model reads; 0 = the family's default (LLaVA and
+    LLaVA-OneVision: the vision tower's ``image_size``, the only side they take; Qwen2.5-VL: 16
+    merged tokens a side, e.g. 448 px, kept inside its processor's pixel range). Qwen2.5-VL takes
+    any multiple of ``patch_size * spatial_merge_size`` in that range (:mod:`search.vsm.families`)."""
     letterbox: bool = True
     """Patches are resampled to the square model input keeping their aspect (padded with the
     processor's mean colour); False stretches them."""
@@ -140,6 +145,9 @@ class VSMConfig:
             raise ConfigError(f"vsm.lora_dropout: expected 0 <= p < 1, found {self.lora_dropout}")
         if not self.lora_targets:
             raise ConfigError("vsm.lora_targets: expected at least one module name")
+        if self.input_size < 0:
+            raise ConfigError(f"vsm.input_size: expected 0 (the family's default) or a side in px, "
+                              f"found {self.input_size}")
         if self.loc_mlp_hidden < 0:
             raise ConfigError(f"vsm.loc_mlp_hidden: expected >= 0, found {self.loc_mlp_hidden}")
 

@@ -1,7 +1,9 @@
-"""``VSMModel``: the V* search model = a LLaVA backbone + LoRA + ``<LOC>`` + two decoders.
+"""``VSMModel``: the V* search model = a VLM backbone + LoRA + ``<LOC>`` + two decoders.
 
-- Backbone: any ``transformers`` ``LlavaForConditionalGeneration`` (the tiny one of
-  :mod:`seal.models.backbone` or a real llava-hf checkpoint) with its processor.
+- Backbone: a ``transformers`` VLM of a family :mod:`search.vsm.families` adapts (``llava``: the tiny
+  one of :mod:`seal.models.backbone` or a llava-hf checkpoint; ``llava_onevision``; ``qwen2_5_vl``)
+  with its processor. The family adapter says how a square patch becomes the decoders' grid and
+  the LM's image tokens, and how the LM runs with them.
 - Adapter: peft LoRA on the language model's attention projections (never the vision tower),
   plus trainable ``<LOC>`` rows of the input embedding and LM head (peft trainable tokens).
   ``<LOC>`` is added to the tokenizer (and the embeddings resized) when the tokenizer lacks it.
@@ -11,21 +13,21 @@
 Path of one forward (teacher-forced, no generation)::
 
     patches (B, 3, S, S) -> vision tower -> patch features (B, C_v, g, g)  -> decoders
-                                         -> projector -> image tokens (B, g*g, D_text) -> LM
+                                         -> projector / merger -> image tokens (B, N, D_text) -> LM
     prompt ids (B, T) with <LOC> -> LM last hidden state (B, T, D_text) -> <LOC> state (B, D_text)
 
 Checkpoint directory (:meth:`VSMModel.save_pretrained` / :meth:`VSMModel.from_pretrained`)::
 
     vsm_config.json         format, version, <LOC> id, VSMConfig
-    backbone/               the LLaVA without adapter + its processor (seal.models.backbone.save_llava)
+    backbone/               the base VLM without adapter + its processor (save_pretrained of both)
     adapter/                peft adapter only (LoRA + <LOC> rows + modules_to_save)
     decoders.safetensors    heatmap_decoder.* and box_decoder.*
 
 Merged checkpoint (``seal merge-lora``, :mod:`search.vsm.merge`; ``"merged": true`` in
-``vsm_config.json``): the adapter folded into the weights, the LLaVA saved at the top level::
+``vsm_config.json``): the adapter folded into the weights, the VLM saved at the top level::
 
     vsm_config.json         as above + "merged": true
-    config.json, model.safetensors, processor + tokenizer files   plain LLaVA (save_llava)
+    config.json, model.safetensors, processor + tokenizer files   plain VLM (save_pretrained)
     decoders.safetensors    heatmap_decoder.* and box_decoder.*
 
 Loading is strict: any missing, unexpected or mis-shaped tensor is an :class:`InputError`.
@@ -34,7 +36,6 @@ Loading is strict: any missing, unexpected or mis-shaped tensor is an :class:`In
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -45,6 +46,7 @@ from torch import nn
 
 from search.vsm.box_decoder import BoxDecoder
 from search.vsm.config import VSMConfig
+from search.vsm.families import VisionFamily, family_for
 from search.vsm.heatmap_decoder import HeatmapDecoder
 from search.vsm.prompts import IGNORE_INDEX, PromptKind, encode_prompts, loc_positions
 from seal.core.errors import InputError
@@ -52,14 +54,14 @@ from seal.models.tokenizer import LOC_TOKEN
 
 if TYPE_CHECKING:
     from peft import PeftModel
-    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import PreTrainedModel, ProcessorMixin
 
 FORMAT = "seal-vsm"
 VERSION = 1
 CONFIG_FILE = "vsm_config.json"
 DECODERS_FILE = "decoders.safetensors"
 MERGED_KEY = "merged"
-"""``vsm_config.json`` key: True when the LLaVA (adapter merged in) sits at the checkpoint's top level."""
+"""``vsm_config.json`` key: True when the VLM (adapter merged in) sits at the checkpoint's top level."""
 
 
 @dataclass
@@ -67,8 +69,8 @@ class ImageFeatures:
     """Encoded patches (the expensive part; cached by the predictor).
 
     Attributes:
-        vision: (B, C_v, g, g) patch features of the vision tower's feature layer (CLS dropped),
-            input of both decoders.
+        vision: (B, C_v, g, g) patch features of the vision tower (which ones: the family adapter,
+            :mod:`search.vsm.families`), input of both decoders.
         projected: (B, N, D_text) the projector's image tokens spliced into the LM prompt.
     """
 
@@ -116,13 +118,13 @@ class VSMModel(nn.Module):
     """Backbone with adapter + decoders. Build with :meth:`build` or :meth:`from_pretrained`.
 
     Args:
-        llava: the backbone already wrapped by peft (``PeftModel``), or a plain LLaVA whose adapter
+        llava: the backbone already wrapped by peft (``PeftModel``), or a plain VLM whose adapter
             was merged into its weights (:mod:`search.vsm.merge`; then :attr:`is_merged`).
-        processor: its ``LlavaProcessor`` (tokenizer holds ``<LOC>``).
+        processor: its processor (tokenizer holds ``<LOC>``).
         cfg: the heads' configuration.
     """
 
-    def __init__(self, llava: "PeftModel | LlavaForConditionalGeneration", processor: "LlavaProcessor",
+    def __init__(self, llava: "PeftModel | PreTrainedModel", processor: "ProcessorMixin",
                  cfg: VSMConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -131,9 +133,8 @@ class VSMModel(nn.Module):
         self.tokenizer = processor.tokenizer
         self.loc_token_id = int(self.tokenizer.convert_tokens_to_ids(LOC_TOKEN))
         config = self.backbone.config
-        if not isinstance(config.vision_feature_layer, int):
-            raise ValueError(f"vision_feature_layer: expected one int layer, found {config.vision_feature_layer}")
-        vision_dim, text_dim = config.vision_config.hidden_size, config.text_config.hidden_size
+        self.family: VisionFamily = family_for(config, processor, cfg.input_size)
+        vision_dim, text_dim = self.family.vision_dim, config.text_config.hidden_size
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.heatmap_decoder = HeatmapDecoder(vision_dim, text_dim, cfg)
@@ -162,31 +163,35 @@ class VSMModel(nn.Module):
             if cfg.detector_stem:
                 from search.vsm.stem import ConvStem
 
-                self.detector_stem = ConvStem(vision_dim, cfg.stem_widths, int(config.vision_config.patch_size))
+                self.detector_stem = ConvStem(vision_dim, cfg.stem_widths, self.family.patch_stride)
         for module in self._head_modules().values():
             module.to(self.device)
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod
-    def build(cls, llava: "LlavaForConditionalGeneration", processor: "LlavaProcessor",
+    def build(cls, llava: "PreTrainedModel", processor: "ProcessorMixin",
               cfg: VSMConfig | None = None) -> "VSMModel":
-        """Wrap a plain LLaVA: add ``<LOC>`` if missing, attach a fresh LoRA adapter, new decoders."""
+        """Wrap a plain base VLM of any family of :mod:`search.vsm.families`: add ``<LOC>`` to its
+        tokenizer if missing (the embeddings are resized only when the new id has no row yet), attach
+        a fresh LoRA adapter on the language model, new decoders."""
         from peft import get_peft_model
 
         cfg = cfg or VSMConfig()
+        family = family_for(llava.config, processor, cfg.input_size)  # unsupported family: before any change
         tokenizer = processor.tokenizer
         if LOC_TOKEN not in tokenizer.get_vocab():
             tokenizer.add_special_tokens({"additional_special_tokens": [LOC_TOKEN]})
-            llava.resize_token_embeddings(len(tokenizer))
+            if len(tokenizer) > llava.get_input_embeddings().weight.shape[0]:
+                llava.resize_token_embeddings(len(tokenizer))
         loc_id = int(tokenizer.convert_tokens_to_ids(LOC_TOKEN))
-        return cls(get_peft_model(llava, _lora_config(cfg, loc_id)), processor, cfg)
+        return cls(get_peft_model(llava, _lora_config(cfg, loc_id, family, llava)), processor, cfg)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: "torch.dtype | None" = None,
                         trainable: bool = False) -> "VSMModel":
         """Load a directory written by :meth:`save_pretrained` (local files only, strict).
 
-        A merged checkpoint (``"merged": true``, from ``seal merge-lora``) loads its top-level LLaVA
+        A merged checkpoint (``"merged": true``, from ``seal merge-lora``) loads its top-level VLM
         as it is, with no adapter; it cannot be loaded ``trainable``.
 
         Raises:
@@ -194,13 +199,15 @@ class VSMModel(nn.Module):
                 the one trained, or weights that do not match the configuration.
         """
         from seal.core.weights import load_safetensors
-        from seal.models.backbone import load_llava
+        from search.vsm.base import load_base
 
         p = Path(path)
         if not p.is_dir():
             raise InputError("expected a VSM checkpoint directory (from VSMModel.save_pretrained)", p)
         if not (p / CONFIG_FILE).is_file():
-            raise InputError(f"not a VSM checkpoint: {CONFIG_FILE} is missing", p)
+            from search.vsm.base import plain_base_message
+
+            raise InputError(plain_base_message(p) or f"not a VSM checkpoint: {CONFIG_FILE} is missing", p)
         try:
             meta = json.loads((p / CONFIG_FILE).read_text())
             if not isinstance(meta, dict):
@@ -225,7 +232,7 @@ class VSMModel(nn.Module):
         except InputError as exc:
             raise InputError(f"{CONFIG_FILE}: {exc}", p) from None
         llava_dir = p if merged else p / "backbone"
-        llava, processor = load_llava(llava_dir, device=device, dtype=dtype)  # damaged weights: InputError
+        llava, processor = load_base(llava_dir, device=device, dtype=dtype)  # damaged weights: InputError
         loc_id = processor.tokenizer.convert_tokens_to_ids(LOC_TOKEN)
         if loc_id != meta.get("loc_token_id"):
             raise InputError(f"tokenizer maps {LOC_TOKEN} to id {loc_id}, the heads were trained with id "
@@ -243,7 +250,7 @@ class VSMModel(nn.Module):
 
         The backbone is saved from a copy with the adapter layers unloaded (peft ``unload``), so
         saving needs memory for a second copy of the backbone for a moment. A merged model writes
-        the merged layout instead (the LLaVA at the top level, ``"merged": true``).
+        the merged layout instead (the VLM at the top level, ``"merged": true``).
 
         Args:
             search_defaults: the ``search`` settings its scores were tuned for (manifest).
@@ -256,15 +263,15 @@ class VSMModel(nn.Module):
 
         from safetensors.torch import save_file
 
-        from seal.models.backbone import save_llava
+        from search.vsm.base import save_base
 
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         if self.is_merged:
-            save_llava(self.llava, self.processor, out)
+            save_base(self.llava, self.processor, out)
         else:
             plain = copy.deepcopy(self.llava).unload()  # the base weights, adapter layers removed
-            save_llava(plain, self.processor, out / "backbone")
+            save_base(plain, self.processor, out / "backbone")
             del plain
             self.llava.save_pretrained(str(out / "adapter"), save_embedding_layers=False)
         tensors = {f"{prefix}.{k}": v.detach().contiguous().cpu()
@@ -314,14 +321,14 @@ class VSMModel(nn.Module):
     # ---- shapes --------------------------------------------------------------------------------
     @property
     def is_merged(self) -> bool:
-        """True when :attr:`llava` is a plain LLaVA (adapter merged into its weights), not a ``PeftModel``."""
+        """True when :attr:`llava` is a plain VLM (adapter merged into its weights), not a ``PeftModel``."""
         from peft import PeftModel
 
         return not isinstance(self.llava, PeftModel)
 
     @property
-    def backbone(self) -> "LlavaForConditionalGeneration":
-        """The LLaVA model (adapter layers injected in place, or merged into the weights)."""
+    def backbone(self) -> "PreTrainedModel":
+        """The base VLM (adapter layers injected in place, or merged into the weights)."""
         return self.llava if self.is_merged else self.llava.get_base_model()
 
     @property
@@ -331,12 +338,12 @@ class VSMModel(nn.Module):
     @property
     def input_size(self) -> int:
         """Side S (pixels) of the square model input."""
-        return int(self.backbone.config.vision_config.image_size)
+        return self.family.input_size
 
     @property
     def grid_size(self) -> int:
-        """Side g of the vision patch grid."""
-        return self.input_size // int(self.backbone.config.vision_config.patch_size)
+        """Side g of the decoders' vision feature grid."""
+        return self.family.grid_size
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
@@ -345,9 +352,13 @@ class VSMModel(nn.Module):
 
     @property
     def image_tokens(self) -> int:
-        """Prompt tokens one patch occupies."""
-        full = self.backbone.config.vision_feature_select_strategy == "full"
-        return self.grid_size ** 2 + int(full)
+        """Prompt tokens one patch occupies (image-token positions of one prompt row)."""
+        return self.family.image_tokens
+
+    @property
+    def chat_template(self) -> str | None:
+        """The processor's chat template (None: the tokenizer's)."""
+        return getattr(self.processor, "chat_template", None) or None
 
     @property
     def fill_color(self) -> tuple[int, int, int]:
@@ -363,12 +374,12 @@ class VSMModel(nn.Module):
             if tuple(np.shape(patch)) != (s, s, 3):
                 raise ValueError(f"patch {i}: expected shape ({s}, {s}, 3), found {tuple(np.shape(patch))}")
         writable = [np.array(p) for p in patches]  # crops are read-only views; the processor wants arrays it may own
-        pixels = self.processor.image_processor(images=writable, return_tensors="pt")["pixel_values"]
-        return pixels.to(self.device, self.backbone.dtype)
+        return self.family.preprocess(writable).to(self.device, self.backbone.dtype)
 
     def prompts(self, kinds: Sequence[PromptKind], targets: Sequence[str], with_reply: bool) -> dict[str, torch.Tensor]:
         """Prompt batch (``input_ids``, ``attention_mask``, ``labels``; (B, T) int64) on the model device."""
-        enc = encode_prompts(self.tokenizer, kinds, targets, self.image_tokens, with_reply)
+        enc = encode_prompts(self.tokenizer, kinds, targets, self.image_tokens, with_reply,
+                             self.family.image_token, self.chat_template)
         return {k: v.to(self.device) for k, v in enc.items()}
 
     # ---- forward -------------------------------------------------------------------------------
@@ -378,30 +389,18 @@ class VSMModel(nn.Module):
         Args:
             pixel_values: (B, 3, S, S) from :meth:`preprocess`.
         """
-        config = self.backbone.config
-        out = self.backbone.model.get_image_features(pixel_values=pixel_values, return_dict=True)
-        tokens = out.hidden_states[config.vision_feature_layer][:, 1:]  # (B, g*g, C_v), CLS dropped
-        b, n, c = tokens.shape
-        g = self.grid_size
-        if n != g * g:
-            raise ValueError(f"vision tower gave {n} patch tokens, expected {g}x{g}")
-        vision = tokens.transpose(1, 2).reshape(b, c, g, g)  # (B, C_v, g, g)
+        vision, projected = self.family.encode(self.backbone, pixel_values)  # (B, C_v, g, g), (B, N, D_text)
         if self.detector_stem is not None:
             vision = vision + self.detector_stem(pixel_values)  # (B, C_v, g, g): local detail for the decoders
-        projected = torch.stack(list(out.pooler_output))  # (B, N, D_text)
         return ImageFeatures(vision=vision, projected=projected)
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       features: ImageFeatures) -> torch.Tensor:
-        """(B, T, D_text) last-layer (normed) hidden states of the prompts with their patches spliced in."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
+        """(B, T, D_text) last-layer (normed) hidden states of the prompts with their patches spliced in
+        (each row's :attr:`image_tokens` image-token positions take its patch's projected tokens)."""
         if len(features) != input_ids.shape[0]:
             raise ValueError(f"{input_ids.shape[0]} prompt rows but {len(features)} encoded patches")
-        images = BaseModelOutputWithPooling(pooler_output=list(features.projected))
-        out = self.backbone.model(input_ids=input_ids, attention_mask=attention_mask,
-                                  mm_encoder_outputs={"image": images})
-        return out.last_hidden_state
+        return self.family.hidden_states(self.backbone, input_ids, attention_mask, features.projected)
 
     def loc_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """(B, D_text) the query of each row's decoders: the hidden state standing for its ``<LOC>``
@@ -424,7 +423,7 @@ class VSMModel(nn.Module):
         padding excluded; their ids set to 0), which hold the target phrase."""
         pos = loc_positions(input_ids, self.loc_token_id, attention_mask)  # (B,)
         t = torch.arange(input_ids.shape[1], device=input_ids.device)
-        keep = (attention_mask > 0) & (input_ids != self.backbone.config.image_token_id) & (
+        keep = (attention_mask > 0) & (input_ids != self.family.image_token_id) & (
             t.unsqueeze(0) < pos.unsqueeze(1))
         return torch.where(keep, input_ids, torch.zeros_like(input_ids)), keep
 
@@ -469,23 +468,24 @@ class VSMModel(nn.Module):
                          attribute_classes=self.cfg.attribute_classes)
 
 
-def _lora_config(cfg: VSMConfig, loc_token_id: int):
-    """LoRA on the language model's ``cfg.lora_targets`` (a regex that excludes the vision tower)."""
+def _lora_config(cfg: VSMConfig, loc_token_id: int, family: VisionFamily, base: "PreTrainedModel"):
+    """LoRA on the language model's ``cfg.lora_targets`` (the family's regex excludes the vision tower);
+    the ``<LOC>`` rows of the input embedding, and of the LM head unless it is tied to the embedding."""
     from peft import LoraConfig
 
-    names = "|".join(re.escape(t) for t in cfg.lora_targets)
+    tied = base.get_output_embeddings().weight is base.get_input_embeddings().weight
+    rows = {"embed_tokens": [loc_token_id]} if tied else {"embed_tokens": [loc_token_id], "lm_head": [loc_token_id]}
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=rf".*language_model\..*\.({names})",
-        trainable_token_indices=({"embed_tokens": [loc_token_id], "lm_head": [loc_token_id]}
-                                 if cfg.train_loc_token else None),
+        target_modules=family.lora_target_regex(cfg.lora_targets),
+        trainable_token_indices=rows if cfg.train_loc_token else None,
         modules_to_save=list(cfg.modules_to_save) or None,
     )
 
 
-def _load_adapter(llava: "LlavaForConditionalGeneration", adapter_dir: Path, trainable: bool) -> "PeftModel":
+def _load_adapter(llava: "nn.Module", adapter_dir: Path, trainable: bool) -> "PeftModel":
     """``llava`` wrapped by the peft adapter saved in ``adapter_dir`` (strict, see :func:`_check_adapter`)."""
     from peft import PeftModel
 

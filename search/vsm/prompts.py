@@ -6,9 +6,16 @@ Two prompt kinds, each a user question about one image and an assistant reply ho
 - ``context``: "According to common sense and visual cues, where is the {target} most likely to
   be?" -> "<LOC>." (the same heatmap decoder then draws where the target is *likely* to be).
 
-Token layout of one row (``USER: <image>\\n{question} ASSISTANT: {reply}</s>``)::
+The user turn is rendered by the checkpoint's own chat template with list-of-parts content
+(``[{"type": "image"}, {"type": "text", "text": question}]``), so each family gets its own layout;
+the one image placeholder is then expanded to the patch's image-token count. With the project's
+template (``USER: <image>\\n{question} ASSISTANT: {reply}</s>``) a row is::
 
     <s> USER: <image> x n_image_tokens \\n question ASSISTANT: reply-tokens [</s>]
+
+and with Qwen2.5-VL's ``<|im_start|>user\\n<|vision_start|><|image_pad|> x n<|vision_end|>question
+<|im_end|>\\n<|im_start|>assistant\\n`` + reply-tokens. The reply is encoded the same way in every
+family (:func:`seal.models.tokenizer.encode_reply`: ``" " + reply``, then the tokenizer's EOS).
 
 Training rows carry the whole reply and ``</s>`` (labels on the reply tokens only); inference
 rows stop right after ``<LOC>``, so one teacher-forced forward without generation gives the
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Sequence
 
-from seal.models.tokenizer import IMAGE_TOKEN, LOC_TOKEN, chat_prompt, encode_reply
+from seal.models.tokenizer import IMAGE_TOKEN, LOC_TOKEN, encode_reply
 
 if TYPE_CHECKING:
     import torch
@@ -52,39 +59,56 @@ def clean_target(target: str) -> str:
     return name
 
 
-def user_text(kind: PromptKind, target: str) -> str:
-    """The user turn: ``"<image>\\n"`` + the question of ``kind`` about ``target``."""
-    if kind not in _TEMPLATES:
-        raise ValueError(f"prompt kind: expected one of {sorted(_TEMPLATES)}, found {kind!r}")
-    return f"{IMAGE_TOKEN}\n" + _TEMPLATES[kind][0].format(target=clean_target(target))
-
-
 def reply_text(kind: PromptKind) -> str:
     """The assistant reply of ``kind`` (contains ``<LOC>`` once)."""
     return _TEMPLATES[kind][1]
 
 
+def user_prompt(tokenizer: "PreTrainedTokenizerBase", kind: PromptKind, target: str, image_token: str = IMAGE_TOKEN,
+                chat_template: str | None = None) -> str:
+    """The prompt string up to the assistant's reply: the user turn (one image, then the question of
+    ``kind``) rendered by ``chat_template`` (default: the tokenizer's) with list-of-parts content.
+
+    Raises:
+        ValueError: the template dropped the question or did not render exactly one ``image_token``.
+    """
+    if kind not in _TEMPLATES:
+        raise ValueError(f"prompt kind: expected one of {sorted(_TEMPLATES)}, found {kind!r}")
+    question = _TEMPLATES[kind][0].format(target=clean_target(target))
+    content = [{"type": "image"}, {"type": "text", "text": question}]
+    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], chat_template=chat_template,
+                                         tokenize=False, add_generation_prompt=True)
+    if question not in text or text.count(image_token) != 1:
+        raise ValueError(f"the chat template rendered {text!r}: expected the question and one {image_token}")
+    return text
+
+
 def row_token_ids(tokenizer: "PreTrainedTokenizerBase", kind: PromptKind, target: str, n_image_tokens: int,
-                  with_reply: bool) -> tuple[list[int], list[int]]:
+                  with_reply: bool, image_token: str = IMAGE_TOKEN,
+                  chat_template: str | None = None) -> tuple[list[int], list[int]]:
     """Token ids and LM labels of one prompt row.
 
     Args:
-        tokenizer: the backbone's tokenizer (holds ``<image>`` and ``<LOC>``).
+        tokenizer: the backbone's tokenizer (holds ``image_token`` and ``<LOC>``).
         kind: ``"detect"`` or ``"context"``.
         target: the target name.
-        n_image_tokens: tokens one image occupies (the single ``<image>`` is expanded to this many).
-        with_reply: True for training (whole reply + ``</s>``, labelled); False for inference (the
+        n_image_tokens: tokens one image occupies (the single ``image_token`` is expanded to this many).
+        with_reply: True for training (whole reply + EOS, labelled); False for inference (the
             reply cut right after ``<LOC>``, no labels).
+        image_token: the processor's image placeholder (``<image>``; Qwen2.5-VL ``<|image_pad|>``).
+        chat_template: the processor's chat template (None: the tokenizer's).
 
     Returns:
         ``(ids, labels)``: equal-length int lists; labels are :data:`IGNORE_INDEX` except on reply
         tokens when ``with_reply``.
     """
-    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    image_id = tokenizer.convert_tokens_to_ids(image_token)
     loc_id = tokenizer.convert_tokens_to_ids(LOC_TOKEN)
-    prompt = tokenizer(chat_prompt(tokenizer, user_text(kind, target)))["input_ids"]
+    text = user_prompt(tokenizer, kind, target, image_token, chat_template)
+    bos = tokenizer.bos_token
+    prompt = tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
     if prompt.count(image_id) != 1:
-        raise ValueError(f"prompt should hold one {IMAGE_TOKEN} token, found {prompt.count(image_id)}")
+        raise ValueError(f"prompt should hold one {image_token} token, found {prompt.count(image_id)}")
     at = prompt.index(image_id)
     prompt = prompt[:at] + [image_id] * n_image_tokens + prompt[at + 1:]
     reply = encode_reply(tokenizer, reply_text(kind), add_eos=with_reply)
@@ -98,8 +122,11 @@ def row_token_ids(tokenizer: "PreTrainedTokenizerBase", kind: PromptKind, target
 
 
 def encode_prompts(tokenizer: "PreTrainedTokenizerBase", kinds: Sequence[PromptKind], targets: Sequence[str],
-                   n_image_tokens: int, with_reply: bool) -> dict[str, "torch.Tensor"]:
-    """A right-padded batch of prompt rows, one per ``(kind, target)``.
+                   n_image_tokens: int, with_reply: bool, image_token: str = IMAGE_TOKEN,
+                   chat_template: str | None = None) -> dict[str, "torch.Tensor"]:
+    """A right-padded batch of prompt rows, one per ``(kind, target)`` (``image_token`` /
+    ``chat_template``: as for :func:`row_token_ids`; a VSM's are ``model.family.image_token`` and
+    ``model.chat_template``, and :meth:`VSMModel.prompts` passes them).
 
     Returns:
         ``input_ids`` (B, T) int64, ``attention_mask`` (B, T) int64 (0 on padding) and ``labels``
@@ -109,7 +136,8 @@ def encode_prompts(tokenizer: "PreTrainedTokenizerBase", kinds: Sequence[PromptK
 
     if len(kinds) != len(targets) or not targets:
         raise ValueError(f"expected as many prompt kinds as targets (>= 1), found {len(kinds)} and {len(targets)}")
-    rows = [row_token_ids(tokenizer, k, t, n_image_tokens, with_reply) for k, t in zip(kinds, targets)]
+    rows = [row_token_ids(tokenizer, k, t, n_image_tokens, with_reply, image_token, chat_template)
+            for k, t in zip(kinds, targets)]
     width = max(len(ids) for ids, _ in rows)
     pad = tokenizer.pad_token_id
     ids = torch.full((len(rows), width), pad, dtype=torch.long)

@@ -1,0 +1,176 @@
+"""The search model on each VLM family's base (LLaVA-1.5, LLaVA-OneVision, Qwen2.5-VL): build, forward,
+save / load, ``seal search`` and ``seal merge-lora`` on tiny random checkpoints of the real classes
+(tests/vlm_fixtures.py), and the family adapters' parity with the models' own image paths."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from search.vsm.base import load_base
+from search.vsm.config import VSMConfig
+from search.vsm.model import VSMModel
+from tests.cli_helpers import last_json, run_cli
+from tests.test_vsm_fixtures import HEADS, perturb_adapter
+from tests.vlm_fixtures import FAMILIES, cached_tiny_vlm
+
+TARGETS = ["red circle", "a dotted blue square"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def built(family, tmp_path_factory):
+    """``(vsm, its saved directory)``: a VSM built on the family's tiny base, adapter perturbed."""
+    model, processor = load_base(cached_tiny_vlm(family))
+    vsm = VSMModel.build(model, processor, VSMConfig(**HEADS))
+    perturb_adapter(vsm)
+    vsm.eval()
+    out = vsm.save_pretrained(tmp_path_factory.mktemp(f"vsm_{family}"))
+    return vsm, out
+
+
+def _patches(vsm, n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (vsm.input_size, vsm.input_size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@torch.no_grad()
+def _outputs(vsm, seed=0):
+    feats = vsm.encode_images(vsm.preprocess(_patches(vsm, seed=seed)))
+    enc = vsm.prompts(["detect", "context"], TARGETS, with_reply=True)
+    return vsm(enc["input_ids"], enc["attention_mask"], feats, enc["labels"])
+
+
+def test_forward_shapes_and_image_token_booking(built, family):
+    vsm, _ = built
+    s, g, n = vsm.input_size, vsm.grid_size, vsm.image_tokens
+    pixels = vsm.preprocess(_patches(vsm))
+    assert pixels.shape == (2, 3, s, s)
+    with torch.no_grad():
+        feats = vsm.encode_images(pixels)
+    assert feats.vision.shape == (2, vsm.family.vision_dim, g, g)
+    assert feats.projected.shape == (2, n, vsm.backbone.config.text_config.hidden_size)
+    for with_reply in (True, False):
+        enc = vsm.prompts(["detect", "context"], TARGETS, with_reply=with_reply)
+        per_row = (enc["input_ids"] == vsm.backbone.config.image_token_id).sum(dim=1)
+        assert per_row.tolist() == [n, n]  # the search's booking per patch = image tokens in the LM input
+    out = _outputs(vsm)
+    assert out.heatmap.shape == (2, 4 * g, 4 * g) and out.boxes.shape[:2] == out.box_logits.shape
+    for t in (out.heatmap, out.quality, out.boxes, out.box_logits, out.loc_state, out.lm_logits):
+        assert torch.isfinite(t).all()
+    assert not torch.allclose(out.loc_state[0], out.loc_state[1])
+    expected = {"llava": (32, 4, 16), "llava_onevision": (28, 4, 17), "qwen2_5_vl": (56, 8, 16)}[family]
+    assert (s, g, n) == expected
+
+
+def test_lora_sits_on_the_language_model_only(built):
+    vsm, _ = built
+    lora = [n for n, p in vsm.llava.named_parameters() if "lora_A" in n]
+    assert lora and all(".language_model." in n for n in lora)
+    assert {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n in lora} == {"q_proj", "v_proj"}
+    trainable = [n for n, p in vsm.llava.named_parameters() if p.requires_grad]
+    assert all("lora_" in n or "trainable_tokens" in n for n in trainable)
+    assert any("embed_tokens" in n and "trainable_tokens" in n for n in trainable)
+
+
+def test_save_and_load_give_identical_outputs(built):
+    vsm, out = built
+    loaded = VSMModel.from_pretrained(out)
+    assert type(loaded.family) is type(vsm.family) and loaded.loc_token_id == vsm.loc_token_id
+    a, b = _outputs(vsm, seed=3), _outputs(loaded, seed=3)
+    for name in ("heatmap", "boxes", "box_logits", "loc_state", "lm_logits"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-5), name
+
+
+def test_seal_search_runs_on_the_family_vsm(built, tmp_path, capsys):
+    _, out = built
+    img = Image.new("RGB", (300, 200), (128, 128, 128))
+    img.paste((220, 20, 20), (40, 30, 80, 70))
+    path = tmp_path / "scene.png"
+    img.save(path)
+    rc, stdout, err = run_cli(["search", "--model", out, "--image", path, "--target", "red circle", "--json",
+                               "--quiet", "--search.max_nodes=4"], capsys)
+    assert rc == 0, err
+    res = last_json(stdout)
+    assert res["localizer"] == "vsm" and res["target"] == "red circle" and res["model_calls"] >= 1
+    assert res["localizer_stats"]["patches_encoded"] >= 1
+
+
+def test_seal_search_on_a_plain_base_names_the_training_command(family, tmp_path, capsys):
+    base = cached_tiny_vlm(family)
+    img = tmp_path / "x.png"
+    Image.new("RGB", (64, 64)).save(img)
+    rc, _, err = run_cli(["search", "--model", base, "--image", img, "--target", "red circle"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "plain VLM checkpoint" in err and f"seal train vsm --base {base}" in err
+    assert "vsm_config.json" not in err and "manifest" not in err
+
+
+def test_merge_lora_keeps_the_outputs(built, tmp_path, capsys):
+    vsm, out = built
+    merged_dir = tmp_path / "merged"
+    rc, stdout, err = run_cli(["merge-lora", "--vsm", out, "--out", merged_dir, "--json"], capsys)
+    assert rc == 0, err
+    report = last_json(stdout)
+    assert report["parity_ok"]
+    merged = VSMModel.from_pretrained(merged_dir)
+    assert merged.is_merged and type(merged.family) is type(vsm.family)
+    a, b = _outputs(vsm, seed=5), _outputs(merged, seed=5)
+    for name in ("heatmap", "boxes", "box_logits", "loc_state", "lm_logits"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-4), name
+
+
+# ---- the adapters against the models' own image paths ------------------------------------------
+def test_qwen_patches_round_trip_the_image_processor():
+    from search.vsm.families import family_for
+
+    model, processor = load_base(cached_tiny_vlm("qwen2_5_vl"))
+    fam = family_for(model.config, processor)
+    patches = [np.random.default_rng(i).integers(0, 256, (fam.input_size, fam.input_size, 3), dtype=np.uint8)
+               for i in range(2)]
+    flat = processor.image_processor(images=patches, return_tensors="pt")["pixel_values"]
+    assert torch.equal(fam.flatten(fam.preprocess(patches)), flat)
+
+
+@torch.no_grad()
+def test_qwen_adapter_matches_the_models_own_forward():
+    """Merged tokens, the pre-merge grid (re-merged) and the LM's hidden states equal the model's own
+    image path (the processor's prompt + pixel values, the model's own M-RoPE positions)."""
+    from search.vsm.families import family_for
+
+    model, processor = load_base(cached_tiny_vlm("qwen2_5_vl"))
+    fam = family_for(model.config, processor)
+    patch = np.random.default_rng(7).integers(0, 256, (fam.input_size, fam.input_size, 3), dtype=np.uint8)
+    text = processor.apply_chat_template([{"role": "user", "content": [
+        {"type": "image"}, {"type": "text", "text": "Please locate the red circle in this image."}]}],
+        add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=[patch], return_tensors="pt")
+    own = model.model(**inputs)
+    vision, projected = fam.encode(model, fam.preprocess([patch]))
+    m, c = fam.merge, vision.shape[1]
+    g = fam.grid_size
+    blocks = vision.reshape(1, c, g // m, m, g // m, m).permute(0, 2, 4, 3, 5, 1).reshape(-1, c)  # merge-block order
+    assert torch.allclose(model.model.visual.merger(blocks), projected[0], atol=1e-5)
+    mine = fam.hidden_states(model, inputs["input_ids"], inputs["attention_mask"], projected)
+    assert int((inputs["input_ids"] == fam.image_token_id).sum()) == fam.image_tokens
+    assert torch.allclose(mine, own.last_hidden_state, atol=1e-5)
+
+
+@torch.no_grad()
+def test_onevision_adapter_is_the_models_single_tile_layout():
+    """A single tile's tokens (+ the newline) as the model itself packs a base-resolution image."""
+    from search.vsm.families import family_for
+
+    model, processor = load_base(cached_tiny_vlm("llava_onevision"))
+    fam = family_for(model.config, processor)
+    patches = [np.random.default_rng(i).integers(0, 256, (fam.input_size, fam.input_size, 3), dtype=np.uint8)
+               for i in range(2)]
+    pixels = fam.preprocess(patches)  # (2, 3, S, S)
+    own = model.model.get_image_features(pixel_values=pixels, image_sizes=torch.tensor([[fam.input_size] * 2] * 2),
+                                         batch_num_images=torch.tensor([2]), return_dict=True)
+    _, projected = fam.encode(model, pixels)
+    assert torch.allclose(projected, torch.stack(list(own.pooler_output)), atol=1e-6)
