@@ -509,3 +509,10 @@ def test_reader_reads_a_single_pickle_and_drops_old_buffers(tmp_path):
     (tmp_path / "pytorch_model.bin").unlink()
     with pytest.raises(InputError, match="no weights"):
         read_original_checkpoint(tmp_path)
+
+
+def test_seal_vsm_loader_refuses_another_vsm_backend():
+    from search.seal_vsm.localizer import load_seal_vsm_localizer
+
+    with pytest.raises(InputError, match="expected a converted SEAL VSM"):
+        load_seal_vsm_localizer(Path(__file__).resolve().parents[1] / "checkpoints" / "vsm_tiny")
