@@ -210,7 +210,11 @@ def load_tokenizer_for(ckpt: OriginalCheckpoint, tokenizer_dir: str | Path | Non
         # config: the tokenizer of a LLaMA (the checkpoint's own model_type is unknown to transformers)
         tok = AutoTokenizer.from_pretrained(str(where), local_files_only=True, config=LlamaConfig())
     except (OSError, ValueError, ImportError) as exc:
-        raise InputError(f"cannot load the tokenizer ({str(exc).splitlines()[0][:160]})", where) from None
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        hint = ("; reading tokenizer.model needs the sentencepiece and protobuf packages (pip install "
+                "sentencepiece protobuf), or pass --tokenizer DIR with a tokenizer.json"
+                if not (where / "tokenizer.json").is_file() else "")
+        raise InputError(f"cannot load the tokenizer ({first}){hint}", where) from None
     if IMAGE_TOKEN not in tok.get_vocab():
         tok.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
     if tok.pad_token is None:
