@@ -1,4 +1,4 @@
-"""Fold a VSM checkpoint's peft adapter into its LLaVA: one plain model, no peft needed at load time.
+"""Fold a VSM checkpoint's peft adapter into its base VLM: one plain model, no peft needed at load time.
 
 ``seal merge-lora --vsm DIR --out OUT`` runs :func:`merge_checkpoint`:
 
@@ -9,12 +9,13 @@
    the input embedding and the LM head, and each ``modules_to_save`` copy replaces its original;
 4. save ``OUT`` in the merged layout (:meth:`VSMModel.save_pretrained` of a merged model)::
 
-       OUT/config.json, model.safetensors, processor + tokenizer files   plain LLaVA
+       OUT/config.json, model.safetensors, processor + tokenizer files   plain VLM of the base's family
        OUT/decoders.safetensors                                          the two decoders, unchanged
        OUT/vsm_config.json                                               + "merged": true, "merge": {...}
 
-   so ``LlavaForConditionalGeneration.from_pretrained(OUT, local_files_only=True)`` and
-   ``AutoProcessor.from_pretrained(OUT)`` load it like any llava-hf checkpoint, and
+   so ``AutoModelForImageTextToText.from_pretrained(OUT, local_files_only=True)`` and
+   ``AutoProcessor.from_pretrained(OUT)`` load it like any checkpoint of its family (llava-hf,
+   LLaVA-OneVision, Qwen2.5-VL), and
    ``VSMModel.from_pretrained(OUT)`` (hence ``load_vsm_localizer``) still gives the localizer;
 5. reload ``OUT`` strictly and compare its outputs with the reference (the parity check);
 6. carry every companion across: the second stage (the crop matcher folder) is copied, and
@@ -54,7 +55,7 @@ class MergeReport:
     Attributes:
         out: the merged checkpoint directory.
         source: the adapter checkpoint it was made from.
-        parameters: parameters of the merged LLaVA.
+        parameters: parameters of the merged VLM.
         decoder_parameters: parameters of the two decoders (copied unchanged).
         max_abs_logit_diff: max |adapter - merged| over the (1, T, V) LM logits of the parity prompt.
         max_abs_loc_state_diff: max |adapter - merged| over the (1, D_text) ``<LOC>`` state.
@@ -114,7 +115,7 @@ def parity_outputs(model: VSMModel, inputs: dict[str, torch.Tensor]) -> ParityOu
 
 
 def merge_adapter(model: VSMModel) -> VSMModel:
-    """Merge ``model``'s adapter into its LLaVA in place (peft ``merge_and_unload``); returns ``model``.
+    """Merge ``model``'s adapter into its base VLM in place (peft ``merge_and_unload``); returns ``model``.
 
     Raises:
         ValueError: ``model`` is already merged, or a peft module survived the merge.

@@ -367,20 +367,30 @@ class VSMModel(nn.Module):
         return tuple(int(round(255 * m)) for m in mean)  # type: ignore[return-value]
 
     # ---- inputs --------------------------------------------------------------------------------
-    def preprocess(self, patches: Sequence[np.ndarray]) -> torch.Tensor:
-        """(S, S, 3) uint8 RGB patches -> (B, 3, S, S) normalised ``pixel_values`` on the model device."""
+    def pixel_batch(self, patches: Sequence[np.ndarray]) -> torch.Tensor:
+        """(S, S, 3) uint8 RGB patches -> (B, 3, S, S) float32 normalised ``pixel_values`` on the CPU
+        (the family's image processor; a data loader's worker calls this, :meth:`preprocess` moves it)."""
         s = self.input_size
         for i, patch in enumerate(patches):
             if tuple(np.shape(patch)) != (s, s, 3):
                 raise ValueError(f"patch {i}: expected shape ({s}, {s}, 3), found {tuple(np.shape(patch))}")
         writable = [np.array(p) for p in patches]  # crops are read-only views; the processor wants arrays it may own
-        return self.family.preprocess(writable).to(self.device, self.backbone.dtype)
+        return self.family.preprocess(writable)
+
+    def preprocess(self, patches: Sequence[np.ndarray]) -> torch.Tensor:
+        """(S, S, 3) uint8 RGB patches -> (B, 3, S, S) normalised ``pixel_values`` on the model device."""
+        return self.pixel_batch(patches).to(self.device, self.backbone.dtype)
+
+    def prompt_batch(self, kinds: Sequence[PromptKind], targets: Sequence[str],
+                     with_reply: bool) -> dict[str, torch.Tensor]:
+        """Prompt batch (``input_ids``, ``attention_mask``, ``labels``; (B, T) int64) on the CPU, in the
+        base's chat template with :attr:`image_tokens` image tokens per row."""
+        return encode_prompts(self.tokenizer, kinds, targets, self.image_tokens, with_reply,
+                              self.family.image_token, self.chat_template)
 
     def prompts(self, kinds: Sequence[PromptKind], targets: Sequence[str], with_reply: bool) -> dict[str, torch.Tensor]:
-        """Prompt batch (``input_ids``, ``attention_mask``, ``labels``; (B, T) int64) on the model device."""
-        enc = encode_prompts(self.tokenizer, kinds, targets, self.image_tokens, with_reply,
-                             self.family.image_token, self.chat_template)
-        return {k: v.to(self.device) for k, v in enc.items()}
+        """:meth:`prompt_batch` on the model device."""
+        return {k: v.to(self.device) for k, v in self.prompt_batch(kinds, targets, with_reply).items()}
 
     # ---- forward -------------------------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> ImageFeatures:
