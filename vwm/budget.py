@@ -4,7 +4,9 @@
 size of the fallback token heuristic, and the
 vision-token pruning proxy (seed 001, B4: keep a ratio of the tokens by ``stride`` or by
 ``topk_norm``). :class:`VisionBudget` resizes images to a budget and counts vision tokens
-*exactly* with the model's own processor when one is given; the heuristic is the fallback.
+*exactly* with the model's own processor when one is given (the number of image-token ids the
+processor expands one image's placeholder into: fixed for LLaVA-1.5, tiles + row newlines for
+LLaVA-OneVision, the merged patch grid for Qwen2.5-VL); the heuristic is the fallback.
 """
 
 from __future__ import annotations
@@ -77,10 +79,15 @@ class VisionBudget:
 
     def tokens_for(self, image: Image.Image) -> int:
         """Vision tokens the model spends on ``image`` (after pruning), exact when a processor is set."""
-        key = image.size
+        return self.tokens_for_size(*image.size)
+
+    def tokens_for_size(self, width: int, height: int) -> int:
+        """Vision tokens of an image of ``width x height`` px (after pruning); every processor's count
+        depends on the size only, so it is counted once per size."""
+        key = (int(width), int(height))
         if key not in self._token_cache:
-            self._token_cache[key] = self._exact_tokens(image) if self.processor is not None else \
-                self.heuristic_tokens(*image.size)
+            self._token_cache[key] = self._exact_tokens(Image.new("RGB", key)) if self.processor is not None \
+                else self.heuristic_tokens(*key)
         return self.kept_tokens(self._token_cache[key])
 
     def kept_tokens(self, n_tokens: int) -> int:
@@ -90,11 +97,14 @@ class VisionBudget:
         return max(1, math.ceil(n_tokens * self.cfg.pruning_ratio))
 
     def _exact_tokens(self, image: Image.Image) -> int:
-        """Count image placeholder tokens the processor expands one ``<image>`` into."""
+        """Count the image tokens the processor expands one image placeholder (``<image>``,
+        ``<|image_pad|>``, ...) into."""
         proc = self.processor
         image_token = getattr(proc, "image_token", "<image>")
         out = proc(images=[image], text=[image_token], return_tensors="np")
-        token_id = proc.tokenizer.convert_tokens_to_ids(image_token)
+        token_id = getattr(proc, "image_token_id", None)
+        if not isinstance(token_id, int):
+            token_id = proc.tokenizer.convert_tokens_to_ids(image_token)
         return int((out["input_ids"] == token_id).sum())
 
 

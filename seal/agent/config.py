@@ -33,10 +33,21 @@ class ModelsConfig:
     """The search model's checkpoint directory (``localizer: vsm``)."""
     device: str = "cpu"
     """Torch device of the VQA LLM and the search model."""
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Parameter dtype of the VQA LLM (``bf16`` / ``fp16`` halve the memory of a 7B model)."""
+    device_map: str = ""
+    """Passed to the VQA LLM's ``from_pretrained`` (e.g. ``auto``: spread over the GPUs and the CPU,
+    needs accelerate); empty = load, then move to ``device``."""
 
     def __post_init__(self) -> None:
         if self.localizer not in ("vsm", "oracle"):
             raise ConfigError(f"models.localizer: expected 'vsm' or 'oracle', found {self.localizer!r}")
+        if self.dtype not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"models.dtype: expected 'fp32', 'bf16' or 'fp16', found {self.dtype!r}")
+        if self.device_map not in ("", "auto", "balanced", "balanced_low_0", "sequential") \
+                and not self.device_map.startswith(("cpu", "cuda", "mps")):
+            raise ConfigError(f"models.device_map: expected '', 'auto', 'balanced', 'balanced_low_0', 'sequential' "
+                              f"or a device such as 'cuda:0', found {self.device_map!r}")
         for name in ("vqa_path", "vsm_path"):
             if not getattr(self, name):
                 raise ConfigError(f"models.{name}: expected a directory, found an empty string")

@@ -2,7 +2,8 @@
 
 The text-first pass runs the question alone through the VQA LLM. When the policy then picks
 NO_VISION, the answer reads the *same* prompt: with the likelihood protocol the options are scored
-as replies to ``"USER: {question} ASSISTANT:"``, exactly the text-pass prompt. :func:`cached_text_pass`
+as replies to the question's prompt (``"USER: {question} ASSISTANT:"`` in our tiny models' template),
+exactly the text-pass prompt. :func:`cached_text_pass`
 runs that prompt once with the KV cache on and keeps it; :func:`score_options_from_cache` then
 scores the options from the kept cache (one batched forward of the reply tokens only), so the
 prompt is not encoded a second time.
@@ -18,7 +19,6 @@ import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from seal.models.tokenizer import encode_reply
 from seal.vqa.model import TextPassOutput
 from seal.vqa.prompts import letter_question
 
@@ -80,7 +80,7 @@ def cached_text_pass(vqa: "VQAModel", question: str, options: Sequence[str] | No
 
 
 def score_options_from_cache(vqa: "VQAModel", state: CachedTextPass, options: Sequence[str]) -> list[float]:
-    """Mean per-token log-likelihood of each option (plus ``</s>``) as the reply to the cached prompt.
+    """Mean per-token log-likelihood of each option (plus the turn's end) as the reply to the cached prompt.
 
     Equals ``vqa.score_options(None, state.prompt_text, options)`` without re-encoding the prompt.
     The kept cache is copied, never modified, so it can serve again.
@@ -92,8 +92,8 @@ def score_options_from_cache(vqa: "VQAModel", state: CachedTextPass, options: Se
     if not options:
         raise ValueError("score_options_from_cache needs at least one option")
 
-    replies = [encode_reply(vqa.tokenizer, str(opt)) for opt in options]
+    replies = [vqa.reply_ids(str(opt)) for opt in options]
     first = state.output.next_token_logits.view(1, 1, -1)  # (1, 1, V): predicts reply token 0
     logps = continuation_logprobs(vqa.model, first, copy.deepcopy(state.past_key_values), state.attention_mask,
-                                  replies, vqa.tokenizer.pad_token_id)
+                                  replies, vqa.pad_id)  # a text-only prompt: rope delta 0
     return [float(lp.mean()) for lp in logps]

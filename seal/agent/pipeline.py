@@ -22,7 +22,9 @@ Per question (:meth:`Agent.ask`), read top to bottom:
    (:mod:`seal.agent.events`).
 
 Cost conventions: the global view is booked once per question whatever the number of LLM calls
-that read it; each VWM crop once; the search books ``patches newly encoded x tokens per patch``
+that read it, at the size the prompt holds it (exact with the VQA model's processor: the answer
+event's ``prompt_image_tokens``, counted in the last prompt's ``input_ids``, equals the global view's
+plus the crops' booked tokens); each VWM crop once; the search books ``patches newly encoded x tokens per patch``
 (patches served from the localizer's per-image cache cost nothing again). ``llm_calls`` counts
 VQA model invocations (a generate, a text pass, a batched option scoring); ``generated_tokens``
 counts the decoded reply re-tokenised, plus ``</s>`` when it stopped before ``max_new_tokens``.
@@ -97,7 +99,8 @@ class Agent:
 
         mcfg = cfg.models
         policy = load_policy(cfg.policy, cfg.seed)  # a bad policy directory fails before any model loads
-        vqa = VQAModel.load(resolve_dir(mcfg.vqa_path, "models.vqa_path"), device=mcfg.device, vwm_config=cfg.vwm)
+        vqa = VQAModel.load(resolve_dir(mcfg.vqa_path, "models.vqa_path"), device=mcfg.device, dtype=mcfg.dtype,
+                            vwm_config=cfg.vwm, device_map=mcfg.device_map or None)
         policy.check_model(vqa)
         localizer = None
         if mcfg.localizer == "vsm":
@@ -114,8 +117,9 @@ class Agent:
             if path is not None:
                 from seal.vqa import VQAModel
 
-                model = VQAModel.load(resolve_dir(path, "hit_check.vqa_path"), device=self.cfg.models.device,
-                                      vwm_config=self.cfg.vwm)
+                mcfg = self.cfg.models
+                model = VQAModel.load(resolve_dir(path, "hit_check.vqa_path"), device=mcfg.device, dtype=mcfg.dtype,
+                                      vwm_config=self.cfg.vwm, device_map=mcfg.device_map or None)
             self._hit_check_models[path] = (model, model.hit_check_settings())
         return self._hit_check_models[path]
 
@@ -144,7 +148,8 @@ class Agent:
             img, path = image.open_image(self.cfg.image.max_pixels), str(image)
         else:
             img, path = load_image(image, self.cfg.image.max_pixels), str(image)
-        views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path)
+        views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path,
+                           prompt_side=self.vqa.vwm_config.view_side_px)
         localizer = self._localizer_for(annotation)
         check = build_hit_check(self.cfg.hit_check, localizer, self._hit_check_model, self.cfg.vision_budget)
         self.session = SearchSession(localizer, views.source, self.cfg.search, check, self.cfg.hit_check, self.cfg.seed)
@@ -201,7 +206,8 @@ class Agent:
             free, targets, skipped, results, vwm, (answer, index, scores) = self._full(q, view)
         q.emit({"type": "answer", "answer": answer, "answer_index": index,
                 "option_scores": None if scores is None else [round(float(s), 6) for s in scores],
-                "protocol": self.acfg.answer_protocol if q.options else "free"})
+                "protocol": self.acfg.answer_protocol if q.options else "free",
+                "prompt_image_tokens": self.vqa.last_image_tokens})  # image ids in the last prompt the LLM read
         q.ledger.close()
         q.emit({"type": "cost", **q.ledger.to_json()})
         return AgentResult(

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seal.core.errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -175,6 +174,8 @@ def load_llava(path: str | Path, device: str = "cpu",
                dtype: "torch.dtype | None" = None) -> tuple["LlavaForConditionalGeneration", "LlavaProcessor"]:
     """Load a LLaVA checkpoint directory (model + processor) from local files, strictly.
 
+    :func:`seal.models.vlm.load_vlm` restricted to ``model_type == "llava"``.
+
     Args:
         path: a directory written by :func:`save_llava` (or any ``llava`` ``save_pretrained`` dir).
         device: torch device to move the model to.
@@ -187,50 +188,9 @@ def load_llava(path: str | Path, device: str = "cpu",
         InputError: the path is missing, not a directory, not a LLaVA checkpoint, or its weights do
             not match its config (missing / unexpected / mis-shaped tensors).
     """
-    import json
+    from seal.models.vlm import load_vlm
 
-    import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-    from transformers.utils import logging as hf_logging
-
-    from seal.core.weights import check_loaded_finite, load_errors, mismatch_message
-
-    hf_logging.disable_progress_bar()  # a tiny local checkpoint needs no "Loading weights" bar
-    p = Path(path)
-    if not p.exists():
-        raise InputError("no such model directory", p)
-    if not p.is_dir():
-        raise InputError("expected a model directory (from save_pretrained), found a file", p)
-    config_file = p / "config.json"
-    if not config_file.is_file():
-        raise InputError("not a model directory: config.json is missing", p)
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read config.json ({exc})", p) from None
-    if not isinstance(config, dict):
-        raise InputError(f"config.json: expected a JSON object, found {type(config).__name__}", p)
-    model_type = config.get("model_type")
-    if model_type != "llava":
-        raise InputError(f"expected a 'llava' checkpoint, config.json has model_type {model_type!r}", p)
-    if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
-        raise InputError("no weights (*.safetensors) in the model directory", p)
-    if not (p / "processor_config.json").is_file() and not (p / "preprocessor_config.json").is_file():
-        raise InputError("no processor saved beside the model (processor_config.json missing)", p)
-    # a damaged weights file, a refused pickle or a config.json of other sizes: one line naming the file
-    with load_errors(p):
-        model, info = LlavaForConditionalGeneration.from_pretrained(
-            str(p), local_files_only=True, dtype=dtype or torch.float32, output_loading_info=True,
-            ignore_mismatched_sizes=True)  # mis-sized tensors are listed in info (and refused below), not raised
-        processor = AutoProcessor.from_pretrained(str(p), local_files_only=True)
-    if info.get("mismatched_keys"):
-        raise InputError(mismatch_message(info["mismatched_keys"]), p)
-    check_loaded_finite(model.state_dict().items(), p)
-    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
-    if bad:
-        listing = "; ".join(f"{k}: {sorted(map(str, v))[:5]}" for k, v in bad.items())
-        raise InputError(f"weights do not match the config ({listing})", p)
-    return model.to(device).eval(), processor
+    return load_vlm(path, device=device, dtype=dtype, accepted=("llava",))
 
 
 def _set_generation_ids(model: "LlavaForConditionalGeneration", tokenizer: "PreTrainedTokenizerFast") -> None:

@@ -1,4 +1,5 @@
-"""``VQAModel``: the VQA LLM (a ``transformers`` LLaVA) behind named methods.
+"""``VQAModel``: the VQA LLM (any supported ``transformers`` VLM: LLaVA, LLaVA-OneVision, Qwen2.5-VL)
+behind named methods.
 
 - :meth:`VQAModel.answer`: greedy free-form answer (may be the "missing objects" refusal).
 - :meth:`VQAModel.score_options`: mean token log-likelihood of each option as the reply (the
@@ -8,7 +9,9 @@
 - :meth:`VQAModel.text_pass`: the no-image pass the value-of-vision policy reads.
 
 Image arguments are upright RGB PIL images in full resolution; every prompt is laid out by
-:func:`vwm.layout.build_prompt` (global view, then the working-memory targets, then the question).
+:func:`vwm.layout.build_prompt` (global view, then the working-memory targets, then the question)
+and rendered in the checkpoint's own chat template (:mod:`seal.models.chat`); replies (scored
+options, letters, the forced refusal prefix) are encoded in that template too.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import TYPE_CHECKING, Sequence
 from PIL import Image
 
 from seal.core.errors import InputError
-from seal.models.tokenizer import OPTION_LETTERS, encode_reply
+from seal.core.tokens import OPTION_LETTERS
+from seal.models.chat import chat_format, encode_reply
+from seal.models.vlm import image_token_id
 from seal.vqa.prompts import encode_prompt, letter_question
 from seal.vqa.refusal import REFUSAL_PREFIX, parse_missing_targets
 from seal.vqa.scoring import prompt_state, reply_token_logprobs
@@ -29,7 +34,7 @@ from vwm.layout import VisualWorkingMemory, VWMConfig
 if TYPE_CHECKING:
     from seal.core.manifest import Manifest
     import torch
-    from transformers import BatchFeature, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import BatchFeature, PreTrainedModel, ProcessorMixin
 
 
 @dataclass
@@ -54,38 +59,53 @@ class TextPassOutput:
 
 
 class VQAModel:
-    """Wraps ``(LlavaForConditionalGeneration, LlavaProcessor)``; all methods run without gradients."""
+    """Wraps ``(model, processor)`` of a VLM (e.g. ``LlavaForConditionalGeneration`` + ``LlavaProcessor``,
+    ``Qwen2_5_VLForConditionalGeneration`` + ``Qwen2_5_VLProcessor``); all methods run without gradients.
 
-    def __init__(self, model: "LlavaForConditionalGeneration", processor: "LlavaProcessor",
-                 vwm_config: VWMConfig | None = None) -> None:
+    Raises:
+        InputError: the processor has no usable chat template.
+    """
+
+    def __init__(self, model: "PreTrainedModel", processor: "ProcessorMixin",
+                 vwm_config: VWMConfig | None = None, path: str | Path | None = None) -> None:
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        self.chat = chat_format(processor, path)
+        """The checkpoint's chat template: prompt rendering, reply encoding, stop tokens."""
+        self.image_token_id = image_token_id(processor)
+        """Id of the tokens an image occupies in ``input_ids``."""
+        self.last_image_tokens = 0
+        """Image tokens in the ``input_ids`` of the last prompt :meth:`encode` made (what the model saw)."""
         # encode() refuses a prompt longer than the context with one error; the tokenizer's own
         # "sequence length is longer" warning (a second line, once per tokenizer) is not wanted
         warned = getattr(self.tokenizer, "deprecation_warnings", None)
         if isinstance(warned, dict):
             warned["sequence-length-is-longer-than-the-specified-maximum"] = True
         self.vwm_config = vwm_config or VWMConfig()
-        self.path: Path | None = None
+        self.path: Path | None = None if path is None else Path(path)
         """The checkpoint directory it was loaded from (None when built in memory)."""
         self.manifest: "Manifest | None" = None
         """The checkpoint's manifest; None for a plain transformers checkpoint (no ``manifest.json``)."""
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", dtype: "torch.dtype | None" = None,
-             vwm_config: VWMConfig | None = None) -> "VQAModel":
-        """Load a checkpoint directory with :func:`seal.models.backbone.load_llava` (local, strict).
+    def load(cls, path: str | Path, device: str = "cpu", dtype: "str | torch.dtype | None" = None,
+             vwm_config: VWMConfig | None = None, device_map: str | None = None) -> "VQAModel":
+        """Load a checkpoint directory with :func:`seal.models.vlm.load_vlm` (local, strict; any
+        family of :data:`seal.models.vlm.VLM_MODEL_TYPES`).
+
+        ``dtype``: ``fp32`` | ``bf16`` | ``fp16`` (or a ``torch.dtype``); ``device_map``: passed to
+        ``from_pretrained`` (e.g. ``"auto"``), else the model moves to ``device``.
 
         A directory with a ``manifest.json`` is a seal checkpoint and its manifest is read strictly
         (kind ``vqa``, every listed file present); one without is a plain transformers checkpoint."""
         from seal.core.manifest import MANIFEST, read_manifest
-        from seal.models.backbone import load_llava
+        from seal.models.vlm import load_vlm
 
         manifest = read_manifest(path, "vqa") if (Path(path) / MANIFEST).is_file() else None
-        model, processor = load_llava(path, device=device, dtype=dtype)
-        vqa = cls(model, processor, vwm_config)
-        vqa.path, vqa.manifest = Path(path), manifest
+        model, processor = load_vlm(path, device=device, dtype=dtype, device_map=device_map)
+        vqa = cls(model, processor, vwm_config, path=path)
+        vqa.manifest = manifest
         return vqa
 
     def hit_check_settings(self) -> dict:
@@ -100,6 +120,16 @@ class VQAModel:
         """Width of the language model's hidden states (what the policy head reads)."""
         text = getattr(self.model.config, "text_config", None) or self.model.config
         return int(text.hidden_size)
+
+    @property
+    def pad_id(self) -> int:
+        """Id padding candidate replies: the tokenizer's pad token, else the first stop token."""
+        pad = self.tokenizer.pad_token_id
+        return int(self.chat.stop_ids[0] if pad is None else pad)
+
+    def reply_ids(self, reply: str, add_eos: bool = True) -> list[int]:
+        """Token ids of ``reply`` as the assistant's turn after a prompt (:func:`seal.models.chat.encode_reply`)."""
+        return encode_reply(self.tokenizer, reply, add_eos)
 
     # ---- prompts -------------------------------------------------------------------------------
     @property
@@ -119,6 +149,7 @@ class VQAModel:
                 :attr:`context_tokens`; says how many tokens it has and the limit.
         """
         enc = encode_prompt(self.processor, text, vwm)
+        self.last_image_tokens = int((enc["input_ids"] == self.image_token_id).sum())
         limit, n = self.context_tokens, int(enc["input_ids"].shape[1])
         if limit is not None and n >= limit:
             own = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -153,12 +184,10 @@ class VQAModel:
         if prefix:
             forced = torch.tensor([encode_reply(self.tokenizer, prefix, add_eos=False)],
                                   dtype=inputs["input_ids"].dtype, device=self.model.device)  # (1, T)
-            inputs["input_ids"] = torch.cat([inputs["input_ids"], forced], dim=1)
-            inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(forced)], dim=1)
+            inputs = extend_prompt(inputs, forced)
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                      eos_token_id=self.tokenizer.eos_token_id,
-                                      pad_token_id=self.tokenizer.pad_token_id)
+                                      eos_token_id=self.chat.stop_ids, pad_token_id=self.pad_id)
         return self.tokenizer.decode(out[0, start:], skip_special_tokens=True).strip()
 
     def refusal_probability(self, image: Image.Image | None, question: str,
@@ -181,7 +210,8 @@ class VQAModel:
     # ---- multiple choice ----------------------------------------------------------------------
     def score_options(self, image: Image.Image | None, question: str, options: Sequence[str],
                       vwm: VisualWorkingMemory | None = None, reduce: str = "mean") -> list[float]:
-        """Mean (``reduce="sum"``: summed) per-token log-likelihood of each option (plus ``</s>``) as
+        """Mean (``reduce="sum"``: summed) per-token log-likelihood of each option (plus the turn's end,
+        e.g. ``</s>`` or ``<|im_end|>``) as
         the reply to ``question``; the sums are the options' log-probabilities as whole replies.
 
         The options are not shown in the prompt. Returns ``len(options)`` finite floats (higher is
@@ -193,7 +223,7 @@ class VQAModel:
             raise ValueError("score_options needs at least one option")
         enc = self.encode(question, self.memory(image, vwm))
         replies = [encode_reply(self.tokenizer, str(opt)) for opt in options]
-        logps = reply_token_logprobs(self.model, enc, replies, self.tokenizer.pad_token_id)
+        logps = reply_token_logprobs(self.model, enc, replies, self.pad_id)
         return [float(lp.mean() if reduce == "mean" else lp.sum()) for lp in logps]
 
     def choose_letter(self, image: Image.Image | None, question: str, options: Sequence[str],
@@ -218,7 +248,7 @@ class VQAModel:
         if all(len(ids) == 1 for ids in letters) and len({ids[0] for ids in letters}) == n_options:
             scores = last_logits.float()[[ids[0] for ids in letters]]
         else:
-            logps = reply_token_logprobs(self.model, enc, letters, self.tokenizer.pad_token_id)
+            logps = reply_token_logprobs(self.model, enc, letters, self.pad_id)
             scores = torch.stack([lp.sum() for lp in logps])
         return torch.softmax(scores.cpu(), dim=-1).tolist()
 
@@ -241,3 +271,19 @@ class VQAModel:
         return TextPassOutput(pooled=hidden.mean(dim=0).cpu(), last_hidden=hidden[-1].cpu(),
                               next_token_logits=logits.cpu(), entropy=entropy, margin=margin,
                               letter_probs=letter_probs)
+
+
+def extend_prompt(inputs: dict, ids: "torch.Tensor") -> dict:
+    """``inputs`` (batch of one) with the token ids ``ids`` (1, T) appended: ``input_ids`` grows, the
+    attention mask with ones, per-token type ids (Qwen2.5-VL's ``mm_token_type_ids``: text) with zeros."""
+    import torch
+
+    out = dict(inputs)
+    length = inputs["input_ids"].shape[1]
+    out["input_ids"] = torch.cat([inputs["input_ids"], ids], dim=1)
+    for key in ("attention_mask", "mm_token_type_ids", "token_type_ids"):
+        value = inputs.get(key)
+        if value is not None and value.dim() == 2 and value.shape[1] == length:
+            fill = torch.ones_like(ids) if key == "attention_mask" else torch.zeros_like(ids)
+            out[key] = torch.cat([value, fill.to(value.dtype)], dim=1)
+    return out

@@ -5,6 +5,11 @@ repeated over the candidates and all candidates run in ONE batched forward of th
 only. The first reply token is scored from the prompt's last logits, token ``j`` from the
 candidate's position ``j - 1``. Candidates are right-padded, so padding never precedes a real
 token and the causal positions of real tokens are exactly those of a one-by-one computation.
+
+Positions: a 1-D RoPE model (LLaVA, LLaVA-OneVision) counts on from its cache; Qwen2.5-VL's M-RoPE
+gives an image's tokens shared grid positions, so the continuation's positions are given explicitly
+from the prompt's rope delta (:func:`seal.models.vlm.rope_delta`). Each family's cached scores equal
+an uncached full forward per candidate (``tests/test_vlm_families.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ def reply_token_logprobs(model: "LlavaForConditionalGeneration", prompt: "BatchF
     """
     import torch
 
+    from seal.models.vlm import rope_delta
+
     if not replies or any(len(r) == 0 for r in replies):
         raise ValueError("every candidate reply needs at least one token")
     device = model.device
@@ -38,12 +45,13 @@ def reply_token_logprobs(model: "LlavaForConditionalGeneration", prompt: "BatchF
     with torch.no_grad():
         out = model(**inputs, use_cache=True)
     first = out.logits[:, -1:].float()  # (1, 1, V): predicts reply token 0
-    return continuation_logprobs(model, first, out.past_key_values, inputs["attention_mask"], replies, pad_token_id)
+    return continuation_logprobs(model, first, out.past_key_values, inputs["attention_mask"], replies, pad_token_id,
+                                 rope_delta(model, inputs))
 
 
 def continuation_logprobs(model: "LlavaForConditionalGeneration", first: "torch.Tensor", cache,
                           prompt_mask: "torch.Tensor", replies: Sequence[Sequence[int]],
-                          pad_token_id: int) -> list["torch.Tensor"]:
+                          pad_token_id: int, delta: int = 0) -> list["torch.Tensor"]:
     """Per-token log-probabilities of each reply after an already encoded prompt.
 
     Args:
@@ -52,11 +60,14 @@ def continuation_logprobs(model: "LlavaForConditionalGeneration", first: "torch.
             copy when it must serve again.
         prompt_mask: (1, P) the prompt's attention mask.
         replies, pad_token_id: as in :func:`reply_token_logprobs`.
+        delta: the prompt's rope delta (:func:`seal.models.vlm.rope_delta`; 0 for a text-only prompt).
 
     Returns:
         One float32 CPU tensor ``(len(reply),)`` per reply.
     """
     import torch
+
+    from seal.models.vlm import continuation_position_ids
 
     device = model.device
     n, length = len(replies), max(len(r) for r in replies)
@@ -70,8 +81,9 @@ def continuation_logprobs(model: "LlavaForConditionalGeneration", first: "torch.
         if length > 1:
             cache.batch_repeat_interleave(n)
             prompt_mask = prompt_mask.to(device).expand(n, -1)
+            positions = continuation_position_ids(model, prompt_mask.shape[1], delta, n, length - 1)
             rest = model(input_ids=ids[:, :-1], attention_mask=torch.cat([prompt_mask, mask[:, :-1]], dim=1),
-                         past_key_values=cache, use_cache=True)
+                         past_key_values=cache, use_cache=True, position_ids=positions)
             logits = torch.cat([first.expand(n, -1, -1), rest.logits.float()], dim=1)  # (n, L, V)
         else:
             logits = first.expand(n, -1, -1)
