@@ -174,3 +174,41 @@ def test_onevision_adapter_is_the_models_single_tile_layout():
                                          batch_num_images=torch.tensor([2]), return_dict=True)
     _, projected = fam.encode(model, pixels)
     assert torch.allclose(projected, torch.stack(list(own.pooler_output)), atol=1e-6)
+
+
+def test_loc_is_added_to_a_chatml_base_without_shrinking_its_padded_vocabulary():
+    """A Qwen2.5-VL base whose tokenizer lacks ``<LOC>`` and whose embedding has spare rows (as the
+    real checkpoints do): ``<LOC>`` takes the next id, the embedding keeps its rows, the model runs."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                              Qwen2_5_VLProcessor)
+
+    from seal.models.tokenizer import LOC_TOKEN
+
+    base = cached_tiny_vlm("qwen2_5_vl")
+    own = Qwen2_5_VLProcessor.from_pretrained(base)
+    words = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+             "<|video_pad|>", "system", "user", "assistant", "You", "are", "a", "helpful", "assistant.", "Please",
+             "locate", "the", "red", "circle", "in", "this", "image.", "Sure,", "."]
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<|endoftext|>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  extra_special_tokens=words[:7])
+    processor = Qwen2_5_VLProcessor(image_processor=own.image_processor, video_processor=own.video_processor,
+                                    tokenizer=tok, chat_template=own.chat_template)
+    config = Qwen2_5_VLConfig.from_pretrained(base)
+    config.text_config.vocab_size = len(words) + 8  # spare rows, as Qwen's 151936 > its tokenizer's length
+    config.text_config.pad_token_id, config.text_config.bos_token_id = 0, None
+    config.text_config.eos_token_id = words.index("<|im_end|>")
+    for name, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+                        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):
+        setattr(config, name, words.index(token))
+    torch.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    assert LOC_TOKEN not in tok.get_vocab()
+    vsm = VSMModel.build(model, processor, VSMConfig(**HEADS)).eval()
+    assert vsm.loc_token_id == len(words) and LOC_TOKEN in vsm.tokenizer.all_special_tokens
+    assert "<|im_end|>" in vsm.tokenizer.all_special_tokens  # the family's special tokens are kept
+    assert vsm.backbone.get_input_embeddings().weight.shape[0] == len(words) + 8
+    out = _outputs(vsm)
+    assert torch.isfinite(out.heatmap).all() and torch.isfinite(out.loc_state).all()

@@ -180,7 +180,8 @@ class VSMModel(nn.Module):
         family = family_for(llava.config, processor, cfg.input_size)  # unsupported family: before any change
         tokenizer = processor.tokenizer
         if LOC_TOKEN not in tokenizer.get_vocab():
-            tokenizer.add_special_tokens({"additional_special_tokens": [LOC_TOKEN]})
+            tokenizer.add_special_tokens({"additional_special_tokens": [LOC_TOKEN]},
+                                         replace_extra_special_tokens=False)  # keep the family's own
             if len(tokenizer) > llava.get_input_embeddings().weight.shape[0]:
                 llava.resize_token_embeddings(len(tokenizer))
         loc_id = int(tokenizer.convert_tokens_to_ids(LOC_TOKEN))
