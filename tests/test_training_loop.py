@@ -171,3 +171,66 @@ def test_two_process_accelerate_smoke(tmp_path):
     summary = json.loads((tmp_path / "train_summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 40
     assert summary["final"]["total"] < 0.05
+
+
+def test_bf16_mixed_precision_autocasts_the_whole_step_and_trains(tmp_path):
+    batches, loss_fn = _problem()
+    dtypes = set()
+
+    def bf16_loss(m, batch):
+        pred = m(batch[0])
+        dtypes.add(pred.dtype)
+        return {"total": torch.nn.functional.mse_loss(pred.float(), batch[1])}
+
+    model = torch.nn.Linear(3, 1)
+    x0, y0 = next(iter(batches(0)))
+    before = loss_fn(model, (x0, y0))["total"].item()
+    summary = train(model, batches, bf16_loss, TrainConfig(out_dir=str(tmp_path / "bf16"), max_steps=60, lr=0.05,
+                                                           warmup_steps=0, log_every=60, mixed_precision="bf16"))
+    assert dtypes == {torch.bfloat16} and model.weight.dtype == torch.float32  # autocast; fp32 master weights
+    assert summary["final"]["total"] < before * 0.1
+    # a later loop of the same command at another precision (as the crop matcher after the search model)
+    dtypes.clear()
+    train(torch.nn.Linear(3, 1), batches, bf16_loss, TrainConfig(out_dir=str(tmp_path / "fp32"), max_steps=2))
+    assert dtypes == {torch.float32}
+
+
+def test_mixed_precision_is_the_configs_and_checked(tmp_path, monkeypatch):
+    import yaml
+
+    from seal.core.config import from_dict
+    from seal.core.errors import ConfigError
+
+    assert from_dict(TrainConfig, yaml.safe_load("mixed_precision: no")).mixed_precision == "no"  # YAML 1.1's false
+    assert from_dict(TrainConfig, yaml.safe_load("mixed_precision: bf16")).mixed_precision == "bf16"
+    with pytest.raises(ConfigError, match="train.mixed_precision"):
+        TrainConfig(mixed_precision="fp8")
+    batches, loss_fn = _problem()
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # accelerate launch --mixed_precision bf16
+    with pytest.raises(ConfigError, match=r"train.mixed_precision: 'no', but accelerate launch set 'bf16'"):
+        train(torch.nn.Linear(3, 1), batches, loss_fn, TrainConfig(out_dir=str(tmp_path), max_steps=1))
+    if not torch.cuda.is_available():
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+        with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+            train(torch.nn.Linear(3, 1), batches, loss_fn,
+                  TrainConfig(out_dir=str(tmp_path), max_steps=1, mixed_precision="fp16"))
+
+
+def test_batches_move_to_the_device_through_dicts_lists_and_dataclasses():
+    from dataclasses import dataclass
+
+    from training.distributed import jsonable, to_device
+
+    @dataclass
+    class Targets:
+        boxes: list
+        valid: torch.Tensor
+        name: str
+
+    batch = {"x": torch.zeros(2, 3), "targets": Targets([torch.ones(1, 4), torch.ones(0, 4)], torch.ones(2), "a"),
+             "pair": (torch.zeros(1), 3)}
+    moved = to_device(batch, torch.device("meta"))
+    assert moved["x"].is_meta and moved["targets"].valid.is_meta and all(b.is_meta for b in moved["targets"].boxes)
+    assert moved["targets"].name == "a" and moved["pair"][1] == 3 and moved["pair"][0].is_meta
+    assert batch["x"].device.type == "cpu"  # the batch itself is left as it was
+    assert jsonable((np.array([3, 1]), torch.tensor([True]))) == [[3, 1], [True]]
