@@ -308,6 +308,45 @@ def test_full_finetune_exports_a_whole_model_that_names_its_base(base, llava_jso
     assert rc == 2 and "not a VQA adapter" in err
 
 
+@pytest.mark.parametrize("family", ["llava", "llava_onevision", "qwen2_5_vl"])
+def test_seal_train_vqa_on_each_family_then_merge(family, llava_json, tmp_path, capsys):
+    """Each family's real class, chat template and image processing (tests/vlm_fixtures.py)."""
+    from transformers import AutoModelForImageTextToText
+
+    from tests.vlm_fixtures import cached_tiny_vlm
+
+    base_dir = cached_tiny_vlm(family)
+    export = tmp_path / "run" / "export"
+    rc, stdout, err = run_cli(["train", "vqa", "--base", base_dir, "--data", llava_json, f"--train.out_dir={tmp_path}",
+                               f"--vqa_train.export_dir={export}", *FAST], capsys)
+    assert rc == 0, err
+    assert read_manifest(export, "vqa").config["base"]["model_type"] == family
+    tensors = _adapter_tensors(export)
+    projector = "visual.merger" if family == "qwen2_5_vl" else "multi_modal_projector"
+    assert any(projector in k for k in tensors) and any(tensors[k].abs().max() > 0 for k in tensors if "lora_B" in k)
+    merged = tmp_path / "merged"
+    rc, stdout, err = run_cli(["merge-lora", "--vqa", export, "--out", merged, "--json"], capsys)
+    assert rc == 0 and last_json(stdout)["parity_ok"], err
+    model = AutoModelForImageTextToText.from_pretrained(merged, local_files_only=True)
+    assert model.config.model_type == family
+
+
+@pytest.mark.parametrize("family", ["llava_onevision", "qwen2_5_vl"])
+def test_seal_train_vsm_on_other_families_then_merge(family, coco, tmp_path, capsys):
+    from tests.vlm_fixtures import cached_tiny_vlm
+
+    export = tmp_path / "run" / "export"
+    projector = "merger" if family == "qwen2_5_vl" else "multi_modal_projector"
+    rc, stdout, err = run_cli(["train", "vsm", "--base", cached_tiny_vlm(family), "--data", coco,
+                               f"--train.out_dir={tmp_path / 'run'}", f"--vsm_train.export_dir={export}",
+                               "--vsm_train.data.min_legible_px=2", f"--vsm_train.vsm.modules_to_save=[{projector}]",
+                               *FAST], capsys)
+    assert rc == 0, err
+    assert read_manifest(export, "vsm").recipe["base"]["model_type"] == family
+    rc, stdout, err = run_cli(["merge-lora", "--vsm", export, "--out", tmp_path / "merged", "--json"], capsys)
+    assert rc == 0 and last_json(stdout)["parity_ok"], err
+
+
 def test_malformed_data_is_one_line_through_the_cli(base, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('[{"id": "1", "conversations": [')

@@ -58,6 +58,11 @@ class TrainConfig:
     """Resume from ``out_dir/checkpoint`` when it exists (the data stream resumes where it stopped)."""
     threads: int = 0
     """torch intra-op threads per process; 0 = leave torch's default."""
+    activation_checkpointing: bool = False
+    """Recompute each transformer layer's activations in the backward pass instead of keeping them
+    (transformers' gradient checkpointing, non-reentrant, on every transformers model inside the
+    trained model): a 7B step then keeps one layer input per layer (docs/TRAINING_7B.md), at about
+    a third more compute."""
     find_unused_parameters: bool = True
     """Multi-process (DDP) only: let a step leave some trained parameters without a gradient, as a
     fully trained vision tower's last layer, which LLaVA's features (taken from the penultimate

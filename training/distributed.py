@@ -107,6 +107,20 @@ def make_accelerator(cfg: TrainConfig):
                        dataloader_config=DataLoaderConfiguration(split_batches=True))
 
 
+def enable_activation_checkpointing(model: torch.nn.Module) -> int:
+    """Turn on non-reentrant gradient checkpointing in every transformers model inside ``model`` that
+    supports it (the LLM, the vision tower); returns how many."""
+    from transformers import PreTrainedModel
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing \
+                and not module.is_gradient_checkpointing:
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            count += 1
+    return count
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     """``batch`` with every tensor moved to ``device`` (through dicts, lists, tuples and dataclasses)."""
     if isinstance(batch, torch.Tensor):

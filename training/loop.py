@@ -98,10 +98,16 @@ def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Cal
     import torch
     from tqdm import tqdm
 
-    from training.distributed import KeyLog, StepModule, make_accelerator, shard_keys, to_device
+    from training.distributed import (KeyLog, StepModule, enable_activation_checkpointing, make_accelerator,
+                                      shard_keys, to_device)
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.activation_checkpointing and not enable_activation_checkpointing(model):
+        from seal.core.errors import ConfigError
+
+        raise ConfigError("train.activation_checkpointing: the trained model holds no transformers model that "
+                          "supports gradient checkpointing")
     accelerator = make_accelerator(cfg)
     world = accelerator.num_processes
     out = Path(cfg.out_dir)

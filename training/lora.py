@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 LANGUAGE_MODEL = r".*language_model\..*\.({names})"
+PROJECTOR = "projector"
+"""In ``modules_to_save``, the family's vision-to-text projector (:data:`PROJECTORS`)."""
+PROJECTORS: dict[str, str] = {"llava": "multi_modal_projector", "llava_onevision": "multi_modal_projector",
+                              "qwen2_5_vl": "visual.merger"}
+"""``model_type`` -> the module name of its projector."""
 """A list of ``target_modules`` names becomes this regex: the decoder's layers only (the vision
 tower of a LLaVA-like model is named ``vision_tower`` / ``visual``, never ``language_model``)."""
 
@@ -41,8 +46,9 @@ class LoRAConfig:
     target_modules: list[str] | str = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     """Linear layers that get LoRA: a list of layer names (applied to the language model's layers
     only) or one regex matched against full module names (anything, the vision tower included)."""
-    modules_to_save: list[str] = field(default_factory=lambda: ["multi_modal_projector"])
-    """Modules trained in full and saved with the adapter (e.g. the projector); [] = none."""
+    modules_to_save: list[str] = field(default_factory=lambda: [PROJECTOR])
+    """Modules trained in full and saved with the adapter, by name (``projector``: the family's
+    projector, e.g. LLaVA's ``multi_modal_projector``, Qwen2.5-VL's ``visual.merger``); [] = none."""
     full_finetune: bool = False
     """Train every weight of the base instead of an adapter (``enabled`` must then be false); the
     export is then a whole checkpoint."""
@@ -70,12 +76,23 @@ class LoRAConfig:
             return self.target_modules
         return LANGUAGE_MODEL.format(names="|".join(re.escape(t) for t in self.target_modules))
 
-    def peft_config(self):
-        """The peft ``LoraConfig``."""
+    def save_names(self, model_type: str) -> list[str]:
+        """``modules_to_save`` with ``projector`` replaced by the ``model_type`` family's projector.
+
+        Raises:
+            ConfigError: ``projector`` for a family whose projector is not known.
+        """
+        if PROJECTOR in self.modules_to_save and model_type not in PROJECTORS:
+            raise ConfigError(f"lora.modules_to_save: no known projector for model_type {model_type!r}; name the "
+                              f"module instead of {PROJECTOR!r}")
+        return [PROJECTORS[model_type] if m == PROJECTOR else m for m in self.modules_to_save]
+
+    def peft_config(self, model_type: str):
+        """The peft ``LoraConfig`` for a base of ``model_type``."""
         from peft import LoraConfig
 
         return LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_regex(), modules_to_save=self.modules_to_save or None)
+                          target_modules=self.target_regex(), modules_to_save=self.save_names(model_type) or None)
 
 
 def attach(model, cfg: LoRAConfig):
@@ -95,10 +112,11 @@ def attach(model, cfg: LoRAConfig):
     if not any(pattern.fullmatch(n) for n in names):
         raise ConfigError(f"lora.target_modules: {cfg.target_regex()!r} matches no module of the base "
                           f"(e.g. {[n for n in names if n.endswith('proj')][:4]})")
-    for m in cfg.modules_to_save:
+    model_type = str(model.config.model_type)
+    for m in cfg.save_names(model_type):
         if not any(n == m or n.endswith("." + m) for n in names):
-            raise ConfigError(f"lora.modules_to_save: the base has no module {m!r}")
-    return get_peft_model(model, cfg.peft_config())
+            raise ConfigError(f"lora.modules_to_save: the {model_type} base has no module {m!r}")
+    return get_peft_model(model, cfg.peft_config(model_type))
 
 
 def save_adapter(model, out_dir: Path) -> list[str]:
@@ -118,7 +136,8 @@ def base_record(base: str | Path) -> dict[str, Any]:
 
 
 def load_adapter_model(adapter_dir: Path, base: str | Path, dtype: "torch.dtype | None" = None):
-    """``(peft model, processor)``: the base at ``base`` with the adapter of ``adapter_dir``.
+    """``(peft model, processor)``: the base at ``base`` (any family :func:`seal.models.vlm.load_vlm`
+    loads) with the adapter of ``adapter_dir``.
 
     Raises:
         InputError: the base's fingerprint differs from the one the adapter was trained on, or the
@@ -128,14 +147,14 @@ def load_adapter_model(adapter_dir: Path, base: str | Path, dtype: "torch.dtype 
 
     from seal.core.manifest import fingerprint, read_manifest
     from seal.core.weights import load_errors
-    from seal.models.backbone import load_llava
+    from seal.models.vlm import load_vlm
 
     manifest = read_manifest(adapter_dir, "vqa")
     trained = manifest.trained_against.get("base", {}).get("fingerprint")
     if trained is not None and fingerprint(base) != trained:
         raise InputError(f"the base {base} is not the model this adapter was trained on (fingerprint "
                          f"{fingerprint(base)[:19]}, expected {trained[:19]})", adapter_dir)
-    model, processor = load_llava(base, dtype=dtype)
+    model, processor = load_vlm(base, dtype=dtype)
     with load_errors(adapter_dir, "adapter"):
         peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
     return peft_model.eval(), processor
@@ -183,7 +202,8 @@ def merge_vqa_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | 
                       overwrite: bool = False) -> dict[str, Any]:
     """Fold the VQA adapter ``adapter_dir`` into its base and write a plain checkpoint to ``out_dir``.
 
-    ``out_dir`` loads with ``LlavaForConditionalGeneration.from_pretrained`` / ``AutoProcessor`` and
+    ``out_dir`` loads with the family's class (``AutoModelForImageTextToText.from_pretrained``) and
+    ``AutoProcessor`` and
     holds a manifest (kind ``vqa``, the adapter's ``vwm`` config, ``recipe.merged_from``). The merged
     model is reloaded from disk and its logits on a fixed prompt compared with the adapter model's.
 
@@ -197,7 +217,8 @@ def merge_vqa_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | 
 
     from search.vsm.merge import check_out_dir
     from seal.core.manifest import model_files, read_manifest, write_manifest
-    from seal.models.backbone import load_llava, save_llava
+    from seal.models.backbone import save_llava
+    from seal.models.vlm import load_vlm
 
     src, out = Path(adapter_dir), Path(out_dir)
     base = str(base or adapter_base(src))
@@ -212,7 +233,7 @@ def merge_vqa_adapter(adapter_dir: str | Path, out_dir: str | Path, base: str | 
     save_llava(merged, processor, out)
     del model, merged
     gc.collect()
-    reloaded, processor = load_llava(out, dtype=dtype)
+    reloaded, processor = load_vlm(out, dtype=dtype)
     diff = float((reference - _parity_logits(reloaded, processor, vwm_config)).abs().max())
     config = {k: v for k, v in manifest.config.items() if k not in ("adapter", "base")}
     write_manifest(out, "vqa", config, model_files(out), trained_against={"base": base},

@@ -28,7 +28,8 @@ class VQATrainConfig:
     export_dir: str = "checkpoints/vqa_tiny"
     """Where the final model, processor, manifest and training log are written."""
     base: str = ""
-    """A real checkpoint to fine-tune (``--base``: a llava-hf ``save_pretrained`` directory), its
+    """A real checkpoint to fine-tune (``--base``: a ``save_pretrained`` directory of a family
+    :func:`seal.models.vlm.load_vlm` loads: llava, llava_onevision, qwen2_5_vl), its
     tokenizer and processor kept, trained as the ``lora`` section says and exported as an adapter
     (or, with ``lora.full_finetune``, a whole model); '' = build the tiny random model."""
     init_from: str = ""

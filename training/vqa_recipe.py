@@ -151,10 +151,10 @@ def run(cfg: TrainVQAConfig, command: list[str] | None = None, log=print) -> dic
     prepare_run(cfg.synth, cfg.train, "VQA", synthetic=not cfg.data.path)
     out = Path(cfg.train.out_dir)
     if vt.base:
-        from seal.models.backbone import load_llava
+        from seal.models.vlm import load_vlm
         from training.lora import attach
 
-        model, processor = load_llava(vt.base)
+        model, processor = load_vlm(vt.base)
         seed_everything(cfg.seed)  # the adapter's initialisation
         trained = attach(model, cfg.lora)
         what = "every weight" if cfg.lora.full_finetune else f"LoRA rank {cfg.lora.rank} + {cfg.lora.modules_to_save}"

@@ -51,8 +51,9 @@ class VSMTrainConfig:
     export_dir: str = "checkpoints/vsm_tiny"
     """Where the final model, its manifest and training log are written."""
     base: str = ""
-    """A real LLaVA checkpoint (``--base``: a llava-hf ``save_pretrained`` directory) to build the
-    search model on: its tokenizer is kept (``<LOC>`` added), ``vsm`` gives the adapter (``lora_r``,
+    """A real VLM checkpoint (``--base``: a ``save_pretrained`` directory of a family
+    :mod:`search.vsm.families` supports) to build the search model on: its tokenizer and chat
+    template are kept (``<LOC>`` added), ``vsm`` gives the adapter (``lora_r``,
     ``lora_alpha``, ``lora_dropout``, ``lora_targets``, ``modules_to_save``) and the heads;
     '' = a new tokenizer and the tiny random LLaVA (``backbone``)."""
     init_from: str = ""

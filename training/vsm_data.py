@@ -393,17 +393,15 @@ def make_collate(model, data: VSMData) -> Callable[[list[int]], dict]:
     import torch
 
     from search.vsm.losses import VSMTargets
-    from search.vsm.prompts import encode_prompts
 
-    tokenizer, n_image, processor = model.tokenizer, model.image_tokens, model.processor
     patches, attributes = data.patches, data.attributes
 
     def collate(patch_ids: list[int]) -> dict:
         rows = data.rows(patch_ids)
         local = {p: j for j, p in enumerate(patch_ids)}
         images = [np.array(patches[p]) for p in patch_ids]
-        pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-        enc = encode_prompts(tokenizer, [r.kind for r in rows], [r.target for r in rows], n_image, with_reply=True)
+        pixels = model.pixel_batch(images)  # the base's own image processing and chat template, on the CPU
+        enc = model.prompt_batch([r.kind for r in rows], [r.target for r in rows], with_reply=True)
         targets = VSMTargets(
             heatmaps=torch.from_numpy(np.stack([r.heatmap for r in rows]).astype(np.float32)),
             boxes=[torch.from_numpy(r.boxes) for r in rows],

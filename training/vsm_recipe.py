@@ -57,12 +57,13 @@ def build(cfg: VSMTrainConfig, seed: int):
 
 
 def build_on_base(cfg: VSMTrainConfig):
-    """A :class:`VSMModel` on the real LLaVA at ``cfg.base`` (its tokenizer kept, ``<LOC>`` added)."""
+    """A :class:`VSMModel` on the real VLM at ``cfg.base`` (any family :mod:`search.vsm.families`
+    supports; its tokenizer and chat template kept, ``<LOC>`` added)."""
     from search.vsm.model import VSMModel
-    from seal.models.backbone import load_llava
+    from seal.models.vlm import load_vlm
 
-    llava, processor = load_llava(cfg.base)
-    return VSMModel.build(llava, processor, cfg.vsm)
+    base, processor = load_vlm(cfg.base)
+    return VSMModel.build(base, processor, cfg.vsm)
 
 
 def warm_start(model, path: str) -> list[str]:

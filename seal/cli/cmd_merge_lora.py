@@ -6,8 +6,8 @@
 
 ``seal merge-lora --vqa runs/vqa_lora/export --out DIR [--base BASE]``: a VQA adapter (``seal train vqa
 --base``; its manifest names the base, or ``--base`` gives it, checked against the recorded
-fingerprint) merged into the base with peft ``merge_and_unload``; ``DIR`` is a plain LLaVA
-checkpoint (``LlavaForConditionalGeneration.from_pretrained``) with a manifest (kind ``vqa``), its
+fingerprint) merged into the base with peft ``merge_and_unload``; ``DIR`` is a plain checkpoint of the
+base's family (``AutoModelForImageTextToText.from_pretrained``) with a manifest (kind ``vqa``), its
 logits on a fixed prompt compared with the adapter model's after a reload from disk.
 
 Loads the adapter checkpoint ``--vsm`` (strict), merges LoRA, the trained ``<LOC>`` rows and the
