@@ -234,3 +234,34 @@ def test_batches_move_to_the_device_through_dicts_lists_and_dataclasses():
     assert moved["targets"].name == "a" and moved["pair"][1] == 3 and moved["pair"][0].is_meta
     assert batch["x"].device.type == "cpu"  # the batch itself is left as it was
     assert jsonable((np.array([3, 1]), torch.tensor([True]))) == [[3, 1], [True]]
+
+
+def test_activation_checkpointing_keeps_fewer_activations_for_the_same_step(tmp_path):
+    """train.activation_checkpointing on a real transformers model: the same losses, a smaller peak."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from seal.core.errors import ConfigError
+    from training.memory import measure_step_peak
+
+    def run(name, checkpointing):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128, vocab_size=50,
+                                             num_attention_heads=2, num_key_value_heads=2, use_cache=False))
+        ids = torch.randint(50, (2, 256), generator=torch.Generator().manual_seed(1))
+
+        def loss_fn(m, batch):
+            return {"total": m(input_ids=batch, labels=batch).loss}
+
+        cfg = TrainConfig(out_dir=str(tmp_path / name), max_steps=2, lr=0.01, warmup_steps=0, log_every=1,
+                          activation_checkpointing=checkpointing)
+        peak, _ = measure_step_peak(lambda: train(model, lambda epoch: [ids], loss_fn, cfg),
+                                    list(model.parameters()) + list(model.buffers()))
+        return [json.loads(line)["total"] for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()], \
+            peak
+
+    (plain, peak_plain), (ckpt, peak_ckpt) = run("plain", False), run("ckpt", True)
+    assert plain == pytest.approx(ckpt, rel=1e-5) and len(plain) == 2
+    assert peak_ckpt < 0.6 * peak_plain, (peak_ckpt, peak_plain)
+    with pytest.raises(ConfigError, match="train.activation_checkpointing"):
+        train(torch.nn.Linear(3, 1), *_problem(), TrainConfig(out_dir=str(tmp_path / "lin"), max_steps=1,
+                                                              activation_checkpointing=True))

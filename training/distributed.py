@@ -115,8 +115,8 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> int:
     count = 0
     for module in model.modules():
         if isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing \
-                and not module.is_gradient_checkpointing:
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                and not module.is_activation_checkpointing:
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             count += 1
     return count
 
