@@ -105,11 +105,9 @@ class VisionFamily:
         return {}
 
     def lora_target_regex(self, names: Sequence[str]) -> str:
-        """peft ``target_modules`` regex: the language model's ``names`` projections, never the vision tower
-        (all three families name the decoder ``model.language_model.layers.*``)."""
-        import re
-
-        return rf".*language_model\..*\.({'|'.join(re.escape(t) for t in names)})"
+        """peft ``target_modules`` regex: the language model's ``names`` projections, never the vision
+        tower (all three families name the decoder ``model.language_model.layers.*``)."""
+        return lora_target_regex(names)
 
     def _to_grid(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, g*g, C) raster-order tokens -> (B, C, g, g)."""
@@ -252,6 +250,14 @@ class Qwen25VLFamily(VisionFamily):
             input_ids, types, image_grid_thw=self.grid_thw(input_ids.shape[0], input_ids.device),
             attention_mask=attention_mask)
         return {"position_ids": position_ids}  # (3, B, T)
+
+
+def lora_target_regex(names: Sequence[str]) -> str:
+    """``.*language_model\\..*\\.(q_proj|v_proj)`` for ``names`` = (q_proj, v_proj): the decoder's projections
+    only (the vision towers, ``vision_tower`` / ``visual``, sit outside ``language_model``)."""
+    import re
+
+    return rf".*language_model\..*\.({'|'.join(re.escape(t) for t in names)})"
 
 
 FAMILIES: dict[str, type[VisionFamily]] = {f.model_type: f for f in (LlavaFamily, OneVisionFamily, Qwen25VLFamily)}

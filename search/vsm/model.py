@@ -46,7 +46,7 @@ from torch import nn
 
 from search.vsm.box_decoder import BoxDecoder
 from search.vsm.config import VSMConfig
-from search.vsm.families import VisionFamily, family_for
+from search.vsm.families import VisionFamily, family_for, lora_target_regex
 from search.vsm.heatmap_decoder import HeatmapDecoder
 from search.vsm.prompts import IGNORE_INDEX, PromptKind, encode_prompts, loc_positions
 from seal.core.errors import InputError
@@ -55,6 +55,8 @@ from seal.models.tokenizer import LOC_TOKEN
 if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel, ProcessorMixin
+
+    from seal.models.chat import ChatFormat
 
 FORMAT = "seal-vsm"
 VERSION = 1
@@ -357,9 +359,11 @@ class VSMModel(nn.Module):
         return self.family.image_tokens
 
     @property
-    def chat_template(self) -> str | None:
-        """The processor's chat template (None: the tokenizer's)."""
-        return getattr(self.processor, "chat_template", None) or None
+    def chat(self) -> "ChatFormat":
+        """The processor's chat format (its own template: prompt rendering, reply ids)."""
+        from seal.models.chat import chat_format
+
+        return chat_format(self.processor)
 
     @property
     def fill_color(self) -> tuple[int, int, int]:
@@ -386,8 +390,7 @@ class VSMModel(nn.Module):
                      with_reply: bool) -> dict[str, torch.Tensor]:
         """Prompt batch (``input_ids``, ``attention_mask``, ``labels``; (B, T) int64) on the CPU, in the
         base's chat template with :attr:`image_tokens` image tokens per row."""
-        return encode_prompts(self.tokenizer, kinds, targets, self.image_tokens, with_reply,
-                              self.family.image_token, self.chat_template)
+        return encode_prompts(self.chat, kinds, targets, self.image_tokens, with_reply, self.family.image_token)
 
     def prompts(self, kinds: Sequence[PromptKind], targets: Sequence[str], with_reply: bool) -> dict[str, torch.Tensor]:
         """:meth:`prompt_batch` on the model device."""
@@ -479,18 +482,21 @@ class VSMModel(nn.Module):
                          attribute_classes=self.cfg.attribute_classes)
 
 
-def _lora_config(cfg: VSMConfig, loc_token_id: int, family: VisionFamily, base: "PreTrainedModel"):
-    """LoRA on the language model's ``cfg.lora_targets`` (the family's regex excludes the vision tower);
-    the ``<LOC>`` rows of the input embedding, and of the LM head unless it is tied to the embedding."""
+def _lora_config(cfg: VSMConfig, loc_token_id: int, family: VisionFamily | None = None,
+                 base: "PreTrainedModel | None" = None):
+    """LoRA on the language model's ``cfg.lora_targets`` (the family's regex excludes the vision tower;
+    None: the one all supported families share); the ``<LOC>`` rows of the input embedding, and of the
+    LM head unless ``base`` ties it to the embedding."""
     from peft import LoraConfig
 
-    tied = base.get_output_embeddings().weight is base.get_input_embeddings().weight
+    tied = base is not None and base.get_output_embeddings().weight is base.get_input_embeddings().weight
     rows = {"embed_tokens": [loc_token_id]} if tied else {"embed_tokens": [loc_token_id], "lm_head": [loc_token_id]}
+    regex = family.lora_target_regex(cfg.lora_targets) if family is not None else lora_target_regex(cfg.lora_targets)
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=family.lora_target_regex(cfg.lora_targets),
+        target_modules=regex,
         trainable_token_indices=rows if cfg.train_loc_token else None,
         modules_to_save=list(cfg.modules_to_save) or None,
     )

@@ -14,10 +14,11 @@ template (``USER: <image>\\n{question} ASSISTANT: {reply}</s>``) a row is::
     <s> USER: <image> x n_image_tokens \\n question ASSISTANT: reply-tokens [</s>]
 
 and with Qwen2.5-VL's ``<|im_start|>user\\n<|vision_start|><|image_pad|> x n<|vision_end|>question
-<|im_end|>\\n<|im_start|>assistant\\n`` + reply-tokens. The reply is encoded the same way in every
-family (:func:`seal.models.tokenizer.encode_reply`: ``" " + reply``, then the tokenizer's EOS).
+<|im_end|>\\n<|im_start|>assistant\\n`` + reply-tokens. The reply is encoded as the template writes
+it (:class:`seal.models.chat.ChatFormat`: what it puts before a reply, the reply, the turn's end;
+for the project's template ``" " + reply`` then ``</s>``).
 
-Training rows carry the whole reply and ``</s>`` (labels on the reply tokens only); inference
+Training rows carry the whole reply and the turn's end (labels on the reply tokens only); inference
 rows stop right after ``<LOC>``, so one teacher-forced forward without generation gives the
 ``<LOC>`` state. The ``<LOC>`` position is always found by token id (:func:`loc_positions`),
 never by an offset.
@@ -27,11 +28,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Sequence
 
-from seal.models.tokenizer import IMAGE_TOKEN, LOC_TOKEN, encode_reply
+from seal.models.tokenizer import IMAGE_TOKEN, LOC_TOKEN
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
+
+    from seal.models.chat import ChatFormat
 
 PromptKind = Literal["detect", "context"]
 
@@ -64,10 +67,16 @@ def reply_text(kind: PromptKind) -> str:
     return _TEMPLATES[kind][1]
 
 
-def user_prompt(tokenizer: "PreTrainedTokenizerBase", kind: PromptKind, target: str, image_token: str = IMAGE_TOKEN,
-                chat_template: str | None = None) -> str:
+def as_chat(chat: "ChatFormat | PreTrainedTokenizerBase") -> "ChatFormat":
+    """``chat`` itself, or the :class:`~seal.models.chat.ChatFormat` of a tokenizer (its own template)."""
+    from seal.models.chat import chat_format
+
+    return chat if hasattr(chat, "reply_ids") else chat_format(chat)
+
+
+def user_prompt(chat: "ChatFormat", kind: PromptKind, target: str, image_token: str = IMAGE_TOKEN) -> str:
     """The prompt string up to the assistant's reply: the user turn (one image, then the question of
-    ``kind``) rendered by ``chat_template`` (default: the tokenizer's) with list-of-parts content.
+    ``kind``) rendered by the checkpoint's chat template with list-of-parts content.
 
     Raises:
         ValueError: the template dropped the question or did not render exactly one ``image_token``.
@@ -75,43 +84,42 @@ def user_prompt(tokenizer: "PreTrainedTokenizerBase", kind: PromptKind, target: 
     if kind not in _TEMPLATES:
         raise ValueError(f"prompt kind: expected one of {sorted(_TEMPLATES)}, found {kind!r}")
     question = _TEMPLATES[kind][0].format(target=clean_target(target))
-    content = [{"type": "image"}, {"type": "text", "text": question}]
-    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], chat_template=chat_template,
-                                         tokenize=False, add_generation_prompt=True)
+    text = chat.prompt(f"{IMAGE_TOKEN}\n{question}")
     if question not in text or text.count(image_token) != 1:
         raise ValueError(f"the chat template rendered {text!r}: expected the question and one {image_token}")
     return text
 
 
-def row_token_ids(tokenizer: "PreTrainedTokenizerBase", kind: PromptKind, target: str, n_image_tokens: int,
-                  with_reply: bool, image_token: str = IMAGE_TOKEN,
-                  chat_template: str | None = None) -> tuple[list[int], list[int]]:
+def row_token_ids(chat: "ChatFormat | PreTrainedTokenizerBase", kind: PromptKind, target: str, n_image_tokens: int,
+                  with_reply: bool, image_token: str = IMAGE_TOKEN) -> tuple[list[int], list[int]]:
     """Token ids and LM labels of one prompt row.
 
     Args:
-        tokenizer: the backbone's tokenizer (holds ``image_token`` and ``<LOC>``).
+        chat: the checkpoint's chat format (``seal.models.chat.chat_format(processor)``), or a tokenizer
+            with its own chat template; its tokenizer holds ``image_token`` and ``<LOC>``.
         kind: ``"detect"`` or ``"context"``.
         target: the target name.
         n_image_tokens: tokens one image occupies (the single ``image_token`` is expanded to this many).
-        with_reply: True for training (whole reply + EOS, labelled); False for inference (the
-            reply cut right after ``<LOC>``, no labels).
+        with_reply: True for training (whole reply + the turn's end, labelled); False for inference
+            (the reply cut right after ``<LOC>``, no labels).
         image_token: the processor's image placeholder (``<image>``; Qwen2.5-VL ``<|image_pad|>``).
-        chat_template: the processor's chat template (None: the tokenizer's).
 
     Returns:
         ``(ids, labels)``: equal-length int lists; labels are :data:`IGNORE_INDEX` except on reply
         tokens when ``with_reply``.
     """
+    chat = as_chat(chat)
+    tokenizer = chat.tokenizer
     image_id = tokenizer.convert_tokens_to_ids(image_token)
     loc_id = tokenizer.convert_tokens_to_ids(LOC_TOKEN)
-    text = user_prompt(tokenizer, kind, target, image_token, chat_template)
+    text = user_prompt(chat, kind, target, image_token)
     bos = tokenizer.bos_token
     prompt = tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
     if prompt.count(image_id) != 1:
         raise ValueError(f"prompt should hold one {image_token} token, found {prompt.count(image_id)}")
     at = prompt.index(image_id)
     prompt = prompt[:at] + [image_id] * n_image_tokens + prompt[at + 1:]
-    reply = encode_reply(tokenizer, reply_text(kind), add_eos=with_reply)
+    reply = chat.reply_ids(reply_text(kind), add_eos=with_reply)
     if reply.count(loc_id) != 1:
         raise ValueError(f"reply {reply_text(kind)!r} should encode {LOC_TOKEN} (id {loc_id}) once; "
                          f"found ids {reply}")
@@ -121,12 +129,11 @@ def row_token_ids(tokenizer: "PreTrainedTokenizerBase", kind: PromptKind, target
     return prompt + reply, [IGNORE_INDEX] * len(prompt) + list(reply)
 
 
-def encode_prompts(tokenizer: "PreTrainedTokenizerBase", kinds: Sequence[PromptKind], targets: Sequence[str],
-                   n_image_tokens: int, with_reply: bool, image_token: str = IMAGE_TOKEN,
-                   chat_template: str | None = None) -> dict[str, "torch.Tensor"]:
-    """A right-padded batch of prompt rows, one per ``(kind, target)`` (``image_token`` /
-    ``chat_template``: as for :func:`row_token_ids`; a VSM's are ``model.family.image_token`` and
-    ``model.chat_template``, and :meth:`VSMModel.prompts` passes them).
+def encode_prompts(chat: "ChatFormat | PreTrainedTokenizerBase", kinds: Sequence[PromptKind], targets: Sequence[str],
+                   n_image_tokens: int, with_reply: bool, image_token: str = IMAGE_TOKEN) -> dict[str, "torch.Tensor"]:
+    """A right-padded batch of prompt rows, one per ``(kind, target)`` (``chat`` / ``image_token``: as
+    for :func:`row_token_ids`; a VSM's are ``model.chat`` and ``model.family.image_token``, and
+    :meth:`VSMModel.prompt_batch` passes them).
 
     Returns:
         ``input_ids`` (B, T) int64, ``attention_mask`` (B, T) int64 (0 on padding) and ``labels``
@@ -136,10 +143,10 @@ def encode_prompts(tokenizer: "PreTrainedTokenizerBase", kinds: Sequence[PromptK
 
     if len(kinds) != len(targets) or not targets:
         raise ValueError(f"expected as many prompt kinds as targets (>= 1), found {len(kinds)} and {len(targets)}")
-    rows = [row_token_ids(tokenizer, k, t, n_image_tokens, with_reply, image_token, chat_template)
-            for k, t in zip(kinds, targets)]
+    chat = as_chat(chat)
+    rows = [row_token_ids(chat, k, t, n_image_tokens, with_reply, image_token) for k, t in zip(kinds, targets)]
     width = max(len(ids) for ids, _ in rows)
-    pad = tokenizer.pad_token_id
+    pad = chat.tokenizer.pad_token_id
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
