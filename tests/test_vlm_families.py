@@ -291,7 +291,8 @@ def test_seal_ask_full_searches_and_books_the_crops_it_shows(scene_files, tmp_pa
 
 def test_a_policy_head_fitted_to_another_model_is_one_line(scene_files, tmp_path, capfd):
     vqa_dir = cached_tiny_vlm("qwen2_5_vl")
-    assert _ask(vqa_dir, scene_files, tmp_path / "t", "--policy", "checkpoints/policy_tiny") == 2
+    capfd.readouterr()
+    assert _ask(vqa_dir, scene_files, tmp_path / "t") == 2  # the default policy: the shipped head
     err = capfd.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(vqa_dir) in err
     assert f"seal train policy --recipe tiny --models.vqa_path={vqa_dir}" in err

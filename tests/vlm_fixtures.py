@@ -75,8 +75,10 @@ def build_tiny_vlm(family: str, out_dir: Path, seed: int = 0) -> Path:
         processor's files and ``chat_template.jinja``.
     """
     import torch
+    from transformers.utils import logging as hf_logging
 
     _check_family(family)
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar on stderr
     tokenizer = _tokenizer(family)
     builders = {"llava": _llava, "llava_onevision": _onevision, "qwen2_5_vl": _qwen2_5_vl}
     torch.manual_seed(seed)
