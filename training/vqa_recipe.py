@@ -145,6 +145,7 @@ def model_config(cfg: TrainVQAConfig) -> dict[str, Any]:
 
 def run(cfg: TrainVQAConfig, command: list[str] | None = None, log=print) -> dict:
     """Train the VQA model as configured and export it; returns the loop's summary."""
+    from training.distributed import main_process_first
     from training.loop import seed_everything, train
 
     vt = cfg.vqa_train
@@ -171,7 +172,8 @@ def run(cfg: TrainVQAConfig, command: list[str] | None = None, log=print) -> dic
     n_train = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     log(f"LLaVA: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), vocabulary "
         f"{len(processor.tokenizer)}")
-    data = _dataset(cfg, model, processor, processor_dir, log)
+    with main_process_first():  # under accelerate launch: the first process writes the data cache, then the rest
+        data = _dataset(cfg, model, processor, processor_dir, log)
     if vt.attribute_loss > 0:
         from training.vqa_aux import VQATrainModel
         from training.vsm_data import attribute_classes
