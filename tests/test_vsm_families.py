@@ -104,6 +104,7 @@ def test_seal_search_on_a_plain_base_names_the_training_command(family, tmp_path
     base = cached_tiny_vlm(family)
     img = tmp_path / "x.png"
     Image.new("RGB", (64, 64)).save(img)
+    capsys.readouterr()  # the fixture's own build output
     rc, _, err = run_cli(["search", "--model", base, "--image", img, "--target", "red circle"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "plain VLM checkpoint" in err and f"seal train vsm --base {base}" in err
@@ -212,3 +213,13 @@ def test_loc_is_added_to_a_chatml_base_without_shrinking_its_padded_vocabulary()
     assert vsm.backbone.get_input_embeddings().weight.shape[0] == len(words) + 8
     out = _outputs(vsm)
     assert torch.isfinite(out.heatmap).all() and torch.isfinite(out.loc_state).all()
+
+
+def test_the_python_api_refuses_a_plain_base_the_same_way(family):
+    from search.vsm.localizer import load_vsm_localizer
+    from seal.core.errors import InputError
+
+    base = cached_tiny_vlm(family)
+    for load in (load_vsm_localizer, VSMModel.from_pretrained):
+        with pytest.raises(InputError, match="plain VLM checkpoint.*seal train vsm --base"):
+            load(base)

@@ -37,14 +37,21 @@ def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtyp
         manifest names as its second stage attached (None when the manifest names none).
 
     Raises:
-        InputError: the directory is missing, has no ``manifest.json`` of kind ``vsm``, or a file
-            the manifest lists (its second stage's included) is missing or damaged.
+        InputError: the directory is missing, is a plain base VLM (the message names the command that
+            trains a search model on it), has no ``manifest.json`` of kind ``vsm``, or a file the
+            manifest lists (its second stage's included) is missing or damaged.
     """
     from seal.core.manifest import read_manifest
     from search.vsm.crop_matcher import CropMatcher
     from search.vsm.model import VSMModel
     from search.vsm.predictor import VSMPredictor
 
+    from seal.core.errors import InputError
+    from search.vsm.base import plain_base_message
+
+    message = plain_base_message(path)
+    if message:
+        raise InputError(message, path)
     manifest = read_manifest(path, "vsm")
     stage = manifest.second_stage
     matcher = None if stage is None else CropMatcher.from_pretrained(Path(path) / stage["path"])
