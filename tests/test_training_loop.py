@@ -265,3 +265,22 @@ def test_activation_checkpointing_keeps_fewer_activations_for_the_same_step(tmp_
     with pytest.raises(ConfigError, match="train.activation_checkpointing"):
         train(torch.nn.Linear(3, 1), *_problem(), TrainConfig(out_dir=str(tmp_path / "lin"), max_steps=1,
                                                               activation_checkpointing=True))
+
+
+def test_the_export_of_a_sharded_run_is_the_gathered_state_in_a_copy_of_the_model():
+    """gather_for_export (what the loop gives on_save under FSDP / ZeRO-3), on a prepared StepModule:
+    the trained weights land in the copy made before preparing, strictly (on the one process here)."""
+    import copy
+
+    from training.distributed import StepModule, gather_for_export, make_accelerator, weights_sharded
+
+    accelerator = make_accelerator(TrainConfig())
+    assert not weights_sharded(accelerator)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    template = copy.deepcopy(model)
+    prepared = accelerator.prepare(StepModule(model, lambda m, b: {"total": m(b).sum()}))
+    with torch.no_grad():
+        model[0].weight.add_(1.0)  # "training"
+    exported = gather_for_export(accelerator, prepared, template)
+    assert exported is template and torch.equal(template[0].weight, model[0].weight)
+    assert gather_for_export(accelerator, prepared, None) is None  # the other processes

@@ -107,6 +107,29 @@ def make_accelerator(cfg: TrainConfig):
                        dataloader_config=DataLoaderConfiguration(split_batches=True))
 
 
+def weights_sharded(accelerator) -> bool:
+    """Whether each process holds only a shard of the weights (FSDP, DeepSpeed ZeRO-3), so that the
+    model a process holds cannot be exported as it is."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    plugin = accelerator.state.deepspeed_plugin if accelerator.distributed_type == DistributedType.DEEPSPEED else None
+    return plugin is not None and plugin.zero_stage == 3
+
+
+def gather_for_export(accelerator, step_module, template: torch.nn.Module | None) -> torch.nn.Module | None:
+    """The trained model whole, on the main process: the full state dict accelerate gathers from every
+    process (a collective: every process calls this; FSDP needs ``fsdp_state_dict_type:
+    FULL_STATE_DICT``, ZeRO-3 ``zero3_save_16bit_model: true``), loaded strictly into ``template``, a
+    copy of the model made before it was sharded (None on the other processes, which get None)."""
+    state = accelerator.get_state_dict(step_module)
+    if template is None:
+        return None
+    template.load_state_dict({k.removeprefix("model."): v for k, v in state.items()}, strict=True)
+    return template
+
+
 def enable_activation_checkpointing(model: torch.nn.Module) -> int:
     """Turn on non-reentrant gradient checkpointing in every transformers model inside ``model`` that
     supports it (the LLM, the vision tower); returns how many."""

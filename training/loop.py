@@ -26,6 +26,7 @@ recipe's random stream starts (a resumed run gets its RNG state back from the ch
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -87,8 +88,9 @@ def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Cal
             accelerate wraps (DDP / FSDP), under ``train.mixed_precision``'s autocast.
         cfg: the ``TrainConfig``.
         collate: ``key -> batch`` (default: the key is the batch); the batch is moved to the device.
-        on_save: called on the main process with the unwrapped model and ``out_dir`` after the
-            final step (recipes export their weights there).
+        on_save: called on the main process with the trained model and ``out_dir`` after the final
+            step (recipes export their weights there); under FSDP / ZeRO-3 the model is a copy made
+            before sharding, holding the gathered trained weights.
         log_metrics: ``unwrapped model -> {name: number}`` added to each log line (e.g. metrics on
             the training data); must leave the model's mode and the RNG as it found them.
 
@@ -98,8 +100,8 @@ def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Cal
     import torch
     from tqdm import tqdm
 
-    from training.distributed import (KeyLog, StepModule, enable_activation_checkpointing, make_accelerator,
-                                      shard_keys, to_device)
+    from training.distributed import (KeyLog, StepModule, enable_activation_checkpointing, gather_for_export,
+                                      make_accelerator, shard_keys, to_device, weights_sharded)
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -112,6 +114,8 @@ def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Cal
     world = accelerator.num_processes
     out = Path(cfg.out_dir)
     ckpt = out / "checkpoint"
+    sharded = weights_sharded(accelerator)  # FSDP / ZeRO-3: the export is gathered into a copy made now
+    template = copy.deepcopy(model) if sharded and on_save is not None and accelerator.is_main_process else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
@@ -164,9 +168,10 @@ def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Cal
     accelerator.wait_for_everyone()
     summary = {"steps": step, "final": last, "seconds": round(time.time() - started, 2),
                "processes": world}
+    exported = gather_for_export(accelerator, step_module, template) if sharded and on_save is not None else inner
     if accelerator.is_main_process:
         if on_save is not None:
-            on_save(inner, out)
+            on_save(exported, out)
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     accelerator.wait_for_everyone()
     return summary
