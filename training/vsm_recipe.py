@@ -154,7 +154,7 @@ def _dataset(cfg: TrainVSMConfig, model, log):
 
 def run(cfg: TrainVSMConfig, command: list[str] | None = None, log=print) -> dict:
     """Train the VSM as configured and export it; returns the loop's summary."""
-    from training.distributed import main_process_first
+    from training.distributed import main_process_first, process_index
     from training.loop import seed_everything, train
     from training.vsm_data import make_collate
 
@@ -198,5 +198,6 @@ def run(cfg: TrainVSMConfig, command: list[str] | None = None, log=print) -> dic
 
         summary["crop_matcher"] = train_matcher(cfg.synth, cfg.crop_matcher_train, cfg.seed,
                                                 Path(vt.export_dir) / CROP_MATCHER_DIR, command, log)
-        export(model, cfg, Path(cfg.train.out_dir), command)  # its manifest names the matcher now
+        if process_index() == 0:  # under accelerate launch: one process writes the export
+            export(model, cfg, Path(cfg.train.out_dir), command)  # its manifest names the matcher now
     return summary
