@@ -118,6 +118,9 @@ def test_merge_lora_keeps_the_outputs(built, tmp_path, capsys):
     assert rc == 0, err
     report = last_json(stdout)
     assert report["parity_ok"]
+    plain, _ = load_base(merged_dir)  # a plain checkpoint of the base's own family
+    assert plain.config.model_type == vsm.backbone.config.model_type and type(plain) is type(vsm.backbone)
+    del plain
     merged = VSMModel.from_pretrained(merged_dir)
     assert merged.is_merged and type(merged.family) is type(vsm.family)
     a, b = _outputs(vsm, seed=5), _outputs(merged, seed=5)
@@ -161,21 +164,33 @@ def test_qwen_adapter_matches_the_models_own_forward():
     assert torch.allclose(mine, own.last_hidden_state, atol=1e-5)
 
 
+@pytest.mark.parametrize("layers", [-1, [-2, -1]])
 @torch.no_grad()
-def test_onevision_adapter_is_the_models_single_tile_layout():
-    """A single tile's tokens (+ the newline) as the model itself packs a base-resolution image."""
+def test_onevision_adapter_is_the_models_single_tile_layout(layers):
+    """A single tile's tokens (+ the newline) as the model itself packs a base-resolution image; with a
+    list of feature layers the decoders' grid holds them all (channels concatenated)."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
     from search.vsm.families import family_for
 
-    model, processor = load_base(cached_tiny_vlm("llava_onevision"))
+    base = cached_tiny_vlm("llava_onevision")
+    model, processor = load_base(base)
+    if layers != model.config.vision_feature_layer:
+        config = LlavaOnevisionConfig.from_pretrained(base)
+        config.vision_feature_layer = layers
+        torch.manual_seed(0)
+        model = LlavaOnevisionForConditionalGeneration(config).eval()
     fam = family_for(model.config, processor)
     patches = [np.random.default_rng(i).integers(0, 256, (fam.input_size, fam.input_size, 3), dtype=np.uint8)
                for i in range(2)]
     pixels = fam.preprocess(patches)  # (2, 3, S, S)
     own = model.model.get_image_features(pixel_values=pixels, image_sizes=torch.tensor([[fam.input_size] * 2] * 2),
                                          batch_num_images=torch.tensor([2]), return_dict=True)
-    _, projected = fam.encode(model, pixels)
+    grid, projected = fam.encode(model, pixels)
     assert torch.allclose(projected, torch.stack(list(own.pooler_output)), atol=1e-6)
-
+    width = model.config.vision_config.hidden_size
+    assert grid.shape == (2, width * (1 if isinstance(layers, int) else len(layers)), fam.grid_size, fam.grid_size)
+    assert fam.vision_dim == grid.shape[1] and fam.image_tokens == projected.shape[1] == fam.grid_size ** 2 + 1
 
 def test_loc_is_added_to_a_chatml_base_without_shrinking_its_padded_vocabulary():
     """A Qwen2.5-VL base whose tokenizer lacks ``<LOC>`` and whose embedding has spare rows (as the
