@@ -201,6 +201,22 @@ def test_bf16_loading(family):
     assert all(math.isfinite(s) for s in vqa.score_options(scene(), QUESTION, OPTIONS))
 
 
+def test_models_dtype_and_device_map_reach_the_vqa_model(scene_files):
+    from seal.agent.pipeline import Agent
+    from seal.core.errors import ConfigError
+    from tests.test_agent_fixtures import make_config
+
+    cfg = make_config(f"models.vqa_path={cached_tiny_vlm('llava_onevision')}", "models.dtype=bf16",
+                      "models.device_map=cpu", f"vwm.view_side_px={SMALL['view_side_px']}")
+    agent = Agent.from_config(cfg)
+    assert next(agent.vqa.model.parameters()).dtype == torch.bfloat16 and agent.vqa.model.device.type == "cpu"
+    agent.set_image(scene_files[0], annotation=scene_files[1])
+    assert agent.ask(QUESTION, OPTIONS, force_action="coarse").answer in OPTIONS
+    for bad, field in (("models.dtype=fp8", "models.dtype"), ("models.device_map=gpu", "models.device_map")):
+        with pytest.raises(ConfigError, match=field):
+            make_config(bad)
+
+
 def test_loading_is_strict(tmp_path):
     import shutil
 
