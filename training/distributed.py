@@ -102,9 +102,18 @@ def make_accelerator(cfg: TrainConfig):
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
     # split_batches: the LR schedule counts optimizer steps, whatever the number of processes (accelerate
     # would otherwise step it once per process, as if each process's batches were extra steps)
-    return Accelerator(gradient_accumulation_steps=cfg.grad_accum_steps, mixed_precision=cfg.mixed_precision,
-                       cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp],
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum_steps, mixed_precision=cfg.mixed_precision,
+                              cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp],
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:  # DeepSpeed sizes its engine from its config, not from a dataloader (there is none)
+        ds = plugin.deepspeed_config
+        if ds.get("gradient_accumulation_steps") not in (None, "auto", cfg.grad_accum_steps):
+            raise ConfigError(f"train.grad_accum_steps: {cfg.grad_accum_steps}, but the DeepSpeed config says "
+                              f"gradient_accumulation_steps: {ds['gradient_accumulation_steps']}; make them equal")
+        ds["gradient_accumulation_steps"] = cfg.grad_accum_steps
+        ds["train_micro_batch_size_per_gpu"] = cfg.batch_size
+    return accelerator
 
 
 def weights_sharded(accelerator) -> bool:
