@@ -19,7 +19,7 @@ from seal.models.chat import chat_format
 from vwm.layout import VisualWorkingMemory, build_prompt
 
 if TYPE_CHECKING:
-    from transformers import BatchFeature, LlavaProcessor
+    from transformers import BatchFeature, ProcessorMixin
 
 LETTER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 """The VLMEvalKit multiple-choice instruction, written after the options."""
@@ -35,7 +35,7 @@ def letter_question(question: str, options: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def encode_prompt(processor: "LlavaProcessor", question: str,
+def encode_prompt(processor: "ProcessorMixin", question: str,
                   vwm: VisualWorkingMemory | None) -> "BatchFeature":
     """Model inputs for the user turn laid out from ``question`` and ``vwm``, in the processor's chat
     template, ending with its generation prompt (our tiny models: ``"USER: {layout} ASSISTANT:"``), batch of one.
