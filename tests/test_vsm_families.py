@@ -140,14 +140,16 @@ def test_qwen_patches_round_trip_the_image_processor():
     assert torch.equal(fam.flatten(fam.preprocess(patches)), flat)
 
 
+@pytest.mark.parametrize("side", [0, 42])
 @torch.no_grad()
-def test_qwen_adapter_matches_the_models_own_forward():
+def test_qwen_adapter_matches_the_models_own_forward(side):
     """Merged tokens, the pre-merge grid (re-merged) and the LM's hidden states equal the model's own
-    image path (the processor's prompt + pixel values, the model's own M-RoPE positions)."""
+    image path (the processor's prompt + pixel values, the model's own M-RoPE positions); 42 px: a
+    merged grid of 3, not a multiple of the attention window (2), so windows are padded."""
     from search.vsm.families import family_for
 
     model, processor = load_base(cached_tiny_vlm("qwen2_5_vl"))
-    fam = family_for(model.config, processor)
+    fam = family_for(model.config, processor, side)
     patch = np.random.default_rng(7).integers(0, 256, (fam.input_size, fam.input_size, 3), dtype=np.uint8)
     text = processor.apply_chat_template([{"role": "user", "content": [
         {"type": "image"}, {"type": "text", "text": "Please locate the red circle in this image."}]}],
@@ -238,3 +240,16 @@ def test_the_python_api_refuses_a_plain_base_the_same_way(family):
     for load in (load_vsm_localizer, VSMModel.from_pretrained):
         with pytest.raises(InputError, match="plain VLM checkpoint.*seal train vsm --base"):
             load(base)
+
+
+def test_a_patch_side_the_family_cannot_take_is_a_config_error():
+    from search.vsm.families import family_for
+    from seal.core.errors import ConfigError
+
+    for family, bad in (("llava", 64), ("qwen2_5_vl", 50), ("qwen2_5_vl", 140)):
+        model, processor = load_base(cached_tiny_vlm(family))
+        with pytest.raises(ConfigError, match="vsm.input_size"):
+            family_for(model.config, processor, bad)
+    model, processor = load_base(cached_tiny_vlm("qwen2_5_vl"))
+    fam = family_for(model.config, processor, 42)  # 3 merged tokens a side, inside 28..56 px
+    assert (fam.input_size, fam.grid_size, fam.image_tokens) == (42, 6, 9)

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 import numpy as np
 import torch
 
+from seal.core.errors import ConfigError
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -77,7 +79,7 @@ class VisionFamily:
     def _fixed_side(self, input_size: int) -> int:
         side = int(self.config.vision_config.image_size)
         if input_size not in (0, side):
-            raise ValueError(f"vsm.input_size: a {self.model_type} tower takes {side} px patches, found {input_size} "
+            raise ConfigError(f"vsm.input_size: a {self.model_type} tower takes {side} px patches, found {input_size} "
                              "(leave it 0)")
         return side
 
@@ -192,7 +194,7 @@ class Qwen25VLFamily(VisionFamily):
             while side * side < lo:
                 side += factor
         if side % factor or not lo <= side * side <= hi:
-            raise ValueError(f"vsm.input_size: a Qwen2.5-VL patch side must be a multiple of {factor} (patch x merge) "
+            raise ConfigError(f"vsm.input_size: a Qwen2.5-VL patch side must be a multiple of {factor} (patch x merge) "
                              f"with side^2 in the processor's pixel range [{lo}, {hi}], found {side}")
         g = side // self.patch
         return side, g, int(vc.hidden_size), (g // self.merge) ** 2
@@ -268,7 +270,8 @@ def family_for(config: Any, processor: Any, input_size: int = 0) -> VisionFamily
     """The vision adapter of a backbone's ``config`` (``model_type``) and ``processor``.
 
     Raises:
-        ValueError: a family the VSM does not support, or a patch side it cannot take.
+        ValueError: a family the VSM does not support.
+        ConfigError: ``input_size`` is a patch side the family cannot take.
     """
     cls = FAMILIES.get(str(config.model_type))
     if cls is None:
