@@ -24,7 +24,8 @@ Per question (:meth:`Agent.ask`), read top to bottom:
 Cost conventions: the global view is booked once per question whatever the number of LLM calls
 that read it, at the size the prompt holds it (exact with the VQA model's processor: the answer
 event's ``prompt_image_tokens``, counted in the last prompt's ``input_ids``, equals the global view's
-plus the crops' booked tokens); each VWM crop once; the search books ``patches newly encoded x tokens per patch``
+plus the crops' booked tokens, except after a COARSE -> FULL escalation, which books both views);
+each VWM crop once; the search books ``patches newly encoded x tokens per patch``
 (patches served from the localizer's per-image cache cost nothing again). ``llm_calls`` counts
 VQA model invocations (a generate, a text pass, a batched option scoring); ``generated_tokens``
 counts the decoded reply re-tokenised, plus ``</s>`` when it stopped before ``max_new_tokens``.
