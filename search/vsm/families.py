@@ -104,6 +104,7 @@ class VisionFamily:
 
     def _position_kwargs(self, backbone: "nn.Module", input_ids: torch.Tensor,
                          attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Position arguments of the LM forward (none: the model's own 1-D positions)."""
         return {}
 
     def lora_target_regex(self, names: Sequence[str]) -> str:
