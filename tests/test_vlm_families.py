@@ -227,6 +227,11 @@ def test_loading_is_strict(tmp_path):
     (bad / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="does not match the weights"):
         VQAModel.load(bad)
+    untemplated = tmp_path / "untemplated"
+    shutil.copytree(cached_tiny_vlm("llava"), untemplated)
+    (untemplated / "chat_template.jinja").unlink()
+    with pytest.raises(InputError, match="no chat template"):
+        VQAModel.load(untemplated)
     config["model_type"] = "blip"
     (bad / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="'llava_onevision' or 'qwen2_5_vl', config.json has model_type 'blip'"):
