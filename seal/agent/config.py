@@ -25,7 +25,9 @@ class ModelsConfig:
     """The ``models`` section: which checkpoints answer and search, and where they run."""
 
     vqa_path: str = "checkpoints/vqa_tiny"
-    """The VQA LLM checkpoint directory (``VQAModel.load``)."""
+    """The VQA LLM checkpoint directory (``VQAModel.load``): ours, or any local ``save_pretrained``
+    checkpoint of model type ``llava``, ``llava_onevision`` or ``qwen2_5_vl`` (with its processor and
+    chat template). A learned policy head must have been fitted to it."""
     localizer: Literal["vsm", "oracle"] = "vsm"
     """Who answers the search's locate / suggest_region: the trained search model (VSM), or the
     ground-truth oracle (needs a V*Bench annotation per image)."""
