@@ -182,3 +182,19 @@ def test_panorama(tmp_path, capsys):
     res = _search(path, box, capsys, tmp_path)
     assert res["found"] and iou_xyxy(res["box_xyxy"], xywh_to_xyxy(box)) >= 0.5
     assert res["nodes_visited"] >= 2
+
+
+def test_a_non_image_after_ultralytics_patched_pil_is_one_line_error(tmp_path):
+    """ultralytics replaces PIL's Image.open with one that installs a HEIF plugin on unknown files; in a
+    fresh process that imports it first (as training does), a text file is still 'not a recognised
+    image format', and nothing is installed."""
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    code = ("import os, ultralytics.utils.patches\n"
+            "from seal.core.image_io import load_image\n"
+            "from seal.core.errors import InputError\n"
+            f"try:\n    load_image({str(bad)!r})\nexcept InputError as e:\n    print('ERR', e)\n")
+    env = {**os.environ, "YOLO_AUTOINSTALL": "false", "YOLO_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert "ERR" in out.stdout and "not a recognised image format" in out.stdout

@@ -94,6 +94,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+_PIL_OPEN = Image.open
+"""PIL's own opener, taken before another library patches ``Image.open`` (ultralytics replaces it
+with one that pip-installs a HEIF plugin when a file is not an image)."""
+
+
 def _open(path: str | Path, max_pixels: int) -> Image.Image:
     p = Path(path)
     if not p.exists():
@@ -108,10 +113,10 @@ def _open(path: str | Path, max_pixels: int) -> Image.Image:
             previous = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit below, with a clear message
             try:
-                img = Image.open(p)
+                img = _PIL_OPEN(p)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):  # ImportError: a patched opener's missing plugin
         raise InputError("not a recognised image format", p) from None
     except OSError as exc:
         raise InputError(f"cannot read image ({_describe(exc)})", p) from None

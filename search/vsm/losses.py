@@ -26,6 +26,7 @@ box target); they are not how absence is expressed (absence = valid with an empt
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -36,6 +37,10 @@ from search.vsm.config import LOSS_TERMS, VSMLossConfig
 
 if TYPE_CHECKING:
     from search.vsm.model import VSMOutput
+
+# ultralytics (matcher, focal loss, box IoU) must never pip-install a package at run time
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+os.environ.setdefault("YOLO_OFFLINE", "1")
 
 Matches = list[tuple[torch.Tensor, torch.Tensor]]
 """Per valid row: (query indices, indices into the concatenated ground-truth boxes)."""
