@@ -1,3 +1,4 @@
+import itertools
 import json
 import os
 import subprocess
@@ -284,3 +285,26 @@ def test_the_export_of_a_sharded_run_is_the_gathered_state_in_a_copy_of_the_mode
     exported = gather_for_export(accelerator, prepared, template)
     assert exported is template and torch.equal(template[0].weight, model[0].weight)
     assert gather_for_export(accelerator, prepared, None) is None  # the other processes
+
+
+def test_a_checkpoint_of_the_bare_model_written_before_the_step_module_resumes(tmp_path):
+    """Checkpoints written before the loop prepared a StepModule hold the model's own keys: they resume."""
+    from training.distributed import make_accelerator
+
+    batches, loss_fn = _problem()
+    cfg = TrainConfig(out_dir=str(tmp_path), max_steps=3, warmup_steps=0, log_every=1)
+    old = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        old.weight.fill_(0.5)
+    accelerator = make_accelerator(cfg)
+    optimizer = torch.optim.AdamW(old.parameters(), lr=cfg.lr)
+    parts = accelerator.prepare(old, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0))
+    accelerator.save_state(str(tmp_path / "checkpoint"))
+    (tmp_path / "checkpoint" / "state.json").write_text(json.dumps({"step": 2}))  # the old state.json: step only
+    assert parts[0] is old
+    resumed = torch.nn.Linear(3, 1)
+    first_batch = []
+    train(resumed, batches, lambda m, b: first_batch.append(b[0][0, 0].item()) or loss_fn(m, b), cfg)
+    assert [json.loads(line)["step"] for line in (tmp_path / "train_log.jsonl").read_text().splitlines()] == [3]
+    assert first_batch == [next(itertools.islice(batches(0), 2, None))[0][0, 0].item()]  # keys 0-1 skipped
+    assert resumed.weight.flatten()[0].item() == pytest.approx(0.5, abs=0.01)  # the old weights, one step on

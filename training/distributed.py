@@ -46,6 +46,13 @@ class StepModule(torch.nn.Module):
         """The loss dict of ``batch``: ``"total"`` (scalar, optimised) and other logged terms."""
         return self.loss_fn(self.model, batch)
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As ``torch.nn.Module``'s; a state of the bare model (a checkpoint written before the loop
+        wrapped models in this module, keys without ``model.``) loads into ``model``."""
+        if state_dict and not any(k.startswith("model.") for k in state_dict):
+            state_dict = {f"model.{k}": v for k, v in state_dict.items()}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
 
 def process_state():
     """accelerate's ``PartialState`` of this process: its index and the process count, from the
