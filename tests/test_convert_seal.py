@@ -516,3 +516,16 @@ def test_seal_vsm_loader_refuses_another_vsm_backend():
 
     with pytest.raises(InputError, match="expected a converted SEAL VSM"):
         load_seal_vsm_localizer(Path(__file__).resolve().parents[1] / "checkpoints" / "vsm_tiny")
+
+
+def test_seal_search_runs_the_converted_vsm(converted_vsm, capsys, tmp_path):
+    """The converted SEAL VSM is a search model like any other: seal search --model DIR loads it through its
+    manifest (backend seal_vsm), takes its search defaults and searches."""
+    root, _, _ = converted_vsm
+    image = tmp_path / "scene.png"
+    Image.fromarray((np.random.default_rng(2).random((192, 256, 3)) * 255).astype(np.uint8)).save(image)
+    rc, out, err = run_cli(["search", "--image", str(image), "--target", "red cup", "--model", str(root / "out"),
+                            "--search.max_nodes=3", "--json", "--quiet"], capsys)
+    assert rc == 0, err
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["target"] == "red cup" and 1 <= record["nodes_visited"] <= 3 and record["model_calls"] >= 1

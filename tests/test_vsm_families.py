@@ -109,6 +109,11 @@ def test_seal_search_on_a_plain_base_names_the_training_command(family, tmp_path
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "plain VLM checkpoint" in err and f"seal train vsm --base {base}" in err
     assert "vsm_config.json" not in err and "manifest" not in err
+    # the same base named inside a config file (the config loader reads the search profile first)
+    (tmp_path / "models.yaml").write_text(f"models:\n  vsm_path: {base}\n")
+    rc, _, err = run_cli(["search", "--config", tmp_path / "models.yaml", "--image", img, "--target", "red circle"],
+                         capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "plain VLM checkpoint" in err
 
 
 def test_merge_lora_keeps_the_outputs(built, tmp_path, capsys):

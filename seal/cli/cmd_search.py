@@ -111,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
         args.overrides.append(f"models.vsm_path={args.model}")
     if args.hit_check_model:
         args.overrides += [f"hit_check.vqa_path={args.hit_check_model}", "hit_check.vqa=always"]
-    _refuse_plain_base(args.overrides)
     # the search model's tuned settings (its manifest's search defaults) sit under the user's config
     cfg = resolve_config(args, Config)
     if args.trace_dir:
@@ -141,17 +140,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json_line(records[0] if len(records) == 1 else _combine(records))
     return 0
-
-
-def _refuse_plain_base(overrides: list[str]) -> None:
-    """A plain base VLM given as the search model (``--model`` / ``--models.vsm_path``): one line naming
-    the command that trains a search model on it, before anything reads it as one."""
-    from search.vsm.base import plain_base_message
-
-    paths = [o.split("=", 1)[1] for o in overrides if o.startswith("models.vsm_path=")]
-    message = plain_base_message(paths[-1]) if paths else None
-    if message:
-        raise InputError(message, paths[-1])
 
 
 def format_step(ev: Any) -> str:

@@ -63,6 +63,8 @@ def load(files: Iterable[str | Path] = (), overrides: Iterable[str] = (), search
 
 def _search_defaults(cfg: object, search_profile: bool | str | Path) -> dict | None:
     """The search defaults of the search model ``search_profile`` names (see :func:`load`)."""
+    from search.vsm.plain_base import plain_base_message
+    from seal.core.errors import InputError
     from seal.core.manifest import read_manifest
     from seal.core.paths import resolve_dir
 
@@ -73,6 +75,9 @@ def _search_defaults(cfg: object, search_profile: bool | str | Path) -> dict | N
         if models is None or models.localizer != "vsm":
             return None
         search_profile = resolve_dir(models.vsm_path, "models.vsm_path")
+    message = plain_base_message(search_profile)
+    if message:
+        raise InputError(message, search_profile)
     return read_manifest(search_profile, "vsm").search_defaults or None
 
 

@@ -1,16 +1,14 @@
-"""The search model's base VLM on disk: load one strictly, save one, and recognise a plain base.
+"""The search model's base VLM on disk: load one strictly, save one.
 
 A VSM checkpoint keeps its base VLM (model + processor, ``save_pretrained`` of both) in
 ``backbone/`` (or at its top level when merged). Any family of :mod:`search.vsm.families` loads
 through transformers' own classes (``AutoModelForImageTextToText`` / ``AutoProcessor``, local
-files only). A directory holding only such a base (``config.json`` of a known family, no
-``vsm_config.json``) is not a search model: :func:`plain_base_message` says so and names the
-command that trains one on it.
+files only). A directory holding only such a base is not a search model:
+:func:`search.vsm.plain_base.plain_base_message` says so.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +16,6 @@ from search.vsm.families import FAMILIES
 
 if TYPE_CHECKING:
     import torch
-
-TRAIN_COMMAND = "seal train vsm --base {path} --data DATA"
-"""How a search model is trained on a base VLM (``DATA``: a COCO-format or V*Bench-format folder)."""
 
 
 def load_base(path: str | Path, device: str = "cpu", dtype: "torch.dtype | None" = None) -> tuple[Any, Any]:
@@ -45,18 +40,3 @@ def save_base(model: Any, processor: Any, out_dir: str | Path) -> Path:
     return out
 
 
-def plain_base_message(path: str | Path) -> str | None:
-    """The one-line explanation when ``path`` is a plain base VLM checkpoint (a ``config.json`` of a
-    family the VSM adapts, no ``vsm_config.json``), with the command that trains a search model on it;
-    None otherwise (not a plain base: the caller's own error applies)."""
-    p = Path(path)
-    if (p / "vsm_config.json").exists():
-        return None
-    try:
-        model_type = json.loads((p / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if model_type not in FAMILIES:
-        return None
-    return (f"this is a plain VLM checkpoint (model_type {model_type!r}), not a search model; train one on it "
-            f"with: {TRAIN_COMMAND.format(path=p)}")

@@ -34,7 +34,8 @@ def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtyp
 
     Returns:
         A :class:`search.vsm.predictor.VSMPredictor` (``name == "vsm"``), with the crop matcher its
-        manifest names as its second stage attached (None when the manifest names none).
+        manifest names as its second stage attached (None when the manifest names none); for a
+        converted SEAL VSM (manifest ``config.backend: seal_vsm``) its own localizer.
 
     Raises:
         InputError: the directory is missing, is a plain base VLM (the message names the command that
@@ -47,12 +48,18 @@ def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtyp
     from search.vsm.predictor import VSMPredictor
 
     from seal.core.errors import InputError
-    from search.vsm.base import plain_base_message
+    from search.vsm.plain_base import plain_base_message
 
     message = plain_base_message(path)
     if message:
         raise InputError(message, path)
     manifest = read_manifest(path, "vsm")
+    from search.seal_vsm.model import BACKEND as SEAL_VSM
+
+    if manifest.config.get("backend") == SEAL_VSM:  # a converted SEAL VSM (seal convert seal-vsm)
+        from search.seal_vsm.localizer import load_seal_vsm_localizer
+
+        return load_seal_vsm_localizer(path, device=device, dtype=dtype)
     stage = manifest.second_stage
     matcher = None if stage is None else CropMatcher.from_pretrained(Path(path) / stage["path"])
     return VSMPredictor(VSMModel.from_pretrained(path, device=device, dtype=dtype), cfg, crop_matcher=matcher)

@@ -208,7 +208,7 @@ class VSMModel(nn.Module):
         if not p.is_dir():
             raise InputError("expected a VSM checkpoint directory (from VSMModel.save_pretrained)", p)
         if not (p / CONFIG_FILE).is_file():
-            from search.vsm.base import plain_base_message
+            from search.vsm.plain_base import plain_base_message
 
             raise InputError(plain_base_message(p) or f"not a VSM checkpoint: {CONFIG_FILE} is missing", p)
         try:
