@@ -258,3 +258,10 @@ def test_a_patch_side_the_family_cannot_take_is_a_config_error():
     model, processor = load_base(cached_tiny_vlm("qwen2_5_vl"))
     fam = family_for(model.config, processor, 42)  # 3 merged tokens a side, inside 28..56 px
     assert (fam.input_size, fam.grid_size, fam.image_tokens) == (42, 6, 9)
+
+
+def test_the_torch_free_family_list_is_the_adapters():
+    from search.vsm.families import FAMILIES
+    from search.vsm.plain_base import FAMILY_TYPES
+
+    assert set(FAMILY_TYPES) == set(FAMILIES)
