@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -343,3 +344,29 @@ def test_seal_eval_runs_each_family(family, bench, tmp_path, capsys):
     assert len(preds) == 2 and {p["action"] for p in preds} == {"coarse"}
     assert all(p["vision_tokens"] == view_tokens for p in preds)
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 2
+
+
+def test_a_dynamic_resolution_model_reads_coarse_and_full_at_their_own_sizes(scene_files, tmp_path, capsys):
+    """Qwen2.5-VL with a pixel range wide enough for the views: the layout pads each global view to its own
+    long side (vwm.view_square auto -> own), so FULL costs more tokens than COARSE and each booking equals
+    the image tokens in the model's input; the fixed-resolution LLaVA keeps its fixed square."""
+    from transformers import AutoProcessor
+
+    wide = tmp_path / "qwen_wide"
+    shutil.copytree(cached_tiny_vlm("qwen2_5_vl"), wide)
+    processor = AutoProcessor.from_pretrained(wide)
+    processor.image_processor.size = {"shortest_edge": processor.image_processor.size["shortest_edge"],
+                                      "longest_edge": 512 * 512}
+    processor.save_pretrained(wide)
+    assert VQAModel.load(wide).vwm_config.view_square == "own"
+    assert VQAModel.load(cached_tiny_vlm("llava")).vwm_config.view_square == "fixed"
+    booked = {}
+    for action, policy in (("coarse", "always_coarse"), ("full", "always_full")):
+        trace = tmp_path / action
+        assert _ask(wide, scene_files, trace, "--policy", policy, "--force-action", action,
+                    "--agent.max_new_tokens=2", "--agent.list_targets_above=1.0") == 0, capsys.readouterr().err
+        record, booked[action], seen = _booked_and_seen(trace)
+        assert booked[action] == seen and record["action"] == action
+    budget = VisionBudget(VisionBudgetConfig(), processor)
+    assert booked["coarse"] == budget.tokens_for_size(336, 336)  # the 480x360 scene's coarse view: long side 336
+    assert booked["full"] == budget.tokens_for_size(480, 480) > booked["coarse"]  # never upsampled: 480

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
 from seal.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vwm.layout import VWMConfig
 
 Level = Literal["coarse", "full"]
 
@@ -126,3 +129,16 @@ def prune_token_indices(norms, ratio: float, mode: Literal["stride", "topk_norm"
         return np.unique(np.floor(np.arange(k) * (n / k)).astype(np.int64))
     arr = np.asarray(norms.detach().cpu() if hasattr(norms, "detach") else norms, dtype=np.float64)
     return np.sort(np.argsort(-arr, kind="stable")[:k]).astype(np.int64)
+
+
+def resolve_view_square(cfg: "VWMConfig", processor: Any) -> "VWMConfig":
+    """``cfg`` with ``view_square: auto`` decided for a model's ``processor``: ``own`` when it counts
+    more vision tokens for a 448 px square than for a 224 px one (a dynamic-resolution processor), else
+    ``fixed``; ``cfg`` itself when already decided or without a processor."""
+    from dataclasses import replace
+
+    if cfg.view_square != "auto" or processor is None:
+        return cfg
+    budget = VisionBudget(VisionBudgetConfig(), processor)
+    dynamic = budget.tokens_for_size(448, 448) > budget.tokens_for_size(224, 224)
+    return replace(cfg, view_square="own" if dynamic else "fixed")

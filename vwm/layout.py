@@ -23,7 +23,8 @@ injected failed searches; see the reference notes, section 1.2)::
   digits across the prompt (a 4-layer tiny model never learned that from coordinates alone).
 - No targets: ``"<image>\\n{question}"``; no image at all (the text-only pass): ``"{question}"``.
 
-Every image is a square RGB PIL image: the global view letterboxed to ``view_side_px``, the crops
+Every image is a square RGB PIL image: the global view letterboxed to ``view_side_px`` (or, for a
+dynamic-resolution model, padded to its own long side: ``view_square``), the crops
 letterboxed to ``crop_side_px`` (see :mod:`seal.core.crops`). The number of ``<image>`` placeholders in
 the text always equals the number of images returned.
 """
@@ -31,7 +32,7 @@ the text always equals the number of images returned.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 from PIL import Image
 
@@ -53,7 +54,15 @@ class VWMConfig:
     """Side of the square (letterboxed) crop images handed to the processor."""
     view_side_px: int = 672
     """Side of the square (letterboxed) global view handed to the processor (it resizes again to
-    the model's input); bounds the memory of preprocessing very large images."""
+    the model's input); bounds the memory of preprocessing very large images. Used when the view
+    square is ``fixed``."""
+    view_square: Literal["auto", "fixed", "own"] = "auto"
+    """How the global view becomes the square image the processor gets. ``fixed``: letterboxed to
+    ``view_side_px`` (a fixed-resolution tower, e.g. LLaVA-1.5's CLIP, resizes it to its input anyway).
+    ``own``: padded to a square of its own long side, never resized, so a dynamic-resolution processor
+    (LLaVA-OneVision, Qwen2.5-VL) reads the COARSE and FULL views at their own resolutions and each
+    costs its own tokens. ``auto``: ``own`` when the model's processor counts more tokens for a larger
+    image (:func:`vwm.budget.resolve_view_square`), else ``fixed``; where it was not resolved, ``fixed``."""
     max_crops: int = 4
     """At most this many found targets get a crop image (in target order); later ones get their
     location line only."""
@@ -76,10 +85,18 @@ class VWMConfig:
             raise ConfigError(f"vwm.max_relations: expected >= 0, found {self.max_relations}")
         if self.max_crops < 0:
             raise ConfigError(f"vwm.max_crops: expected >= 0, found {self.max_crops}")
+        if self.view_square not in ("auto", "fixed", "own"):
+            raise ConfigError(f"vwm.view_square: expected auto, fixed or own, found {self.view_square!r}")
         if not 1 <= self.coord_decimals <= 6:
             raise ConfigError(f"vwm.coord_decimals: expected 1..6, found {self.coord_decimals}")
         if IMAGE_TOKEN in self.header:
             raise ConfigError(f"vwm.header: must not contain {IMAGE_TOKEN}")
+
+
+    def view_side(self, width: int, height: int) -> int:
+        """Side (px) of the square a ``width x height`` global view is letterboxed to (see
+        :attr:`view_square`; ``auto`` not resolved counts as ``fixed``)."""
+        return max(int(width), int(height)) if self.view_square == "own" else self.view_side_px
 
 
 @dataclass
@@ -129,14 +146,14 @@ class VisualWorkingMemory:
     share it: the resize is most of a training example's cost); None: made on first use."""
 
     def __post_init__(self) -> None:
-        side = self.config.view_side_px
+        side = self.config.view_side(*self.global_image.size)
         if self.global_view is not None and self.global_view.size != (side, side):
             raise ValueError(f"VWM global_view: expected {side}x{side}, found {self.global_view.size}")
 
     def view(self) -> Image.Image:
-        """The global view: ``global_image`` letterboxed to ``config.view_side_px`` (made once)."""
+        """The global view: ``global_image`` letterboxed to a square of ``config.view_side`` (made once)."""
         if self.global_view is None:
-            self.global_view, _ = letterbox(self.global_image, self.config.view_side_px)
+            self.global_view, _ = letterbox(self.global_image, self.config.view_side(*self.global_image.size))
         return self.global_view
 
     @property

@@ -149,8 +149,7 @@ class Agent:
             img, path = image.open_image(self.cfg.image.max_pixels), str(image)
         else:
             img, path = load_image(image, self.cfg.image.max_pixels), str(image)
-        views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path,
-                           prompt_side=self.vqa.vwm_config.view_side_px)
+        views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path, vwm_config=self.vqa.vwm_config)
         localizer = self._localizer_for(annotation)
         check = build_hit_check(self.cfg.hit_check, localizer, self._hit_check_model, self.cfg.vision_budget)
         self.session = SearchSession(localizer, views.source, self.cfg.search, check, self.cfg.hit_check, self.cfg.seed)

@@ -3,9 +3,10 @@
 The agent calls :meth:`ImageViews.view` for the COARSE / FULL global view; each view is resized
 once (:meth:`vwm.budget.VisionBudget.resize`, never upsampled) and cached, with its vision-token
 count (exact with the VQA model's processor). The count is of the image as the VQA prompt holds it:
-the prompt letterboxes a global view to a ``prompt_side`` square (``vwm.view_side_px``) before the
-processor sees it, so a view is counted at that size (for a dynamic-resolution processor the size
-decides the count). Several questions about one image reuse both.
+the prompt letterboxes a global view to a square (``vwm.view_side_px``, or the view's own long side
+for a dynamic-resolution model: :meth:`vwm.layout.VWMConfig.view_side`) before the processor sees it,
+so a view is counted at that size (for a dynamic-resolution processor the size decides the count).
+Several questions about one image reuse both.
 
 Frames: the original image is the *full-image* pixel frame of the search and of every box in
 results; a view is the same picture scaled by one factor per axis, so normalised coordinates are
@@ -21,6 +22,7 @@ from PIL import Image
 from seal.core.geometry import Frame
 from seal.core.image_source import ImageSource
 from vwm.budget import Level, VisionBudget, VisionBudgetConfig
+from vwm.layout import VWMConfig
 
 
 class ImageViews:
@@ -31,15 +33,15 @@ class ImageViews:
         budget_cfg: the ``vision_budget`` config section.
         processor: the VQA model's processor, for exact token counts (None: patch heuristic).
         path: where the image came from (for traces), or None.
-        prompt_side: side (px) of the square the VQA prompt letterboxes a global view to
-            (``vwm.view_side_px``), at which its tokens are counted; None: the view's own size.
+        vwm_config: the VQA prompt's layout (its :meth:`~vwm.layout.VWMConfig.view_side` is the square
+            a view is letterboxed to and counted at); None: the view's own size, unpadded.
     """
 
     def __init__(self, image: Image.Image, budget_cfg: VisionBudgetConfig, processor: Any | None = None,
-                 path: str | None = None, prompt_side: int | None = None) -> None:
+                 path: str | None = None, vwm_config: VWMConfig | None = None) -> None:
         self.source = ImageSource(image, path)
         self.budget = VisionBudget(budget_cfg, processor)
-        self.prompt_side = prompt_side
+        self.vwm_config = vwm_config
         self._views: dict[str, Image.Image] = {}
 
     @property
@@ -59,9 +61,10 @@ class ImageViews:
 
     def tokens(self, level: Level) -> int:
         """Vision tokens the VQA LLM spends on the ``level`` view (after the pruning proxy), as its
-        prompt holds it (a ``prompt_side`` square when set)."""
-        if self.prompt_side is not None:
-            return self.budget.tokens_for_size(self.prompt_side, self.prompt_side)
+        prompt holds it (the layout's square when set)."""
+        if self.vwm_config is not None:
+            side = self.vwm_config.view_side(*self.view(level).size)
+            return self.budget.tokens_for_size(side, side)
         return self.budget.tokens_for(self.view(level))
 
     def image_tokens(self, image: Image.Image) -> int:

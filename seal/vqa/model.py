@@ -29,6 +29,7 @@ from seal.models.vlm import image_token_id
 from seal.vqa.prompts import encode_prompt, letter_question
 from seal.vqa.refusal import REFUSAL_PREFIX, parse_missing_targets
 from seal.vqa.scoring import prompt_state, reply_token_logprobs
+from vwm.budget import resolve_view_square
 from vwm.layout import VisualWorkingMemory, VWMConfig
 
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ class VQAModel:
         warned = getattr(self.tokenizer, "deprecation_warnings", None)
         if isinstance(warned, dict):
             warned["sequence-length-is-longer-than-the-specified-maximum"] = True
-        self.vwm_config = vwm_config or VWMConfig()
+        self.vwm_config = resolve_view_square(vwm_config or VWMConfig(), processor)
+        """The prompt layout, its ``view_square`` decided for this model's processor."""
         self.path: Path | None = None if path is None else Path(path)
         """The checkpoint directory it was loaded from (None when built in memory)."""
         self.manifest: "Manifest | None" = None

@@ -85,7 +85,7 @@ class VQAWordCheck:
         crop, view_box = self._crop(box_xyxy)
         p = 1.0
         for kind, word, asked in checks:
-            self._stats.vision_tokens += self.budget.tokens_for(self._view) + self.budget.tokens_for(crop)
+            self._stats.vision_tokens += self.budget.tokens_for(self._letterboxed) + self.budget.tokens_for(crop)
             self._stats.llm_calls += 1
             entry = VWMEntry(name=asked, found=True, box_xyxy=view_box, score=1.0, crop=crop)
             vwm = VisualWorkingMemory(global_image=self._view, entries=[entry], config=self.vqa.vwm_config,

@@ -111,7 +111,11 @@ class ConversationDataset(VQADataset):
 
 def build_user_dataset(processor, conversations: list[Conversation], vwm_config: "VWMConfig",
                        max_length: int, log=print) -> ConversationDataset:
-    """Every conversation as one example (refusing one longer than ``max_length`` tokens)."""
+    """Every conversation as one example (refusing one longer than ``max_length`` tokens), laid out as
+    the VQA model will read them (``vwm.view_square`` decided for ``processor``, as at inference)."""
+    from vwm.budget import resolve_view_square
+
+    vwm_config = resolve_view_square(vwm_config, processor)
     examples = []
     every = max(1, len(conversations) // 10)
     for i, conv in enumerate(conversations, start=1):
