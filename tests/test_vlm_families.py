@@ -317,7 +317,7 @@ def test_a_policy_head_fitted_to_another_model_is_one_line(scene_files, tmp_path
     assert _ask(vqa_dir, scene_files, tmp_path / "t") == 2  # the default policy: the shipped head
     err = capfd.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(vqa_dir) in err
-    assert f"seal train policy --recipe tiny --models.vqa_path={vqa_dir}" in err
+    assert f"seal train policy --vqa {vqa_dir}" in err
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from seal.core.manifest import fingerprint
+from seal.core.paths import resolve_dir
 from seal.policy.actions import Action, space_actions
 from seal.policy.baselines import make_baseline
 from seal.policy.cost import CostModel
@@ -155,7 +157,6 @@ def _one_hot(actions: np.ndarray) -> np.ndarray:
 
 def export(result: TrainResult, cfg: TrainPolicyConfig, command: list[str] | None = None) -> Path:
     """Write the head, its summary, training log and manifest into ``policy_train.export_dir``."""
-    from seal.core.paths import resolve_dir
     from training.recipe_common import copy_train_log, recipe_record
 
     out = Path(cfg.policy_train.export_dir)
@@ -174,12 +175,19 @@ def run(cfg: TrainPolicyConfig, command: list[str] | None = None, log: Callable[
     from training.policy_data import collect
 
     npz = Path(cfg.policy_data.path)
-    if npz.is_file() and not cfg.policy_data.recollect:
+    vqa = fingerprint(resolve_dir(cfg.models.vqa_path, "models.vqa_path"))
+    collected_with = _collected_with(npz)
+    if npz.is_file() and not cfg.policy_data.recollect and collected_with == vqa:
         log(f"reusing policy data {npz}")
         data = load_policy_data(npz)
     else:
+        if npz.is_file() and not cfg.policy_data.recollect:
+            log(f"policy data {npz} was collected with {'another' if collected_with else 'an unrecorded'} VQA "
+                f"model; collecting it again with {cfg.models.vqa_path}")
         data = collect(cfg, log, progress)
         save_policy_data(npz, data)
+        _sidecar(npz).write_text(json.dumps({"vqa_fingerprint": vqa, "vqa_path": str(cfg.models.vqa_path)},
+                                            indent=1) + "\n", encoding="utf-8")
         log(f"wrote policy data {npz} ({len(data)} questions)")
     result = train_policy(cfg, data)
     path = export(result, cfg, command)
@@ -187,3 +195,16 @@ def run(cfg: TrainPolicyConfig, command: list[str] | None = None, log: Callable[
     return {"policy_data": str(npz), "n": len(data), "export_dir": str(path),
             "accuracy_by_action": data.correct.mean(axis=0).round(4).tolist(),
             "mean_cost_by_action": np.nanmean(data.costs, axis=0).round(2).tolist(), "train": result.summary}
+
+
+def _sidecar(npz: Path) -> Path:
+    """``<data>.json`` beside the policy data: the fingerprint of the VQA model that answered it."""
+    return npz.with_suffix(".json")
+
+
+def _collected_with(npz: Path) -> str | None:
+    """The VQA fingerprint the data at ``npz`` was collected with; None when not recorded."""
+    try:
+        return json.loads(_sidecar(npz).read_text(encoding="utf-8")).get("vqa_fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None

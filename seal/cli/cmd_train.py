@@ -13,6 +13,14 @@ Fine-tuning on the user's own data (``vqa`` and ``vsm``): ``seal train vqa --bas
 [--image-root DIR]`` sets ``vqa_train.base`` (``vsm_train.base``), ``data.path`` and
 ``data.image_root`` (the flags win over ``--config`` files, dotted overrides over the flags); without
 ``--recipe`` such a run uses the ``lora`` recipe (``configs/train/KIND/lora.yaml``).
+
+A value-of-vision head for another VQA model: ``seal train policy --vqa DIR`` sets
+``models.vqa_path`` and keeps that model's run, data and head apart from the shipped ones
+(``runs/policy/<DIR name>/``: ``policy_data_train.npz``, the run and ``head/``); without ``--recipe``
+it uses the ``tiny`` recipe.
+
+Under ``accelerate launch`` every process runs the recipe; only the main process writes the run
+record and prints the summary.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ USER_DATA_KINDS: dict[str, str] = {"vqa": "vqa_train", "vsm": "vsm_train"}
 """Kinds that train on a real base and the user's data -> the section holding ``base``."""
 USER_DATA_RECIPE = "lora"
 """The recipe of ``--base`` / ``--data`` runs given no ``--recipe``."""
+POLICY_RECIPE = "tiny"
+"""The recipe of ``seal train policy --vqa DIR`` given no ``--recipe``."""
 
 RECIPE_DIR = PROJECT_ROOT / "configs" / "train"
 """``--recipe NAME`` of kind ``K`` is ``RECIPE_DIR/K/NAME.yaml`` (``crop-matcher``: ``crop_matcher/``)."""
@@ -67,6 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                   "V*Bench folder (data.path)")
     p.add_argument("--image-root", metavar="DIR", help="folder the data's image paths are relative to "
                                                        "(data.image_root)")
+    p.add_argument("--vqa", metavar="DIR", help="policy: the VQA model the head is fitted to (models.vqa_path); "
+                                                "its data, run and head go to runs/policy/<DIR name>/")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -76,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
     flags = user_data_overrides(args)
     recipe = args.recipe or (USER_DATA_RECIPE if flags else None)
+    if getattr(args, "vqa", None) is not None:
+        if args.kind != "policy":
+            raise InputError(f"--vqa: only seal train policy fits a head to a VQA model, not {args.kind}")
+        flags += policy_overrides(Path(args.vqa))
+        recipe = args.recipe or POLICY_RECIPE
     files = ([recipe_file(args.kind, recipe)] if recipe else []) + list(args.config)
     seed = [] if args.seed is None else [f"seed={args.seed}"]
     overrides = flags + list(getattr(args, "overrides", []) or []) + seed
@@ -84,12 +101,36 @@ def run(args: argparse.Namespace) -> int:
     out_dir = functools.reduce(getattr, cls.OUT_DIR.split("."), cfg)
     command = command_line()
     writable_dir(out_dir, cls.OUT_DIR)  # a read-only folder, a file or a full disk: before training
+    main_process = is_main_process()
     with write_errors(out_dir, cls.OUT_DIR):  # disk full while writing: one line
-        write_run_record(out_dir, cfg, command)
+        if main_process:
+            write_run_record(out_dir, cfg, command)
         recipe = importlib.import_module(RECIPES[args.kind])
         summary = recipe.run(cfg, command, log=lambda msg: print(msg, flush=True))
-    print_json_line({"kind": args.kind, **summary})
+    if main_process:
+        print_json_line({"kind": args.kind, **summary})
     return 0
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a multi-process launch (``RANK`` set by accelerate /
+    torchrun)."""
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def policy_overrides(vqa: Path) -> list[str]:
+    """``--vqa DIR`` as overrides: the model, and its own data file, run folder and head folder."""
+    import json
+
+    if not vqa.is_dir():
+        raise InputError("--vqa: expected a VQA model directory", vqa)
+    home = Path("runs") / "policy" / (vqa.resolve().name or "vqa")
+    return [f"models.vqa_path={json.dumps(str(vqa))}",
+            f"policy_data.path={json.dumps(str(home / 'policy_data_train.npz'))}",
+            f"train.out_dir={json.dumps(str(home / 'run'))}",
+            f"policy_train.export_dir={json.dumps(str(home / 'head'))}"]
 
 
 def user_data_overrides(args: argparse.Namespace) -> list[str]:

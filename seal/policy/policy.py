@@ -124,8 +124,8 @@ class ValuePolicy:
         if not isinstance(self.chooser, LearnedChooser):
             return
         where = self.cfg.checkpoint or "the given head"
-        fix = (f"train a head for it with `seal train policy --recipe tiny --models.vqa_path={vqa.path}`, "
-               "or choose a baseline with --policy.baseline_name=NAME")
+        fix = (f"train a head for it with `seal train policy --vqa {vqa.path}` (then --policy.checkpoint="
+               "runs/policy/<its folder name>/head), or choose a baseline with --policy.baseline_name=NAME")
         if self.cfg.checkpoint is not None and vqa.path is not None:
             from seal.core.manifest import check_trained_against, read_manifest
 
