@@ -3,6 +3,7 @@ and the real ``seal train vqa|vsm --base DIR --data ...`` / ``seal merge-lora`` 
 LLaVA saved with ``save_pretrained``."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -376,3 +377,20 @@ def test_synthetic_scenes_exported_in_the_users_formats_read_back(tmp_path):
     assert all(i.polygon for im in data.images for i in im.instances)
     assert export_synth(synth, tmp_path / "again")["llava"] and \
         (tmp_path / "synth" / "llava.json").read_text() == (tmp_path / "again" / "llava.json").read_text()
+
+
+def test_a_bf16_base_trains_under_bf16_autocast(base, llava_json, tmp_path, capsys):
+    """A 7B base is loaded in bf16 (vqa_train.base_dtype) and trains under the same autocast, the adapter in
+    fp32; a half-precision base without that autocast is a one-line config error."""
+    out = tmp_path / "run"
+    rc, stdout, err = run_cli(["train", "vqa", "--base", base, "--data", llava_json, f"--train.out_dir={out}",
+                               f"--vqa_train.export_dir={out / 'export'}", "--vqa_train.base_dtype=bf16",
+                               "--train.mixed_precision=bf16", "--lora.rank=4", *FAST], capsys)
+    assert rc == 0, err
+    summary = last_json(stdout)
+    assert summary["steps"] == 3 and math.isfinite(summary["final"]["total"])
+    tensors = _adapter_tensors(out / "export")
+    assert {t.dtype for k, t in tensors.items() if "lora_" in k} == {torch.float32}
+    rc, _, err = run_cli(["train", "vqa", "--base", base, "--data", llava_json, f"--train.out_dir={tmp_path / 'r2'}",
+                          "--vqa_train.base_dtype=bf16", *FAST], capsys)
+    assert rc == 2 and "vqa_train.base_dtype" in err and len(err.strip().splitlines()) == 1

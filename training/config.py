@@ -95,3 +95,15 @@ class TrainConfig:
         if self.schedule == "one_cycle" and not 2 <= self.warmup_steps < self.max_steps:
             raise ConfigError(f"train.warmup_steps: one_cycle needs 2 <= warmup_steps < max_steps, found "
                               f"{self.warmup_steps} of {self.max_steps}")
+
+
+def check_base_dtype(section: str, base_dtype: str, mixed_precision: str) -> None:
+    """A half-precision base (``<section>.base_dtype``) trains only under the same autocast: its
+    layers receive the fp32 adapter's activations, which autocast casts for them.
+
+    Raises:
+        ConfigError: ``base_dtype`` is ``bf16`` / ``fp16`` and ``train.mixed_precision`` is not the same.
+    """
+    if base_dtype != "fp32" and base_dtype != mixed_precision:
+        raise ConfigError(f"{section}.base_dtype: a {base_dtype} base trains under train.mixed_precision: "
+                          f"{base_dtype}, found {mixed_precision!r}")

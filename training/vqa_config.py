@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from eval.synth.config import SynthConfig
 from seal.core.errors import ConfigError
 from seal.models.backbone import TinyBackboneConfig
-from training.config import TrainConfig
+from training.config import TrainConfig, check_base_dtype
 from training.data.config import VQAUserDataConfig
 from training.lora import LoRAConfig
 from training.vqa_data import VQADataConfig
@@ -32,6 +32,9 @@ class VQATrainConfig:
     :func:`seal.models.vlm.load_vlm` loads: llava, llava_onevision, qwen2_5_vl), its
     tokenizer and processor kept, trained as the ``lora`` section says and exported as an adapter
     (or, with ``lora.full_finetune``, a whole model); '' = build the tiny random model."""
+    base_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Dtype the base's weights are loaded in (a 7B base in bf16 takes half the memory of fp32); a
+    half-precision base trains under the same ``train.mixed_precision`` (the adapter stays fp32)."""
     init_from: str = ""
     """An exported VQA model (``export_dir`` of an earlier run) to start from instead of random
     weights ('' = random init); its tokenizer and sizes must be the ones this config builds."""
@@ -95,6 +98,7 @@ class TrainVQAConfig:
                               f"(found {vt.attribute_loss})")
         if vt.base and vt.init_from:
             raise ConfigError("vqa_train.init_from: a fine-tune starts from vqa_train.base; give one of the two")
+        check_base_dtype("vqa_train", vt.base_dtype, self.train.mixed_precision)
         seed = self.vqa_train.backbone.seed
         if seed not in (0, self.seed):
             raise ConfigError(f"vqa_train.backbone.seed: the command's seed seeds the model; set seed: {seed} instead")

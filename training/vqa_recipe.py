@@ -155,7 +155,7 @@ def run(cfg: TrainVQAConfig, command: list[str] | None = None, log=print) -> dic
         from seal.models.vlm import load_vlm
         from training.lora import attach
 
-        model, processor = load_vlm(vt.base)
+        model, processor = load_vlm(vt.base, dtype=vt.base_dtype)
         seed_everything(cfg.seed)  # the adapter's initialisation
         trained = attach(model, cfg.lora)
         what = "every weight" if cfg.lora.full_finetune else f"LoRA rank {cfg.lora.rank} + {cfg.lora.modules_to_save}"

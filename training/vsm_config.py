@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from eval.synth.config import SynthConfig
 from search.config import SearchConfig
 from search.vsm.config import VSMConfig, VSMLossConfig
 from seal.core.errors import ConfigError
 from seal.models.backbone import TinyBackboneConfig
-from training.config import TrainConfig
+from training.config import TrainConfig, check_base_dtype
 from training.crop_matcher_config import CropMatcherTrainConfig
 from training.data.config import DetectionDataConfig
 from training.stem_pretrain import StemPretrainConfig
@@ -56,6 +56,9 @@ class VSMTrainConfig:
     template are kept (``<LOC>`` added), ``vsm`` gives the adapter (``lora_r``,
     ``lora_alpha``, ``lora_dropout``, ``lora_targets``, ``modules_to_save``) and the heads;
     '' = a new tokenizer and the tiny random LLaVA (``backbone``)."""
+    base_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Dtype the base's weights are loaded in (a 7B base in bf16 takes half the memory of fp32); a
+    half-precision base trains under the same ``train.mixed_precision`` (adapter and heads stay fp32)."""
     init_from: str = ""
     """An exported VSM checkpoint to start from ('' = random init): its weights are copied into the
     model this config builds; every one must fit, and only modules this config adds (e.g.
@@ -126,6 +129,7 @@ class TrainVSMConfig:
                               "configs/train/vsm/lora.yaml)")
         if vt.base and vt.init_from:
             raise ConfigError("vsm_train.init_from: a fine-tune starts from vsm_train.base; give one of the two")
+        check_base_dtype("vsm_train", vt.base_dtype, self.train.mixed_precision)
         for name, seed in (("vsm_train.backbone.seed", self.vsm_train.backbone.seed),
                            ("vsm_train.vsm.seed", self.vsm_train.vsm.seed)):
             if seed not in (0, self.seed):

@@ -62,7 +62,7 @@ def build_on_base(cfg: VSMTrainConfig):
     from search.vsm.model import VSMModel
     from seal.models.vlm import load_vlm
 
-    base, processor = load_vlm(cfg.base)
+    base, processor = load_vlm(cfg.base, dtype=cfg.base_dtype)
     return VSMModel.build(base, processor, cfg.vsm)
 
 
