@@ -3,7 +3,7 @@
 ``VisionBudgetConfig`` sets the coarse and full global views (long side, max pixels), the patch
 size of the fallback token heuristic, and the
 vision-token pruning proxy (seed 001, B4: keep a ratio of the tokens by ``stride`` or by
-``topk_norm``). :class:`VisionBudget` resizes images to a budget and counts vision tokens
+``topk_norm``; the model reads only those, :mod:`seal.vqa.token_keep`). :class:`VisionBudget` resizes images to a budget and counts vision tokens
 *exactly* with the model's own processor when one is given (the number of image-token ids the
 processor expands one image's placeholder into: fixed for LLaVA-1.5, tiles + row newlines for
 LLaVA-OneVision, the merged patch grid for Qwen2.5-VL); the heuristic is the fallback.
@@ -37,9 +37,11 @@ class VisionBudgetConfig:
     patch_size: int = 14
     """Patch side of the fallback token heuristic ``ceil(w / p) * ceil(h / p)``."""
     pruning_mode: Literal["none", "stride", "topk_norm"] = "none"
-    """Vision-token pruning proxy: keep ``pruning_ratio`` of the tokens, every k-th (``stride``) or
-    those with the largest feature norm (``topk_norm``)."""
+    """Vision-token pruning proxy: each image keeps ``pruning_ratio`` of its vision tokens, every k-th
+    (``stride``) or those with the largest feature norm (``topk_norm``); the others are removed from the
+    VQA model's input (:mod:`seal.vqa.token_keep`), and the ledger books the kept ones."""
     pruning_ratio: float = 1.0
+    """Share of each image's vision tokens kept (``0 < ratio <= 1``; ``ceil(N * ratio)``, at least 1)."""
 
     def __post_init__(self) -> None:
         for name in ("coarse_long_side", "coarse_max_pixels", "full_long_side", "full_max_pixels", "patch_size"):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from seal.vqa.model import TextPassOutput
 from seal.vqa.prompts import letter_question
+from seal.vqa.token_keep import to_device
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +62,7 @@ def cached_text_pass(vqa: "VQAModel", question: str, options: Sequence[str] | No
 
     text = question if options is None else letter_question(question, options)
     enc = vqa.encode(text, None)  # a question longer than the context: InputError
-    inputs = {k: v.to(vqa.model.device) for k, v in enc.items()}
+    inputs = to_device(enc, vqa.model.device)
     with torch.no_grad():
         out = vqa.model(**inputs, use_cache=True, output_hidden_states=True)
     if out.past_key_values is None or not out.hidden_states:

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from seal.agent.config import AskConfig
     from seal.policy.config import PolicyConfig
     from seal.vqa import VQAModel
+    from seal.vqa.token_keep import TokenKeep
+    from vwm.budget import VisionBudgetConfig
 
 ACTIONS = ("no", "coarse", "full")
 __all__ = ["ACTIONS", "Agent", "AgentResult", "load_policy"]
@@ -103,6 +105,7 @@ class Agent:
         vqa = VQAModel.load(resolve_dir(mcfg.vqa_path, "models.vqa_path"), device=mcfg.device, dtype=mcfg.dtype,
                             vwm_config=cfg.vwm, device_map=mcfg.device_map or None)
         policy.check_model(vqa)
+        vqa.keep_tokens(token_keep(cfg.vision_budget))
         localizer = None
         if mcfg.localizer == "vsm":
             from search.vsm.localizer import load_vsm_localizer
@@ -121,6 +124,7 @@ class Agent:
                 mcfg = self.cfg.models
                 model = VQAModel.load(resolve_dir(path, "hit_check.vqa_path"), device=mcfg.device, dtype=mcfg.dtype,
                                       vwm_config=self.cfg.vwm, device_map=mcfg.device_map or None)
+                model.keep_tokens(token_keep(self.cfg.vision_budget))  # its tokens are booked pruned too
             self._hit_check_models[path] = (model, model.hit_check_settings())
         return self._hit_check_models[path]
 
@@ -414,3 +418,12 @@ class _Question:
         self.events.append(event)
         if self.on_event is not None:
             self.on_event(event)
+
+
+def token_keep(budget: "VisionBudgetConfig") -> "TokenKeep | None":
+    """The pruning proxy the ``vision_budget`` section asks for (None: every vision token is read)."""
+    from seal.vqa.token_keep import TokenKeep
+
+    if budget.pruning_mode == "none":
+        return None
+    return TokenKeep(budget.pruning_mode, budget.pruning_ratio)

@@ -28,6 +28,7 @@ from seal.models.chat import chat_format, encode_reply
 from seal.models.vlm import image_token_id
 from seal.vqa.prompts import encode_prompt, letter_question
 from seal.vqa.refusal import REFUSAL_PREFIX, parse_missing_targets
+from seal.vqa.token_keep import TokenKeep, check_family, keep_vision_tokens, to_device
 from seal.vqa.scoring import prompt_state, reply_token_logprobs
 from vwm.budget import resolve_view_square
 from vwm.layout import VisualWorkingMemory, VWMConfig
@@ -78,6 +79,8 @@ class VQAModel:
         """Id of the tokens an image occupies in ``input_ids``."""
         self.last_image_tokens = 0
         """Image tokens in the ``input_ids`` of the last prompt :meth:`encode` made (what the model saw)."""
+        self.token_keep: TokenKeep | None = None
+        """The pruning proxy (:meth:`keep_tokens`): each image keeps only these of its vision tokens."""
         # encode() refuses a prompt longer than the context with one error; the tokenizer's own
         # "sequence length is longer" warning (a second line, once per tokenizer) is not wanted
         warned = getattr(self.tokenizer, "deprecation_warnings", None)
@@ -109,6 +112,17 @@ class VQAModel:
         vqa = cls(model, processor, vwm_config, path=path)
         vqa.manifest = manifest
         return vqa
+
+    def keep_tokens(self, keep: TokenKeep | None) -> None:
+        """From now on every image in a prompt keeps only ``keep``'s share of its vision tokens, the
+        others removed from the model's input (:mod:`seal.vqa.token_keep`); None = every token.
+
+        Raises:
+            ConfigError: a model family whose tokens cannot be removed.
+        """
+        if keep is not None:
+            check_family(self.model)
+        self.token_keep = keep
 
     def hit_check_settings(self) -> dict:
         """How this model must be asked when it reads a box's words for the hit check (crop scale,
@@ -151,6 +165,8 @@ class VQAModel:
                 :attr:`context_tokens`; says how many tokens it has and the limit.
         """
         enc = encode_prompt(self.processor, text, vwm)
+        if self.token_keep is not None and enc.get("pixel_values") is not None:
+            enc = keep_vision_tokens(self.model, enc, self.image_token_id, self.token_keep)
         self.last_image_tokens = int((enc["input_ids"] == self.image_token_id).sum())
         limit, n = self.context_tokens, int(enc["input_ids"].shape[1])
         if limit is not None and n >= limit:
@@ -181,7 +197,7 @@ class VQAModel:
         import torch
 
         enc = self.encode(question, self.memory(image, vwm))
-        inputs = {k: v.to(self.model.device) for k, v in enc.items()}
+        inputs = to_device(enc, self.model.device)
         start = inputs["input_ids"].shape[1]
         if prefix:
             forced = torch.tensor([encode_reply(self.tokenizer, prefix, add_eos=False)],

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from seal.vqa.token_keep import to_device
+
 if TYPE_CHECKING:
     import torch
     from transformers import BatchFeature, LlavaForConditionalGeneration
@@ -41,7 +43,7 @@ def reply_token_logprobs(model: "LlavaForConditionalGeneration", prompt: "BatchF
     if not replies or any(len(r) == 0 for r in replies):
         raise ValueError("every candidate reply needs at least one token")
     device = model.device
-    inputs = {k: v.to(device) for k, v in prompt.items()}
+    inputs = to_device(prompt, device)
     with torch.no_grad():
         out = model(**inputs, use_cache=True)
     first = out.logits[:, -1:].float()  # (1, 1, V): predicts reply token 0
@@ -101,7 +103,7 @@ def prompt_state(model: "LlavaForConditionalGeneration",
     """
     import torch
 
-    inputs = {k: v.to(model.device) for k, v in prompt.items()}
+    inputs = to_device(prompt, model.device)
     with torch.no_grad():
         hidden = model.model(**inputs, use_cache=False).last_hidden_state[0]  # (P, D)
         last_logits = model.lm_head(hidden[-1:])[0]  # (V,)

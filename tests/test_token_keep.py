@@ -1,0 +1,103 @@
+"""The pruning proxy removes vision tokens from the VQA model's input (seal/vqa/token_keep.py): the model reads
+K = ceil(N * ratio) tokens per image, the same logits as the full prompt at ratio 1, the largest-norm tokens under
+topk_norm, and the ledger books exactly the tokens in the input."""
+
+import json
+import math
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+from seal.cli.main import main
+from seal.core.errors import ConfigError
+from seal.vqa import VQAModel
+from seal.vqa.scoring import prompt_state
+from seal.vqa.token_keep import TokenKeep
+from tests.test_agent_fixtures import OPTIONS, QUESTION, VWM, scene, write_scene
+from tests.vlm_fixtures import cached_tiny_vlm
+from vwm.layout import VWMConfig
+
+
+@pytest.fixture(scope="module")
+def vqa():
+    return VQAModel.load(cached_tiny_vlm("llava"), vwm_config=VWMConfig(**VWM))
+
+
+def _full_and_kept(vqa, keep):
+    vqa.keep_tokens(None)
+    full = vqa.encode(QUESTION, vqa.memory(scene(), None))
+    n = vqa.last_image_tokens
+    vqa.keep_tokens(keep)
+    try:
+        kept = vqa.encode(QUESTION, vqa.memory(scene(), None))
+        return full, n, kept, vqa.last_image_tokens
+    finally:
+        vqa.keep_tokens(None)
+
+
+@pytest.mark.parametrize("mode", ["stride", "topk_norm"])
+@pytest.mark.parametrize("ratio", [0.5, 0.25])
+def test_the_model_reads_only_the_kept_tokens(vqa, mode, ratio):
+    full, n, kept, k = _full_and_kept(vqa, TokenKeep(mode, ratio))
+    assert k == math.ceil(n * ratio) and n > k
+    assert kept["input_ids"].shape[1] == full["input_ids"].shape[1] - (n - k)
+    (features,) = kept["mm_encoder_outputs"]["image"].pooler_output
+    assert features.shape[0] == k
+    hidden, logits = prompt_state(vqa.model, kept)
+    assert hidden.shape[0] == kept["input_ids"].shape[1] and torch.isfinite(logits).all()
+
+
+def test_all_tokens_kept_gives_the_full_prompts_logits(vqa):
+    full, n, kept, k = _full_and_kept(vqa, TokenKeep("stride", 1.0))
+    assert k == n and torch.equal(kept["input_ids"].cpu(), full["input_ids"])
+    torch.testing.assert_close(prompt_state(vqa.model, kept)[1], prompt_state(vqa.model, full)[1],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_topk_norm_keeps_the_largest_norm_tokens(vqa):
+    _, n, kept, k = _full_and_kept(vqa, TokenKeep("topk_norm", 0.25))
+    pixels = vqa.encode(QUESTION, vqa.memory(scene(), None))["pixel_values"]
+    with torch.no_grad():
+        (all_feats,) = vqa.model.model.get_image_features(pixel_values=pixels, return_dict=True).pooler_output
+    top = torch.topk(all_feats.norm(dim=-1), k).indices.sort().values
+    (features,) = kept["mm_encoder_outputs"]["image"].pooler_output
+    torch.testing.assert_close(features, all_feats[top])
+
+
+def test_generation_and_option_scoring_run_on_the_pruned_prompt(vqa):
+    vqa.keep_tokens(TokenKeep("stride", 0.5))
+    try:
+        assert isinstance(vqa.answer(scene(), QUESTION, max_new_tokens=3), str)
+        scores = vqa.score_options(scene(), QUESTION, OPTIONS)
+        assert len(scores) == len(OPTIONS) and all(math.isfinite(s) for s in scores)
+    finally:
+        vqa.keep_tokens(None)
+
+
+def test_the_ledger_books_the_tokens_in_the_input(tmp_path, capsys):
+    image, ann = write_scene(tmp_path)
+    booked = {}
+    for ratio in (1.0, 0.25):
+        trace = tmp_path / f"r{ratio}"
+        argv = ["ask", "--image", image, "--annotation", ann, f"--models.vqa_path={cached_tiny_vlm('llava')}",
+                "--localizer", "oracle", f"--vwm.crop_side_px={VWM['crop_side_px']}",
+                f"--vwm.view_side_px={VWM['view_side_px']}", "--question", QUESTION, "--options", *OPTIONS,
+                "--policy", "always_coarse", "--force-action", "coarse", "--agent.max_new_tokens=4", "--quiet",
+                "--vision_budget.pruning_mode=stride", f"--vision_budget.pruning_ratio={ratio}", "--trace-dir", trace]
+        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+        record = json.loads((trace / "trace.json").read_text())
+        (answer,) = [e for e in record["events"] if e["type"] == "answer"]
+        booked[ratio] = record["cost"]["vision_tokens_global"]
+        assert booked[ratio] == answer["prompt_image_tokens"]
+    assert booked[0.25] == math.ceil(booked[1.0] * 0.25) < booked[1.0]
+
+
+def test_a_family_whose_tokens_cannot_be_removed_is_refused():
+    qwen = VQAModel.load(cached_tiny_vlm("qwen2_5_vl"))
+    with pytest.raises(ConfigError, match="vision_budget.pruning_mode.*qwen2_5_vl"):
+        qwen.keep_tokens(TokenKeep("stride", 0.5))
+    with pytest.raises(ConfigError, match="pruning_ratio"):
+        TokenKeep("stride", 0.0)
