@@ -158,6 +158,11 @@ class Sweeps:
     policy once per head (``sweep_lambda/<head folder>``)."""
     thresholds: Sequence[float] = ()
     """``uncertainty_threshold`` once per ``policy.baseline_threshold`` (``sweep_threshold/t<value>``)."""
+    pruning_ratios: Sequence[float] = ()
+    """The pruning proxy: ``always_full`` with each image keeping this share of its vision tokens, the
+    others removed from the model's input (``sweep_pruning/<mode>_r<ratio>``)."""
+    pruning_modes: Sequence[str] = ("stride",)
+    """Which tokens the pruning proxy keeps: ``stride`` and / or ``topk_norm`` (each with every ratio)."""
     cache_reuse: bool = False
     """Also run the learned policy with ``agent.cache_reuse=false`` (``learned_no_cache_reuse``): same
     answers, the latency the reused KV cache saves."""
@@ -235,6 +240,9 @@ def _sweep_runs(sweeps: Sweeps) -> list[tuple[str, str, str, str, tuple[str, ...
             for h in sweeps.lambda_heads]
     runs += [("threshold", f"sweep_threshold/t{t:g}", f"{t:g}", "uncertainty_threshold",
               (f"policy.baseline_threshold={t}",)) for t in sweeps.thresholds]
+    runs += [("pruning", f"sweep_pruning/{m}_r{r:g}", f"{m} {r:g}", "always_full",
+              (f"vision_budget.pruning_mode={m}", f"vision_budget.pruning_ratio={r}"))
+             for m in sweeps.pruning_modes for r in sweeps.pruning_ratios]
     if sweeps.cache_reuse:
         runs.append(("cache_reuse", "learned_no_cache_reuse", "false", "learned", ("agent.cache_reuse=false",)))
     return runs

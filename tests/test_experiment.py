@@ -103,13 +103,15 @@ def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys
     argv = ["experiment", "--suite", str(bench), "--out", str(out), "--seeds", "0,1",
             f"--models.vqa_path={vqa_dir}", "--models.localizer=oracle", "--agent.max_new_tokens=4",
             f"--policy.checkpoint={head_dir}", "--search.max_nodes=8", f"--lambda-heads={head_dir}",
-            "--thresholds=0.2,100", "--cache-reuse-check", "--search-table"]
+            "--thresholds=0.2,100", "--cache-reuse-check", "--search-table", "--pruning-ratios=0.5",
+            "--pruning-modes=stride,topk_norm"]
     assert main(argv) == 0
     suite = bench.name
     for name in ("main_table.csv", "action_ratio.csv", "pareto.csv", "pareto.json", "seed_runs.csv",
                  "accuracy_vs_tokens.png", "action_ratio.png", "reliability.png", "report.html", "error_slices.csv",
                  "calibration.csv", "latency.csv", "sweeps.csv", "pareto_lambda.csv", "pareto_lambda.json",
-                 "pareto_threshold.csv", "pareto_threshold.json", "pareto_cache_reuse.csv", "search_only.csv"):
+                 "pareto_threshold.csv", "pareto_threshold.json", "pareto_cache_reuse.csv", "search_only.csv",
+                 "pareto_pruning.csv", "pareto_pruning.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     rows = {r["policy"]: r for r in _csv(out / "main_table.csv")}
     assert list(rows) == ["always_full", "always_coarse", "no_vision", "random_policy_matched",
@@ -151,14 +153,19 @@ def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys
 
 def _check_sweeps_and_analyses(out, suite, rows, head_dir):
     sweeps = _csv(out / "sweeps.csv")
-    assert [(r["sweep"], r["value"]) for r in sweeps] == [("lambda", head_dir.name), ("threshold", "0.2"),
-                                                         ("threshold", "100"), ("cache_reuse", "false")]
+    assert [(r["sweep"], r["value"]) for r in sweeps] == [
+        ("lambda", head_dir.name), ("threshold", "0.2"), ("threshold", "100"), ("pruning", "stride 0.5"),
+        ("pruning", "topk_norm 0.5"), ("cache_reuse", "false")]
     by = {(r["sweep"], r["value"]): r for r in sweeps}
     # the lambda sweep's only head is the learned policy's head: the same run's figures
     assert by[("lambda", head_dir.name)]["accuracy"] == rows["learned"]["accuracy"]
     # the next-token entropy never exceeds ln(vocabulary) < 100: that threshold never looks
     assert float(by[("threshold", "100")]["action_rate_no"]) == 1.0
     assert by[("cache_reuse", "false")]["accuracy"] == rows["learned"]["accuracy"]  # the cache changes no answer
+    full_tokens = float(rows["always_full"]["mean_vision_tokens"])
+    for mode in ("stride", "topk_norm"):  # half of every image's tokens left the model's input
+        pruned = by[("pruning", f"{mode} 0.5")]
+        assert float(pruned["action_rate_full"]) == 1.0 and 0 < float(pruned["mean_vision_tokens"]) < full_tokens
     assert {r["on_front"] for r in _csv(out / "pareto_threshold.csv")} <= {"True", "False"}
     slices = _csv(out / "error_slices.csv")
     full = [r for r in slices if r["policy"] == "always_full"]

@@ -2,7 +2,8 @@
 
 ``seal experiment --suite DIR [--suite DIR2 ...] --out OUT [--policies always_full,always_coarse,no_vision,
 random_policy_matched,uncertainty_threshold,learned,oracle] [--limit N] [--seeds 0,1,2] [--dataset synth|vstar]
-[--lambda-heads DIR,DIR] [--thresholds 0.1,0.3] [--cache-reuse-check] [--config YAML ...] [--section.field=value ...]``
+[--lambda-heads DIR,DIR] [--thresholds 0.1,0.3] [--pruning-ratios 0.5,0.25 [--pruning-modes stride,topk_norm]]
+[--search-table] [--cache-reuse-check] [--config YAML ...] [--section.field=value ...]``
 
 Each (suite, policy) is a ``seal eval`` run in ``OUT/<suite>/<policy>`` (seeded policies:
 ``.../seed<S>``), resumed when re-run; ``random_policy_matched`` takes the ``learned`` policy's
@@ -40,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="lambda sweep: the learned policy once per head (heads trained with other lambda_cost)")
     p.add_argument("--thresholds", default="", metavar="T,T",
                    help="threshold sweep: uncertainty_threshold once per policy.baseline_threshold")
+    p.add_argument("--pruning-ratios", default="", metavar="R,R",
+                   help="pruning sweep: always_full with each image keeping this share of its vision tokens "
+                        "(the others removed from the model's input)")
+    p.add_argument("--pruning-modes", default="stride", metavar="M,M",
+                   help="which tokens the pruning sweep keeps: stride and/or topk_norm")
     p.add_argument("--search-table", action="store_true",
                    help="also the search alone per strategy (vstar, bfs) on each suite's targets with the "
                         "search model: found@IoU0.5, nodes, model calls (search_only.csv)")
@@ -67,11 +73,20 @@ def run(args: argparse.Namespace) -> int:
         thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
     except ValueError as exc:
         raise InputError(f"--thresholds: expected a comma list of numbers, found {args.thresholds!r}") from exc
+    try:
+        ratios = [float(r) for r in args.pruning_ratios.split(",") if r.strip()]
+    except ValueError as exc:
+        raise InputError(f"--pruning-ratios: expected a comma list of numbers, found {args.pruning_ratios!r}") from exc
+    modes = [m.strip() for m in args.pruning_modes.split(",") if m.strip()]
+    if any(not 0 < r <= 1 for r in ratios) or any(m not in ("stride", "topk_norm") for m in modes) or not modes:
+        raise InputError(f"--pruning-ratios / --pruning-modes: expected ratios in (0, 1] and modes among stride, "
+                         f"topk_norm, found {args.pruning_ratios!r} / {args.pruning_modes!r}")
     heads = [Path(h.strip()) for h in args.lambda_heads.split(",") if h.strip()]
     for head in heads:
         if not head.is_dir():
             raise InputError("--lambda-heads: expected a policy head directory", head)
-    sweeps = Sweeps(lambda_heads=heads, thresholds=thresholds, cache_reuse=args.cache_reuse_check)
+    sweeps = Sweeps(lambda_heads=heads, thresholds=thresholds, pruning_ratios=ratios, pruning_modes=modes,
+                    cache_reuse=args.cache_reuse_check)
     out = writable_dir(args.out, "--out")
 
     def run_eval(suite: Path, folder: Path, overrides: list[str]) -> list[dict]:
