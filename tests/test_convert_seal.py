@@ -529,3 +529,37 @@ def test_seal_search_runs_the_converted_vsm(converted_vsm, capsys, tmp_path):
     assert rc == 0, err
     record = json.loads(out.strip().splitlines()[-1])
     assert record["target"] == "red cup" and 1 <= record["nodes_visited"] <= 3 and record["model_calls"] >= 1
+
+
+def test_converted_seal_vqa_answers_in_the_seal_token_layout(tmp_path):
+    """A converted SEAL VQA model lays its VWM prompts out as the reference does: no crop, the global view
+    long (N tokens); 1-2 crops, the global view short (32 object tokens) and each crop long; 3 or more, all
+    short. The tokens the model reads equal that count, their embeddings are the object projector's, and
+    answering and option scoring run."""
+    from seal.models.seal_convert_vqa import convert_seal_vqa
+    from seal.vqa import VQAModel
+    from seal.vqa.object_layout import image_paths
+    from seal.vqa.scoring import prompt_state
+    from vwm.layout import VisualWorkingMemory, VWMConfig
+
+    assert image_paths(1) == ["long"] and image_paths(3) == ["short", "long", "long"]
+    assert image_paths(4) == ["short"] * 4
+    make_seal_vqa(tmp_path / "src")
+    convert_seal_vqa(tmp_path / "src", tmp_path / "out", dtype="float32")
+    vqa = VQAModel.load(tmp_path / "out", vwm_config=VWMConfig(crop_side_px=32, view_side_px=64))
+    assert vqa.object_projector is not None
+    image = Image.fromarray((np.random.default_rng(3).random((120, 160, 3)) * 255).astype(np.uint8))
+    boxes = [(10, 10, 40, 40), (60, 20, 90, 50), (100, 60, 130, 90)]
+    n_long = int(vqa.model.config.image_seq_length)
+    for crops, expected in ((0, n_long), (1, 32 + n_long), (2, 32 + 2 * n_long), (3, 4 * 32)):
+        vwm = VisualWorkingMemory(global_image=image, config=vqa.vwm_config)
+        for k in range(crops):
+            vwm.add_target(f"cup {k}", boxes[k], 0.9)
+        enc = vqa.encode("what is the color of the cup ?", vwm)
+        assert vqa.last_image_tokens == expected, crops
+        features = enc["mm_encoder_outputs"]["image"].pooler_output
+        assert [int(f.shape[0]) for f in features] == [32 if p == "short" else n_long for p in image_paths(crops + 1)]
+        hidden, logits = prompt_state(vqa.model, enc)
+        assert hidden.shape[0] == enc["input_ids"].shape[1] and torch.isfinite(logits).all()
+    assert isinstance(vqa.answer(None, "what is the color of the cup ?", vwm=vwm, max_new_tokens=3), str)
+    assert len(vqa.score_options(None, "what is the color of the cup ?", ["red", "blue"], vwm=vwm)) == 2

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image
 
-from seal.core.errors import InputError
+from seal.core.errors import ConfigError, InputError
 from seal.core.tokens import OPTION_LETTERS
 from seal.models.chat import chat_format, encode_reply
 from seal.models.vlm import image_token_id
 from seal.vqa.prompts import encode_prompt, letter_question
 from seal.vqa.refusal import REFUSAL_PREFIX, parse_missing_targets
+from seal.vqa.object_layout import seal_object_prompt
 from seal.vqa.token_keep import TokenKeep, check_family, keep_vision_tokens, to_device
 from seal.vqa.scoring import prompt_state, reply_token_logprobs
 from vwm.budget import resolve_view_square
@@ -35,6 +36,7 @@ from vwm.layout import VisualWorkingMemory, VWMConfig
 
 if TYPE_CHECKING:
     from seal.core.manifest import Manifest
+    from seal.models.seal_objects import ObjectProjector
     import torch
     from transformers import BatchFeature, PreTrainedModel, ProcessorMixin
 
@@ -81,6 +83,9 @@ class VQAModel:
         """Image tokens in the ``input_ids`` of the last prompt :meth:`encode` made (what the model saw)."""
         self.token_keep: TokenKeep | None = None
         """The pruning proxy (:meth:`keep_tokens`): each image keeps only these of its vision tokens."""
+        self.object_projector: "ObjectProjector | None" = None
+        """A converted SEAL VQA model's object projector (manifest ``vwm_layout: seal_objects``): its
+        prompts follow the SEAL token layout (:mod:`seal.vqa.object_layout`)."""
         # encode() refuses a prompt longer than the context with one error; the tokenizer's own
         # "sequence length is longer" warning (a second line, once per tokenizer) is not wanted
         warned = getattr(self.tokenizer, "deprecation_warnings", None)
@@ -111,6 +116,13 @@ class VQAModel:
         model, processor = load_vlm(path, device=device, dtype=dtype, device_map=device_map)
         vqa = cls(model, processor, vwm_config, path=path)
         vqa.manifest = manifest
+        if manifest is not None and manifest.config.get("vwm_layout") is not None:
+            from seal.models.seal_objects import LAYOUT, load_object_projector
+
+            if manifest.config["vwm_layout"] != LAYOUT:
+                raise InputError(f"manifest.json: unknown vwm_layout {manifest.config['vwm_layout']!r} (known: "
+                                 f"{LAYOUT})", Path(path))
+            vqa.object_projector = load_object_projector(path, dtype=model.dtype, device=str(model.device))
         return vqa
 
     def keep_tokens(self, keep: TokenKeep | None) -> None:
@@ -122,6 +134,9 @@ class VQAModel:
         """
         if keep is not None:
             check_family(self.model)
+            if self.object_projector is not None:
+                raise ConfigError("vision_budget.pruning_mode: a converted SEAL VQA model lays its images out in "
+                                  "its own token counts (vwm_layout seal_objects); set pruning_mode: none")
         self.token_keep = keep
 
     def hit_check_settings(self) -> dict:
@@ -165,7 +180,9 @@ class VQAModel:
                 :attr:`context_tokens`; says how many tokens it has and the limit.
         """
         enc = encode_prompt(self.processor, text, vwm)
-        if self.token_keep is not None and enc.get("pixel_values") is not None:
+        if self.object_projector is not None and enc.get("pixel_values") is not None:
+            enc = seal_object_prompt(self.model, self.object_projector, enc, self.image_token_id)
+        elif self.token_keep is not None and enc.get("pixel_values") is not None:
             enc = keep_vision_tokens(self.model, enc, self.image_token_id, self.token_keep)
         self.last_image_tokens = int((enc["input_ids"] == self.image_token_id).sum())
         limit, n = self.context_tokens, int(enc["input_ids"].shape[1])

@@ -66,37 +66,55 @@ def keep_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKe
 
     Returns:
         ``input_ids`` / ``attention_mask`` (1, P - n * (N - K)) on the model's device and
-        ``mm_encoder_outputs`` holding the kept features, one (K, D) tensor per image in prompt order.
+        ``mm_encoder_outputs`` holding the kept features, one (K, D) tensor per image in prompt order
+        (their original order kept).
     """
-    import numpy as np
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     from vwm.budget import prune_token_indices
 
     device = model.device
-    ids = enc["input_ids"].to(device)
-    mask = enc["attention_mask"].to(device)
     with torch.no_grad():
         out = model.model.get_image_features(pixel_values=enc["pixel_values"].to(device, model.dtype),
                                              return_dict=True)
-    features = list(out.pooler_output)  # n x (N, D)
-    positions = torch.nonzero(ids[0] == image_token_id).flatten()  # (n * N,)
-    sizes = [int(f.shape[0]) for f in features]
-    if sum(sizes) != positions.numel():
-        raise ValueError(f"the prompt holds {positions.numel()} image tokens, its images give {sum(sizes)}")
-    keep_row = torch.ones(ids.shape[1], dtype=torch.bool, device=device)
-    kept, start = [], 0
-    for feats in features:
-        n = int(feats.shape[0])
-        chosen = torch.as_tensor(prune_token_indices(feats.float().norm(dim=-1), keep.ratio, keep.mode),
-                                 device=device)  # (K,) int64, ascending
-        dropped = np.setdiff1d(np.arange(n), chosen.cpu().numpy())
-        keep_row[positions[start + torch.as_tensor(dropped, dtype=torch.long, device=device)]] = False
-        kept.append(feats[chosen])
-        start += n
-    return {"input_ids": ids[:, keep_row], "attention_mask": mask[:, keep_row],
+    kept = []
+    for feats in out.pooler_output:  # n x (N, D)
+        chosen = prune_token_indices(feats.float().norm(dim=-1), keep.ratio, keep.mode)  # (K,) ascending
+        kept.append(feats[torch.as_tensor(chosen, device=feats.device)])
+    ids, mask = resize_image_blocks(enc["input_ids"].to(device), enc["attention_mask"].to(device), image_token_id,
+                                    [int(f.shape[0]) for f in kept])
+    return {"input_ids": ids, "attention_mask": mask,
             "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=kept)}}
+
+
+def resize_image_blocks(ids: "torch.Tensor", mask: "torch.Tensor", image_token_id: int,
+                        sizes: list[int]) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """``(input_ids, attention_mask)`` (1, P') with image ``i``'s block of image tokens resized to
+    ``sizes[i]`` tokens (a block is the run of image tokens the processor expanded one ``<image>`` into;
+    every image token has the same id, so only the count matters). ``ids`` / ``mask``: (1, P).
+
+    Raises:
+        ValueError: the prompt holds another number of image blocks than ``sizes``.
+    """
+    import torch
+
+    row, m = ids[0], mask[0]
+    is_image = row == image_token_id
+    starts = torch.nonzero(is_image & ~torch.cat([is_image.new_zeros(1), is_image[:-1]])).flatten().tolist()
+    if len(starts) != len(sizes):
+        raise ValueError(f"the prompt holds {len(starts)} image blocks, expected {len(sizes)}")
+    pieces_ids, pieces_mask, cursor = [], [], 0
+    for start, size in zip(starts, sizes):
+        end = start
+        while end < row.numel() and bool(is_image[end]):
+            end += 1
+        pieces_ids += [row[cursor:start], row.new_full((size,), image_token_id)]
+        pieces_mask += [m[cursor:start], m.new_ones(size)]
+        cursor = end
+    pieces_ids.append(row[cursor:])
+    pieces_mask.append(m[cursor:])
+    return torch.cat(pieces_ids)[None], torch.cat(pieces_mask)[None]
 
 
 def to_device(enc: dict, device: "torch.device | str") -> dict:
