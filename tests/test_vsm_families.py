@@ -265,3 +265,26 @@ def test_the_torch_free_family_list_is_the_adapters():
     from search.vsm.plain_base import FAMILY_TYPES
 
     assert set(FAMILY_TYPES) == set(FAMILIES)
+
+
+def test_seal_ask_full_searches_with_the_family_vsm(built, family, tmp_path, capsys):
+    """The whole agent on one family: the family's tiny base answers (FULL, targets listed), the search model
+    built on that base searches them, and the ledger books the search's patches at the VSM's image tokens."""
+    import json
+
+    vsm, out = built
+    img = Image.new("RGB", (300, 200), (128, 128, 128))
+    img.paste((220, 20, 20), (40, 30, 80, 70))
+    path = tmp_path / "scene.png"
+    img.save(path)
+    trace = tmp_path / "trace"
+    rc, _, err = run_cli(["ask", "--image", path, "--question", "What is the color of the circle?", "--options",
+                          "red", "blue", f"--models.vqa_path={cached_tiny_vlm(family)}", f"--models.vsm_path={out}",
+                          "--policy", "always_full", "--force-action", "full", "--agent.max_new_tokens=4",
+                          "--vwm.view_side_px=64", "--vwm.crop_side_px=56", "--search.max_nodes=3",
+                          "--hit_check.enabled=false", "--quiet", "--trace-dir", trace], capsys)
+    assert rc == 0, err
+    record = json.loads((trace / "trace.json").read_text())
+    cost = record["cost"]
+    assert record["action"] == "full" and cost["search_nodes"] >= 1 and cost["search_calls"] >= 1
+    assert cost["vision_tokens_search"] > 0 and cost["vision_tokens_search"] % vsm.image_tokens == 0
