@@ -107,3 +107,16 @@ def test_bad_inputs_exit_2_with_one_line(vqa_dir, scene, tmp_path, capsys):
     assert "--policy" in capsys.readouterr().err
     assert _ask(vqa_dir, image, "--question", QUESTION, "--localizer", "oracle", "--policy", "always_full") == 2
     assert "annotation" in capsys.readouterr().err
+
+
+def test_the_shipped_models_answer_and_search_in_bf16(tmp_path, capsys):
+    """--dtype bf16 loads the shipped VQA LLM and search model in bfloat16 (their heads stay float32) and a
+    FULL question searches and answers."""
+    from tests.test_agent_fixtures import write_scene
+
+    image, _ = write_scene(tmp_path)
+    argv = ["ask", "--image", str(image), "--question", QUESTION, "--options", *OPTIONS, "--policy", "always_full",
+            "--dtype", "bf16", "--search.max_nodes=4", "--quiet", "--json"]
+    assert main(argv) == 0, capsys.readouterr().err
+    record = _last_json(capsys.readouterr().out)
+    assert record["action"] == "full" and record["answer"] in OPTIONS and record["cost"]["search_nodes"] >= 1

@@ -4,6 +4,7 @@ the VQA wrapper (prompts, replies, exact cached scoring, letters, text pass, ref
 loader, and the real ``seal ask`` / ``seal eval`` CLI, with the ledger's vision tokens equal to the
 image tokens in the model's own ``input_ids``."""
 
+import argparse
 import hashlib
 import json
 import math
@@ -370,3 +371,16 @@ def test_a_dynamic_resolution_model_reads_coarse_and_full_at_their_own_sizes(sce
     budget = VisionBudget(VisionBudgetConfig(), processor)
     assert booked["coarse"] == budget.tokens_for_size(336, 336)  # the 480x360 scene's coarse view: long side 336
     assert booked["full"] == budget.tokens_for_size(480, 480) > booked["coarse"]  # never upsampled: 480
+
+
+def test_device_and_dtype_flags_set_the_models_section(capsys):
+    """seal ask / eval / search take --dtype, --device and --device-map as shorthands of the models section."""
+    from seal.cli.common import model_overrides
+
+    for command in ("ask", "eval", "search"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "--dtype" in text and "--device-map" in text and "--device DEV" in text
+    args = argparse.Namespace(dtype="bf16", device="cpu", device_map=None)
+    assert model_overrides(args) == ['models.device="cpu"', 'models.dtype="bf16"']

@@ -110,7 +110,10 @@ class Agent:
         if mcfg.localizer == "vsm":
             from search.vsm.localizer import load_vsm_localizer
 
-            localizer = load_vsm_localizer(resolve_dir(mcfg.vsm_path, "models.vsm_path"), device=mcfg.device)
+            from seal.models.vlm import torch_dtype
+
+            localizer = load_vsm_localizer(resolve_dir(mcfg.vsm_path, "models.vsm_path"), device=mcfg.device,
+                                           dtype=torch_dtype(mcfg.dtype))
         return cls(vqa, policy, cfg, localizer)
 
     def _hit_check_model(self, path: str | None) -> tuple:

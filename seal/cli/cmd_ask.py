@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from seal.cli.ask_format import EventPrinter
-from seal.cli.common import add_config_args, print_json_line, resolve_config
+from seal.cli.common import add_config_args, add_model_args, print_json_line, resolve_config
 from seal.core.runs import write_run_record
 from seal.core.errors import InputError
 from seal.core.outputs import writable_dir, write_errors
@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trace-dir", metavar="DIR", help="write trace.json, the search graphs, PNGs and index.html here")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last stdout line")
     p.add_argument("--quiet", action="store_true", help="no per-step search lines")
+    add_model_args(p)
     add_config_args(p)
     p.set_defaults(func=run)
 

@@ -24,7 +24,7 @@ from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
-from seal.cli.common import add_config_args, print_json_line, resolve_config
+from seal.cli.common import add_config_args, add_model_args, print_json_line, resolve_config
 from seal.core.runs import git_revision, write_run_record
 from seal.core.errors import InputError
 from seal.core.outputs import writable_dir, write_errors
@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-processes", type=int, default=1, metavar="N",
                    help="answer with N spawned worker processes (one torch thread each), merged in question order; "
                         "under accelerate launch the ranks come from RANK / WORLD_SIZE instead")
+    add_model_args(p)
     add_config_args(p)
     p.set_defaults(func=run)
 

@@ -28,7 +28,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable
 
-from seal.cli.common import add_config_args, print_json_line, resolve_config
+from seal.cli.common import add_config_args, add_model_args, print_json_line, resolve_config
 from seal.core.runs import write_run_record
 from seal.config import SearchCommandConfig as Config
 from seal.core.errors import InputError
@@ -49,7 +49,10 @@ def _vsm_localizer(args: argparse.Namespace, cfg: Config) -> Any:
     from search.vsm.localizer import load_vsm_localizer
     from seal.core.paths import resolve_dir
 
-    return load_vsm_localizer(resolve_dir(cfg.models.vsm_path, "models.vsm_path"), device=cfg.models.device)
+    from seal.models.vlm import torch_dtype
+
+    return load_vsm_localizer(resolve_dir(cfg.models.vsm_path, "models.vsm_path"), device=cfg.models.device,
+                              dtype=torch_dtype(cfg.models.dtype))
 
 
 LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": _oracle_localizer,
@@ -68,7 +71,7 @@ def load_hit_check(cfg: Config, localizer: Any) -> Any:
 
         field = "models.vqa_path" if path is None else "hit_check.vqa_path"
         vqa = VQAModel.load(resolve_dir(path or cfg.models.vqa_path, field), device=cfg.models.device,
-                            vwm_config=cfg.vwm)
+                            dtype=cfg.models.dtype, vwm_config=cfg.vwm, device_map=cfg.models.device_map or None)
         return vqa, vqa.hit_check_settings()
 
     return build_hit_check(cfg.hit_check, localizer, load_vqa, cfg.vision_budget)
@@ -94,6 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write trace.json, search_graph.graphml, PNGs, config.yaml and run.json here")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last stdout line")
     p.add_argument("--quiet", action="store_true", help="do not print the per-step lines")
+    add_model_args(p)
     add_config_args(p)
     p.set_defaults(func=run)
 

@@ -17,11 +17,31 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="config file; repeat to layer (later wins). Override fields with --section.field=value")
 
 
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--dtype``, ``--device-map``: where and in which precision the models run
+    (shorthands of ``models.device``, ``models.dtype``, ``models.device_map``)."""
+    parser.add_argument("--device", metavar="DEV", help="torch device of the models, e.g. cpu, cuda, cuda:1 "
+                                                        "(models.device)")
+    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="weights dtype (models.dtype)")
+    parser.add_argument("--device-map", metavar="MAP", help="transformers device_map for a VQA model that does not "
+                                                            "fit one device, e.g. auto (models.device_map)")
+
+
+def model_overrides(args: argparse.Namespace) -> list[str]:
+    """The :func:`add_model_args` flags given, as dotted overrides."""
+    import json
+
+    flags = (("device", "models.device"), ("dtype", "models.dtype"), ("device_map", "models.device_map"))
+    return [f"{key}={json.dumps(str(getattr(args, name)))}" for name, key in flags
+            if getattr(args, name, None) is not None]
+
+
 def resolve_config(args: argparse.Namespace, cls: type = AskConfig, search_profile: bool | str | Path = True) -> Any:
-    """The command's config ``cls`` from ``args.config`` files and ``args.overrides`` over the search
-    model's profile (:func:`seal.config.load`; ``search_profile``: that model's directory, True =
-    ``models.vsm_path``'s)."""
-    return load(getattr(args, "config", []) or [], getattr(args, "overrides", []) or [], search_profile, cls)
+    """The command's config ``cls`` from ``args.config`` files and ``args.overrides`` (then the
+    :func:`add_model_args` flags) over the search model's profile (:func:`seal.config.load`;
+    ``search_profile``: that model's directory, True = ``models.vsm_path``'s)."""
+    overrides = list(getattr(args, "overrides", []) or []) + model_overrides(args)
+    return load(getattr(args, "config", []) or [], overrides, search_profile, cls)
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None, cls: type = AskConfig,

@@ -404,8 +404,9 @@ class VSMModel(nn.Module):
             pixel_values: (B, 3, S, S) from :meth:`preprocess`.
         """
         vision, projected = self.family.encode(self.backbone, pixel_values)  # (B, C_v, g, g), (B, N, D_text)
+        vision = vision.float()  # the decoders' input: the heads run in float32 whatever the backbone's dtype
         if self.detector_stem is not None:
-            vision = vision + self.detector_stem(pixel_values)  # (B, C_v, g, g): local detail for the decoders
+            vision = vision + self.detector_stem(pixel_values.float())  # (B, C_v, g, g): local detail
         return ImageFeatures(vision=vision, projected=projected)
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -422,6 +423,7 @@ class VSMModel(nn.Module):
         embedding of the prompt's text tokens before ``<LOC>`` (image tokens and padding excluded)."""
         pos = loc_positions(input_ids, self.loc_token_id, attention_mask)  # (B,)
         loc = hidden[torch.arange(hidden.shape[0], device=hidden.device), pos - int(self.cfg.loc_state == "before")]
+        loc = loc.float()  # the heads run in float32 whatever the backbone's dtype
         if self.phrase_proj is None:
             return loc
         ids, keep = self.phrase_tokens(input_ids, attention_mask)
@@ -430,7 +432,7 @@ class VSMModel(nn.Module):
         else:  # mean of the LM's input embeddings: (B, D_text)
             emb = self.backbone.get_input_embeddings()(ids)
             phrase = (emb * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
-        return loc + self.phrase_proj(phrase.to(loc.dtype))
+        return loc + self.phrase_proj(phrase.float())
 
     def phrase_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ids, keep)``, both (B, T): the prompt's text tokens before ``<LOC>`` (image tokens and
