@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test experiment clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,17 @@ demo: $(STAMP)
 	$(PY) -m seal ask --image $(DEMO_DIR)/bench/direct_attributes/synth_test_00002.jpg \
 		--sample $(DEMO_DIR)/bench/direct_attributes/synth_test_00002.json \
 		--trace-dir $(DEMO_DIR)/trace_search
+
+# the experiment matrix of docs/RESULTS.md on a held-out mixed suite with the shipped models: every policy
+# and baseline (3 seeds for the random ones), the oracle action, the lambda / threshold / pruning sweeps,
+# the search alone per strategy, cache reuse off; tables, plots and report.html in $(EXP_DIR)/out
+EXP_DIR ?= runs/exp
+experiment: $(STAMP)
+	$(PY) -m seal bench synth --out $(EXP_DIR)/suite_mixed --n 60 --seed 4242 --split test --suite mixed --overwrite
+	$(PY) -m seal experiment --suite $(EXP_DIR)/suite_mixed --out $(EXP_DIR)/out --seeds 0,1,2 \
+		--lambda-heads checkpoints/policy_tiny,checkpoints/policy_tiny_lam0.05,checkpoints/policy_tiny_lam0.01 \
+		--thresholds 0.5,1.0,2.0 --pruning-ratios 0.5,0.25 --pruning-modes stride,topk_norm \
+		--search-table --cache-reuse-check
 
 # the layer contract (.importlinter), the linter, then the tests
 test: $(STAMP)

@@ -156,6 +156,10 @@ class Sweeps:
     lambda_heads: Sequence[Path] = ()
     """Policy heads trained with different ``lambda_cost`` (e.g. checkpoints/policy_tiny*): the learned
     policy once per head (``sweep_lambda/<head folder>``)."""
+    heads: Sequence[Path] = ()
+    """Other trained heads, e.g. the ablations of ``configs/ablations/policy_ablate_*.yaml`` (binary
+    actions, soft mixture, hidden features only, lambda 0): the learned policy once per head
+    (``sweep_heads/<head folder>``)."""
     thresholds: Sequence[float] = ()
     """``uncertainty_threshold`` once per ``policy.baseline_threshold`` (``sweep_threshold/t<value>``)."""
     pruning_ratios: Sequence[float] = ()
@@ -238,6 +242,8 @@ def _sweep_runs(sweeps: Sweeps) -> list[tuple[str, str, str, str, tuple[str, ...
     """``(sweep, run folder, value, policy, overrides)`` of every sweep run."""
     runs = [("lambda", f"sweep_lambda/{Path(h).name}", Path(h).name, "learned", (f"policy.checkpoint={h}",))
             for h in sweeps.lambda_heads]
+    runs += [("heads", f"sweep_heads/{Path(h).name}", Path(h).name, "learned", (f"policy.checkpoint={h}",))
+             for h in sweeps.heads]
     runs += [("threshold", f"sweep_threshold/t{t:g}", f"{t:g}", "uncertainty_threshold",
               (f"policy.baseline_threshold={t}",)) for t in sweeps.thresholds]
     runs += [("pruning", f"sweep_pruning/{m}_r{r:g}", f"{m} {r:g}", "always_full",

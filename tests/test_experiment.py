@@ -103,6 +103,7 @@ def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys
     argv = ["experiment", "--suite", str(bench), "--out", str(out), "--seeds", "0,1",
             f"--models.vqa_path={vqa_dir}", "--models.localizer=oracle", "--agent.max_new_tokens=4",
             f"--policy.checkpoint={head_dir}", "--search.max_nodes=8", f"--lambda-heads={head_dir}",
+            f"--heads={head_dir}",
             "--thresholds=0.2,100", "--cache-reuse-check", "--search-table", "--pruning-ratios=0.5",
             "--pruning-modes=stride,topk_norm"]
     assert main(argv) == 0
@@ -154,8 +155,8 @@ def test_experiment_writes_every_file(bench, vqa_dir, head_dir, tmp_path, capsys
 def _check_sweeps_and_analyses(out, suite, rows, head_dir):
     sweeps = _csv(out / "sweeps.csv")
     assert [(r["sweep"], r["value"]) for r in sweeps] == [
-        ("lambda", head_dir.name), ("threshold", "0.2"), ("threshold", "100"), ("pruning", "stride 0.5"),
-        ("pruning", "topk_norm 0.5"), ("cache_reuse", "false")]
+        ("lambda", head_dir.name), ("heads", head_dir.name), ("threshold", "0.2"), ("threshold", "100"),
+        ("pruning", "stride 0.5"), ("pruning", "topk_norm 0.5"), ("cache_reuse", "false")]
     by = {(r["sweep"], r["value"]): r for r in sweeps}
     # the lambda sweep's only head is the learned policy's head: the same run's figures
     assert by[("lambda", head_dir.name)]["accuracy"] == rows["learned"]["accuracy"]

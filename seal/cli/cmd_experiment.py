@@ -2,8 +2,9 @@
 
 ``seal experiment --suite DIR [--suite DIR2 ...] --out OUT [--policies always_full,always_coarse,no_vision,
 random_policy_matched,uncertainty_threshold,learned,oracle] [--limit N] [--seeds 0,1,2] [--dataset synth|vstar]
-[--lambda-heads DIR,DIR] [--thresholds 0.1,0.3] [--pruning-ratios 0.5,0.25 [--pruning-modes stride,topk_norm]]
-[--search-table] [--cache-reuse-check] [--config YAML ...] [--section.field=value ...]``
+[--lambda-heads DIR,DIR] [--heads DIR,DIR] [--thresholds 0.1,0.3]
+[--pruning-ratios 0.5,0.25 [--pruning-modes stride,topk_norm]] [--search-table] [--cache-reuse-check]
+[--config YAML ...] [--section.field=value ...]``
 
 Each (suite, policy) is a ``seal eval`` run in ``OUT/<suite>/<policy>`` (seeded policies:
 ``.../seed<S>``), resumed when re-run; ``random_policy_matched`` takes the ``learned`` policy's
@@ -39,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="synth", choices=("synth", "vstar"), help="benchmark reader of the suites")
     p.add_argument("--lambda-heads", default="", metavar="DIR,DIR",
                    help="lambda sweep: the learned policy once per head (heads trained with other lambda_cost)")
+    p.add_argument("--heads", default="", metavar="DIR,DIR",
+                   help="other trained heads (e.g. the ablations of configs/ablations/policy_ablate_*.yaml): the "
+                        "learned policy once per head")
     p.add_argument("--thresholds", default="", metavar="T,T",
                    help="threshold sweep: uncertainty_threshold once per policy.baseline_threshold")
     p.add_argument("--pruning-ratios", default="", metavar="R,R",
@@ -81,11 +85,9 @@ def run(args: argparse.Namespace) -> int:
     if any(not 0 < r <= 1 for r in ratios) or any(m not in ("stride", "topk_norm") for m in modes) or not modes:
         raise InputError(f"--pruning-ratios / --pruning-modes: expected ratios in (0, 1] and modes among stride, "
                          f"topk_norm, found {args.pruning_ratios!r} / {args.pruning_modes!r}")
-    heads = [Path(h.strip()) for h in args.lambda_heads.split(",") if h.strip()]
-    for head in heads:
-        if not head.is_dir():
-            raise InputError("--lambda-heads: expected a policy head directory", head)
-    sweeps = Sweeps(lambda_heads=heads, thresholds=thresholds, pruning_ratios=ratios, pruning_modes=modes,
+    heads = _head_dirs(args.lambda_heads, "--lambda-heads")
+    others = _head_dirs(args.heads, "--heads")
+    sweeps = Sweeps(lambda_heads=heads, heads=others, thresholds=thresholds, pruning_ratios=ratios, pruning_modes=modes,
                     cache_reuse=args.cache_reuse_check)
     out = writable_dir(args.out, "--out")
 
@@ -119,6 +121,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"-> {out} ({meta['seconds']} s)", flush=True)
     print_json_line(main_rows)
     return 0
+
+
+def _head_dirs(text: str, flag: str) -> list[Path]:
+    """A comma list of policy head directories; a missing one is an InputError naming ``flag``."""
+    heads = [Path(h.strip()) for h in text.split(",") if h.strip()]
+    for head in heads:
+        if not head.is_dir():
+            raise InputError(f"{flag}: expected a policy head directory", head)
+    return heads
 
 
 def _search_table(args: argparse.Namespace, suite: Path, report: Path, name: str) -> list[dict]:
