@@ -1,9 +1,9 @@
 """Vision budgets: how many pixels and vision tokens each action may spend.
 
 ``VisionBudgetConfig`` sets the coarse and full global views (long side, max pixels), the patch
-size of the fallback token heuristic, and the
-vision-token pruning proxy (seed 001, B4: keep a ratio of the tokens by ``stride`` or by
-``topk_norm``; the model reads only those, :mod:`seal.vqa.token_keep`). :class:`VisionBudget` resizes images to a budget and counts vision tokens
+size of the fallback token heuristic, and the vision-token pruning proxy (seed 001, B4: keep a
+ratio of the tokens by ``stride`` or by ``topk_norm``; the model reads only those,
+:mod:`seal.vqa.token_keep`). :class:`VisionBudget` resizes images to a budget and counts vision tokens
 *exactly* with the model's own processor when one is given (the number of image-token ids the
 processor expands one image's placeholder into: fixed for LLaVA-1.5, tiles + row newlines for
 LLaVA-OneVision, the merged patch grid for Qwen2.5-VL); the heuristic is the fallback.
