@@ -40,7 +40,7 @@ experiment: $(STAMP)
 	$(PY) -m seal bench synth --out $(EXP_DIR)/suite_mixed --n 60 --seed 4242 --split test --suite mixed --overwrite
 	$(PY) -m seal experiment --suite $(EXP_DIR)/suite_mixed --out $(EXP_DIR)/out --seeds 0,1,2 \
 		--lambda-heads checkpoints/policy_tiny,checkpoints/policy_tiny_lam0.05,checkpoints/policy_tiny_lam0.01 \
-		--thresholds 0.5,1.0,2.0 --pruning-ratios 0.5,0.25 --pruning-modes stride,topk_norm \
+		--thresholds 0.0005,0.0007,0.001,0.5 --pruning-ratios 0.5,0.25 --pruning-modes stride,topk_norm \
 		--search-table --cache-reuse-check
 
 # the layer contract (.importlinter), the linter, then the tests

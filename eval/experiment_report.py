@@ -137,25 +137,35 @@ def _png(fig) -> bytes:
 
 def plot_accuracy_vs_tokens(rows: Sequence[dict], front: Sequence[dict]) -> bytes:
     """One panel per suite: every policy at (mean vision tokens, accuracy) with its 95% interval (and
-    the token std over seeds), labelled; the Pareto front as a line."""
+    the token std over seeds), each its own colour and labelled; each sweep's runs joined by a line,
+    by increasing tokens; the Pareto front dashed; the legend beside the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     suites = _suites(rows)
-    fig, axes = plt.subplots(1, len(suites), figsize=(5.5 * len(suites), 4.2), squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(1, len(suites), figsize=(7.5 * len(suites), 5.0), squeeze=False)
     for ax, suite in zip(axes[0], suites):
-        for r in (r for r in rows if r["suite"] == suite):
+        mine = [r for r in rows if r["suite"] == suite]
+        policies = [r for r in mine if "sweep" not in r]
+        for k, r in enumerate(policies):
             yerr = [[r["accuracy"] - r["accuracy_ci_low"]], [r["accuracy_ci_high"] - r["accuracy"]]]
             ax.errorbar(r["mean_vision_tokens"], r["accuracy"], yerr=yerr, xerr=r.get("mean_vision_tokens_std") or None,
-                        fmt="o", capsize=3, label=r["policy"])
+                        fmt="o", capsize=3, color=colours[k % len(colours)], label=r["policy"])
             ax.annotate(r["policy"], (r["mean_vision_tokens"], r["accuracy"]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
+                        xytext=(4, 4), fontsize=7)
+        for k, sweep in enumerate(dict.fromkeys(r["sweep"] for r in mine if "sweep" in r)):
+            pts = sorted((r for r in mine if r.get("sweep") == sweep), key=lambda r: r["mean_vision_tokens"])
+            ax.plot([r["mean_vision_tokens"] for r in pts], [r["accuracy"] for r in pts], marker="sDv^P"[k % 5],
+                    ms=5, lw=0.8, alpha=0.8, color="0.35", label=f"sweep: {sweep} ({len(pts)} runs)")
         pts = [r for r in front if r["suite"] == suite]
-        ax.plot([r["mean_vision_tokens"] for r in pts], [r["accuracy"] for r in pts], "k--", lw=0.8, label="Pareto")
+        ax.plot([r["mean_vision_tokens"] for r in pts], [r["accuracy"] for r in pts], "k--", lw=0.8,
+                label="Pareto front")
         ax.set(title=suite, xlabel="mean vision tokens per question", ylabel="accuracy (95% CI)", ylim=(-0.05, 1.05))
-        ax.legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _png(fig)
 
 
