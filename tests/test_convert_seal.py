@@ -561,5 +561,7 @@ def test_converted_seal_vqa_answers_in_the_seal_token_layout(tmp_path):
         assert [int(f.shape[0]) for f in features] == [32 if p == "short" else n_long for p in image_paths(crops + 1)]
         hidden, logits = prompt_state(vqa.model, enc)
         assert hidden.shape[0] == enc["input_ids"].shape[1] and torch.isfinite(logits).all()
+    # the ledger books each crop at what the model reads: long (the processor's count) up to 2 crops, then 32
+    assert [vqa.crop_image_tokens(n_long, n) for n in (1, 2, 3, 4)] == [n_long, n_long, 32, 32]
     assert isinstance(vqa.answer(None, "what is the color of the cup ?", vwm=vwm, max_new_tokens=3), str)
     assert len(vqa.score_options(None, "what is the color of the cup ?", ["red", "blue"], vwm=vwm)) == 2

@@ -398,9 +398,11 @@ class Agent:
                 cut = extract_crop(self.views.image, r.box_xyxy, vcfg.crop_scale, vcfg.min_context_px,
                                    vcfg.crop_side_px)
                 crop, region = cut.image, self.views.to_view_xyxy(cut.region_xyxy, "full")
-                q.ledger.vision_tokens_crops += self.views.image_tokens(crop)
             vwm.entries.append(VWMEntry(name=r.target, found=True, box_xyxy=self.views.to_view_xyxy(r.box_xyxy, "full"),
                                         score=float(r.score), crop=crop, crop_region_xyxy=region))
+        crops = [e.crop for e in vwm.entries if e.crop is not None]
+        for crop in crops:  # what the model reads for each (a layout may depend on how many crops there are)
+            q.ledger.vision_tokens_crops += self.vqa.crop_image_tokens(self.views.image_tokens(crop), len(crops))
         q.emit({"type": "vwm", "entries": ev.vwm_entries(vwm.entries, lambda b: self.views.to_full_xyxy(b, "full"))})
         return vwm
 

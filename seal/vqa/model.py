@@ -139,6 +139,16 @@ class VQAModel:
                                   "its own token counts (vwm_layout seal_objects); set pruning_mode: none")
         self.token_keep = keep
 
+    def crop_image_tokens(self, tokens: int, n_crops: int) -> int:
+        """Image tokens the model reads for one VWM crop that its processor expands into ``tokens``, in a
+        memory of ``n_crops`` crops: ``tokens`` itself, except in a converted SEAL model's layout with 3
+        or more crops (each then 32 object tokens, :mod:`seal.vqa.object_layout`)."""
+        from seal.vqa.object_layout import image_paths
+
+        if self.object_projector is None or image_paths(1 + n_crops)[-1] == "long":
+            return tokens
+        return int(self.object_projector.cfg.num_latents)
+
     def hit_check_settings(self) -> dict:
         """How this model must be asked when it reads a box's words for the hit check (crop scale,
         context, attribute kinds): what its manifest recorded (``config.hit_check``), else {}."""
