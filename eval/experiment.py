@@ -238,12 +238,26 @@ def run_experiment(suites: Sequence[Path], out: Path, policies: Sequence[str], s
     return result
 
 
+def head_names(heads: Sequence[Path]) -> list[str]:
+    """One name per head folder: its own name, or its parent's when it is a recipe's ``export`` /
+    ``head`` folder (``runs/policy_binary/export`` -> ``policy_binary``), ``_2``, ``_3`` ... on repeats."""
+    names: list[str] = []
+    for h in heads:
+        p = Path(h).resolve()
+        base = p.parent.name if p.name in ("export", "head") and p.parent.name else p.name
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
 def _sweep_runs(sweeps: Sweeps) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
     """``(sweep, run folder, value, policy, overrides)`` of every sweep run."""
-    runs = [("lambda", f"sweep_lambda/{Path(h).name}", Path(h).name, "learned", (f"policy.checkpoint={h}",))
-            for h in sweeps.lambda_heads]
-    runs += [("heads", f"sweep_heads/{Path(h).name}", Path(h).name, "learned", (f"policy.checkpoint={h}",))
-             for h in sweeps.heads]
+    runs = [("lambda", f"sweep_lambda/{name}", name, "learned", (f"policy.checkpoint={h}",))
+            for h, name in zip(sweeps.lambda_heads, head_names(sweeps.lambda_heads))]
+    runs += [("heads", f"sweep_heads/{name}", name, "learned", (f"policy.checkpoint={h}",))
+             for h, name in zip(sweeps.heads, head_names(sweeps.heads))]
     runs += [("threshold", f"sweep_threshold/t{t:g}", f"{t:g}", "uncertainty_threshold",
               (f"policy.baseline_threshold={t}",)) for t in sweeps.thresholds]
     runs += [("pruning", f"sweep_pruning/{m}_r{r:g}", f"{m} {r:g}", "always_full",

@@ -208,7 +208,8 @@ def plot_reliability(records: dict[tuple[str, str], list[dict]]) -> bytes:
                 conf, acc, count = bins
                 keep = count > 0
                 ax.plot(conf[keep], acc[keep], "o-", label=f"{suite} ({key[1]}, n={int(count.sum())})")
-        ax.set(title=f"action: {action}", xlabel="answer confidence", ylabel="accuracy", xlim=(0, 1), ylim=(-0.03, 1.05))
+        ax.set(title=f"action: {action}", xlabel="answer confidence", ylabel="accuracy", xlim=(0, 1),
+               ylim=(-0.03, 1.05))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper left")
     return _png(fig)

@@ -71,6 +71,14 @@ def test_bucket_overrides_match_the_learned_rates_per_entropy_bucket():
                                                             baseline_bucket_ratios=[[1, 0, 0]]))
 
 
+def test_head_names_are_unique_and_say_which_recipe(tmp_path):
+    from eval.experiment import head_names
+
+    heads = [tmp_path / "policy_binary" / "export", tmp_path / "policy_lambda0" / "export",
+             tmp_path / "checkpoints" / "policy_tiny", tmp_path / "other" / "policy_tiny"]
+    assert head_names(heads) == ["policy_binary", "policy_lambda0", "policy_tiny", "policy_tiny_2"]
+
+
 def test_mean_std_over_seeds():
     rows = [{"suite": "s", "policy": "random_policy_matched", "accuracy": acc, "accuracy_ci_low": acc - 0.1,
              "accuracy_ci_high": acc + 0.1, "mean_vision_tokens": t, "action_rate_no": 0.5, "action_rate_coarse": 0.25,
