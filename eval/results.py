@@ -50,12 +50,17 @@ class PredictionLog:
 
     def append(self, record: dict) -> None:
         """Write one record (``run_id`` added) and flush it to disk before returning."""
-        record = {"run_id": self.run_id, **record}
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, separators=(",", ":")) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self._all.append(record)
+        self._all.append(append_record(self.path, {"run_id": self.run_id, **record}))
+
+
+def append_record(path: Path, record: dict) -> dict:
+    """Append ``record`` to the JSON-lines file ``path`` as one compact line, flushed and synced to disk
+    before returning (an interrupted run loses nothing answered); returns ``record``."""
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return record
 
 
 def write_results_row(out_dir: str | Path, row: dict) -> Path:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from eval.readers.vstar import VStarSample
-from eval.results import PREDICTIONS_FILE, read_predictions
+from eval.results import PREDICTIONS_FILE, append_record, read_predictions
 from eval.runner import AgentLike, EvalRun, answer_questions, evaluate
 from seal.core.errors import InputError
 
@@ -116,11 +116,7 @@ class RankLog:
         return set(self._done)
 
     def append(self, record: dict) -> None:
-        record = {"run_id": self.run_id, **record}
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, separators=(",", ":")) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_record(self.path, {"run_id": self.run_id, **record})
         self._done.add(str(record["question_id"]))
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             sys.exit(3)

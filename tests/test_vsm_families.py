@@ -260,11 +260,12 @@ def test_a_patch_side_the_family_cannot_take_is_a_config_error():
     assert (fam.input_size, fam.grid_size, fam.image_tokens) == (42, 6, 9)
 
 
-def test_the_torch_free_family_list_is_the_adapters():
+def test_the_vlm_families_are_the_vsm_adapters():
+    """The plain-base check (torch-free) names the loader's families; the VSM adapts each of them."""
     from search.vsm.families import FAMILIES
-    from search.vsm.plain_base import FAMILY_TYPES
+    from seal.models.vlm import VLM_MODEL_TYPES
 
-    assert set(FAMILY_TYPES) == set(FAMILIES)
+    assert set(VLM_MODEL_TYPES) == set(FAMILIES)
 
 
 def test_seal_ask_full_searches_with_the_family_vsm(built, family, tmp_path, capsys):

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "vqa", None) is not None:
         if args.kind != "policy":
             raise InputError(f"--vqa: only seal train policy fits a head to a VQA model, not {args.kind}")
-        flags += policy_overrides(Path(args.vqa))
+        flags += policy_head_overrides(Path(args.vqa))
         recipe = args.recipe or POLICY_RECIPE
     files = ([recipe_file(args.kind, recipe)] if recipe else []) + list(args.config)
     seed = [] if args.seed is None else [f"seed={args.seed}"]
@@ -101,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     out_dir = functools.reduce(getattr, cls.OUT_DIR.split("."), cfg)
     command = command_line()
     writable_dir(out_dir, cls.OUT_DIR)  # a read-only folder, a file or a full disk: before training
-    main_process = is_main_process()
+    from training.distributed import process_index
+
+    main_process = process_index() == 0
     with write_errors(out_dir, cls.OUT_DIR):  # disk full while writing: one line
         if main_process:
             write_run_record(out_dir, cfg, command)
@@ -112,15 +114,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def is_main_process() -> bool:
-    """True unless this is a non-zero rank of a multi-process launch (``RANK`` set by accelerate /
-    torchrun)."""
-    import os
-
-    return os.environ.get("RANK", "0") in ("", "0")
-
-
-def policy_overrides(vqa: Path) -> list[str]:
+def policy_head_overrides(vqa: Path) -> list[str]:
     """``--vqa DIR`` as overrides: the model, and its own data file, run folder and head folder."""
     import json
 

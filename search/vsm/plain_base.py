@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-FAMILY_TYPES = ("llava", "llava_onevision", "qwen2_5_vl")
-"""``config.json`` ``model_type`` of the bases the VSM adapts (:data:`search.vsm.families.FAMILIES`)."""
+from seal.models.vlm import VLM_MODEL_TYPES
+
 TRAIN_COMMAND = "seal train vsm --base {path} --data DATA"
 """How a search model is trained on a base VLM (``DATA``: a COCO-format or V*Bench-format folder)."""
 
@@ -27,7 +27,7 @@ def plain_base_message(path: str | Path) -> str | None:
         model_type = json.loads((p / "config.json").read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
-    if model_type not in FAMILY_TYPES:
+    if model_type not in VLM_MODEL_TYPES:  # the families the VSM adapts (search.vsm.families.FAMILIES)
         return None
     return (f"this is a plain VLM checkpoint (model_type {model_type!r}), not a search model; train one on it "
             f"with: {TRAIN_COMMAND.format(path=p)}")
