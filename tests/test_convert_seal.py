@@ -561,6 +561,11 @@ def test_converted_seal_vqa_answers_in_the_seal_token_layout(tmp_path):
         assert [int(f.shape[0]) for f in features] == [32 if p == "short" else n_long for p in image_paths(crops + 1)]
         hidden, logits = prompt_state(vqa.model, enc)
         assert hidden.shape[0] == enc["input_ids"].shape[1] and torch.isfinite(logits).all()
+        if crops == 1:  # a long image's tokens are the model's own image features
+            pixels = vqa.processor.image_processor(images=[vwm.entries[0].crop], return_tensors="pt")["pixel_values"]
+            with torch.no_grad():
+                own = vqa.model.model.get_image_features(pixel_values=pixels, return_dict=True).pooler_output[0]
+            torch.testing.assert_close(features[1], own, atol=1e-5, rtol=1e-5)
     # the ledger books each crop at what the model reads: long (the processor's count) up to 2 crops, then 32
     assert [vqa.crop_image_tokens(n_long, n) for n in (1, 2, 3, 4)] == [n_long, n_long, 32, 32]
     assert isinstance(vqa.answer(None, "what is the color of the cup ?", vwm=vwm, max_new_tokens=3), str)

@@ -47,16 +47,18 @@ def seal_object_prompt(model: Any, projector: "ObjectProjector", enc: dict, imag
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from seal.models.seal_objects import object_tokens
+    from seal.models.seal_objects import vision_features
     from seal.vqa.token_keep import resize_image_blocks
 
     device = model.device
     pixels = enc["pixel_values"].to(device, model.dtype)
     paths = image_paths(int(pixels.shape[0]))
     with torch.no_grad():
-        long = list(model.model.get_image_features(pixel_values=pixels, return_dict=True).pooler_output)
-        short = object_tokens(model, pixels, projector) if "short" in paths else None  # (n, 32, D)
-    features = [long[i] if path == "long" else short[i].to(long[i].dtype) for i, path in enumerate(paths)]
+        feats = vision_features(model, pixels)  # (n, P, C): the tower runs once for both projectors
+        long = model.model.multi_modal_projector(feats) if "long" in paths else None  # (n, P, D)
+        param = next(projector.parameters())
+        short = projector(feats.to(param.dtype)) if "short" in paths else None  # (n, 32, D)
+    features = [long[i] if path == "long" else short[i].to(model.dtype) for i, path in enumerate(paths)]
     ids, mask = resize_image_blocks(enc["input_ids"].to(device), enc["attention_mask"].to(device), image_token_id,
                                     [int(f.shape[0]) for f in features])
     return {"input_ids": ids, "attention_mask": mask,

@@ -101,14 +101,13 @@ def resize_image_blocks(ids: "torch.Tensor", mask: "torch.Tensor", image_token_i
 
     row, m = ids[0], mask[0]
     is_image = row == image_token_id
-    starts = torch.nonzero(is_image & ~torch.cat([is_image.new_zeros(1), is_image[:-1]])).flatten().tolist()
+    edge = is_image.new_zeros(1)
+    starts = torch.nonzero(is_image & ~torch.cat([edge, is_image[:-1]])).flatten().tolist()
+    ends = (torch.nonzero(is_image & ~torch.cat([is_image[1:], edge])).flatten() + 1).tolist()
     if len(starts) != len(sizes):
         raise ValueError(f"the prompt holds {len(starts)} image blocks, expected {len(sizes)}")
     pieces_ids, pieces_mask, cursor = [], [], 0
-    for start, size in zip(starts, sizes):
-        end = start
-        while end < row.numel() and bool(is_image[end]):
-            end += 1
+    for start, end, size in zip(starts, ends, sizes):
         pieces_ids += [row[cursor:start], row.new_full((size,), image_token_id)]
         pieces_mask += [m[cursor:start], m.new_ones(size)]
         cursor = end
