@@ -64,23 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from eval.experiment_report import write_report
 
     policies = parse_policies(args.policies)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError as exc:
-        raise InputError(f"--seeds: expected a comma list of integers, found {args.seeds!r}") from exc
+    seeds = _numbers(args.seeds, int, "--seeds")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit: expected >= 1, found {args.limit}")
     for suite in args.suite:
         if not suite.is_dir():
             raise InputError("--suite: expected a benchmark folder", suite)
-    try:
-        thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
-    except ValueError as exc:
-        raise InputError(f"--thresholds: expected a comma list of numbers, found {args.thresholds!r}") from exc
-    try:
-        ratios = [float(r) for r in args.pruning_ratios.split(",") if r.strip()]
-    except ValueError as exc:
-        raise InputError(f"--pruning-ratios: expected a comma list of numbers, found {args.pruning_ratios!r}") from exc
+    thresholds = _numbers(args.thresholds, float, "--thresholds")
+    ratios = _numbers(args.pruning_ratios, float, "--pruning-ratios")
     modes = [m.strip() for m in args.pruning_modes.split(",") if m.strip()]
     if any(not 0 < r <= 1 for r in ratios) or any(m not in ("stride", "topk_norm") for m in modes) or not modes:
         raise InputError(f"--pruning-ratios / --pruning-modes: expected ratios in (0, 1] and modes among stride, "
@@ -121,6 +112,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"-> {out} ({meta['seconds']} s)", flush=True)
     print_json_line(main_rows)
     return 0
+
+
+def _numbers(text: str, kind: type, flag: str) -> list:
+    """A comma list of ``kind`` (int or float); a malformed one is an InputError naming ``flag``."""
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        what = "integers" if kind is int else "numbers"
+        raise InputError(f"{flag}: expected a comma list of {what}, found {text!r}") from exc
 
 
 def _head_dirs(text: str, flag: str) -> list[Path]:
