@@ -9,6 +9,16 @@ the image-token positions, with its own count check). So the language model read
 for ``K = max(1, ceil(N * ratio))`` tokens per image: the count the cost ledger books
 (:meth:`vwm.budget.VisionBudget.kept_tokens`).
 
+The ``entropy`` mode (seed 003, :mod:`vwm.entropy`) keeps patches of three sizes instead: the
+prompt's own ``pixel_values`` are turned back into 0..255 grey levels (``pixel_mean`` / ``pixel_std``,
+the processor's normalisation), one smallest patch is one cell of the tower's output grid (``S / g``
+px for ``g x g`` tokens), and the cascade keeps each cell as its own token or covers it with a 2 x 2
+(``L2``) or 4 x 4 (``L3``) patch. A coarse patch becomes ONE token: the mean of the projected
+features of the cells it covers, placed at its top-left cell's place in the grid's raster order
+(:func:`vwm.entropy.token_groups`). So ``K`` = the selection's ``kept_tokens`` per image
+(:func:`entropy_selections` gives the per-image :class:`vwm.entropy.BudgetStats`), and the grid side
+``g`` must be a multiple of 4 (8 x 8 for the shipped tiny model, 24 x 24 for LLaVA-1.5-336).
+
 Families: ``llava`` (LLaVA-1.5: one contiguous block of ``N`` tokens per image, 1-D positions). The
 any-resolution families pack tiles and newline tokens (OneVision) or position images on a 3-D grid
 (Qwen2.5-VL), where removing tokens changes what the positions mean; they are refused.
@@ -24,6 +34,14 @@ from seal.core.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
+    from vwm.entropy import EntropyConfig, PatchSelection
+
+MODES = ("stride", "topk_norm", "entropy")
+"""How the kept tokens are chosen."""
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+"""CLIP's pixel normalisation (``transformers.image_utils.OPENAI_CLIP_MEAN`` / ``_STD``), LLaVA's default."""
+
 FAMILIES = ("llava",)
 """``model_type`` of the checkpoints whose vision tokens can be removed."""
 
@@ -32,14 +50,23 @@ FAMILIES = ("llava",)
 class TokenKeep:
     """Which vision tokens the model keeps (``vision_budget.pruning_mode`` / ``pruning_ratio``)."""
 
-    mode: Literal["stride", "topk_norm"]
-    ratio: float
+    mode: Literal["stride", "topk_norm", "entropy"]
+    ratio: float = 1.0
+    """Share kept by ``stride`` / ``topk_norm`` (unused by ``entropy``, whose ``alpha`` sets it)."""
+    entropy: "EntropyConfig | None" = None
+    """The patch selection of the ``entropy`` mode (required there)."""
+    pixel_mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
+    """``entropy``: the processor's ``image_mean`` (to read ``pixel_values`` back as 0..255 levels)."""
+    pixel_std: tuple[float, float, float] = OPENAI_CLIP_STD
+    """``entropy``: the processor's ``image_std``."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("stride", "topk_norm"):
-            raise ConfigError(f"vision_budget.pruning_mode: expected stride or topk_norm, found {self.mode!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"vision_budget.pruning_mode: expected stride, topk_norm or entropy, found {self.mode!r}")
         if not 0.0 < self.ratio <= 1.0:
             raise ConfigError(f"vision_budget.pruning_ratio: expected 0 < ratio <= 1, found {self.ratio}")
+        if self.mode == "entropy" and self.entropy is None:
+            raise ConfigError("vision_budget.entropy: the entropy mode needs its settings (mode, alpha, ...)")
 
 
 def check_family(model: Any) -> None:
@@ -78,14 +105,72 @@ def keep_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKe
     with torch.no_grad():
         out = model.model.get_image_features(pixel_values=enc["pixel_values"].to(device, model.dtype),
                                              return_dict=True)
-    kept = []
-    for feats in out.pooler_output:  # n x (N, D)
-        chosen = prune_token_indices(feats.float().norm(dim=-1), keep.ratio, keep.mode)  # (K,) ascending
-        kept.append(feats[torch.as_tensor(chosen, device=feats.device)])
+    if keep.mode == "entropy":  # one token per kept patch of the cascade
+        selections = entropy_selections(enc["pixel_values"], [int(f.shape[0]) for f in out.pooler_output], keep)
+        kept = [merge_token_groups(feats, sel) for feats, sel in zip(out.pooler_output, selections)]
+    else:
+        kept = []
+        for feats in out.pooler_output:  # n x (N, D)
+            chosen = prune_token_indices(feats.float().norm(dim=-1), keep.ratio, keep.mode)  # (K,) ascending
+            kept.append(feats[torch.as_tensor(chosen, device=feats.device)])
     ids, mask = resize_image_blocks(enc["input_ids"].to(device), enc["attention_mask"].to(device), image_token_id,
                                     [int(f.shape[0]) for f in kept])
     return {"input_ids": ids, "attention_mask": mask,
             "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=kept)}}
+
+
+def entropy_selections(pixel_values: "torch.Tensor", n_tokens: list[int], keep: TokenKeep) -> list["PatchSelection"]:
+    """The ``entropy`` mode's patch selection of each image of a prompt.
+
+    Args:
+        pixel_values: (n, 3, S, S) the processor's normalised pixels.
+        n_tokens: the tower's output tokens per image (``N = g * g``, a square grid, ``g`` a multiple of 4
+            dividing ``S``).
+        keep: an ``entropy`` :class:`TokenKeep`.
+
+    Returns:
+        one :class:`vwm.entropy.PatchSelection` per image over its ``g x g`` grid (``stats.kept_tokens``
+        = the tokens the model reads for it).
+
+    Raises:
+        ConfigError: a token grid the cascade cannot cover (not square, or ``g`` not a multiple of 4).
+    """
+    import math
+
+    import numpy as np
+
+    from vwm.entropy import select_image_patches
+
+    pixels = pixel_values.detach().float().cpu().numpy()  # (n, 3, S, S)
+    mean = np.asarray(keep.pixel_mean, dtype=np.float64)[:, None, None]
+    std = np.asarray(keep.pixel_std, dtype=np.float64)[:, None, None]
+    out = []
+    for image, n in zip(pixels, n_tokens):
+        side, g = image.shape[-1], math.isqrt(n)
+        if g * g != n or g % 4 or side % g or image.shape[-2] != side:
+            raise ConfigError(f"vision_budget.pruning_mode: entropy needs a square token grid with a side that is a "
+                              f"multiple of 4 over a square image; found {n} tokens over {image.shape[-1]}x"
+                              f"{image.shape[-2]} px")
+        rgb = np.clip((image * std + mean) * 255.0, 0.0, 255.0).transpose(1, 2, 0)  # (S, S, 3) levels 0..255
+        out.append(select_image_patches(rgb, side // g, keep.entropy))
+    return out
+
+
+def merge_token_groups(feats: "torch.Tensor", selection: "PatchSelection") -> "torch.Tensor":
+    """(K, D) one token per kept patch of ``selection``: the mean of the rows of ``feats`` (N, D, the
+    tower's projected tokens in raster order) its cells cover (a kept smallest patch: its own row,
+    unchanged), in the order of :func:`vwm.entropy.token_groups`."""
+    import torch
+
+    from vwm.entropy import token_groups
+
+    rows = []
+    for group in token_groups(selection):
+        if len(group) == 1:
+            rows.append(feats[int(group[0])])
+        else:
+            rows.append(feats[torch.as_tensor(group, device=feats.device)].float().mean(0).to(feats.dtype))
+    return torch.stack(rows)
 
 
 def resize_image_blocks(ids: "torch.Tensor", mask: "torch.Tensor", image_token_id: int,
