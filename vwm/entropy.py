@@ -253,3 +253,32 @@ def _pool_max(m: np.ndarray, f: int) -> np.ndarray:
 
 def _up(m: np.ndarray, f: int) -> np.ndarray:
     return np.repeat(np.repeat(m, f, axis=0), f, axis=1)
+
+
+LEVEL_COLOURS: dict[str, tuple[int, int, int]] = {"L1": (230, 40, 40), "L2": (250, 190, 0), "L3": (0, 170, 255)}
+"""RGB colour of each level's patches in :func:`draw_selection` (fine red, middle amber, coarse blue)."""
+
+
+def analysis_size(width: int, height: int, patch: int, max_side: int) -> tuple[int, int]:
+    """``(w, h)`` an image of ``width x height`` px is resized to before selection: fitted into
+    ``max_side`` (never upsampled), then each side rounded to a whole number of ``L3`` patches
+    (``4 * patch`` px, at least one)."""
+    unit = 4 * patch
+    scale = min(1.0, max_side / max(width, height))
+    return tuple(max(unit, int(round(side * scale / unit)) * unit) for side in (width, height))  # type: ignore[return-value]
+
+
+def draw_selection(rgb: np.ndarray, selection: PatchSelection, patch: int, tint: float = 0.25) -> np.ndarray:
+    """(H, W, 3) uint8 copy of ``rgb`` (the image the selection was made on) with every kept patch
+    tinted and outlined in its level's colour (:data:`LEVEL_COLOURS`)."""
+    import cv2
+
+    out = np.asarray(rgb, dtype=np.uint8).copy()
+    overlay = out.copy()
+    boxes = selection.boxes(patch)
+    for level, x0, y0, x1, y1 in boxes:
+        cv2.rectangle(overlay, (x0, y0), (x1 - 1, y1 - 1), LEVEL_COLOURS[level], thickness=-1)
+    out = cv2.addWeighted(overlay, tint, out, 1.0 - tint, 0.0)
+    for level, x0, y0, x1, y1 in boxes:
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), LEVEL_COLOURS[level], thickness=1)
+    return out
