@@ -270,6 +270,69 @@ def test_the_entropy_mode_is_refused_where_the_grid_cannot_be_cascaded():
         entropy_selections(torch.zeros(1, 3, 24, 24), [9], keep)
 
 
+# ---- Qwen2.5-VL: the merged-token grid, explicit M-RoPE positions --------------------------------------
+
+@pytest.fixture(scope="module")
+def qwen():
+    from seal.vqa import VQAModel
+    from tests.test_agent_fixtures import VWM
+    from tests.vlm_fixtures import cached_tiny_vlm
+    from vwm.layout import VWMConfig
+
+    return VQAModel.load(cached_tiny_vlm("qwen2_5_vl"), vwm_config=VWMConfig(**VWM))
+
+
+def test_qwen_keeps_one_token_per_patch_at_its_top_left_cells_position(qwen):
+    import torch
+
+    from seal.vqa.scoring import prompt_state
+    from seal.vqa.token_keep import TokenKeep, keep_mrope_vision_tokens
+    from tests.test_agent_fixtures import QUESTION, scene
+
+    enc = qwen.encode(QUESTION, qwen.memory(scene(), None))
+    assert enc["image_grid_thw"].tolist() == [[1, 8, 8]]  # 7 px patches, 2 x 2 merge: a 4 x 4 token grid
+    ids = enc["input_ids"][0]
+    image_rows = torch.nonzero(ids == qwen.image_token_id).flatten()
+    full_pos, _ = qwen.model.model.get_rope_index(enc["input_ids"], enc["mm_token_type_ids"],
+                                                  image_grid_thw=enc["image_grid_thw"],
+                                                  attention_mask=enc["attention_mask"])
+    # budget 8 of 16 cells: base 1, k = (8 - 1) // 3 = 2 splits -> 7 tokens
+    kept = keep_mrope_vision_tokens(qwen.model, enc, qwen.image_token_id,
+                                    TokenKeep("entropy", entropy=EntropyConfig("budget", alpha=0.5)))
+    n_image = int((kept["input_ids"] == qwen.image_token_id).sum())
+    assert len(image_rows) == 16 and n_image == 7
+    assert kept["input_ids"].shape[1] == ids.shape[0] - 9 and kept["position_ids"].shape == (3, 1, ids.shape[0] - 9)
+    (features,) = kept["mm_encoder_outputs"]["image"].pooler_output
+    assert features.shape[0] == 7
+    # text keeps its own positions (so what follows the image is still placed after the whole grid)
+    text = ids != qwen.image_token_id
+    torch.testing.assert_close(kept["position_ids"][:, 0, kept["input_ids"][0] != qwen.image_token_id],
+                               full_pos[:, 0, text])
+    # each kept image token sits at a cell's own (t, h, w), and distinct tokens at distinct cells
+    image_pos = kept["position_ids"][:, 0, kept["input_ids"][0] == qwen.image_token_id].T.tolist()
+    cells = full_pos[:, 0, image_rows].T.tolist()
+    assert all(p in cells for p in image_pos) and len({tuple(p) for p in image_pos}) == 7
+    assert image_pos[0] == cells[0]  # the first token is the grid's top-left cell
+    hidden, logits = prompt_state(qwen.model, kept)
+    assert hidden.shape[0] == kept["input_ids"].shape[1] and torch.isfinite(logits).all()
+    # every token kept: the same prompt, the same logits as the model's own positions
+    every = keep_mrope_vision_tokens(qwen.model, enc, qwen.image_token_id,
+                                     TokenKeep("entropy", entropy=EntropyConfig("budget", alpha=1.0)))
+    assert torch.equal(every["input_ids"], enc["input_ids"]) and torch.equal(every["position_ids"], full_pos)
+    torch.testing.assert_close(prompt_state(qwen.model, every)[1], prompt_state(qwen.model, enc)[1],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_qwen_refuses_a_grid_the_cascade_cannot_cover(qwen):
+    from seal.vqa.token_keep import TokenKeep, keep_mrope_vision_tokens
+
+    image = Image.new("RGB", (28, 28), (90, 20, 200))  # 4 x 4 patches -> a 2 x 2 merged grid
+    enc = qwen.processor(images=[image], text=["<|vision_start|><|image_pad|><|vision_end|>What?"],
+                         return_tensors="pt")
+    with pytest.raises(ConfigError, match="multiples of 4.*2x2"):
+        keep_mrope_vision_tokens(qwen.model, enc, qwen.image_token_id, TokenKeep("entropy", entropy=EntropyConfig()))
+
+
 # ---- seal inspect patches ---------------------------------------------------------------------------
 
 def _image(tmp_path):

@@ -21,7 +21,13 @@ features of the cells it covers, placed at its top-left cell's place in the grid
 
 Families: ``llava`` (LLaVA-1.5: one contiguous block of ``N`` tokens per image, 1-D positions). The
 any-resolution families pack tiles and newline tokens (OneVision) or position images on a 3-D grid
-(Qwen2.5-VL), where removing tokens changes what the positions mean; they are refused.
+(Qwen2.5-VL), where removing tokens changes what the positions mean; they are refused by
+:func:`check_family`. For Qwen2.5-VL the entropy mode has its own function,
+:func:`keep_mrope_vision_tokens`: the cascade runs over the merged-token grid (one smallest patch =
+one token after the 2 x 2 merger, 28 px in the real model) and the prompt carries explicit M-RoPE
+``position_ids``: text keeps its own positions, a kept token the (t, h, w) position of its top-left
+cell. It is not wired into :class:`seal.vqa.VQAModel` yet (a cached continuation must then take its
+rope delta from these positions, not from ``image_grid_thw``).
 """
 
 from __future__ import annotations
@@ -137,13 +143,10 @@ def entropy_selections(pixel_values: "torch.Tensor", n_tokens: list[int], keep: 
     """
     import math
 
-    import numpy as np
 
     from vwm.entropy import select_image_patches
 
     pixels = pixel_values.detach().float().cpu().numpy()  # (n, 3, S, S)
-    mean = np.asarray(keep.pixel_mean, dtype=np.float64)[:, None, None]
-    std = np.asarray(keep.pixel_std, dtype=np.float64)[:, None, None]
     out = []
     for image, n in zip(pixels, n_tokens):
         side, g = image.shape[-1], math.isqrt(n)
@@ -151,9 +154,73 @@ def entropy_selections(pixel_values: "torch.Tensor", n_tokens: list[int], keep: 
             raise ConfigError(f"vision_budget.pruning_mode: entropy needs a square token grid with a side that is a "
                               f"multiple of 4 over a square image; found {n} tokens over {image.shape[-1]}x"
                               f"{image.shape[-2]} px")
-        rgb = np.clip((image * std + mean) * 255.0, 0.0, 255.0).transpose(1, 2, 0)  # (S, S, 3) levels 0..255
-        out.append(select_image_patches(rgb, side // g, keep.entropy))
+        out.append(select_image_patches(_levels(image.transpose(1, 2, 0), keep), side // g, keep.entropy))
     return out
+
+
+def _levels(image, keep: TokenKeep):
+    """(H, W, 3) float64 0..255 levels of normalised pixels ``image`` (H, W, 3)."""
+    import numpy as np
+
+    mean, std = np.asarray(keep.pixel_mean, dtype=np.float64), np.asarray(keep.pixel_std, dtype=np.float64)
+    return np.clip((image * std + mean) * 255.0, 0.0, 255.0)
+
+
+def keep_mrope_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKeep) -> dict:
+    """The entropy mode for Qwen2.5-VL (M-RoPE): the prompt ``enc`` (batch of one) with one token per
+    kept patch of each image's merged-token grid, placed by explicit 3-D positions.
+
+    Args:
+        model: a ``Qwen2_5_VLForConditionalGeneration``.
+        enc: the processor's ``input_ids`` / ``attention_mask`` (1, P), ``pixel_values`` (sum of
+            ``t * h * w`` patches, ``3 * T * p * p``), ``image_grid_thw`` (n, 3); each image's merged grid
+            ``(h / m, w / m)`` must have sides that are multiples of 4 (a view of multiples of ``4 * m * p``
+            px: 112 px for the real model).
+        image_token_id: id of ``<|image_pad|>``.
+        keep: an ``entropy`` :class:`TokenKeep`.
+
+    Returns:
+        ``input_ids`` / ``attention_mask`` (1, P'), ``position_ids`` (3, 1, P'): the model's own M-RoPE
+        positions of the tokens kept (text unchanged, a coarse token at its top-left cell's (t, h, w)), and
+        ``mm_encoder_outputs`` with one (K_i, D) tensor per image (mean of the merged tokens each patch
+        covers); ``P' = P - sum(N_i - K_i)``.
+    """
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    from vwm.entropy import select_image_patches, token_groups
+
+    device = model.device
+    ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+    thw = enc["image_grid_thw"].to(device)
+    types = enc.get("mm_token_type_ids")
+    types = (ids == image_token_id).int() if types is None else types.to(device)
+    with torch.no_grad():
+        out = model.model.get_image_features(pixel_values=enc["pixel_values"].to(device, model.dtype),
+                                             image_grid_thw=thw, return_dict=True)
+        positions, _ = model.model.get_rope_index(ids, types, image_grid_thw=thw, attention_mask=mask)  # (3, 1, P)
+    vision = model.config.vision_config
+    m, p, temporal = int(vision.spatial_merge_size), int(vision.patch_size), int(vision.temporal_patch_size)
+    pixels = enc["pixel_values"].detach().float().cpu().numpy()
+    image_rows = torch.nonzero(ids[0] == image_token_id).flatten().tolist()
+    keep_rows = set(torch.nonzero(ids[0] != image_token_id).flatten().tolist())
+    kept, start, cursor = [], 0, 0
+    for (t, h, w), feats in zip(enc["image_grid_thw"].tolist(), out.pooler_output):
+        gh, gw = h // m, w // m
+        if gh % 4 or gw % 4:
+            raise ConfigError(f"vision_budget.pruning_mode: entropy needs a merged-token grid with sides that are "
+                              f"multiples of 4; an image has {gh}x{gw}")
+        # patches are stored (t, gh, gw, m, m, C, T, p, p): the first frame, laid back out as (h * p, w * p, C)
+        block = pixels[start:start + t * h * w].reshape(t, gh, gw, m, m, 3, temporal, p, p)[0, ..., 0, :, :]
+        image = block.transpose(0, 2, 5, 1, 3, 6, 4).reshape(h * p, w * p, 3)
+        selection = select_image_patches(_levels(image, keep), m * p, keep.entropy)
+        groups = token_groups(selection)
+        kept.append(merge_token_groups(feats, selection))
+        keep_rows.update(image_rows[cursor + int(g.min())] for g in groups)  # top-left cell's row
+        start, cursor = start + t * h * w, cursor + t * gh * gw
+    index = torch.as_tensor(sorted(keep_rows), device=device, dtype=torch.long)
+    return {"input_ids": ids[:, index], "attention_mask": mask[:, index], "position_ids": positions[:, :, index],
+            "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=kept)}}
 
 
 def merge_token_groups(feats: "torch.Tensor", selection: "PatchSelection") -> "torch.Tensor":
