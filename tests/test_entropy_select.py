@@ -176,6 +176,15 @@ def test_config_errors_name_the_field():
         select_patches(np.zeros((6, 8)), EntropyConfig())
 
 
+def test_the_config_loader_builds_the_section_from_yaml_values():
+    from seal.core.config import from_dict
+
+    cfg = from_dict(EntropyConfig, {"mode": "v2", "alpha": 1.5, "thresholds": [2, 1]}, prefix="vision_budget.entropy.")
+    assert cfg == EntropyConfig("v2", alpha=1.5, thresholds=(2.0, 1.0))
+    with pytest.raises(ConfigError, match="vision_budget.entropy.mode"):
+        from_dict(EntropyConfig, {"mode": "v4"}, prefix="vision_budget.entropy.")
+
+
 # ---- the keep mode: real tokens removed from a real tiny LLaVA forward -------------------------------
 
 @pytest.fixture(scope="module")
