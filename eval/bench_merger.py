@@ -7,11 +7,11 @@ inference, as ``seal bench vqa``'s ``crops_likelihood``) and scores the full-sen
 
 - ``full``: every vision token (``N`` per image);
 - ``merger@M``: each image merged to ``M`` tokens (:func:`seal.vqa.merged_forward.merged_prompt`);
-- ``stride@M``: the pruning proxy keeping ``M`` of the ``N`` tokens (ratio ``M / N``,
-  :class:`seal.vqa.token_keep.TokenKeep`).
+- ``stride@M`` / ``topk_norm@M``: the pruning proxies keeping ``M`` of the ``N`` tokens (ratio
+  ``M / N``, :class:`seal.vqa.token_keep.TokenKeep`).
 
-Reported: each variant's accuracy with a 95% Wilson interval, and per ``M`` the paired difference
-merger - stride with a 95% paired-bootstrap interval (same questions).
+Reported: each variant's accuracy with a 95% Wilson interval, and per ``M`` and proxy the paired
+difference merger - proxy with a 95% paired-bootstrap interval (same questions).
 """
 
 from __future__ import annotations
@@ -43,9 +43,13 @@ def paired_bootstrap(a: Sequence[bool], b: Sequence[bool], reps: int = 2000, see
     return round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)
 
 
+PROXIES = ("stride", "topk_norm")
+"""The pruning proxies compared at each ``M``."""
+
+
 def sample_scores(vqa, merger, sample: dict, tokens: Sequence[int], max_pixels: int) -> dict[str, bool]:
     """Whether each variant ranks the correct option first on one sample (keys ``full``,
-    ``merger@M``, ``stride@M``)."""
+    ``merger@M`` and ``<proxy>@M`` for each of :data:`PROXIES`)."""
     from seal.core.geometry import xywh_to_xyxy
     from seal.core.image_io import load_image
     from seal.vqa.merged_forward import merged_prompt
@@ -69,21 +73,24 @@ def sample_scores(vqa, merger, sample: dict, tokens: Sequence[int], max_pixels: 
     row = {"full": right(enc)}
     for m in tokens:
         row[f"merger@{m}"] = right(merged_prompt(vqa.model, merger, enc, vqa.image_token_id, m))
-        vqa.keep_tokens(TokenKeep("stride", m / n))
-        try:
-            kept = vqa.encode(sample["question"], vwm)
-            if vqa.last_image_tokens != m * int(enc["pixel_values"].shape[0]):
-                raise ValueError(f"stride kept {vqa.last_image_tokens} tokens, expected {m} per image")
-            row[f"stride@{m}"] = right(kept)
-        finally:
-            vqa.keep_tokens(None)
+        for proxy in PROXIES:
+            vqa.keep_tokens(TokenKeep(proxy, m / n))
+            try:
+                kept = vqa.encode(sample["question"], vwm)
+                if vqa.last_image_tokens != m * int(enc["pixel_values"].shape[0]):
+                    raise ValueError(f"{proxy} kept {vqa.last_image_tokens} tokens, expected {m} per image")
+                row[f"{proxy}@{m}"] = right(kept)
+            finally:
+                vqa.keep_tokens(None)
     return row
 
 
 def summarize(rows: list[dict], tokens: Sequence[int]) -> dict:
-    """Accuracy (with Wilson intervals) per variant, overall and per tag; paired merger - stride."""
-    variants = ["full"] + [f"{kind}@{m}" for m in tokens for kind in ("merger", "stride")]
-    report: dict = {"n": len(rows), "accuracy": {}, "by_tag": {}, "merger_minus_stride": {}}
+    """Accuracy (with Wilson intervals) per variant, overall and per tag; paired merger - proxy for
+    each proxy present in the rows."""
+    proxies = [p for p in PROXIES if rows and f"{p}@{tokens[0]}" in rows[0]]
+    variants = ["full"] + [f"{kind}@{m}" for m in tokens for kind in ("merger", *proxies)]
+    report: dict = {"n": len(rows), "accuracy": {}, "by_tag": {}, **{f"merger_minus_{p}": {} for p in proxies}}
     for v in variants:
         k = sum(r[v] for r in rows)
         report["accuracy"][v] = {"acc": round(k / max(1, len(rows)), 4), "ci95": wilson(k, len(rows))}
@@ -92,9 +99,10 @@ def summarize(rows: list[dict], tokens: Sequence[int]) -> dict:
         report["by_tag"][tag] = {"n": len(group), **{v: round(sum(r[v] for r in group) / len(group), 4)
                                                      for v in variants}}
     for m in tokens:
-        a, b = [r[f"merger@{m}"] for r in rows], [r[f"stride@{m}"] for r in rows]
-        report["merger_minus_stride"][str(m)] = {"diff": round((sum(a) - sum(b)) / max(1, len(rows)), 4),
-                                                 "ci95": paired_bootstrap(a, b)}
+        for p in proxies:
+            a, b = [r[f"merger@{m}"] for r in rows], [r[f"{p}@{m}"] for r in rows]
+            report[f"merger_minus_{p}"][str(m)] = {"diff": round((sum(a) - sum(b)) / max(1, len(rows)), 4),
+                                                   "ci95": paired_bootstrap(a, b)}
     return report
 
 

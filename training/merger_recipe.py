@@ -122,7 +122,7 @@ def _dataset(cfg: TrainMergerConfig, processor, processor_dir: Path, log):
 
 def run(cfg: TrainMergerConfig, command: list[str] | None = None, log=print) -> dict:
     """Train the merger as configured and export it; returns the loop's summary."""
-    from seal.core.manifest import read_manifest
+    from seal.core.manifest import MANIFEST, read_manifest
     from seal.core.paths import resolve_dir
     from seal.models.vlm import image_token_id, load_vlm
     from seal.vqa.merger import save_merger
@@ -134,7 +134,8 @@ def run(cfg: TrainMergerConfig, command: list[str] | None = None, log=print) -> 
     prepare_run(cfg.synth, cfg.train, "merger")
     out = Path(cfg.train.out_dir)
     vqa_path = resolve_dir(mt.vqa_path, "merger_train.vqa_path")
-    read_manifest(vqa_path, "vqa")
+    if (vqa_path / MANIFEST).is_file():  # a seal checkpoint must be a VQA model; a plain llava folder is taken as is
+        read_manifest(vqa_path, "vqa")
     llava, processor = load_vlm(vqa_path)
     check_family(llava)
     processor_dir = out / "processor"
