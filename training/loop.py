@@ -6,6 +6,12 @@ batch``, and ``loss_fn(model, batch) -> dict`` whose ``"total"`` entry is optimi
 entries are logged. The loop owns optimisation, gradient accumulation, clipping, the LR schedule,
 checkpoint/resume and the progress bar.
 
+Several optimizers (adversarial recipes: pruners, discriminator, merger): the recipe passes
+``groups``, each an :class:`OptimGroup` owning its parameters and naming the loss entry it
+minimises; every step, each group's loss is back-propagated into that group's parameters only
+(``backward(inputs=...)``), then each group's gradients are clipped and its optimizer and schedule
+step, in the order given. Without ``groups`` the one optimizer minimises ``"total"``.
+
 Exact resume: batch keys are cheap (indices, flips), and the order they come in is a pure function
 of the recipe's seed and the number of keys drawn: step ``k`` of N processes trains on keys
 ``k * grad_accum * N ...`` of the concatenated epochs, rank ``r`` on every N-th of them from the
@@ -31,13 +37,28 @@ import itertools
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from training.config import TrainConfig
 
 LossFn = Callable[[Any, Any], dict]
 Epochs = Callable[[int], Iterable[Any]]
+
+
+@dataclass
+class OptimGroup:
+    """One optimizer of a recipe that trains several parts against different losses."""
+
+    name: str
+    """The group's name (logs, errors)."""
+    params: list
+    """The parameters this optimizer steps (disjoint from every other group's)."""
+    loss: str
+    """Key of ``loss_fn``'s dict this group minimises."""
+    lr: float | None = None
+    """Peak learning rate of this group (None: ``train.lr``)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -74,7 +95,7 @@ def make_scheduler(optimizer, cfg: TrainConfig):
 
 def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Callable[[Any], Any] | None = None,
           on_save: Callable[[Any, Path], None] | None = None,
-          log_metrics: Callable[[Any], dict] | None = None) -> dict:
+          log_metrics: Callable[[Any], dict] | None = None, groups: Sequence[OptimGroup] | None = None) -> dict:
     """Optimise ``model`` for ``cfg.max_steps`` optimizer steps, in this process or in each of the N
     processes of ``accelerate launch`` (see :mod:`training.distributed`).
 
@@ -93,6 +114,9 @@ def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Cal
             before sharding, holding the gathered trained weights.
         log_metrics: ``unwrapped model -> {name: number}`` added to each log line (e.g. metrics on
             the training data); must leave the model's mode and the RNG as it found them.
+        groups: several optimizers (see the module docstring), stepped in this order, each on the
+            gradient of its own loss entry; None = one optimizer over every trainable parameter
+            minimising ``"total"``.
 
     Returns: a summary dict (steps, final losses, seconds) also written to ``out_dir/train_summary.json``.
     The logged losses of a step are those of its last forward pass, averaged over the processes.
@@ -116,11 +140,18 @@ def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Cal
     ckpt = out / "checkpoint"
     sharded = weights_sharded(accelerator)  # FSDP / ZeRO-3: the export is gathered into a copy made now
     template = copy.deepcopy(model) if sharded and on_save is not None and accelerator.is_main_process else None
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg)
-    step_module, optimizer, scheduler = accelerator.prepare(StepModule(model, loss_fn), optimizer, scheduler)
-    clipped = list(step_module.parameters())  # frozen ones have no gradient: the norm is the trained ones'
+    several = bool(groups)
+    groups = list(groups) if groups else [OptimGroup("model", [p for p in model.parameters() if p.requires_grad],
+                                                     "total")]
+    _check_groups(groups)
+    optimizers = [torch.optim.AdamW(g.params, lr=g.lr or cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+                  for g in groups]
+    schedulers = [make_scheduler(o, cfg) for o in optimizers]
+    step_module, *prepared = accelerator.prepare(StepModule(model, loss_fn), *optimizers, *schedulers)
+    optimizers, schedulers = prepared[:len(groups)], prepared[len(groups):]
+    scheduler = schedulers[0]
+    # frozen parameters have no gradient: the norm is the trained ones' (per group with several)
+    clipped = [g.params for g in groups] if several else [list(step_module.parameters())]
     inner = accelerator.unwrap_model(step_module).model
 
     step, keys_done = _resume(accelerator, ckpt, cfg) if cfg.resume and (ckpt / "state.json").is_file() else (0, 0)
@@ -145,17 +176,20 @@ def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Cal
             with accelerator.accumulate(step_module):
                 with accelerator.autocast():
                     losses = step_module(batch)
-                accelerator.backward(losses["total"])
-                if accelerator.sync_gradients and cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(clipped, cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
+                for k, group in enumerate(groups):
+                    accelerator.backward(losses[group.loss], retain_graph=k < len(groups) - 1,
+                                         **({"inputs": group.params} if several else {}))
+                for params, optimizer, sched in zip(clipped, optimizers, schedulers):
+                    if accelerator.sync_gradients and cfg.grad_clip > 0:
+                        accelerator.clip_grad_norm_(params, cfg.grad_clip)
+                    optimizer.step()
+                    sched.step()
+                    optimizer.zero_grad()
         step += 1
         keys_done += cfg.grad_accum_steps * world
         last = _logged(losses, accelerator)
         bar.update(1)
-        bar.set_postfix(loss=f"{last['total']:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
+        bar.set_postfix(loss=f"{last[groups[0].loss]:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}", refresh=False)
         if accelerator.is_main_process and (step % cfg.log_every == 0 or step == cfg.max_steps):
             extra = log_metrics(inner) if log_metrics is not None else {}
             with log_path.open("a", encoding="utf-8") as f:
@@ -175,6 +209,17 @@ def train(model, epochs: Epochs, loss_fn: LossFn, cfg: TrainConfig, collate: Cal
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     accelerator.wait_for_everyone()
     return summary
+
+
+def _check_groups(groups: list[OptimGroup]) -> None:
+    """Each group owns some trainable parameters, none shared with another group."""
+    seen: set[int] = set()
+    for g in groups:
+        ids = {id(p) for p in g.params}
+        if not ids or ids & seen or any(not p.requires_grad for p in g.params):
+            raise ValueError(f"optimizer group {g.name!r}: expected trainable parameters of its own "
+                             f"({len(ids)} given, {len(ids & seen)} shared with an earlier group)")
+        seen |= ids
 
 
 def _logged(losses: dict, accelerator) -> dict[str, float]:

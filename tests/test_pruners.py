@@ -1,0 +1,162 @@
+"""Layer pruners (seal/vqa/pruners.py) through our own layer-by-layer forward (seal/vqa/pruned_forward.py): without
+pruning it is the model's own forward; hard pruning (tokens really removed from the sequence and the KV cache) gives
+the soft 0/1 key mask's logits, option scores and generations with shorter per-layer caches; the adversarial
+recipe trains its optimizers on their own parameters and exports loadable heads."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+from seal.core.errors import ConfigError
+from seal.vqa import VQAModel
+from seal.vqa.pruned_forward import PrunedLM
+from seal.vqa.pruners import LayerPruners, PrunerConfig, keep_counts, top_k_keep
+from seal.vqa.scoring import prompt_state, reply_token_logprobs
+from tests.test_agent_fixtures import OPTIONS, QUESTION, VWM, scene
+from tests.vlm_fixtures import cached_tiny_vlm
+from training.config import TrainConfig
+from training.loop import OptimGroup, train
+from vwm.layout import VisualWorkingMemory, VWMConfig
+
+
+@pytest.fixture(scope="module")
+def vqa():
+    return VQAModel.load(cached_tiny_vlm("llava"), vwm_config=VWMConfig(**VWM))
+
+
+@pytest.fixture(scope="module")
+def enc(vqa):
+    """A prompt of two images (global view + one crop): two blocks of vision tokens."""
+    image = scene()
+    vwm = VisualWorkingMemory(global_image=image, config=vqa.vwm_config)
+    vwm.add_target("striped star", (10.0, 10.0, 40.0, 40.0), 1.0)
+    return vqa.encode(QUESTION, vwm)
+
+
+def _pruners(vqa, layers, ratios, seed=0):
+    torch.manual_seed(seed)
+    return LayerPruners(PrunerConfig(layers=layers, keep_ratios=ratios), vqa.hidden_size).eval()
+
+
+def test_config_is_validated():
+    with pytest.raises(ConfigError, match="pruners.keep_ratios"):
+        PrunerConfig(layers=[0, 1], keep_ratios=[0.25, 0.5])
+    with pytest.raises(ConfigError, match="pruners.layers"):
+        PrunerConfig(layers=[1, 0], keep_ratios=[0.5, 0.5])
+    with pytest.raises(ConfigError, match="pruners.hidden_dim"):
+        PrunerConfig(hidden_dim=30, num_heads=4)
+
+
+def test_top_k_keeps_the_largest_candidates_per_row():
+    logits = torch.tensor([[5.0, 1.0, 3.0, 9.0, 2.0], [0.0, 4.0, 1.0, 2.0, 3.0]])
+    candidates = torch.tensor([[True, True, True, False, True], [True] * 5])
+    keep = top_k_keep(logits, candidates, [2, 1])
+    assert keep.tolist() == [[True, False, True, False, False], [False, True, False, False, False]]
+    assert keep_counts([[64, 64], [10]], 0.25) == [32, 3]
+
+
+def test_without_pruning_the_wrapper_is_the_models_own_forward(vqa, enc):
+    plm = PrunedLM(vqa.model, _pruners(vqa, [1], [1.0]))
+    hidden, last = prompt_state(vqa.model, enc)
+    state = plm.prefill(enc, hard=True)
+    torch.testing.assert_close(state.last_logits[0], last, atol=1e-5, rtol=1e-5)
+    soft = plm.soft_forward(enc)
+    torch.testing.assert_close(soft.logits[0, -1].detach().float(), last, atol=1e-5, rtol=1e-5)
+    replies = [vqa.reply_ids(o) for o in OPTIONS]
+    for ours, theirs in zip(plm.reply_logprobs(enc, replies, vqa.pad_id), reply_token_logprobs(vqa.model, enc,
+                                                                                                replies, vqa.pad_id)):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert state.lengths == [enc["input_ids"].shape[1]] * len(state.lengths)
+
+
+def test_hard_pruning_equals_the_soft_mask_with_a_shorter_sequence_and_cache(vqa, enc):
+    n_vision = int((enc["input_ids"] == vqa.image_token_id).sum())
+    plm = PrunedLM(vqa.model, _pruners(vqa, [0, 1], [0.5, 0.25]))
+    hard, soft = plm.prefill(enc, hard=True), plm.prefill(enc, hard=False)
+    torch.testing.assert_close(hard.last_logits, soft.last_logits, atol=1e-4, rtol=1e-4)
+    p = enc["input_ids"].shape[1]
+    kept = keep_counts([[n_vision // 2] * 2], 0.5)[0], keep_counts([[n_vision // 2] * 2], 0.25)[0]
+    assert hard.vision_read == list(kept) == soft.vision_read
+    assert hard.lengths == [p - (n_vision - kept[0]), p - (n_vision - kept[1])] and soft.lengths == [p, p]
+    assert [hard.cache.get_seq_length(i) for i in range(2)] == hard.lengths  # the KV cache itself is shorter
+    # the heads' choice is not a fixed pattern: another initialisation keeps other tokens, other logits
+    other = PrunedLM(vqa.model, _pruners(vqa, [0, 1], [0.5, 0.25], seed=1)).prefill(enc, hard=True)
+    assert not torch.allclose(other.last_logits, hard.last_logits, atol=1e-4)
+
+
+def test_an_explicit_mask_prunes_the_same_in_both_modes(vqa, enc):
+    vision = enc["input_ids"] == vqa.image_token_id
+    mask = vision & (torch.rand(vision.shape, generator=torch.Generator().manual_seed(3)) < 0.3)
+    plm = PrunedLM(vqa.model, _pruners(vqa, [1], [1.0]))
+    hard, soft = plm.prefill(enc, hard=True, masks={1: mask}), plm.prefill(enc, hard=False, masks={1: mask})
+    torch.testing.assert_close(hard.last_logits, soft.last_logits, atol=1e-4, rtol=1e-4)
+    assert hard.vision_read[1] == int(mask.sum()) < int(vision.sum())
+    _, full = prompt_state(vqa.model, enc)
+    assert not torch.allclose(hard.last_logits[0], full, atol=1e-4)  # the mask did change the answer's logits
+
+
+def test_scoring_and_generation_on_the_pruned_cache_equal_the_soft_mask(vqa, enc):
+    plm = PrunedLM(vqa.model, _pruners(vqa, [0, 1], [0.5, 0.25]))
+    replies = [vqa.reply_ids(o) for o in OPTIONS]
+    for h, s in zip(plm.reply_logprobs(enc, replies, vqa.pad_id, hard=True),
+                    plm.reply_logprobs(enc, replies, vqa.pad_id, hard=False)):
+        torch.testing.assert_close(h, s, atol=1e-4, rtol=1e-4)
+    stops = vqa.chat.stop_ids
+    hard = plm.generate(enc, 12, stops, hard=True)
+    assert hard == plm.generate(enc, 12, stops, hard=False) and len(hard) >= 2
+
+
+def test_soft_training_forward_sends_gradient_to_every_head(vqa, enc):
+    pruners = _pruners(vqa, [0, 1], [0.5, 0.25]).train()
+    out = PrunedLM(vqa.model, pruners).soft_forward(enc, training=True)
+    out.logits[0, -1].logsumexp(-1).backward()
+    for layer in (0, 1):
+        grads = [p.grad for p in pruners.head(layer).mask_predictor.parameters()]
+        assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads)
+    assert out.keep[1].sum() < out.keep[0].sum() < (enc["input_ids"] == vqa.image_token_id).sum()
+
+
+def test_three_optimizers_each_step_their_own_parameters(tmp_path):
+    torch.manual_seed(0)
+    parts = torch.nn.ModuleDict({name: torch.nn.Linear(3, 1) for name in ("merger", "pruners", "discriminator")})
+    frozen = torch.nn.Linear(3, 1).requires_grad_(False)
+    model = torch.nn.ModuleDict({"parts": parts, "frozen": frozen})
+    x = torch.randn(16, 3)
+
+    def loss_fn(m, batch):
+        out = {name: (m["parts"][name](batch) + m["frozen"](batch)).pow(2).mean() for name in ("merger", "pruners")}
+        out["discriminator"] = (m["parts"]["discriminator"](batch) - m["parts"]["pruners"](batch)).pow(2).mean()
+        out["total"] = sum(out.values())
+        return out
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # the discriminator's loss also reaches the pruners' parameters: only its own may move by it
+    groups = [OptimGroup(name, list(parts[name].parameters()), name, lr) for name, lr in
+              (("merger", 0.1), ("pruners", 0.1), ("discriminator", 0.1))]
+    cfg = TrainConfig(out_dir=str(tmp_path), max_steps=2, warmup_steps=0, min_lr_ratio=1.0)
+    train(model, lambda epoch: iter([x]), loss_fn, cfg, groups=groups)
+    moved = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved == {f"parts.{n}.{w}" for n in ("merger", "pruners", "discriminator") for w in ("weight", "bias")}
+    # the pruners' step followed their own loss only: redo it by hand with the discriminator's loss left out
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(3, 1)
+    ref.load_state_dict({k.split(".", 2)[2]: v for k, v in before.items() if k.startswith("parts.pruners.")})
+    opt = torch.optim.AdamW(ref.parameters(), lr=0.1, betas=(0.9, 0.95), weight_decay=0.0)
+    for _ in range(2):
+        opt.zero_grad()
+        loss = (ref(x) + frozen(x)).pow(2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+        opt.step()
+    torch.testing.assert_close(parts["pruners"].weight, ref.weight)
+
+
+def test_groups_must_not_share_parameters(tmp_path):
+    lin = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match="shared"):
+        train(lin, lambda e: iter([torch.zeros(1, 2)]), lambda m, b: {"a": m(b).sum(), "total": m(b).sum()},
+              TrainConfig(out_dir=str(tmp_path), max_steps=1), groups=[OptimGroup("a", [lin.weight], "a"),
+                                                                         OptimGroup("b", [lin.weight], "a")])
