@@ -100,7 +100,7 @@ def run_bench(localizer: Any, targets: list[BenchTarget], cfg: Any, timing_calls
         for t in group:
             for strategy in strategies:
                 result = session.search(t.name, cfg=replace(cfg.search, strategy=strategy))
-                rows.append(search_row(t, strategy, result))
+                rows.append({**search_row(t, strategy, result), "size": target_size(t, image)})
             regions = [box for _, box in tree_boxes(image.width, image.height, cfg.search)]
             for det in localizer.locate(t.name, regions) if patch_calibration else ():
                 box = det.best_box
@@ -132,8 +132,17 @@ def _summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     kinds: dict[str, list[bool]] = {}
     for r in rows:
         kinds.setdefault(name_kind(r["target"]) or "other", []).append(r["hit"])
+    sizes = {name: [r for r in rows if lo <= r.get("size", 0.0) < hi] for name, (lo, hi) in SIZE_CLASSES.items()}
+    large = sizes["large"]
     return {
         "found_by_name_kind": {k: f"{sum(v)}/{len(v)}" for k, v in sorted(kinds.items())},
+        "found_by_size": {k: f"{sum(r['hit'] for r in v)}/{len(v)}" for k, v in sizes.items()},
+        "large_found_at_root_or_children": (sum(r["hit"] and (r.get("answer_level") is not None
+                                                             and r["answer_level"] <= 1) for r in large) / len(large)
+                                            if large else float("nan")),
+        "mean_nodes_scored": sum(r["nodes_scored"] for r in rows) / n,
+        "mean_forwards": sum(r.get("forwards", r["model_calls"]) for r in rows) / n,
+        "mean_hit_check_forwards": sum(r.get("hit_check_forwards", 0) for r in rows) / n,
         "n": len(rows),
         "found_rate": len(hits) / n,
         "confident_hit_rate": sum(not r["fallback"] for r in hits) / n,
@@ -143,6 +152,16 @@ def _summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_hit_check_calls": sum(r["hit_check_calls"] for r in rows) / n,
         "mean_seconds": sum(r["seconds"] for r in rows) / n,
     }
+
+
+SIZE_CLASSES = {"small": (0.0, 0.05), "medium": (0.05, 0.10), "large": (0.10, float("inf"))}
+"""Target size classes by the ground truth's long side over the image's long side."""
+
+
+def target_size(target: BenchTarget, image: Any) -> float:
+    """Long side of ``target``'s first ground-truth box over the image's long side."""
+    x1, y1, x2, y2 = (float(v) for v in target.boxes_xyxy[0])
+    return max(x2 - x1, y2 - y1) / max(image.width, image.height)
 
 
 def _time_locate(localizer: Any, images: list, calls: int) -> float:
@@ -177,6 +196,13 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{m['mean_model_calls']:>6.2f} {m['mean_seconds']:>8.2f}  ({kinds}{checks})")
     c = report["calibration"]
     ratio = report["vstar_bfs_node_ratio"]
+    lines.append(f"{'strategy':<9} {'forwards':>8} {'(checks)':>8} {'patches':>7} {'small':>7} {'medium':>7} "
+                 f"{'large':>7} {'large@<=1':>9}")
+    for name, m in report["search"].items():
+        by = m["found_by_size"]
+        lines.append(f"{name:<9} {m['mean_forwards']:>8.2f} {m['mean_hit_check_forwards']:>8.2f} "
+                     f"{m['mean_nodes_scored']:>7.2f} {by['small']:>7} {by['medium']:>7} {by['large']:>7} "
+                     f"{m['large_found_at_root_or_children']:>9.2f}")
     lines += [f"vstar / bfs nodes: {'-' if ratio is None else f'{ratio:.2f}'}",
               f"found-score calibration over {c['n']} patches ({c['positives']} correct boxes): ECE {c['ece']:.3f}, "
               f"Brier {c['brier']:.3f}, accuracy@0.5 {c['accuracy_at_0.5']:.3f}; search-score ECE "

@@ -50,6 +50,20 @@ class SearchConfig:
     """The target heatmap is weak at level l (root = 0) when its max logit <= max(floor, base *
     decay**l) (reference: 6.0, 0.7, 3.0 on raw logits, root counted as level 1 there)."""
 
+    jump_levels: int = 0
+    """Levels the root's expansion skips: 0 expands the root into its children (the reference); k
+    locates the nodes k + 1 levels down instead, all in one batched call (a leaf met on the way is
+    taken as it is), so the search starts at the scale where the model can read a small target
+    instead of visiting every level between. Their priorities come from the root's heatmap and
+    their own detections, as children's do."""
+    root_check: int = 0
+    """With a hit check (and not ``multi_instance``): the check reads the root's ``root_check`` best
+    boxes in one batch, whatever their localizer scores, and the most probable one at or above
+    ``root_check_threshold`` answers at the root (a large target, which the localizer sees at the
+    root but scores low). 0: off (the reference)."""
+    root_check_threshold: float = 0.9
+    """The hit-check probability a root box needs under ``root_check``."""
+
     max_nodes: int = 64
     """Budget: nodes visited (popped and examined) per target."""
     max_model_calls: int = 256
@@ -120,6 +134,11 @@ class SearchConfig:
         if self.compare_rejected and self.select == "first":
             raise ConfigError("search.compare_rejected: needs select: best or auto (with first, a rejected box never "
                               "stops the search; see hit_check.floor)")
+        for name in ("jump_levels", "root_check"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"search.{name}: expected >= 0, found {getattr(self, name)}")
+        if not 0.0 < self.root_check_threshold <= 1.0:
+            raise ConfigError(f"search.root_check_threshold: expected 0 < p <= 1, found {self.root_check_threshold}")
         if not 0.0 < self.nms_iou <= 1.0:
             raise ConfigError(f"search.nms_iou: expected 0 < iou <= 1, found {self.nms_iou}")
 

@@ -9,11 +9,14 @@ Read top to bottom (:meth:`_Search.run`):
    deduplicated by NMS, and the search goes on). Above the leaves a confident hit is first
    looked at again on a leaf-scale window around its box (``hit_check.zoom``: 1 call), whose
    detection then stands for the node.
+   With ``root_check`` and a hit check, the root's best boxes are first read by the check in one
+   batch whatever their scores: a box it is sure of (a large target) answers at the root.
 3. Unless it is a leaf (or the search stops, or its priority is below ``min_priority``), expand it:
    choose the heatmap that guides its children (its target heatmap, or, when that is weak and
    ``context_cue`` is on, the localizer's contextual cue: 1 call), split it, locate all children
    in ONE batched call, give each child a priority (ancestors' heatmap evidence over the child +
-   weighted own detection score, :mod:`search.priority`) and push them.
+   weighted own detection score, :mod:`search.priority`) and push them. The root's expansion may
+   jump ``jump_levels`` levels: it locates the nodes that many levels further down instead.
 4. Repeat until a confident hit, an empty frontier or a budget (:mod:`search.budget`). Budgets
    never raise. Without a confident hit, the best box of any visited node is the anytime fallback
    (:mod:`search.result`).
@@ -46,7 +49,7 @@ from search.localizer import Detection, Localizer
 from search.priority import ancestor_evidence, make_scorer
 from search.result import InstanceSet, SearchResult
 from search.trace import SearchTrace
-from search.tree import Box, Node, is_leaf, leaf_side, split
+from search.tree import Box, Node, descend, is_leaf, leaf_side
 from search.hit_check.config import HitCheckConfig
 from search.hit_check.protocol import HitCheck
 from search.hit_check.rules import CheckedBox, HitCheckState, rank
@@ -110,6 +113,7 @@ class _Search:
         self.compare_end: int | None = None  # select: best: the visit that closes the comparison
         self.final_check: float | None = None  # the hit check's probability for the returned box
         self.visited: list[Node] = []
+        self.box_levels: dict[Box, int] = {}  # each box a visit saw -> the level of the node that saw it
 
     def run(self) -> SearchResult:
         t0 = time.perf_counter()
@@ -142,15 +146,20 @@ class _Search:
         self.visited.append(node)
         det = node.detection
         assert det is not None  # every node is located before it enters the frontier
-        zoom_score = -1.0
-        if det.best_score > self.cfg.confidence_high and self._should_zoom(node):
+        zoom_score, check_score = -1.0, -1.0
+        root_hit = self._root_hit(node, det)
+        if root_hit is None and det.best_score > self.cfg.confidence_high and self._should_zoom(node):
             det = node.detection = self._zoom(node, det)
             zoom_score = det.best_score
+        for b in det.boxes_xyxy:
+            self.box_levels.setdefault(_floats(b), node.level)
         if self.best is None or det.best_score > self.best.best_score:
             self.best = node
-        confident = det.best_score > self.cfg.confidence_high
-        check_score = -1.0
-        if confident and self.checks is not None:
+        confident = root_hit is not None or det.best_score > self.cfg.confidence_high
+        if root_hit is not None:
+            check_score = float(root_hit.probability)  # type: ignore[arg-type]
+            self.select = "first"  # a root hit stops the search: the check was sure (root_check_threshold)
+        elif confident and self.checks is not None:
             hits, check_score = self.checks.confident_hits(det.boxes_xyxy, det.scores)
             confident = bool(hits)
             if confident and self.cfg.select == "auto" and self.compare_end is None \
@@ -180,6 +189,14 @@ class _Search:
             self.on_step(StepEvent(self.budget.nodes_visited, node.node_id, node.box, node.level, node.priority,
                                    det.best_score, det.best_box, cue, target_max, len(self.frontier), check_score))
         return confident
+
+    def _root_hit(self, node: Node, det: Detection) -> CheckedBox | None:
+        """``search.root_check`` at the root: the hit check's verdict on its best boxes, read in one
+        batch whatever their scores (None: off, not the root, or nothing accepted)."""
+        if node.parent >= 0 or not self.cfg.root_check or self.checks is None:
+            return None
+        hits = self.checks.root_hits(det.boxes_xyxy, det.scores)
+        return hits[0] if hits else None
 
     def _should_zoom(self, node: Node) -> bool:
         return (bool(self.hcfg.zoom) and not node.leaf and not self.cfg.multi_instance
@@ -224,7 +241,9 @@ class _Search:
         if blocker:
             self.blocked = blocker
             return False
-        children = [self._new_node(tile, box, parent=node) for tile, box in split(node.tile, node.box, self.cfg)]
+        levels = 1 + (self.cfg.jump_levels if node.parent < 0 else 0)
+        children = [self._new_node(tile, box, parent=node, level=node.level + depth)
+                    for tile, box, depth in descend(node.tile, node.box, self.cfg, self.leaf_side, levels)]
         self._locate(children)
         guides = [(self.trace.heatmaps[a], self.nodes[a].box) for a in node.ancestors + (node.node_id,)]
         for child in children:
@@ -253,9 +272,9 @@ class _Search:
                 raise RuntimeError(f"localizer {getattr(self.loc, 'name', '?')!r}: locate returned non-finite scores")
         return dets
 
-    def _new_node(self, tile: Box, box: Box, parent: Node | None) -> Node:
+    def _new_node(self, tile: Box, box: Box, parent: Node | None, level: int = 0) -> Node:
         ancestors = () if parent is None else parent.ancestors + (parent.node_id,)
-        node = Node(node_id=len(self.nodes), box=_floats(box), tile=_floats(tile), level=len(ancestors),
+        node = Node(node_id=len(self.nodes), box=_floats(box), tile=_floats(tile), level=level,
                     parent=-1 if parent is None else parent.node_id, ancestors=ancestors,
                     leaf=is_leaf(tile, self.leaf_side))
         self.nodes.append(node)
@@ -304,7 +323,9 @@ class _Search:
         return SearchResult(self.target, self.cfg.strategy, box is not None, box, float(score), instances,
                             b.nodes_visited, b.nodes_scored, b.model_calls, seconds, b.localizer_seconds, stop,
                             self.trace, fallback, self.final_check, calls,
-                            self.checks.seconds if self.checks is not None else 0.0)
+                            self.checks.seconds if self.checks is not None else 0.0,
+                            self.checks.forwards if self.checks is not None else 0,
+                            None if box is None else self.box_levels.get(_floats(box)))
 
 
 def _floats(box: Box) -> Box:

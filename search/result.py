@@ -61,6 +61,18 @@ class SearchResult:
     """Boxes the hit check judged (one call each; not counted in ``model_calls``)."""
     hit_check_seconds: float = 0.0
     """Wall time inside hit-check calls."""
+    hit_check_forwards: int = 0
+    """Passes of the hit check's model (boxes read in one batch are one pass)."""
+    answer_level: int | None = None
+    """Level (root 0) of the visited node whose look gave ``box_xyxy`` (a zoom's box counts for the
+    node that zoomed); None when nothing was found."""
+
+    @property
+    def forwards(self) -> int:
+        """Model forwards this search cost: each localizer call (one pass of its encoder over the new
+        patches, its LM and its decoders, for a batch of regions) plus each pass of the hit check's
+        model."""
+        return self.model_calls + self.hit_check_forwards
 
     @property
     def confident(self) -> bool:
@@ -92,6 +104,9 @@ class SearchResult:
             "hit_check_score": None if self.hit_check_score is None else round(float(self.hit_check_score), 4),
             "hit_check_calls": self.hit_check_calls,
             "hit_check_seconds": round(self.hit_check_seconds, 4),
+            "hit_check_forwards": self.hit_check_forwards,
+            "forwards": self.forwards,
+            "answer_level": self.answer_level,
         }
 
 

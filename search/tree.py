@@ -34,8 +34,9 @@ Box = tuple[float, float, float, float]
 class Node:
     """One patch of the search tree.
 
-    ``ancestors`` are the ids from the root down to the parent (empty for the root), so
-    ``ancestors[l]`` is the ancestor at level ``l``. ``detection`` is set once the node has been
+    ``ancestors`` are the ids of the nodes from the root down to the parent (empty for the root);
+    ``ancestors[l]`` is the ancestor at level ``l`` unless the root's expansion jumped levels
+    (``SearchConfig.jump_levels``), which have no nodes. ``detection`` is set once the node has been
     located (children are located in one batch when their parent is expanded).
     """
 
@@ -98,6 +99,19 @@ def grow_tile(tile: Box, overlap: float, bounds: Box) -> Box:
 def split(tile: Box, box: Box, cfg: SearchConfig) -> list[tuple[Box, Box]]:
     """Children of the node with ``tile`` and ``box``: ``(child_tile, child_box)`` pairs in reading order."""
     return [(t, grow_tile(t, cfg.overlap, box)) for t in split_tile(tile, cfg)]
+
+
+def descend(tile: Box, box: Box, cfg: SearchConfig, leaf: float, levels: int = 1) -> list[tuple[Box, Box, int]]:
+    """The nodes ``levels`` levels below the node with ``tile`` and ``box``: ``(tile, box, depth)``
+    triples (``depth`` 1..``levels`` below it) in reading order, a leaf met above that depth taken as
+    it is (``leaf``: :func:`leaf_side`). ``levels=1`` gives :func:`split`'s children."""
+    out = []
+    for child_tile, child_box in split(tile, box, cfg):
+        if levels <= 1 or is_leaf(child_tile, leaf):
+            out.append((child_tile, child_box, 1))
+        else:
+            out += [(t, b, d + 1) for t, b, d in descend(child_tile, child_box, cfg, leaf, levels - 1)]
+    return out
 
 
 def tree_boxes(width: float, height: float, cfg: SearchConfig, max_level: int = 2) -> list[tuple[int, Box]]:

@@ -187,6 +187,7 @@ class FakeHitCheck:
         box = tuple(float(v) for v in box_xyxy)
         self.asked.append((target, box))
         self._stats.calls += 1
+        self._stats.forwards += 1
         if self.value is not None:
             return self.value
         if self.abstain:

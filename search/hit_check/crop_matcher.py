@@ -47,7 +47,22 @@ class CropMatcherCheck:
             self._stats.abstained += 1
             return None
         crops = self.matcher.crop_images(self._image, [box_xyxy])
+        self._stats.forwards += 1
         return float(self.matcher.phrase_probability(crops, target)[0])
+
+    def check_many(self, target: str, boxes: Sequence[Sequence[float]]) -> list[float | None]:
+        """:meth:`check` of every box in one forward of the matcher."""
+        if self._image is None:
+            raise RuntimeError("CropMatcherCheck.check_many before set_image")
+        self._stats.calls += len(boxes)
+        if not self.matcher.known(target):
+            self._stats.abstained += len(boxes)
+            return [None] * len(boxes)
+        if not len(boxes):
+            return []
+        crops = self.matcher.crop_images(self._image, list(boxes))
+        self._stats.forwards += 1
+        return [float(p) for p in self.matcher.phrase_probability(crops, target)]
 
     def stats(self) -> HitCheckStats:
         return replace(self._stats)

@@ -31,6 +31,8 @@ class HitCheckStats:
     """Prompts its language model ran (e.g. one per checked word)."""
     localizer_calls: int = 0
     """``locate`` calls it made on the search's localizer."""
+    forwards: int = 0
+    """Passes of its own model (crop matcher or LLM): boxes read in one batch are one pass."""
 
     def __add__(self, other: "HitCheckStats") -> "HitCheckStats":
         return HitCheckStats(*(a + b for a, b in zip(astuple(self), astuple(other))))
@@ -50,6 +52,16 @@ class HitCheck(Protocol):
     def stats(self) -> HitCheckStats:
         """Work done since the last :meth:`set_image`: a snapshot, not the live counters (callers
         take differences)."""
+
+
+def check_many(hit_check: HitCheck, target: str, boxes: Sequence[BoxXYXY]) -> list[float | None]:
+    """``hit_check``'s probabilities for ``boxes`` (one per box, None where it abstains): its own
+    batched ``check_many`` when it has one (one pass of its model for all the boxes), else one
+    :meth:`HitCheck.check` per box."""
+    batched = getattr(hit_check, "check_many", None)
+    if batched is not None:
+        return list(batched(target, boxes))
+    return [hit_check.check(target, box) for box in boxes]
 
 
 def all_checks(probabilities: Iterable[float | None], threshold: float) -> float | None:
@@ -89,6 +101,23 @@ class AllChecks:
         if p is None:
             self._own.abstained += 1
         return p
+
+    def check_many(self, target: str, boxes: Sequence[BoxXYXY]) -> list[float | None]:
+        """:meth:`check` of each box with each member batched: a member reads only the boxes every
+        member before it let through (as :meth:`check` stops at the first answer below threshold)."""
+        self._own.calls += len(boxes)
+        given: list[list[float]] = [[] for _ in boxes]
+        open_ = list(range(len(boxes)))
+        for c in self.checks:
+            if not open_:
+                break
+            for i, p in zip(open_, check_many(c, target, [boxes[i] for i in open_])):
+                if p is not None:
+                    given[i].append(p)
+            open_ = [i for i in open_ if not given[i] or given[i][-1] >= self.threshold]
+        out = [min(g) if g else None for g in given]
+        self._own.abstained += sum(p is None for p in out)
+        return out
 
     def stats(self) -> HitCheckStats:
         """Boxes judged by the whole (``calls``, ``abstained``) and the members' work summed."""

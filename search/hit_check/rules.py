@@ -16,6 +16,8 @@ asked about, and what its answers mean for one target's search.
 - With ``hit_check.floor > 0``, when nothing was accepted, the most probable rejected box with
   probability ``>= floor`` is the fallback after all (a check that sometimes rejects the target then
   loses it only to a box it believes more).
+- ``search.root_check``: the root's best boxes are read in one batch whatever their scores; the most
+  probable one at or above ``search.root_check_threshold`` is the hit (:meth:`HitCheckState.root_hits`).
 - The check's None (it cannot judge the name) and a spent budget (``hit_check.max_calls``) both
   mean: trust the localizer, as the engine does without a check.
 """
@@ -29,7 +31,7 @@ from typing import Iterable
 
 from search.config import SearchConfig
 from search.hit_check.config import HitCheckConfig
-from search.hit_check.protocol import HitCheck
+from search.hit_check.protocol import HitCheck, check_many
 from search.localizer import BoxXYXY
 from seal.core.geometry import iou_xyxy
 
@@ -53,6 +55,33 @@ class HitCheckState:
         self.compared: list[CheckedBox] = []  # compare_rejected: rejected confident hits above the floor
         self.calls = 0
         self.seconds = 0.0
+        self._forwards0 = hit_check.stats().forwards
+
+    @property
+    def forwards(self) -> int:
+        """Passes of the check's model during this search (a batch of boxes is one)."""
+        return self.hit_check.stats().forwards - self._forwards0
+
+    def root_hits(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> list[CheckedBox]:
+        """``search.root_check``: the root's first ``root_check`` boxes (best first) read in one batch
+        (within ``hit_check.max_calls``); the accepted ones (probability ``>= root_check_threshold``),
+        most probable first. Nothing is remembered as rejected: deeper nodes see these objects
+        closer, under the usual rules."""
+        pairs = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)]
+        pairs = pairs[:max(0, min(self.cfg.root_check, self.hcfg.max_calls - self.calls))]
+        if not pairs:
+            return []
+        t0 = time.perf_counter()
+        try:
+            probs = check_many(self.hit_check, self.target, [b for b, _ in pairs])
+        finally:
+            self.seconds += time.perf_counter() - t0
+        self.calls += len(pairs)
+        hits = [CheckedBox(b, s, float(p)) for (b, s), p in zip(pairs, probs)  # type: ignore[arg-type]
+                if p is not None and _probability(p, self.hit_check) >= self.cfg.root_check_threshold]
+        hits.sort(key=lambda v: -rank(v, self.hcfg.threshold))
+        self.accepted += hits[:1]
+        return hits[:1]
 
     def confident_hits(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> tuple[list[CheckedBox], float]:
         """The accepted boxes among a node's confident ones (best first; ``select: first``: only the
@@ -126,9 +155,7 @@ class HitCheckState:
         self.calls += 1
         if p is None:
             return None
-        if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
-            raise RuntimeError(f"hit check {getattr(self.hit_check, 'name', '?')!r}: check returned {p!r} "
-                               "(expected a probability in [0, 1] or None)")
+        p = _probability(p, self.hit_check)
         if p < self.hcfg.threshold:
             self.rejected.append(CheckedBox(box, score, float(p)))
         return float(p)
@@ -143,6 +170,14 @@ def rank_key(score: float, probability: float | None, threshold: float) -> float
     """Probability x localizer score; a box the check did not judge (None) counts with ``threshold``
     (``hit_check.threshold``)."""
     return (threshold if probability is None else probability) * score
+
+
+def _probability(p: object, hit_check: HitCheck) -> float:
+    """``p`` as a float, or a RuntimeError naming the check when it is not a probability."""
+    if not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 <= p <= 1.0):
+        raise RuntimeError(f"hit check {getattr(hit_check, 'name', '?')!r}: check returned {p!r} "
+                           "(expected a probability in [0, 1] or None)")
+    return float(p)
 
 
 def _overlaps(box: BoxXYXY, others: list[BoxXYXY], iou: float) -> bool:

@@ -87,6 +87,7 @@ class VQAWordCheck:
         for kind, word, asked in checks:
             self._stats.vision_tokens += self.budget.tokens_for(self._letterboxed) + self.budget.tokens_for(crop)
             self._stats.llm_calls += 1
+            self._stats.forwards += 1
             entry = VWMEntry(name=asked, found=True, box_xyxy=view_box, score=1.0, crop=crop)
             vwm = VisualWorkingMemory(global_image=self._view, entries=[entry], config=self.vqa.vwm_config,
                                       global_view=self._letterboxed)
