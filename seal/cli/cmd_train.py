@@ -38,7 +38,8 @@ from seal.core.runs import command_line, write_run_record
 
 RECIPES: dict[str, str] = {"vqa": "training.vqa_recipe", "vsm": "training.vsm_recipe",
                            "crop-matcher": "training.crop_matcher_recipe", "policy": "training.policy_recipe",
-                           "merger": "training.merger_recipe"}
+                           "merger": "training.merger_recipe",
+                           "pruners": "training.pruner_recipe"}
 """Model kind -> the recipe module (``run(cfg, command, log) -> summary``)."""
 
 USER_DATA_KINDS: dict[str, str] = {"vqa": "vqa_train", "vsm": "vsm_train"}
