@@ -97,3 +97,24 @@ def test_all_checks_batched_equals_one_box_at_a_time():
 def test_bad_shortcut_settings_name_the_field(field, value):
     with pytest.raises(ConfigError, match=f"search.{field}"):
         SearchConfig(**{field: value})
+
+
+def test_a_batched_check_reads_a_nodes_confident_boxes_in_one_pass():
+    near = (1250.0, 350.0, 1290.0, 390.0)  # a near miss beside the cup, seen by the same nodes
+    loc = FakeLocalizer({"cup": [CUP]}, detect_side=600, score=0.9, decoys={"cup": [(near, 0.95)]})
+    cfg = SearchConfig(select="first", compare_rejected=False, context_cue=False)
+    batched = BatchedCheck({"cup": [CUP]})
+    res = run_search(loc, blank_image(2048, 2048), "cup", cfg, hit_check=batched)
+    assert res.box_xyxy == CUP and res.hit_check_calls == 2 and res.hit_check_forwards == 1
+    one_by_one = run_search(FakeLocalizer({"cup": [CUP]}, detect_side=600, score=0.9, decoys={"cup": [(near, 0.95)]}),
+                            blank_image(2048, 2048), "cup", cfg, hit_check=FakeHitCheck({"cup": [CUP]}))
+    assert one_by_one.box_xyxy == CUP and one_by_one.hit_check_forwards == 2
+
+
+def test_the_root_check_keeps_the_per_target_budget_for_the_search():
+    from search.hit_check.config import HitCheckConfig
+
+    loc = FakeLocalizer({"cup": [CUP]}, detect_side=600, decoys={"cup": [((0, 0, 300, 300), 0.1)]})
+    res = run_search(loc, blank_image(2048, 2048), "cup", SearchConfig(root_check=4, context_cue=False),
+                     hit_check=BatchedCheck({"cup": [CUP]}), check_cfg=HitCheckConfig(max_calls=1))
+    assert res.box_xyxy == CUP and res.hit_check_score == pytest.approx(0.9)  # the cup was still checked

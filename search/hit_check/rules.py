@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from search.config import SearchConfig
 from search.hit_check.config import HitCheckConfig
@@ -54,6 +54,7 @@ class HitCheckState:
         self.accepted: list[CheckedBox] = []  # confident hits accepted (or trusted), in visit order
         self.compared: list[CheckedBox] = []  # compare_rejected: rejected confident hits above the floor
         self.calls = 0
+        self.root_calls = 0  # boxes the root check read (outside max_calls)
         self.seconds = 0.0
         self._forwards0 = hit_check.stats().forwards
 
@@ -63,12 +64,12 @@ class HitCheckState:
         return self.hit_check.stats().forwards - self._forwards0
 
     def root_hits(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> list[CheckedBox]:
-        """``search.root_check``: the root's first ``root_check`` boxes (best first) read in one batch
-        (within ``hit_check.max_calls``); the accepted ones (probability ``>= root_check_threshold``),
-        most probable first. Nothing is remembered as rejected: deeper nodes see these objects
-        closer, under the usual rules."""
-        pairs = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)]
-        pairs = pairs[:max(0, min(self.cfg.root_check, self.hcfg.max_calls - self.calls))]
+        """``search.root_check``: the root's first ``root_check`` boxes (best first) read in one batch;
+        the accepted one (probability ``>= root_check_threshold``, the most probable), or none.
+        Nothing is remembered as rejected (deeper nodes see these objects closer, under the usual
+        rules), and the batch is outside ``hit_check.max_calls``, which keeps its calls for them;
+        its boxes count in ``calls`` all the same."""
+        pairs = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)][:self.cfg.root_check]
         if not pairs:
             return []
         t0 = time.perf_counter()
@@ -76,7 +77,7 @@ class HitCheckState:
             probs = check_many(self.hit_check, self.target, [b for b, _ in pairs])
         finally:
             self.seconds += time.perf_counter() - t0
-        self.calls += len(pairs)
+        self.root_calls += len(pairs)
         hits = [CheckedBox(b, s, float(p)) for (b, s), p in zip(pairs, probs)  # type: ignore[arg-type]
                 if p is not None and _probability(p, self.hit_check) >= self.cfg.root_check_threshold]
         hits.sort(key=lambda v: -rank(v, self.hcfg.threshold))
@@ -88,15 +89,8 @@ class HitCheckState:
         first accepted, ``best``: every accepted one of the ``hit_check.per_node`` checked), and the
         highest probability the check gave at this node (-1.0 if it was not asked). A box of an
         object already accepted (IoU ``> nms_iou``) is not asked about again."""
-        seen, checked, hits = -1.0, 0, []
-        for box, score in zip(boxes, scores):
-            if score <= self.cfg.confidence_high or checked >= self.hcfg.per_node:
-                break
-            box = tuple(float(v) for v in box)
-            if self._near(box, self.rejected) or self._near(box, self.accepted):  # type: ignore[arg-type]
-                continue
-            checked += 1
-            p = self._ask(box, float(score))  # type: ignore[arg-type]
+        seen, hits = -1.0, []
+        for box, score, p in self._verdicts(boxes, scores):
             if p is not None:
                 seen = max(seen, p)
             if p is None or p >= self.hcfg.threshold:
@@ -105,9 +99,31 @@ class HitCheckState:
                 if self.cfg.selection(checked=True) == "first":
                     break
             elif self.cfg.compare_rejected and p >= self.hcfg.floor:
-                hits.append(self.rejected[-1])
+                hits.append(CheckedBox(box, score, p))  # type: ignore[arg-type]
                 self.compared.append(hits[-1])
         return hits, seen
+
+    def _verdicts(self, boxes: Iterable[BoxXYXY],
+                  scores: Iterable[float]) -> Iterator[tuple[BoxXYXY, float, float | None]]:
+        """``(box, score, probability)`` of the node's confident boxes the check is asked about, best
+        first, at most ``hit_check.per_node``, skipping objects already judged. A check with
+        ``check_many`` reads them in one pass; another one box at a time, lazily (the caller stops
+        asking at the first accepted box), skipping a box of an object it has just rejected."""
+        confident = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)
+                     if s > self.cfg.confidence_high]
+        if hasattr(self.hit_check, "check_many"):
+            pending = [(b, s) for b, s in confident if not self._near(b, self.rejected)  # type: ignore[arg-type]
+                       and not self._near(b, self.accepted)][:self.hcfg.per_node]  # type: ignore[arg-type]
+            yield from ((b, s, p) for (b, s), p in zip(pending, self._ask_batch(pending)))  # type: ignore[misc]
+            return
+        asked = 0
+        for box, score in confident:
+            if asked >= self.hcfg.per_node:
+                return
+            if self._near(box, self.rejected) or self._near(box, self.accepted):  # type: ignore[arg-type]
+                continue
+            asked += 1
+            yield box, score, self._ask(box, score)  # type: ignore[misc]
 
     def candidates(self) -> list[CheckedBox]:
         """The confident boxes the answer is chosen from: the accepted ones, and with
@@ -142,6 +158,26 @@ class HitCheckState:
     def _near(self, box: BoxXYXY, verdicts: list[CheckedBox]) -> bool:
         """Whether ``box`` is the object of one of ``verdicts`` (IoU ``> nms_iou``)."""
         return _overlaps(box, [v.box_xyxy for v in verdicts], self.cfg.nms_iou)
+
+    def _ask_batch(self, pending: list[tuple[BoxXYXY, float]]) -> list[float | None]:
+        """:meth:`_ask` of every ``(box, score)`` in one batched pass of a check that has
+        ``check_many`` (the boxes past ``hit_check.max_calls`` get None, as there)."""
+        n = max(0, min(len(pending), self.hcfg.max_calls - self.calls))
+        if not n:
+            return [None] * len(pending)
+        t0 = time.perf_counter()
+        try:
+            probs = check_many(self.hit_check, self.target, [b for b, _ in pending[:n]])
+        finally:
+            self.seconds += time.perf_counter() - t0
+        self.calls += n
+        out: list[float | None] = []
+        for (box, score), p in zip(pending[:n], probs):
+            p = None if p is None else _probability(p, self.hit_check)
+            if p is not None and p < self.hcfg.threshold:
+                self.rejected.append(CheckedBox(box, score, p))
+            out.append(p)
+        return out + [None] * (len(pending) - n)
 
     def _ask(self, box: BoxXYXY, score: float) -> float | None:
         """One hit-check call (None once the budget is spent); a rejection is remembered."""
