@@ -202,3 +202,33 @@ def test_seal_train_pruners_cli(tmp_path):
     assert main(args) == 0
     assert (tmp_path / "export" / "pruners.safetensors").is_file()
     LayerPruners.load(tmp_path / "export")
+
+
+def test_with_a_merger_three_optimizers_train_the_merger_pruners_and_discriminator(tmp_path, vqa):
+    from seal.vqa.examples import build_training_example, collate
+    from seal.vqa.merged_forward import tower_features
+    from seal.vqa.merger import MergerConfig, TokenMerger
+    from training.pruner_config import PrunerTrainConfig
+    from training.pruner_recipe import PrunerTrainModel, make_loss_fn
+
+    size = int(vqa.model.config.vision_config.image_size)
+    with torch.no_grad():
+        vision_dim = int(tower_features(vqa.model, torch.zeros(1, 3, size, size)).shape[-1])
+    torch.manual_seed(0)
+    merger = TokenMerger(MergerConfig(vision_dim=vision_dim, text_dim=vqa.hidden_size)).train()
+    vwm = VisualWorkingMemory(global_image=scene(), config=vqa.vwm_config)
+    vwm.add_target("striped star", (10.0, 10.0, 40.0, 40.0), 1.0)
+    batch = collate([build_training_example(vqa.processor, QUESTION, OPTIONS[i], vwm) for i in (0, 1)], vqa.pad_id)
+    pt = PrunerTrainConfig(vqa_path="unused", merger_ratio=0.5)
+    model = PrunerTrainModel(vqa.model, _pruners(vqa, [1], [0.5]).train(), pt, merger)
+    groups = model.groups(pt)
+    assert [g.name for g in groups] == ["merger", "pruners", "discriminator"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        summary = train(model, lambda epoch: iter([batch]), make_loss_fn(pt),
+                        TrainConfig(out_dir=str(tmp_path), max_steps=2, warmup_steps=0), groups=groups)
+    finally:
+        vqa.model.eval()
+    moved = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved == {"merger", "pruners", "discriminator"}  # the VQA model stays frozen
+    assert {"merger", "sparsity", "pruners", "discriminator"} <= set(summary["final"])

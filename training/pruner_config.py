@@ -28,8 +28,15 @@ class PrunerTrainConfig:
     vqa_path: str = "checkpoints/vqa_tiny"
     """The frozen VQA model (a LLaVA checkpoint) the pruners are trained for."""
     merger: str = ""
-    """A trained token merger (``seal train merger``'s export) to train with (its sparsity loss and
-    its own optimizer); empty = none. Not wired yet: a non-empty value is refused."""
+    """A trained token merger (``seal train merger``'s export) that joins the training: the images
+    reach the LLM merged to ``merger_ratio`` of their tokens, then pruned, and the merger gets the
+    third optimizer (task + adversarial + merge sparsity); empty = no merger, two optimizers."""
+    merger_ratio: float = 0.5
+    """With a merger: each image's merged tokens, as a share of its tower tokens."""
+    merge_sparsity_weight: float = 1e-4
+    """With a merger: weight of the merge-sparsity term in its loss (the seed's 1e-4)."""
+    lr_merger: float = 2e-5
+    """With a merger: peak learning rate of its optimizer (the seed's 2e-5)."""
     data: VQADataConfig = field(default_factory=VQADataConfig)
     """How the ``synth`` scenes become (prompt, answer) examples (as the VQA model was trained)."""
     task_weight: float = 25.0
@@ -53,7 +60,7 @@ class PrunerTrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"pruner_train.{name}: expected a finite value >= 0, found {value}")
-        for name in ("lr_pruners", "lr_discriminator"):
+        for name in ("lr_pruners", "lr_discriminator", "lr_merger"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"pruner_train.{name}: expected > 0, found {getattr(self, name)}")
         self.disc_layers = [int(v) for v in self.disc_layers]
@@ -63,9 +70,11 @@ class PrunerTrainConfig:
             raise ConfigError(f"pruner_train.disc_hidden: expected >= 1, found {self.disc_hidden}")
         if not self.vqa_path:
             raise ConfigError("pruner_train.vqa_path: expected the VQA model's directory, found an empty string")
-        if self.merger:
-            raise ConfigError("pruner_train.merger: training the pruners together with a token merger is not "
-                              "wired yet; leave it empty")
+        if not 0.0 < self.merger_ratio <= 1.0:
+            raise ConfigError(f"pruner_train.merger_ratio: expected 0 < ratio <= 1, found {self.merger_ratio}")
+        if not (math.isfinite(self.merge_sparsity_weight) and self.merge_sparsity_weight >= 0):
+            raise ConfigError(f"pruner_train.merge_sparsity_weight: expected a finite value >= 0, found "
+                              f"{self.merge_sparsity_weight}")
         if not self.export_dir:
             raise ConfigError("pruner_train.export_dir: expected a directory, found an empty string")
 

@@ -7,10 +7,13 @@
    model's manifest records);
 3. train three parts' worth of optimizers with :func:`training.loop.train` (``groups``): the
    ``pruners`` heads on ``task_weight * task + adv_weight * adv`` and the :class:`Discriminator` on
-   ``real + fake`` (a third, the token merger's on its sparsity loss, joins when a merger is given:
-   ``pruner_train.merger``, not wired yet). Per batch, the unpruned forward (no gradient) gives the
-   real hidden states, the soft-pruned forward (:meth:`seal.vqa.pruned_forward.PrunedLM.soft_forward`,
-   straight-through top-k with Gumbel noise) the fake ones and the answer's logits;
+   ``real + fake``; with ``pruner_train.merger`` (a trained :class:`seal.vqa.merger.TokenMerger`) a
+   third optimizer trains the merger on the pruners' objective + ``merge_sparsity_weight`` x the
+   seed's merge-sparsity term (the seed's merger loss is the sparsity term alone; the task and
+   adversarial gradients are what tie the merger to the answers). Per batch, the unpruned forward
+   (no merger, no gradient) gives the real hidden states, the (merged and) soft-pruned forward
+   (:meth:`seal.vqa.pruned_forward.PrunedLM.soft_forward`, straight-through top-k with Gumbel noise)
+   the fake ones and the answer's logits;
 4. export the heads into ``pruner_train.export_dir`` (``pruners.safetensors``, ``pruners.json``,
    ``recipe.json``: the command, git revision and the VQA model they were trained against with its
    fingerprint; the training log and summary).
@@ -51,10 +54,12 @@ class Discriminator(nn.Module):
 class PrunerTrainModel(nn.Module):
     """The frozen LLaVA model with the trained parts: ``pruners`` and ``discriminator``."""
 
-    def __init__(self, llava, pruners: LayerPruners, cfg: PrunerTrainConfig) -> None:
+    def __init__(self, llava, pruners: LayerPruners, cfg: PrunerTrainConfig, merger=None) -> None:
         super().__init__()
         self.llava = llava.requires_grad_(False)
         self.pruners = pruners
+        self.merger = merger
+        """The token merger (a :class:`seal.vqa.merger.TokenMerger`, trained) or None."""
         self.disc_layers = cfg.disc_layers
         width = int(llava.config.text_config.hidden_size)
         self.discriminator = Discriminator(width, len(cfg.disc_layers), cfg.disc_hidden)
@@ -63,9 +68,11 @@ class PrunerTrainModel(nn.Module):
         """The loop's optimizers: the pruners on loss ``pruners``, the discriminator on ``discriminator``."""
         from training.loop import OptimGroup
 
-        return [OptimGroup("pruners", list(self.pruners.parameters()), "pruners", cfg.lr_pruners),
-                OptimGroup("discriminator", list(self.discriminator.parameters()), "discriminator",
-                           cfg.lr_discriminator)]
+        merger = [] if self.merger is None else [OptimGroup("merger", [p for p in self.merger.parameters()
+                                                                       if p.requires_grad], "merger", cfg.lr_merger)]
+        return merger + [OptimGroup("pruners", list(self.pruners.parameters()), "pruners", cfg.lr_pruners),
+                         OptimGroup("discriminator", list(self.discriminator.parameters()), "discriminator",
+                                    cfg.lr_discriminator)]
 
     def pooled(self, layer_hidden: list[torch.Tensor], text: torch.Tensor) -> torch.Tensor:
         """(B, n_layers * D): each of ``disc_layers``' (B, L, D) states averaged over ``text`` (B, L)."""
@@ -76,9 +83,10 @@ class PrunerTrainModel(nn.Module):
 def make_loss_fn(cfg: PrunerTrainConfig) -> Callable[[PrunerTrainModel, dict], dict]:
     """``loss_fn(model, batch)``: the seed's losses on one batch of :func:`seal.vqa.collate` examples.
 
-    Returns ``pruners`` (the pruners' objective), ``discriminator`` (real + fake BCE), ``total`` (their
-    sum, logged), and the logged ``task`` / ``task_unpruned`` (the answer's cross-entropy with and
-    without pruning), ``adv``, ``d_real`` / ``d_fake`` (mean discriminator probabilities of real)."""
+    Returns ``pruners`` (the pruners' objective), ``discriminator`` (real + fake BCE), with a merger
+    ``merger`` (its objective) and the logged ``sparsity``; ``total`` (their sum, logged), and the
+    logged ``task`` / ``task_unpruned`` (the answer's cross-entropy with and without pruning), ``adv``,
+    ``d_real`` / ``d_fake`` (mean discriminator probabilities of real)."""
 
     def loss_fn(model: PrunerTrainModel, batch: dict) -> dict:
         plm = PrunedLM(model.llava, model.pruners)
@@ -86,10 +94,14 @@ def make_loss_fn(cfg: PrunerTrainConfig) -> Callable[[PrunerTrainModel, dict], d
         labels, valid = batch["labels"], batch["attention_mask"].bool()
         with torch.no_grad():
             real = plm.soft_forward(inputs, prune=False)
+        real_text = valid & (batch["input_ids"] != plm.image_token_id)
+        sparsity = None
+        if model.merger is not None:
+            inputs, sparsity = _merged(model, batch, cfg.merger_ratio)
+            labels, valid = inputs["labels"], inputs["attention_mask"].bool()
         fake = plm.soft_forward(inputs, prompt_mask=(labels == IGNORE_INDEX) & valid, training=model.training)
-        text = valid & (batch["input_ids"] != plm.image_token_id)
-        real_feats = model.pooled(real.layer_hidden, text)
-        fake_feats = model.pooled(fake.layer_hidden, text)
+        real_feats = model.pooled(real.layer_hidden, real_text)
+        fake_feats = model.pooled(fake.layer_hidden, valid & (inputs["input_ids"] != plm.image_token_id))
         d_fake = model.discriminator(fake_feats)
         adv = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
         d_real_det = model.discriminator(real_feats.detach())
@@ -99,12 +111,30 @@ def make_loss_fn(cfg: PrunerTrainConfig) -> Callable[[PrunerTrainModel, dict], d
         task = answer_loss(fake.logits, labels)
         pruners = cfg.task_weight * task + cfg.adv_weight * adv
         with torch.no_grad():
-            task_unpruned = answer_loss(real.logits, labels)
-        return {"total": pruners + disc, "pruners": pruners, "discriminator": disc, "task": task,
-                "task_unpruned": task_unpruned, "adv": adv, "d_real": torch.sigmoid(d_real_det).mean(),
-                "d_fake": torch.sigmoid(d_fake_det).mean()}
+            task_unpruned = answer_loss(real.logits, batch["labels"])
+        out = {"total": pruners + disc, "pruners": pruners, "discriminator": disc, "task": task,
+               "task_unpruned": task_unpruned, "adv": adv, "d_real": torch.sigmoid(d_real_det).mean(),
+               "d_fake": torch.sigmoid(d_fake_det).mean()}
+        if sparsity is not None:
+            out["merger"] = pruners + cfg.merge_sparsity_weight * sparsity
+            out["sparsity"] = sparsity
+            out["total"] = out["total"] + out["merger"]
+        return out
 
     return loss_fn
+
+
+def _merged(model: PrunerTrainModel, batch: dict, ratio: float) -> tuple[dict, torch.Tensor]:
+    """The batch with its images merged to ``ratio`` of their tokens (gradients reach the merger) and
+    the merge-sparsity term."""
+    from seal.vqa.merged_forward import merged_batch
+    from seal.vqa.merger import merge_sparsity_loss, tokens_for_ratio
+
+    image_token_id = int(model.llava.config.image_token_id)
+    per_image = int((batch["input_ids"] == image_token_id).sum()) // int(batch["pixel_values"].shape[0])
+    tokens = tokens_for_ratio(per_image, ratio)
+    inputs, out = merged_batch(model.llava, model.merger, batch, image_token_id, tokens)
+    return inputs, merge_sparsity_loss(out.importance, tokens)
 
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -116,8 +146,9 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return ((ce * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
 
 
-def export(pruners: LayerPruners, cfg: TrainPrunersConfig, command: list[str] | None) -> Path:
-    """Write the heads, ``recipe.json`` and the training log into ``pruner_train.export_dir``."""
+def export(pruners: LayerPruners, cfg: TrainPrunersConfig, command: list[str] | None, merger=None) -> Path:
+    """Write the heads, ``recipe.json`` and the training log into ``pruner_train.export_dir`` (and the
+    trained merger, when one trained along, into its ``merger/`` folder)."""
     from seal.core.manifest import fingerprint
     from training.recipe_common import copy_train_log, recipe_record
 
@@ -127,6 +158,10 @@ def export(pruners: LayerPruners, cfg: TrainPrunersConfig, command: list[str] | 
               "recipe": recipe_record(command, trained_with={"pruner_train": asdict(cfg.pruner_train),
                                                              "train": asdict(cfg.train), "seed": cfg.seed})}
     (out / "recipe.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    if merger is not None:
+        from seal.vqa.merger import save_merger
+
+        save_merger(merger.eval(), out / "merger", trained_against={"vqa": vqa}, recipe=record["recipe"])
     copy_train_log(cfg.train.out_dir, out)
     return out
 
@@ -156,13 +191,19 @@ def run(cfg: TrainPrunersConfig, command: list[str] | None = None, log: Callable
     seed_everything(cfg.seed)  # the heads' initialisation
     pruners = LayerPruners(cfg.pruners, int(llava.config.text_config.hidden_size))
     PrunedLM(llava, pruners)  # checks the layers against the model
-    model = PrunerTrainModel(llava, pruners, pt)
+    merger = None
+    if pt.merger:
+        from seal.vqa.merger import load_merger
+
+        merger = load_merger(resolve_dir(pt.merger, "pruner_train.merger")).train()
+        log(f"the token merger {pt.merger} trains too ({pt.merger_ratio} of each image's tokens): three optimizers")
+    model = PrunerTrainModel(llava, pruners, pt, merger)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"pruners at layers {cfg.pruners.layers} keeping {cfg.pruners.keep_ratios}; {n_train / 1e6:.3f} M trained "
         f"parameters (pruners + discriminator), the VQA model frozen")
 
     def on_save(unwrapped: PrunerTrainModel, _out: Path) -> None:
-        log(f"exported the pruners to {export(unwrapped.pruners, cfg, command)}")
+        log(f"exported the pruners to {export(unwrapped.pruners, cfg, command, unwrapped.merger)}")
 
     seed_everything(cfg.seed)
     summary = train(model, data.epochs(cfg.train.batch_size, cfg.seed, pt.data.bucket_batches), make_loss_fn(pt),
