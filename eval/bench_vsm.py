@@ -13,7 +13,8 @@ holds none), for the first ``n_targets`` (sample, target) pairs:
 - **calibration**: every node of each image's search tree (root, level 1, level 2) is located for
   each target; the pair (best detection score, whether that best box has IoU >= 0.5 with the
   target) over all those patches gives ``ece`` (10 equal-width bins), the Brier score and the
-  accuracy of "score > 0.5"; ``search_score_ece`` does the same over the searches' final scores;
+  accuracy of "score > 0.5"; ``search_score_ece`` does the same over the searches' final scores
+  (the localizer's), ``search_confidence_ece`` over their :attr:`SearchResult.confidence`;
 - **speed**: median seconds of one ``locate`` call on a batch of 4 patches never seen before
   (vision encoding included), over ``timing_calls`` calls;
 - **memory**: peak resident set size of this process (``ru_maxrss``), MB.
@@ -118,6 +119,8 @@ def run_bench(localizer: Any, targets: list[BenchTarget], cfg: Any, timing_calls
                                  if set(STRATEGIES) <= set(search) else None),
         "calibration": calibration(cal_scores, cal_correct),
         "search_score_ece": search_cal["ece"],
+        "search_confidence_ece": calibration([r["confidence"] for r in rows if r["strategy"] == "vstar"],
+                                             [r["hit"] for r in rows if r["strategy"] == "vstar"])["ece"],
         "locate_batch4_median_s": _time_locate(localizer, list(images.values()), timing_calls),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rows": rows,
@@ -206,7 +209,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"vstar / bfs nodes: {'-' if ratio is None else f'{ratio:.2f}'}",
               f"found-score calibration over {c['n']} patches ({c['positives']} correct boxes): ECE {c['ece']:.3f}, "
               f"Brier {c['brier']:.3f}, accuracy@0.5 {c['accuracy_at_0.5']:.3f}; search-score ECE "
-              f"{report['search_score_ece']:.3f}",
+              f"{report['search_score_ece']:.3f}, search-confidence ECE {report['search_confidence_ece']:.3f}",
               f"locate on 4 new patches: median {report['locate_batch4_median_s'] * 1000:.0f} ms; "
               f"peak RSS {report['peak_rss_mb']:.0f} MB"]
     return "\n".join(lines)

@@ -245,6 +245,9 @@ class _Search:
         children = [self._new_node(tile, box, parent=node, level=node.level + depth)
                     for tile, box, depth in descend(node.tile, node.box, self.cfg, self.leaf_side, levels)]
         self._locate(children)
+        if self.checks is not None:  # a batched check reads their confident boxes now, in one pass
+            self.checks.prefetch((c.detection.boxes_xyxy, c.detection.scores) for c in children  # type: ignore
+                                 if c.detection is not None)
         guides = [(self.trace.heatmaps[a], self.nodes[a].box) for a in node.ancestors + (node.node_id,)]
         for child in children:
             child.priority = self.scorer.priority(ancestor_evidence(child.box, guides), child.best_score)

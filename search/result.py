@@ -68,6 +68,15 @@ class SearchResult:
     node that zoomed); None when nothing was found."""
 
     @property
+    def confidence(self) -> float:
+        """The probability that ``box_xyxy`` is the target: the hit check's probability when it judged
+        the box (its crop matcher's reading is calibrated: ECE in docs/RESULTS.md), else the
+        localizer's score; 0.0 when nothing was found."""
+        if not self.found:
+            return 0.0
+        return float(self.hit_check_score) if self.hit_check_score is not None else float(self.score)
+
+    @property
     def forwards(self) -> int:
         """Model forwards this search cost: each localizer call (one pass of its encoder over the new
         patches, its LM and its decoders, for a batch of regions) plus each pass of the hit check's
@@ -107,6 +116,7 @@ class SearchResult:
             "hit_check_forwards": self.hit_check_forwards,
             "forwards": self.forwards,
             "answer_level": self.answer_level,
+            "confidence": round(self.confidence, 4),
         }
 
 

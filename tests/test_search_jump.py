@@ -118,3 +118,19 @@ def test_the_root_check_keeps_the_per_target_budget_for_the_search():
     res = run_search(loc, blank_image(2048, 2048), "cup", SearchConfig(root_check=4, context_cue=False),
                      hit_check=BatchedCheck({"cup": [CUP]}), check_cfg=HitCheckConfig(max_calls=1))
     assert res.box_xyxy == CUP and res.hit_check_score == pytest.approx(0.9)  # the cup was still checked
+
+
+def test_a_batched_check_reads_the_jumped_nodes_boxes_at_once():
+    """Root (its near miss read there), one jump, one batched read of the boxes the jump found new;
+    the near miss's tile is visited first and expanded (its leaves' near miss is not read again):
+    3 localizer calls and 2 check passes, each box read once."""
+    from search.hit_check.config import HitCheckConfig
+
+    near = (300.0, 1500.0, 340.0, 1540.0)  # a near miss in another level-2 tile, scored above the cup
+    loc = FakeLocalizer({"cup": [CUP]}, detect_side=600, score=0.8, decoys={"cup": [(near, 0.9)]})
+    cfg = SearchConfig(jump_levels=1, context_cue=False, select="first", compare_rejected=False)
+    check = BatchedCheck({"cup": [CUP]})
+    res = run_search(loc, blank_image(2048, 2048), "cup", cfg, hit_check=check, check_cfg=HitCheckConfig(zoom=0))
+    assert res.box_xyxy == CUP and res.answer_level == 2
+    assert res.model_calls == 3 and res.hit_check_forwards == 2 and res.forwards == 5
+    assert [b for _, b in check.asked] == [near, CUP]  # each box read once: at the root, then in the one pass

@@ -67,7 +67,8 @@ def test_result_json():
     j = json.loads(json.dumps(res.to_json()))
     assert API_RESULT_KEYS <= set(j) and set(j) - API_RESULT_KEYS == {"fallback", "hit_check_score", "hit_check_calls",
                                                                     "hit_check_seconds", "hit_check_forwards",
-                                                                    "forwards", "answer_level"}
+                                                                    "forwards", "answer_level",
+                                                                    "confidence"}
     assert j["box_xyxy"] == list(CUP) and j["found"] is True and j["fallback"] is False
     # root, children, grandchildren, and the leaf-scale confirmation of the level-2 hit
     assert j["nodes_visited"] == 3 and j["model_calls"] == 4 and j["stop_reason"] == "confident"

@@ -54,7 +54,9 @@ class HitCheckState:
         self.accepted: list[CheckedBox] = []  # confident hits accepted (or trusted), in visit order
         self.compared: list[CheckedBox] = []  # compare_rejected: rejected confident hits above the floor
         self.calls = 0
-        self.root_calls = 0  # boxes the root check read (outside max_calls)
+        self.root_calls = 0  # boxes the root check and prefetch read (outside max_calls)
+        self.batched = hasattr(hit_check, "check_many")  # reads many boxes in one pass
+        self.read: dict[BoxXYXY, float | None] = {}  # batched verdicts by box, read before the visit
         self.seconds = 0.0
         self._forwards0 = hit_check.stats().forwards
 
@@ -62,6 +64,20 @@ class HitCheckState:
     def forwards(self) -> int:
         """Passes of the check's model during this search (a batch of boxes is one)."""
         return self.hit_check.stats().forwards - self._forwards0
+
+    def prefetch(self, detections: Iterable[tuple[Iterable[BoxXYXY], Iterable[float]]]) -> None:
+        """A batched check reads the confident boxes of nodes just located (``(boxes, scores)`` per
+        node, at most ``hit_check.per_node`` each) in one pass, outside ``hit_check.max_calls``; their
+        visits then use these verdicts instead of a pass each. Rejections are remembered at once."""
+        if not self.batched:
+            return
+        fresh: list[tuple[BoxXYXY, float]] = []
+        for boxes, scores in detections:
+            confident = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)
+                         if s > self.cfg.confidence_high][:self.hcfg.per_node]
+            fresh += [(b, s) for b, s in confident if b not in self.read and b not in dict(fresh)]  # type: ignore
+        if fresh:
+            self.read.update(zip((b for b, _ in fresh), self._ask_batch(fresh, budgeted=False)))  # type: ignore
 
     def root_hits(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> list[CheckedBox]:
         """``search.root_check``: the root's first ``root_check`` boxes (best first) read in one batch;
@@ -111,10 +127,12 @@ class HitCheckState:
         asking at the first accepted box), skipping a box of an object it has just rejected."""
         confident = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)
                      if s > self.cfg.confidence_high]
-        if hasattr(self.hit_check, "check_many"):
-            pending = [(b, s) for b, s in confident if not self._near(b, self.rejected)  # type: ignore[arg-type]
-                       and not self._near(b, self.accepted)][:self.hcfg.per_node]  # type: ignore[arg-type]
-            yield from ((b, s, p) for (b, s), p in zip(pending, self._ask_batch(pending)))  # type: ignore[misc]
+        if self.batched:
+            pending = [(b, s) for b, s in confident if b in self.read or (
+                not self._near(b, self.rejected) and not self._near(b, self.accepted))][:self.hcfg.per_node]  # type: ignore
+            fresh = [(b, s) for b, s in pending if b not in self.read]
+            self.read.update(zip((b for b, _ in fresh), self._ask_batch(fresh)))  # type: ignore[arg-type]
+            yield from ((b, s, self.read[b]) for b, s in pending)  # type: ignore[misc]
             return
         asked = 0
         for box, score in confident:
@@ -159,10 +177,11 @@ class HitCheckState:
         """Whether ``box`` is the object of one of ``verdicts`` (IoU ``> nms_iou``)."""
         return _overlaps(box, [v.box_xyxy for v in verdicts], self.cfg.nms_iou)
 
-    def _ask_batch(self, pending: list[tuple[BoxXYXY, float]]) -> list[float | None]:
+    def _ask_batch(self, pending: list[tuple[BoxXYXY, float]], budgeted: bool = True) -> list[float | None]:
         """:meth:`_ask` of every ``(box, score)`` in one batched pass of a check that has
-        ``check_many`` (the boxes past ``hit_check.max_calls`` get None, as there)."""
-        n = max(0, min(len(pending), self.hcfg.max_calls - self.calls))
+        ``check_many`` (``budgeted``: the boxes past ``hit_check.max_calls`` get None, as there; else
+        the boxes count in ``prefetched``, outside the budget)."""
+        n = max(0, min(len(pending), self.hcfg.max_calls - self.calls)) if budgeted else len(pending)
         if not n:
             return [None] * len(pending)
         t0 = time.perf_counter()
@@ -170,7 +189,10 @@ class HitCheckState:
             probs = check_many(self.hit_check, self.target, [b for b, _ in pending[:n]])
         finally:
             self.seconds += time.perf_counter() - t0
-        self.calls += n
+        if budgeted:
+            self.calls += n
+        else:
+            self.root_calls += n
         out: list[float | None] = []
         for (box, score), p in zip(pending[:n], probs):
             p = None if p is None else _probability(p, self.hit_check)
