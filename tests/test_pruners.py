@@ -14,7 +14,7 @@ import torch
 from seal.core.errors import ConfigError
 from seal.vqa import VQAModel
 from seal.vqa.pruned_forward import PrunedLM
-from seal.vqa.pruners import LayerPruners, PrunerConfig, keep_counts, top_k_keep
+from seal.vqa.pruners import LayerPruners, PrunerConfig, PrunerHead, keep_counts, top_k_keep
 from seal.vqa.scoring import prompt_state, reply_token_logprobs
 from tests.test_agent_fixtures import OPTIONS, QUESTION, VWM, scene
 from tests.vlm_fixtures import cached_tiny_vlm
@@ -49,6 +49,16 @@ def test_config_is_validated():
         PrunerConfig(layers=[1, 0], keep_ratios=[0.5, 0.5])
     with pytest.raises(ConfigError, match="pruners.hidden_dim"):
         PrunerConfig(hidden_dim=30, num_heads=4)
+
+
+def test_question_aware_heads_read_the_text_and_learned_queries_do_not():
+    torch.manual_seed(0)
+    vision, text, other = torch.randn(1, 5, 16), torch.randn(1, 3, 16), torch.randn(1, 3, 16)
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    for queries, reads_text in (("text", True), ("learned", False)):
+        head = PrunerHead(16, PrunerConfig(hidden_dim=8, num_heads=2, queries=queries)).eval()
+        a, b = head(vision, text, valid), head(vision, other, valid)
+        assert a.shape == (1, 5) and (not torch.allclose(a, b)) == reads_text
 
 
 def test_top_k_keeps_the_largest_candidates_per_row():
