@@ -101,3 +101,25 @@ def test_a_family_whose_tokens_cannot_be_removed_is_refused():
         qwen.keep_tokens(TokenKeep("stride", 0.5))
     with pytest.raises(ConfigError, match="pruning_ratio"):
         TokenKeep("stride", 0.0)
+
+
+@pytest.mark.parametrize("action", ["coarse", "full"])
+def test_the_ledger_books_the_entropy_selections_tokens(tmp_path, capsys, action):
+    """``pruning_mode: entropy`` keeps a number of tokens that depends on the pixels: the ledger books what
+    the model read, for the global view and for each crop."""
+    image, ann = write_scene(tmp_path)
+    booked = {}
+    for alpha in (1.0, 0.3):
+        trace = tmp_path / f"{action}{alpha}"
+        argv = ["ask", "--image", image, "--annotation", ann, f"--models.vqa_path={cached_tiny_vlm('llava')}",
+                "--localizer", "oracle", f"--vwm.crop_side_px={VWM['crop_side_px']}",
+                f"--vwm.view_side_px={VWM['view_side_px']}", "--question", QUESTION, "--options", *OPTIONS,
+                "--policy", f"always_{action}", "--force-action", action, "--agent.max_new_tokens=4", "--quiet",
+                "--vision_budget.pruning_mode=entropy", f"--vision_budget.entropy.alpha={alpha}", "--trace-dir", trace]
+        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+        record = json.loads((trace / "trace.json").read_text())
+        answers = [e for e in record["events"] if e["type"] == "answer"]
+        cost = record["cost"]
+        booked[alpha] = cost["vision_tokens_global"] + cost["vision_tokens_crops"]
+        assert booked[alpha] == answers[-1]["prompt_image_tokens"]
+    assert booked[0.3] < booked[1.0]

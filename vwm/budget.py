@@ -12,12 +12,13 @@ LLaVA-OneVision, the merged patch grid for Qwen2.5-VL); the heuristic is the fal
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
 from seal.core.errors import ConfigError
+from vwm.entropy import EntropyConfig
 
 if TYPE_CHECKING:
     from vwm.layout import VWMConfig
@@ -36,12 +37,16 @@ class VisionBudgetConfig:
     full_max_pixels: int = 1344 * 1344
     patch_size: int = 14
     """Patch side of the fallback token heuristic ``ceil(w / p) * ceil(h / p)``."""
-    pruning_mode: Literal["none", "stride", "topk_norm"] = "none"
-    """Vision-token pruning proxy: each image keeps ``pruning_ratio`` of its vision tokens, every k-th
-    (``stride``) or those with the largest feature norm (``topk_norm``); the others are removed from the
-    VQA model's input (:mod:`seal.vqa.token_keep`), and the ledger books the kept ones."""
+    pruning_mode: Literal["none", "stride", "topk_norm", "entropy"] = "none"
+    """How each image's vision tokens are cut (the issue's ``vwm.budget.method``): ``stride`` and
+    ``topk_norm`` keep ``pruning_ratio`` of them, every k-th or those with the largest feature norm
+    (the pruning proxy); ``entropy`` merges low-entropy regions into single tokens (seed 003,
+    :mod:`vwm.entropy`, settings in ``entropy``). The others are removed from the VQA model's input
+    (:mod:`seal.vqa.token_keep`), and the ledger books the tokens it reads."""
     pruning_ratio: float = 1.0
     """Share of each image's vision tokens kept (``0 < ratio <= 1``; ``ceil(N * ratio)``, at least 1)."""
+    entropy: EntropyConfig = field(default_factory=EntropyConfig)
+    """``pruning_mode: entropy``: the cascade's mode, alpha, thresholds and bins."""
 
     def __post_init__(self) -> None:
         for name in ("coarse_long_side", "coarse_max_pixels", "full_long_side", "full_max_pixels", "patch_size"):
@@ -83,7 +88,10 @@ class VisionBudget:
         return math.ceil(width / p) * math.ceil(height / p)
 
     def tokens_for(self, image: Image.Image) -> int:
-        """Vision tokens the model spends on ``image`` (after pruning), exact when a processor is set."""
+        """Vision tokens the model spends on ``image`` (after pruning), exact when a processor is set
+        (``entropy``: the tokens its selection of this image's pixels keeps)."""
+        if self.cfg.pruning_mode == "entropy" and self.processor is not None:
+            return self._entropy_tokens(image)
         return self.tokens_for_size(*image.size)
 
     def tokens_for_size(self, width: int, height: int) -> int:
@@ -96,10 +104,27 @@ class VisionBudget:
         return self.kept_tokens(self._token_cache[key])
 
     def kept_tokens(self, n_tokens: int) -> int:
-        """Tokens left after the pruning proxy keeps ``pruning_ratio`` of ``n_tokens``."""
-        if self.cfg.pruning_mode == "none":
+        """Tokens left after the pruning proxy keeps ``pruning_ratio`` of ``n_tokens`` (``entropy`` keeps
+        a number that depends on the pixels: see :meth:`tokens_for`)."""
+        if self.cfg.pruning_mode in ("none", "entropy"):
             return n_tokens
         return max(1, math.ceil(n_tokens * self.cfg.pruning_ratio))
+
+    def _entropy_tokens(self, image: Image.Image) -> int:
+        """Tokens the ``entropy`` selection keeps of ``image`` as the processor presents it (the same
+        pixels :mod:`seal.vqa.token_keep` selects from): the processor's pixels read back as grey
+        levels, one smallest patch per tower token."""
+        from vwm.entropy import levels_from_pixels, select_image_patches
+
+        n = self.tokens_for_size(*image.size)
+        pixels = self.processor.image_processor(images=[image.convert("RGB")], return_tensors="np")["pixel_values"][0]
+        side, g = pixels.shape[-1], math.isqrt(n)
+        if g * g != n or g % 4 or side % g or pixels.shape[-2] != side:
+            raise ConfigError(f"vision_budget.pruning_mode: entropy needs a square token grid with a side that is a "
+                              f"multiple of 4 over a square image; found {n} tokens over {side} px")
+        ip = self.processor.image_processor
+        levels = levels_from_pixels(pixels.transpose(1, 2, 0), ip.image_mean, ip.image_std)
+        return select_image_patches(levels, side // g, self.cfg.entropy).stats.kept_tokens
 
     def _exact_tokens(self, image: Image.Image) -> int:
         """Count the image tokens the processor expands one image placeholder (``<image>``,

@@ -34,7 +34,7 @@ groups of ``L1`` cells each kept patch covers (what a fixed-grid vision tower's 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -215,6 +215,13 @@ def select_patches(entropy: np.ndarray, cfg: EntropyConfig) -> PatchSelection:
                         kept_tokens=base + 3 * (s3 + s2),
                         thresholds=None if thresholds is None else (float(thresholds[0]), float(thresholds[1])))
     return PatchSelection(l1=l1, l2=l2, l3=l3, stats=stats)
+
+
+def levels_from_pixels(pixels_hwc: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(H, W, 3) float64 0..255 levels of a processor's normalised pixels (H, W, 3), given its
+    ``image_mean`` / ``image_std``."""
+    m, sd = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    return np.clip((np.asarray(pixels_hwc, dtype=np.float64) * sd + m) * 255.0, 0.0, 255.0)
 
 
 def select_image_patches(rgb: np.ndarray, patch: int, cfg: EntropyConfig) -> PatchSelection:

@@ -105,7 +105,7 @@ class Agent:
         vqa = VQAModel.load(resolve_dir(mcfg.vqa_path, "models.vqa_path"), device=mcfg.device, dtype=mcfg.dtype,
                             vwm_config=cfg.vwm, device_map=mcfg.device_map or None)
         policy.check_model(vqa)
-        vqa.keep_tokens(token_keep(cfg.vision_budget))
+        vqa.keep_tokens(token_keep(cfg.vision_budget, vqa.processor))
         localizer = None
         if mcfg.localizer == "vsm":
             from search.vsm.localizer import load_vsm_localizer
@@ -127,7 +127,7 @@ class Agent:
                 mcfg = self.cfg.models
                 model = VQAModel.load(resolve_dir(path, "hit_check.vqa_path"), device=mcfg.device, dtype=mcfg.dtype,
                                       vwm_config=self.cfg.vwm, device_map=mcfg.device_map or None)
-                model.keep_tokens(token_keep(self.cfg.vision_budget))  # its tokens are booked pruned too
+                model.keep_tokens(token_keep(self.cfg.vision_budget, model.processor))  # booked pruned too
             self._hit_check_models[path] = (model, model.hit_check_settings())
         return self._hit_check_models[path]
 
@@ -425,10 +425,15 @@ class _Question:
             self.on_event(event)
 
 
-def token_keep(budget: "VisionBudgetConfig") -> "TokenKeep | None":
-    """The pruning proxy the ``vision_budget`` section asks for (None: every vision token is read)."""
+def token_keep(budget: "VisionBudgetConfig", processor: Any = None) -> "TokenKeep | None":
+    """The token cut the ``vision_budget`` section asks for (None: every vision token is read);
+    ``entropy`` reads the pixels back with the VQA ``processor``'s normalisation."""
     from seal.vqa.token_keep import TokenKeep
 
     if budget.pruning_mode == "none":
         return None
+    if budget.pruning_mode == "entropy":
+        ip = getattr(processor, "image_processor", None)
+        norm = {} if ip is None else {"pixel_mean": tuple(ip.image_mean), "pixel_std": tuple(ip.image_std)}
+        return TokenKeep("entropy", entropy=budget.entropy, **norm)
     return TokenKeep(budget.pruning_mode, budget.pruning_ratio)

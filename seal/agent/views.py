@@ -64,6 +64,10 @@ class ImageViews:
         prompt holds it (the layout's square when set)."""
         if self.vwm_config is not None:
             side = self.vwm_config.view_side(*self.view(level).size)
+            if self.budget.cfg.pruning_mode == "entropy":  # the count depends on the pixels the model gets
+                from seal.core.crops import letterbox
+
+                return self.budget.tokens_for(letterbox(self.view(level), side)[0])
             return self.budget.tokens_for_size(side, side)
         return self.budget.tokens_for(self.view(level))
 

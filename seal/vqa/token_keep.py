@@ -160,10 +160,9 @@ def entropy_selections(pixel_values: "torch.Tensor", n_tokens: list[int], keep: 
 
 def _levels(image, keep: TokenKeep):
     """(H, W, 3) float64 0..255 levels of normalised pixels ``image`` (H, W, 3)."""
-    import numpy as np
+    from vwm.entropy import levels_from_pixels
 
-    mean, std = np.asarray(keep.pixel_mean, dtype=np.float64), np.asarray(keep.pixel_std, dtype=np.float64)
-    return np.clip((image * std + mean) * 255.0, 0.0, 255.0)
+    return levels_from_pixels(image, keep.pixel_mean, keep.pixel_std)
 
 
 def keep_mrope_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKeep) -> dict:
