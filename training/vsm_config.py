@@ -73,7 +73,8 @@ class VSMTrainConfig:
     search_defaults: dict[str, Any] = field(default_factory=dict)
     """``search`` fields written into the export's manifest as its search defaults (the stop thresholds
     its scores were tuned for, chosen on the validation split), layered under every user config when
-    it searches; {} = none (the defaults apply)."""
+    it searches; under the key ``hit_check``, ``hit_check`` fields likewise; {} = none (the defaults
+    apply)."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
@@ -91,7 +92,12 @@ class VSMTrainConfig:
             from seal.core.config import from_dict
 
             # checked now, not at export
-            from_dict(SearchConfig, self.search_defaults, prefix="vsm_train.search_defaults.")
+            from_dict(SearchConfig, {k: v for k, v in self.search_defaults.items() if k != "hit_check"},
+                      prefix="vsm_train.search_defaults.")
+            if "hit_check" in self.search_defaults:
+                from search.hit_check.config import HitCheckConfig
+
+                from_dict(HitCheckConfig, self.search_defaults["hit_check"], prefix="vsm_train.search_defaults.hit_check.")
         if self.vsm.attribute_classes and not self.data.attribute_maps:
             raise ConfigError("vsm.attribute_classes is set but vsm_train.data.attribute_maps is off: the "
                               "attribute head would have no targets")

@@ -49,7 +49,8 @@ def load(files: Iterable[str | Path] = (), overrides: Iterable[str] = (), search
         files: YAML files, later ones win.
         overrides: ``section.field=value`` items, winning over every file.
         search_profile: the search model whose search defaults (its manifest's ``search_defaults``:
-            the search settings its scores were tuned for) are layered *under* ``files``: a
+            the search settings its scores were tuned for, :func:`profile_base`) are layered *under*
+            ``files``: a
             checkpoint directory; True (the default) = ``models.vsm_path`` when ``models.localizer``
             is ``vsm``; False = none.
         cls: the command's config class (:data:`COMMANDS`; default ``seal ask``'s).
@@ -58,7 +59,17 @@ def load(files: Iterable[str | Path] = (), overrides: Iterable[str] = (), search
     overrides = list(overrides)
     cfg = load_config(cls, files, overrides)
     defaults = _search_defaults(cfg, search_profile)
-    return cfg if defaults is None else load_config(cls, files, overrides, base={"search": defaults})
+    return cfg if defaults is None else load_config(cls, files, overrides, base=profile_base(defaults, cfg))
+
+
+def profile_base(defaults: dict, cfg: object) -> dict:
+    """A search profile (a manifest's ``search_defaults``: ``search`` fields, and under the key
+    ``hit_check`` the hit-check fields the model was tuned with) as config sections to layer under
+    the user's; ``hit_check`` only for a config that has that section."""
+    base = {"search": {k: v for k, v in defaults.items() if k != "hit_check"}}
+    if "hit_check" in defaults and hasattr(cfg, "hit_check"):
+        base["hit_check"] = dict(defaults["hit_check"])
+    return base
 
 
 def _search_defaults(cfg: object, search_profile: bool | str | Path) -> dict | None:

@@ -154,16 +154,24 @@ class HitCheckState:
         ``>= confidence_low`` the check accepts, within ``hit_check.fallback_top`` distinct objects."""
         ranked = sorted(((tuple(float(v) for v in b), float(s)) for b, s in candidates if s >= self.cfg.confidence_low),
                         key=lambda c: -c[1])
-        tried: list[BoxXYXY] = []
+        tried: list[tuple[BoxXYXY, float]] = []
         for box, score in ranked:
             if len(tried) >= self.hcfg.fallback_top:
                 break
-            if self._near(box, self.rejected) or _overlaps(box, tried, self.cfg.nms_iou):  # type: ignore[arg-type]
+            if self._near(box, self.rejected) or _overlaps(box, [b for b, _ in tried], self.cfg.nms_iou):  # type: ignore
                 continue
-            tried.append(box)  # type: ignore[arg-type]
-            p = self._ask(box, score)  # type: ignore[arg-type]
-            if p is None or p >= self.hcfg.threshold:
-                return CheckedBox(box, score, p)  # type: ignore[arg-type]
+            tried.append((box, score))  # type: ignore[arg-type]
+            if not self.batched:
+                p = self._ask(box, score)  # type: ignore[arg-type]
+                if p is None or p >= self.hcfg.threshold:
+                    return CheckedBox(box, score, p)  # type: ignore[arg-type]
+        if self.batched:  # the same boxes (distinct objects: one's rejection never skips another), one pass
+            fresh = [(b, s) for b, s in tried if b not in self.read]
+            self.read.update(zip((b for b, _ in fresh), self._ask_batch(fresh)))  # type: ignore[arg-type]
+            for box, score in tried:
+                p = self.read[box]
+                if p is None or p >= self.hcfg.threshold:
+                    return CheckedBox(box, score, p)  # type: ignore[arg-type]
         return self.best_rejected()
 
     def best_rejected(self) -> CheckedBox | None:
