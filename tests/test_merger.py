@@ -240,3 +240,17 @@ def test_bench_summary_pairs_merger_and_stride():
     assert 0.0 <= low < 0.5 < high <= 1.0
     assert report["by_tag"]["coarse"]["full"] == 0.5
     assert wilson(0, 10)[0] == 0.0 and 0.0 < wilson(5, 10)[0] < 0.5 < wilson(5, 10)[1] < 1.0
+
+
+def test_the_shipped_merger_loads_and_fits_the_shipped_vqa_model():
+    from seal.core.manifest import check_trained_against, read_manifest
+    from seal.core.paths import PROJECT_ROOT
+
+    path = PROJECT_ROOT / "checkpoints" / "merger_tiny"
+    check_trained_against(read_manifest(path, "merger"), "vqa", PROJECT_ROOT / "checkpoints" / "vqa_tiny",
+                          "retrain the merger")
+    merger = load_merger(path)
+    assert merger.cfg.variant == "simple" and merger.cfg.vision_dim == 128
+    assert float(merger.temperature) == pytest.approx(0.1)
+    out = merger(torch.randn(2, 64, 128), 16)
+    assert out.merged.shape == (2, 16, 128) and torch.isfinite(out.merged).all()
