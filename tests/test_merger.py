@@ -254,3 +254,16 @@ def test_the_shipped_merger_loads_and_fits_the_shipped_vqa_model():
     assert float(merger.temperature) == pytest.approx(0.1)
     out = merger(torch.randn(2, 64, 128), 16)
     assert out.merged.shape == (2, 16, 128) and torch.isfinite(out.merged).all()
+
+
+@pytest.mark.parametrize("name, variant", [("tiny", "simple"), ("tiny_question", "question_aware")])
+def test_the_merger_recipes_load_through_the_real_parser(name, variant):
+    from seal.config import load
+    from seal.core.paths import PROJECT_ROOT
+    from training.merger_config import TrainMergerConfig
+
+    cfg = load([PROJECT_ROOT / "configs" / "train" / "merger" / f"{name}.yaml"], cls=TrainMergerConfig,
+               search_profile=False)
+    assert cfg.merger.variant == variant and cfg.merger_train.tokens == [16, 32] and not cfg.data.attribute_maps
+    with pytest.raises(ConfigError, match="merger_train.views"):
+        load([], ["merger_train.views=[none]"], cls=TrainMergerConfig, search_profile=False)

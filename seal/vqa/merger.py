@@ -25,7 +25,6 @@ the current one in a buffer, so an exported merger evaluates at the temperature 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -185,11 +184,5 @@ def load_merger(path: str | Path, device: str | torch.device = "cpu") -> TokenMe
     return merger.to(device).eval()
 
 
-def tokens_for_ratio(n: int, ratio: float) -> int:
-    """``M`` for a share ``ratio`` of ``n`` tower tokens: ``max(1, ceil(n * ratio))`` (the count the
-    pruning proxy keeps at the same ratio, :func:`vwm.budget.prune_token_indices`)."""
-    return max(1, math.ceil(n * ratio))
-
-
 __all__ = ["KIND", "VARIANTS", "WEIGHTS", "MergeOutput", "MergerConfig", "TokenMerger", "anneal_temperature",
-           "load_merger", "merge_sparsity_loss", "save_merger", "tokens_for_ratio"]
+           "load_merger", "merge_sparsity_loss", "save_merger"]
