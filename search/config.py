@@ -63,6 +63,9 @@ class SearchConfig:
     root but scores low). 0: off (the reference)."""
     root_check_threshold: float = 0.9
     """The hit-check probability a root box needs under ``root_check``."""
+    root_check_min_side: float = 0.0
+    """``root_check`` reads only root boxes whose long side is at least this share of the image's
+    long side (a large target's box; a search for a small one then costs no check at the root)."""
 
     max_nodes: int = 64
     """Budget: nodes visited (popped and examined) per target."""
@@ -137,6 +140,8 @@ class SearchConfig:
         for name in ("jump_levels", "root_check"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"search.{name}: expected >= 0, found {getattr(self, name)}")
+        if not 0.0 <= self.root_check_min_side < 1.0:
+            raise ConfigError(f"search.root_check_min_side: expected 0 <= share < 1, found {self.root_check_min_side}")
         if not 0.0 < self.root_check_threshold <= 1.0:
             raise ConfigError(f"search.root_check_threshold: expected 0 < p <= 1, found {self.root_check_threshold}")
         if not 0.0 < self.nms_iou <= 1.0:

@@ -9,8 +9,9 @@ Read top to bottom (:meth:`_Search.run`):
    deduplicated by NMS, and the search goes on). Above the leaves a confident hit is first
    looked at again on a leaf-scale window around its box (``hit_check.zoom``: 1 call), whose
    detection then stands for the node.
-   With ``root_check`` and a hit check, the root's best boxes are first read by the check in one
-   batch whatever their scores: a box it is sure of (a large target) answers at the root.
+   With ``root_check`` and a hit check, the root's large boxes are read by the check whatever
+   their scores (in the same batch as its children's confident boxes): a box it is sure of (a large
+   target) answers at the root.
 3. Unless it is a leaf (or the search stops, or its priority is below ``min_priority``), expand it:
    choose the heatmap that guides its children (its target heatmap, or, when that is weak and
    ``context_cue`` is on, the localizer's contextual cue: 1 call), split it, locate all children
@@ -147,19 +148,15 @@ class _Search:
         det = node.detection
         assert det is not None  # every node is located before it enters the frontier
         zoom_score, check_score = -1.0, -1.0
-        root_hit = self._root_hit(node, det)
-        if root_hit is None and det.best_score > self.cfg.confidence_high and self._should_zoom(node):
+        if det.best_score > self.cfg.confidence_high and self._should_zoom(node):
             det = node.detection = self._zoom(node, det)
             zoom_score = det.best_score
         for b in det.boxes_xyxy:
             self.box_levels.setdefault(_floats(b), node.level)
         if self.best is None or det.best_score > self.best.best_score:
             self.best = node
-        confident = root_hit is not None or det.best_score > self.cfg.confidence_high
-        if root_hit is not None:
-            check_score = float(root_hit.probability)  # type: ignore[arg-type]
-            self.select = "first"  # a root hit stops the search: the check was sure (root_check_threshold)
-        elif confident and self.checks is not None:
+        confident = det.best_score > self.cfg.confidence_high
+        if confident and self.checks is not None:
             hits, check_score = self.checks.confident_hits(det.boxes_xyxy, det.scores)
             confident = bool(hits)
             if confident and self.cfg.select == "auto" and self.compare_end is None \
@@ -178,6 +175,10 @@ class _Search:
             self.trace.heatmaps[node.node_id] = heat  # read by _expand: the priorities use it
             if not self._expand(node) and cue == "target":
                 cue = "none"  # a budget stopped the expansion: the heatmap guided nothing
+        root_hit = None if confident else self._root_hit(node, det)  # read with the children's boxes
+        if root_hit is not None:
+            confident, check_score = True, float(root_hit.probability)  # type: ignore[arg-type]
+            self.select = "first"  # a root hit stops the search: the check was sure (root_check_threshold)
         self.trace.heatmaps[node.node_id] = heat
         charged = self.trace.graph.nodes[node.node_id]  # the root's own locate is charged before its visit
         self.trace.update(node.node_id, visit_order=self.budget.nodes_visited, best_score=det.best_score,
@@ -195,8 +196,16 @@ class _Search:
         batch whatever their scores (None: off, not the root, or nothing accepted)."""
         if node.parent >= 0 or not self.cfg.root_check or self.checks is None:
             return None
-        hits = self.checks.root_hits(det.boxes_xyxy, det.scores)
+        hits = self.checks.root_hits(*self._root_boxes(det))
         return hits[0] if hits else None
+
+    def _root_boxes(self, det: Detection) -> tuple[np.ndarray, np.ndarray]:
+        """The root's boxes ``root_check`` reads: ``(K, 4)`` boxes and ``(K,)`` scores, best first, at
+        most ``root_check``, each at least ``root_check_min_side`` of the image's long side."""
+        boxes = det.boxes_xyxy
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        large = side >= self.cfg.root_check_min_side * max(self.image.width, self.image.height)
+        return boxes[large][:self.cfg.root_check], det.scores[large][:self.cfg.root_check]
 
     def _should_zoom(self, node: Node) -> bool:
         return (bool(self.hcfg.zoom) and not node.leaf and not self.cfg.multi_instance
@@ -246,8 +255,9 @@ class _Search:
                     for tile, box, depth in descend(node.tile, node.box, self.cfg, self.leaf_side, levels)]
         self._locate(children)
         if self.checks is not None:  # a batched check reads their confident boxes now, in one pass
-            self.checks.prefetch((c.detection.boxes_xyxy, c.detection.scores) for c in children  # type: ignore
-                                 if c.detection is not None)
+            root = [self._root_boxes(node.detection)] if node.parent < 0 and self.cfg.root_check else []  # type: ignore
+            self.checks.prefetch([(c.detection.boxes_xyxy, c.detection.scores) for c in children  # type: ignore
+                                  if c.detection is not None], extra=root)
         guides = [(self.trace.heatmaps[a], self.nodes[a].box) for a in node.ancestors + (node.node_id,)]
         for child in children:
             child.priority = self.scorer.priority(ancestor_evidence(child.box, guides), child.best_score)

@@ -54,14 +54,15 @@ def test_the_root_jumps_to_the_level_where_the_target_is_legible():
     assert jumped.forwards == jumped.model_calls  # no hit check
 
 
-def test_root_check_answers_a_large_target_at_the_root_in_one_batched_pass():
+def test_root_check_answers_a_large_target_at_the_root():
     loc = FakeLocalizer({"big": []}, detect_side=600, decoys={"big": [(BIG, 0.1), ((0, 0, 300, 300), 0.12)]})
     check = BatchedCheck({"big": [BIG]}, p_true=0.95)
     res = run_search(loc, blank_image(2048, 2048), "big", SearchConfig(root_check=4, context_cue=False),
                      hit_check=check)
     assert res.found and res.box_xyxy == BIG and not res.fallback and res.answer_level == 0
-    assert res.nodes_visited == 1 and res.model_calls == 1 and res.stop_reason == "confident"
-    assert res.hit_check_calls == 2 and res.hit_check_forwards == 1 and res.forwards == 2
+    # the root is expanded first (its check is read with its children's boxes, in one pass), then stops
+    assert res.nodes_visited == 1 and res.model_calls == 2 and res.stop_reason == "confident"
+    assert res.hit_check_calls == 2 and res.hit_check_forwards == 1 and res.forwards == 3
     assert res.hit_check_score == pytest.approx(0.95)
 
 
@@ -134,3 +135,15 @@ def test_a_batched_check_reads_the_jumped_nodes_boxes_at_once():
     assert res.box_xyxy == CUP and res.answer_level == 2
     assert res.model_calls == 3 and res.hit_check_forwards == 2 and res.forwards == 5
     assert [b for _, b in check.asked] == [near, CUP]  # each box read once: at the root, then in the one pass
+
+
+def test_root_check_min_side_reads_only_large_root_boxes():
+    small = (0.0, 0.0, 100.0, 100.0)  # 5% of the long side
+    decoys = {"big": [(BIG, 0.1), (small, 0.12)]}
+    for min_side, asked in ((0.0, [small, BIG]), (0.2, [BIG]), (0.5, [])):
+        check = BatchedCheck({"big": [BIG]}, p_true=0.95)
+        cfg = SearchConfig(root_check=4, root_check_min_side=min_side, context_cue=False, max_nodes=1)
+        res = run_search(FakeLocalizer({"big": []}, detect_side=600, decoys=decoys), blank_image(2048, 2048), "big",
+                         cfg, hit_check=check)
+        root_asked = [b for _, b in check.asked][:len(asked)]
+        assert root_asked == asked and res.found == bool(asked)

@@ -65,19 +65,27 @@ class HitCheckState:
         """Passes of the check's model during this search (a batch of boxes is one)."""
         return self.hit_check.stats().forwards - self._forwards0
 
-    def prefetch(self, detections: Iterable[tuple[Iterable[BoxXYXY], Iterable[float]]]) -> None:
+    def prefetch(self, detections: Iterable[tuple[Iterable[BoxXYXY], Iterable[float]]],
+                 extra: Iterable[tuple[Iterable[BoxXYXY], Iterable[float]]] = ()) -> None:
         """A batched check reads the confident boxes of nodes just located (``(boxes, scores)`` per
-        node, at most ``hit_check.per_node`` each) in one pass, outside ``hit_check.max_calls``; their
-        visits then use these verdicts instead of a pass each. Rejections are remembered at once."""
+        node, at most ``hit_check.per_node`` each), and every box of ``extra`` (the root's for
+        :meth:`root_hits`), in one pass outside ``hit_check.max_calls``; their visits then use these
+        verdicts instead of a pass each. Rejected confident boxes are remembered at once."""
         if not self.batched:
             return
-        fresh: list[tuple[BoxXYXY, float]] = []
+        fresh: dict[BoxXYXY, float] = {}
         for boxes, scores in detections:
             confident = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)
                          if s > self.cfg.confidence_high][:self.hcfg.per_node]
-            fresh += [(b, s) for b, s in confident if b not in self.read and b not in dict(fresh)]  # type: ignore
+            fresh.update((b, s) for b, s in confident if b not in self.read)  # type: ignore[misc]
+        remember = list(fresh)
+        for boxes, scores in extra:
+            fresh.update(((tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)  # type: ignore[misc]
+                          if tuple(float(v) for v in b) not in self.read))
         if fresh:
-            self.read.update(zip((b for b, _ in fresh), self._ask_batch(fresh, budgeted=False)))  # type: ignore
+            pairs = list(fresh.items())
+            probs = self._ask_batch(pairs, budgeted=False, remember=set(remember))  # type: ignore[arg-type]
+            self.read.update(zip((b for b, _ in pairs), probs))
 
     def root_hits(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> list[CheckedBox]:
         """``search.root_check``: the root's first ``root_check`` boxes (best first) read in one batch;
@@ -86,16 +94,18 @@ class HitCheckState:
         rules), and the batch is outside ``hit_check.max_calls``, which keeps its calls for them;
         its boxes count in ``calls`` all the same."""
         pairs = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)][:self.cfg.root_check]
-        if not pairs:
-            return []
-        t0 = time.perf_counter()
-        try:
-            probs = check_many(self.hit_check, self.target, [b for b, _ in pairs])
-        finally:
-            self.seconds += time.perf_counter() - t0
-        self.root_calls += len(pairs)
-        hits = [CheckedBox(b, s, float(p)) for (b, s), p in zip(pairs, probs)  # type: ignore[arg-type]
-                if p is not None and _probability(p, self.hit_check) >= self.cfg.root_check_threshold]
+        fresh = [(b, s) for b, s in pairs if b not in self.read]  # (prefetch may have read them)
+        if fresh:
+            t0 = time.perf_counter()
+            try:
+                probs = check_many(self.hit_check, self.target, [b for b, _ in fresh])  # type: ignore[arg-type]
+            finally:
+                self.seconds += time.perf_counter() - t0
+            self.root_calls += len(fresh)
+            self.read.update(zip((b for b, _ in fresh), (None if p is None else _probability(p, self.hit_check)
+                                                         for p in probs)))  # type: ignore[misc]
+        hits = [CheckedBox(b, s, self.read[b]) for b, s in pairs  # type: ignore[index]
+                if self.read[b] is not None and self.read[b] >= self.cfg.root_check_threshold]  # type: ignore
         hits.sort(key=lambda v: -rank(v, self.hcfg.threshold))
         self.accepted += hits[:1]
         return hits[:1]
@@ -185,10 +195,12 @@ class HitCheckState:
         """Whether ``box`` is the object of one of ``verdicts`` (IoU ``> nms_iou``)."""
         return _overlaps(box, [v.box_xyxy for v in verdicts], self.cfg.nms_iou)
 
-    def _ask_batch(self, pending: list[tuple[BoxXYXY, float]], budgeted: bool = True) -> list[float | None]:
+    def _ask_batch(self, pending: list[tuple[BoxXYXY, float]], budgeted: bool = True,
+                   remember: set | None = None) -> list[float | None]:
         """:meth:`_ask` of every ``(box, score)`` in one batched pass of a check that has
         ``check_many`` (``budgeted``: the boxes past ``hit_check.max_calls`` get None, as there; else
-        the boxes count in ``prefetched``, outside the budget)."""
+        they count in ``root_calls``, outside the budget). A rejected box is remembered (only those in
+        ``remember`` when given)."""
         n = max(0, min(len(pending), self.hcfg.max_calls - self.calls)) if budgeted else len(pending)
         if not n:
             return [None] * len(pending)
@@ -204,7 +216,7 @@ class HitCheckState:
         out: list[float | None] = []
         for (box, score), p in zip(pending[:n], probs):
             p = None if p is None else _probability(p, self.hit_check)
-            if p is not None and p < self.hcfg.threshold:
+            if p is not None and p < self.hcfg.threshold and (remember is None or box in remember):
                 self.rejected.append(CheckedBox(box, score, p))
             out.append(p)
         return out + [None] * (len(pending) - n)
