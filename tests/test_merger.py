@@ -214,6 +214,12 @@ def test_seal_train_merger_three_steps_writes_a_loadable_export(registered, tmp_
     assert float(merger.temperature) == pytest.approx(anneal_temperature(2, 1.0, 0.1, 4))
     assert len((export / "train_log.jsonl").read_text().splitlines()) >= 1
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 3
+    # resumed from its checkpoint, the schedule goes on where it stopped (step index 4 of 5 steps)
+    rc, stdout, _ = run_cli(["train", "merger", "--recipe", "tiny", "--train.max_steps=5", f"--train.out_dir={out}",
+                             f"--merger_train.export_dir={export}", "--synth.n=2", "--data.cache_dir=\"\"",
+                             "--merger.anneal_steps=8", "--train.threads=1"], capsys)
+    assert rc == 0 and last_json(stdout)["steps"] == 5
+    assert float(load_merger(export).temperature) == pytest.approx(anneal_temperature(4, 1.0, 0.1, 8))
 
 
 def test_the_merger_configs_import_no_torch():
