@@ -11,7 +11,9 @@ likelihood protocol, right when option 0 scores highest):
 - ``stride@r`` / ``topk_norm@r``: the proxy (:mod:`seal.vqa.token_keep`) with the same final count,
   removed from the input of every layer;
 - ``stride@mean(r)``: the proxy keeping the pruned forward's *mean* count over the layers
-  (``(l + (L - l) * r) / L`` for one head before layer ``l`` of ``L``), equal compute in the LLM.
+  (``(l + (L - l) * r) / L`` for one head before layer ``l`` of ``L``), equal compute in the LLM;
+- ``stride_at_layer@r``: the stride pattern applied where the heads prune (hard mode, an explicit
+  mask before layer ``l``): the same count in every layer as ``pruners@r``, only the choice differs.
 
 Timing: for the first ``time_samples`` prompts, the answering forward (prompt prefill + the batched
 option continuation) ``repeats`` times each (after one warm-up call): unpruned (the model's own
@@ -98,6 +100,9 @@ def bench_pruners(vqa_path: str | Path, pruners_dir: str | Path, data: Path, out
                 row[key] = _argmax(_scores(reply_token_logprobs(vqa.model, kept, replies, vqa.pad_id))) == 0
             vqa.keep_tokens(None)
             row[f"pruners@{r}_tokens"] = trained[r].prefill(enc).vision_read
+            masks = {layer: stride_mask(enc["input_ids"] == vqa.image_token_id, r)}
+            row[f"stride_at_layer@{r}"] = _argmax(_scores(trained[r].reply_logprobs(enc, replies, vqa.pad_id,
+                                                                                   masks=masks))) == 0
         if k < time_samples:
             vqa.keep_tokens(TokenKeep("stride", 1.0))  # every token, the images encoded once beforehand
             encoded = vqa.encode(s["question"], vwm)
@@ -114,7 +119,8 @@ def bench_pruners(vqa_path: str | Path, pruners_dir: str | Path, data: Path, out
         if (k + 1) % 25 == 0:
             log(f"{k + 1}/{len(samples)} samples, {time.time() - started:.0f} s")
 
-    methods = ["full"] + [f"{m}@{r}" for r in ratios for m in ("pruners", "untrained", "stride", "topk_norm")] + \
+    methods = ["full"] + [f"{m}@{r}" for r in ratios for m in ("pruners", "untrained", "stride_at_layer", "stride",
+                                                                 "topk_norm")] + \
         [f"stride@mean({r})" for r in ratios]
     accuracy = {}
     for m in methods:
@@ -148,6 +154,23 @@ def bench_pruners(vqa_path: str | Path, pruners_dir: str | Path, data: Path, out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def stride_mask(vision, ratio: float):
+    """(1, L) bool: the stride proxy's choice (:func:`vwm.budget.prune_token_indices`) in each image's
+    block of the vision positions ``vision`` (1, L)."""
+    import torch
+
+    from seal.vqa.pruned_forward import block_sizes
+    from vwm.budget import prune_token_indices
+
+    positions = torch.nonzero(vision[0]).flatten()
+    mask, start = torch.zeros_like(vision), 0
+    for size in block_sizes(vision)[0]:
+        chosen = torch.as_tensor(prune_token_indices(torch.zeros(size), ratio, "stride"))
+        mask[0, positions[start + chosen]] = True
+        start += size
+    return mask
 
 
 def _time(fn: Callable[[], object], repeats: int) -> list[float]:

@@ -242,3 +242,11 @@ def test_with_a_merger_three_optimizers_train_the_merger_pruners_and_discriminat
     moved = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert moved == {"merger", "pruners", "discriminator"}  # the VQA model stays frozen
     assert {"merger", "sparsity", "pruners", "discriminator"} <= set(summary["final"])
+
+
+def test_the_benchs_stride_mask_keeps_the_proxys_tokens_in_each_image_block():
+    from eval.bench_pruners import stride_mask
+
+    vision = torch.zeros(1, 17, dtype=torch.bool)
+    vision[0, 4:12] = vision[0, 13:17] = True  # two images: 8 and 4 tokens
+    assert torch.nonzero(stride_mask(vision, 0.5)[0]).flatten().tolist() == [4, 6, 8, 10, 13, 15]

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seal.vqa.pruned_forward import PrunedLM
-from seal.vqa.pruners import LayerPruners
+from seal.vqa.pruners import LayerPruners, keep_counts
 from training.pruner_config import PrunerTrainConfig, TrainPrunersConfig
 
 IGNORE_INDEX = -100
@@ -128,11 +128,11 @@ def _merged(model: PrunerTrainModel, batch: dict, ratio: float) -> tuple[dict, t
     """The batch with its images merged to ``ratio`` of their tokens (gradients reach the merger) and
     the merge-sparsity term."""
     from seal.vqa.merged_forward import merged_batch
-    from seal.vqa.merger import merge_sparsity_loss, tokens_for_ratio
+    from seal.vqa.merger import merge_sparsity_loss
 
     image_token_id = int(model.llava.config.image_token_id)
     per_image = int((batch["input_ids"] == image_token_id).sum()) // int(batch["pixel_values"].shape[0])
-    tokens = tokens_for_ratio(per_image, ratio)
+    tokens = keep_counts([[per_image]], ratio)[0]  # ceil(N * ratio), the proxy's count
     inputs, out = merged_batch(model.llava, model.merger, batch, image_token_id, tokens)
     return inputs, merge_sparsity_loss(out.importance, tokens)
 

@@ -245,13 +245,14 @@ class PrunedLM:
         return logits
 
     def reply_logprobs(self, enc: dict, replies: Sequence[Sequence[int]], pad_token_id: int,
-                       hard: bool = True) -> list[torch.Tensor]:
+                       hard: bool = True, masks: dict[int, torch.Tensor] | None = None) -> list[torch.Tensor]:
         """Per-token log-probabilities of each reply after the prompt ``enc`` (as
         :func:`seal.vqa.scoring.reply_token_logprobs`: the prompt read once, the replies right-padded
-        in one batched forward on the repeated, pruned cache). One float32 CPU tensor per reply."""
+        in one batched forward on the repeated, pruned cache; ``masks`` as in :meth:`soft_forward`). One
+        float32 CPU tensor per reply."""
         if not replies or any(len(r) == 0 for r in replies):
             raise ValueError("every candidate reply needs at least one token")
-        state = self.prefill(enc, hard=hard)
+        state = self.prefill(enc, hard=hard, masks=masks)
         n, length = len(replies), max(len(r) for r in replies)
         ids = torch.full((n, length), pad_token_id, dtype=torch.long)
         mask = torch.zeros((n, length), dtype=torch.long)
