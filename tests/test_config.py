@@ -17,7 +17,8 @@ from seal.core.manifest import read_manifest
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 CHECKPOINTS = ROOT / "checkpoints"
-KINDS = {"vsm": "train-vsm", "vqa": "train-vqa", "policy": "train-policy", "crop_matcher": "train-crop-matcher"}
+KINDS = {"vsm": "train-vsm", "vqa": "train-vqa", "policy": "train-policy", "crop_matcher": "train-crop-matcher",
+         "merger": "train-merger", "pruners": "train-pruners"}
 STACKS = sorted((CONFIGS / "train").glob("*/*.yaml"))
 """Every named recipe: ``seal train KIND --recipe NAME`` is ``configs/train/KIND/NAME.yaml`` and its includes."""
 

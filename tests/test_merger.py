@@ -181,20 +181,7 @@ def test_training_batch_keeps_the_reply_labels_and_trains_only_the_merger(vqa, v
 
 
 # ---- seal train merger -----------------------------------------------------------------------------
-@pytest.fixture
-def registered(monkeypatch):
-    """The ``merger`` kind and the ``train-merger`` command, registered in this process when the lead's
-    files (seal/config/__init__.py COMMANDS, seal/core/manifest.py KINDS) do not name them yet."""
-    import seal.config
-    import seal.core.manifest as manifest
-
-    if "train-merger" not in seal.config.COMMANDS:
-        monkeypatch.setitem(seal.config.COMMANDS, "train-merger", "training.merger_config:TrainMergerConfig")
-    if "merger" not in manifest.KINDS:
-        monkeypatch.setattr(manifest, "KINDS", manifest.KINDS + ("merger",))
-
-
-def test_seal_train_merger_three_steps_writes_a_loadable_export(registered, tmp_path, capsys):
+def test_seal_train_merger_three_steps_writes_a_loadable_export(tmp_path, capsys):
     from seal.core.manifest import read_manifest
     from tests.cli_helpers import last_json, run_cli
 

@@ -57,7 +57,7 @@ class TrainMergerConfig:
     seed: int = 0
     """The run's seed: the merger's initialisation, each scene's example choices, the batch order,
     the Gumbel noise and the drawn ``M``."""
-    synth: SynthConfig = field(default_factory=SynthConfig)
+    synth: SynthConfig = field(default_factory=lambda: SynthConfig(split="train"))
     """The scenes (never ``test``)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     vwm: VWMConfig = field(default_factory=VWMConfig)

@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "train-vqa": "training.vqa_config:TrainVQAConfig",
     "train-policy": "training.policy_config:TrainPolicyConfig",
     "train-crop-matcher": "training.crop_matcher_config:TrainCropMatcherConfig",
+    "train-merger": "training.merger_config:TrainMergerConfig",
+    "train-pruners": "training.pruner_config:TrainPrunersConfig",
     "bench-synth": "eval.synth.config:BenchSynthConfig",
 }
 """``seal cfg COMMAND`` / each command's config class, as ``module:Class`` (imported on demand, so
