@@ -37,9 +37,10 @@ def enc(vqa):
     return vqa.encode(QUESTION, vwm)
 
 
-def _pruners(vqa, layers, ratios, seed=0):
+def _pruners(vqa, layers, ratios, seed=0, position_slots=0):
     torch.manual_seed(seed)
-    return LayerPruners(PrunerConfig(layers=layers, keep_ratios=ratios), vqa.hidden_size).eval()
+    cfg = PrunerConfig(layers=layers, keep_ratios=ratios, position_slots=position_slots)
+    return LayerPruners(cfg, vqa.hidden_size).eval()
 
 
 def test_config_is_validated():
@@ -83,9 +84,10 @@ def test_without_pruning_the_wrapper_is_the_models_own_forward(vqa, enc):
     assert state.lengths == [enc["input_ids"].shape[1]] * len(state.lengths)
 
 
-def test_hard_pruning_equals_the_soft_mask_with_a_shorter_sequence_and_cache(vqa, enc):
+@pytest.mark.parametrize("position_slots", [0, 64])
+def test_hard_pruning_equals_the_soft_mask_with_a_shorter_sequence_and_cache(vqa, enc, position_slots):
     n_vision = int((enc["input_ids"] == vqa.image_token_id).sum())
-    plm = PrunedLM(vqa.model, _pruners(vqa, [0, 1], [0.5, 0.25]))
+    plm = PrunedLM(vqa.model, _pruners(vqa, [0, 1], [0.5, 0.25], position_slots=position_slots))
     hard, soft = plm.prefill(enc, hard=True), plm.prefill(enc, hard=False)
     torch.testing.assert_close(hard.last_logits, soft.last_logits, atol=1e-4, rtol=1e-4)
     p = enc["input_ids"].shape[1]
@@ -250,3 +252,11 @@ def test_the_benchs_stride_mask_keeps_the_proxys_tokens_in_each_image_block():
     vision = torch.zeros(1, 17, dtype=torch.bool)
     vision[0, 4:12] = vision[0, 13:17] = True  # two images: 8 and 4 tokens
     assert torch.nonzero(stride_mask(vision, 0.5)[0]).flatten().tolist() == [4, 6, 8, 10, 13, 15]
+
+
+def test_block_slots_count_each_images_positions_from_zero():
+    from seal.vqa.pruned_forward import block_slots
+
+    vision = torch.zeros(1, 9, dtype=torch.bool)
+    vision[0, 1:4] = vision[0, 5:8] = True
+    assert block_slots(vision).tolist() == [[0, 0, 1, 2, 0, 0, 1, 2, 0]]

@@ -92,11 +92,12 @@ class _Seq:
     text: torch.Tensor  # (B, L) bool, prompt text positions (what question-aware heads attend to)
     alive: torch.Tensor  # (B, L) bool, not dropped by a pruner
     st: torch.Tensor  # (B, L) float32, straight-through term of the soft key bias (value 0)
+    slot: torch.Tensor  # (B, L) long, a vision position's index in its image's block (0 elsewhere)
 
     def take(self, idx: torch.Tensor) -> "_Seq":
         """Positions ``idx`` (K,) of a batch of one."""
         return _Seq(*(t[:, idx] for t in (self.hidden, self.positions, self.valid, self.vision, self.text,
-                                          self.alive, self.st)))
+                                          self.alive, self.st, self.slot)))
 
 
 class PrunedLM:
@@ -145,7 +146,8 @@ class PrunedLM:
         vision = (ids == self.image_token_id) & valid
         text = valid & ~vision if prompt_mask is None else prompt_mask.to(device).bool() & ~vision
         positions = torch.arange(ids.shape[1], device=device).expand_as(ids)
-        seq = _Seq(hidden, positions, valid, vision, text, valid.clone(), torch.zeros(ids.shape, device=device))
+        seq = _Seq(hidden, positions, valid, vision, text, valid.clone(), torch.zeros(ids.shape, device=device),
+                   block_slots(vision))
         return seq, block_sizes(vision)
 
     # ---- the layer loop ------------------------------------------------------------------------
@@ -175,7 +177,7 @@ class PrunedLM:
                masks: dict[int, torch.Tensor] | None):
         """Choose the vision positions kept from ``layer`` on; hard: remove the others."""
         cfg = self.pruners.cfg
-        logits = self.pruners.head(layer)(seq.hidden, seq.hidden, seq.text)  # (B, L)
+        logits = self.pruners.head(layer)(seq.hidden, seq.hidden, seq.text, seq.slot)  # (B, L)
         candidates = seq.vision & seq.alive
         if masks is not None and layer in masks:
             chosen = candidates & masks[layer].to(candidates.device).bool()
@@ -235,7 +237,8 @@ class PrunedLM:
         valid = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.to(device).bool()
         positions = (state.next_position + torch.arange(ids.shape[1], device=device)).expand_as(ids)
         none = torch.zeros_like(valid)
-        seq = _Seq(self.embed(ids), positions, valid, none, none, valid.clone(), torch.zeros(ids.shape, device=device))
+        seq = _Seq(self.embed(ids), positions, valid, none, none, valid.clone(), torch.zeros(ids.shape, device=device),
+                   torch.zeros_like(ids))
         with torch.no_grad():
             seq, biases, *_ = self._run(seq, None, state.cache, state.key_bias, hard=False)
             logits = self._logits(seq.hidden).float()
@@ -295,6 +298,14 @@ def attention_bias(positions: torch.Tensor, key_bias: torch.Tensor, past: torch.
     if past is not None:
         new = torch.cat([past[:, None, :].expand(-1, positions.shape[1], -1), new], dim=2)
     return new.clamp_min(NEG)[:, None]
+
+
+def block_slots(vision: torch.Tensor) -> torch.Tensor:
+    """(B, L) long: each vision position's index within its run of ``vision`` (B, L) bool (0 off vision)."""
+    count = vision.long().cumsum(dim=1)  # (B, L)
+    starts = vision & ~torch.cat([vision.new_zeros(vision.shape[0], 1), vision[:, :-1]], dim=1)
+    base = torch.cummax(torch.where(starts, count - 1, 0), dim=1).values
+    return torch.where(vision, count - 1 - base, 0)
 
 
 def block_sizes(vision: torch.Tensor) -> list[list[int]]:

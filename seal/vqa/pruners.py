@@ -49,6 +49,11 @@ class PrunerConfig:
     ``num_learned`` learned vectors (question-free)."""
     num_learned: int = 8
     """Learned vectors of ``queries: learned``."""
+    position_slots: int = 0
+    """> 0: a learned embedding of each vision position's index in its image's block (its place in
+    the patch grid; the LLM's hidden states carry no absolute position, RoPE acts inside attention)
+    is added to the head's input, for blocks of up to this many tokens (longer blocks share the last
+    slot); 0 = the heads see content only."""
     temperature: float = 1.0
     """Temperature of the soft keep probability ``sigmoid(logit / temperature)`` (its gradient)."""
     gumbel_scale: float = 1.0
@@ -72,6 +77,8 @@ class PrunerConfig:
                               f"({self.num_heads}), found {self.hidden_dim}")
         if self.queries not in ("text", "learned"):
             raise ConfigError(f"pruners.queries: expected text or learned, found {self.queries!r}")
+        if self.position_slots < 0:
+            raise ConfigError(f"pruners.position_slots: expected >= 0, found {self.position_slots}")
         if self.num_learned < 1:
             raise ConfigError(f"pruners.num_learned: expected >= 1, found {self.num_learned}")
         if self.temperature <= 0 or self.gumbel_scale < 0:
@@ -93,22 +100,28 @@ class PrunerHead(nn.Module):
         self.text_proj = nn.Linear(width, cfg.hidden_dim)
         self.learned = nn.Parameter(torch.randn(cfg.num_learned, cfg.hidden_dim) * 0.02) \
             if cfg.queries == "learned" else None
+        self.slots = nn.Embedding(cfg.position_slots, cfg.hidden_dim) if cfg.position_slots else None
         self.cross_attn = nn.MultiheadAttention(cfg.hidden_dim, cfg.num_heads, batch_first=True)
         self.mask_predictor = nn.Sequential(nn.LayerNorm(cfg.hidden_dim), nn.Linear(cfg.hidden_dim, cfg.hidden_dim),
                                             nn.GELU(), nn.Linear(cfg.hidden_dim, 1))
 
-    def forward(self, vision: torch.Tensor, text: torch.Tensor, text_valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, vision: torch.Tensor, text: torch.Tensor, text_valid: torch.Tensor,
+                slot: torch.Tensor | None = None) -> torch.Tensor:
         """Keep logits.
 
         Args:
             vision: (B, N, D) hidden states of the vision positions (any positions; the caller picks).
             text: (B, T, D) hidden states of the prompt's text positions (unused with learned queries).
             text_valid: (B, T) bool, the real text positions of each row (at least one per row).
+            slot: (B, N) long, each vision position's index in its image's block (read with
+                ``position_slots`` > 0).
 
         Returns:
             (B, N) float32 keep logits (higher = keep).
         """
         v = self.vision_proj(vision.float())  # (B, N, H)
+        if self.slots is not None and slot is not None:
+            v = v + self.slots(slot.clamp(0, self.slots.num_embeddings - 1))
         if self.learned is not None:
             keys = self.learned.unsqueeze(0).expand(v.shape[0], -1, -1)  # (B, Q, H)
             pad = None
