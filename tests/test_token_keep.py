@@ -123,3 +123,22 @@ def test_the_ledger_books_the_entropy_selections_tokens(tmp_path, capsys, action
         booked[alpha] = cost["vision_tokens_global"] + cost["vision_tokens_crops"]
         assert booked[alpha] == answers[-1]["prompt_image_tokens"]
     assert booked[0.3] < booked[1.0]
+
+
+def test_the_ledger_books_the_merged_tokens(tmp_path, capsys):
+    """``pruning_mode: merger`` (the shipped merger of the shipped VQA model): the model reads
+    ``ceil(N * ratio)`` merged tokens per image, as booked."""
+    image, ann = write_scene(tmp_path)
+    booked = {}
+    for mode, ratio in (("none", 1.0), ("merger", 0.25)):
+        trace = tmp_path / mode
+        argv = ["ask", "--image", image, "--annotation", ann, "--localizer", "oracle", "--question", QUESTION,
+                "--options", *OPTIONS, "--policy", "always_coarse", "--force-action", "coarse", "--quiet",
+                f"--vision_budget.pruning_mode={mode}", f"--vision_budget.pruning_ratio={ratio}",
+                "--trace-dir", trace]
+        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+        record = json.loads((trace / "trace.json").read_text())
+        (answer,) = [e for e in record["events"] if e["type"] == "answer"]
+        booked[mode] = record["cost"]["vision_tokens_global"]
+        assert booked[mode] == answer["prompt_image_tokens"]
+    assert booked["merger"] == math.ceil(booked["none"] * 0.25) < booked["none"]

@@ -37,14 +37,17 @@ class VisionBudgetConfig:
     full_max_pixels: int = 1344 * 1344
     patch_size: int = 14
     """Patch side of the fallback token heuristic ``ceil(w / p) * ceil(h / p)``."""
-    pruning_mode: Literal["none", "stride", "topk_norm", "entropy"] = "none"
+    pruning_mode: Literal["none", "stride", "topk_norm", "entropy", "merger"] = "none"
     """How each image's vision tokens are cut (the issue's ``vwm.budget.method``): ``stride`` and
     ``topk_norm`` keep ``pruning_ratio`` of them, every k-th or those with the largest feature norm
-    (the pruning proxy); ``entropy`` merges low-entropy regions into single tokens (seed 003,
-    :mod:`vwm.entropy`, settings in ``entropy``). The others are removed from the VQA model's input
-    (:mod:`seal.vqa.token_keep`), and the ledger books the tokens it reads."""
+    (the pruning proxy); ``merger`` merges them into ``pruning_ratio`` as many with a trained merger
+    (seed 002, ``merger_path``); ``entropy`` merges low-entropy regions into single tokens (seed 003,
+    :mod:`vwm.entropy`, settings in ``entropy``). The VQA model reads only the tokens left
+    (:mod:`seal.vqa.token_keep`), and the ledger books them."""
     pruning_ratio: float = 1.0
     """Share of each image's vision tokens kept (``0 < ratio <= 1``; ``ceil(N * ratio)``, at least 1)."""
+    merger_path: str = "checkpoints/merger_tiny"
+    """``pruning_mode: merger``: the trained merger's folder (``seal train merger``)."""
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
     """``pruning_mode: entropy``: the cascade's mode, alpha, thresholds and bins."""
 

@@ -436,4 +436,5 @@ def token_keep(budget: "VisionBudgetConfig", processor: Any = None) -> "TokenKee
         ip = getattr(processor, "image_processor", None)
         norm = {} if ip is None else {"pixel_mean": tuple(ip.image_mean), "pixel_std": tuple(ip.image_std)}
         return TokenKeep("entropy", entropy=budget.entropy, **norm)
-    return TokenKeep(budget.pruning_mode, budget.pruning_ratio)
+    return TokenKeep(budget.pruning_mode, budget.pruning_ratio,
+                     merger_path=budget.merger_path if budget.pruning_mode == "merger" else None)

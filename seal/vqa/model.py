@@ -16,6 +16,7 @@ options, letters, the forced refusal prefix) are encoded in that template too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -82,6 +83,8 @@ class VQAModel:
         self.last_image_tokens = 0
         """Image tokens in the ``input_ids`` of the last prompt :meth:`encode` made (what the model saw)."""
         self.token_keep: TokenKeep | None = None
+        self.merger = None
+        """The token merger of ``token_keep``'s ``merger`` mode (loaded by :meth:`keep_tokens`)."""
         """The pruning proxy (:meth:`keep_tokens`): each image keeps only these of its vision tokens."""
         self.object_projector: "ObjectProjector | None" = None
         """A converted SEAL VQA model's object projector (manifest ``vwm_layout: seal_objects``): its
@@ -138,6 +141,13 @@ class VQAModel:
                 raise ConfigError("vision_budget.pruning_mode: a converted SEAL VQA model lays its images out in "
                                   "its own token counts (vwm_layout seal_objects); set pruning_mode: none")
         self.token_keep = keep
+        self.merger = None
+        if keep is not None and keep.mode == "merger":
+            from seal.core.paths import resolve_dir
+            from seal.vqa.merger import load_merger
+
+            path = resolve_dir(keep.merger_path, "vision_budget.merger_path")
+            self.merger = load_merger(path, device=self.model.device)
 
     def crop_image_tokens(self, tokens: int, n_crops: int) -> int:
         """Image tokens the model reads for one VWM crop that its processor expands into ``tokens``, in a
@@ -192,6 +202,12 @@ class VQAModel:
         enc = encode_prompt(self.processor, text, vwm)
         if self.object_projector is not None and enc.get("pixel_values") is not None:
             enc = seal_object_prompt(self.model, self.object_projector, enc, self.image_token_id)
+        elif self.merger is not None and enc.get("pixel_values") is not None:
+            from seal.vqa.merged_forward import merged_prompt
+
+            n = int((enc["input_ids"] == self.image_token_id).sum()) // int(enc["pixel_values"].shape[0])
+            enc = merged_prompt(self.model, self.merger, enc, self.image_token_id,
+                                max(1, math.ceil(n * self.token_keep.ratio)))  # type: ignore[union-attr]
         elif self.token_keep is not None and enc.get("pixel_values") is not None:
             enc = keep_vision_tokens(self.model, enc, self.image_token_id, self.token_keep)
         self.last_image_tokens = int((enc["input_ids"] == self.image_token_id).sum())

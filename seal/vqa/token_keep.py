@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from vwm.entropy import EntropyConfig, PatchSelection
 
-MODES = ("stride", "topk_norm", "entropy")
+MODES = ("stride", "topk_norm", "entropy", "merger")
 """How the kept tokens are chosen."""
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -56,9 +56,12 @@ FAMILIES = ("llava",)
 class TokenKeep:
     """Which vision tokens the model keeps (``vision_budget.pruning_mode`` / ``pruning_ratio``)."""
 
-    mode: Literal["stride", "topk_norm", "entropy"]
+    mode: Literal["stride", "topk_norm", "entropy", "merger"]
     ratio: float = 1.0
-    """Share kept by ``stride`` / ``topk_norm`` (unused by ``entropy``, whose ``alpha`` sets it)."""
+    """Share kept by ``stride`` / ``topk_norm``, or merged into by ``merger`` (``M = ceil(N * ratio)``);
+    unused by ``entropy``, whose ``alpha`` sets it."""
+    merger_path: str | None = None
+    """``merger``: the trained token merger's folder (:mod:`seal.vqa.merger`, ``seal train merger``)."""
     entropy: "EntropyConfig | None" = None
     """The patch selection of the ``entropy`` mode (required there)."""
     pixel_mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
@@ -68,9 +71,11 @@ class TokenKeep:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ConfigError(f"vision_budget.pruning_mode: expected stride, topk_norm or entropy, found {self.mode!r}")
+            raise ConfigError(f"vision_budget.pruning_mode: expected one of {', '.join(MODES)}, found {self.mode!r}")
         if not 0.0 < self.ratio <= 1.0:
             raise ConfigError(f"vision_budget.pruning_ratio: expected 0 < ratio <= 1, found {self.ratio}")
+        if self.mode == "merger" and not self.merger_path:
+            raise ConfigError("vision_budget.merger_path: the merger mode needs a trained merger's folder")
         if self.mode == "entropy" and self.entropy is None:
             raise ConfigError("vision_budget.entropy: the entropy mode needs its settings (mode, alpha, ...)")
 
