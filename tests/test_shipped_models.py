@@ -109,12 +109,12 @@ def test_update_prints_the_accuracy_change(golden):
     first["checked_search"][0]["box_xyxy"] = [0.0, 0.0, 1.0, 1.0]
     lines = accuracy_change(before, golden).splitlines()
     assert lines[0] == "accuracy of the shipped models, previous golden -> now:"
-    assert lines[1].split() == "policy answers right 1/3 -> 2/3; targets found with IoU >= 0.5 0/2 -> 1/2".split()
-    assert lines[2].split() == "full answers right 2/3 -> 2/3; targets found with IoU >= 0.5 2/3 -> 2/3".split()
+    assert lines[1].split() == "policy answers right 2/3 -> 3/3; targets found with IoU >= 0.5 1/2 -> 2/2".split()
+    assert lines[2].split() == "full answers right 3/3 -> 3/3; targets found with IoU >= 0.5 3/3 -> 3/3".split()
     assert lines[4].split() == "checked_search targets found with IoU >= 0.5 1/3 -> 2/3".split()
     for s in before["samples"]:  # a golden older than the truth fields: scored against the benchmark now
         del s["truth"]
         for mode in RUNS:
             del s[mode]["iou"]
     older = accuracy_change(before, golden).splitlines()
-    assert "recorded no truth" in older[0] and older[1].split()[-3:] == ["?", "->", "1/2"]
+    assert "recorded no truth" in older[0] and older[1].split()[-3:] == ["?", "->", "2/2"]
