@@ -166,7 +166,7 @@ class Sweeps:
     """The pruning proxy: ``always_full`` with each image keeping this share of its vision tokens, the
     others removed from the model's input (``sweep_pruning/<mode>_r<ratio>``)."""
     pruning_modes: Sequence[str] = ("stride",)
-    """Which tokens the pruning proxy keeps: ``stride`` and / or ``topk_norm`` (each with every ratio)."""
+    """How the pruning sweep cuts the tokens: among :data:`PRUNING_MODES` (each with every ratio)."""
     cache_reuse: bool = False
     """Also run the learned policy with ``agent.cache_reuse=false`` (``learned_no_cache_reuse``): same
     answers, the latency the reused KV cache saves."""
@@ -252,6 +252,20 @@ def head_names(heads: Sequence[Path]) -> list[str]:
     return names
 
 
+PRUNING_MODES = ("stride", "topk_norm", "merger", "entropy")
+"""The token cuts a pruning sweep compares (``vision_budget.pruning_mode``)."""
+
+
+def pruning_overrides(mode: str, ratio: float) -> tuple[str, ...]:
+    """The ``vision_budget`` overrides of one pruning-sweep run: ``ratio`` of each image's tokens kept
+    (``stride``, ``topk_norm``), merged into (``merger``), or the entropy cascade's budget mode with
+    ``alpha = ratio`` (about that share of the finest grid's tokens)."""
+    if mode == "entropy":
+        return ("vision_budget.pruning_mode=entropy", "vision_budget.entropy.mode=budget",
+                f"vision_budget.entropy.alpha={ratio}")
+    return (f"vision_budget.pruning_mode={mode}", f"vision_budget.pruning_ratio={ratio}")
+
+
 def _sweep_runs(sweeps: Sweeps) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
     """``(sweep, run folder, value, policy, overrides)`` of every sweep run."""
     runs = [("lambda", f"sweep_lambda/{name}", name, "learned", (f"policy.checkpoint={h}",))
@@ -260,8 +274,7 @@ def _sweep_runs(sweeps: Sweeps) -> list[tuple[str, str, str, str, tuple[str, ...
              for h, name in zip(sweeps.heads, head_names(sweeps.heads))]
     runs += [("threshold", f"sweep_threshold/t{t:g}", f"{t:g}", "uncertainty_threshold",
               (f"policy.baseline_threshold={t}",)) for t in sweeps.thresholds]
-    runs += [("pruning", f"sweep_pruning/{m}_r{r:g}", f"{m} {r:g}", "always_full",
-              (f"vision_budget.pruning_mode={m}", f"vision_budget.pruning_ratio={r}"))
+    runs += [("pruning", f"sweep_pruning/{m}_r{r:g}", f"{m} {r:g}", "always_full", pruning_overrides(m, r))
              for m in sweeps.pruning_modes for r in sweeps.pruning_ratios]
     if sweeps.cache_reuse:
         runs.append(("cache_reuse", "learned_no_cache_reuse", "false", "learned", ("agent.cache_reuse=false",)))

@@ -203,3 +203,22 @@ def _check_in_browser(page, tmp_path):
     assert "random_policy_matched" in dom.stdout and "Pareto front" in dom.stdout
     assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom.stdout)) == 3
     assert "Calibration per action" in dom.stdout and "Error slices" in dom.stdout
+
+
+def test_pruning_sweep_modes_and_their_overrides(tmp_path, capsys):
+    from eval.experiment import pruning_overrides
+    from seal.config import AskConfig, load
+
+    for mode in ("stride", "topk_norm", "merger", "entropy"):
+        cfg = load(overrides=list(pruning_overrides(mode, 0.25)), cls=AskConfig, search_profile=False)
+        assert cfg.vision_budget.pruning_mode == mode
+        if mode == "entropy":
+            assert cfg.vision_budget.entropy.mode == "budget" and cfg.vision_budget.entropy.alpha == 0.25
+        else:
+            assert cfg.vision_budget.pruning_ratio == 0.25
+    empty = tmp_path / "suite"
+    empty.mkdir()
+    argv = ["experiment", "--suite", str(empty), "--out", str(tmp_path / "exp"), "--pruning-ratios=0.5",
+            "--pruning-modes=stride,pruners"]
+    assert main(argv) == 2  # one line naming the modes it knows
+    assert "stride, topk_norm, merger, entropy" in capsys.readouterr().err

@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pruning sweep: always_full with each image keeping this share of its vision tokens "
                         "(the others removed from the model's input)")
     p.add_argument("--pruning-modes", default="stride", metavar="M,M",
-                   help="which tokens the pruning sweep keeps: stride and/or topk_norm")
+                   help="how the pruning sweep cuts the tokens: stride, topk_norm (the proxies), merger (the trained "
+                        "token merger, vision_budget.merger_path), entropy (the entropy cascade with alpha = ratio)")
     p.add_argument("--search-table", action="store_true",
                    help="also the search alone per strategy (vstar, bfs) on each suite's targets with the "
                         "search model: found@IoU0.5, nodes, model calls (search_only.csv)")
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.experiment import Sweeps, parse_policies, run_experiment, run_records, suite_names
+    from eval.experiment import PRUNING_MODES, Sweeps, parse_policies, run_experiment, run_records, suite_names
     from eval.experiment_report import write_report
 
     policies = parse_policies(args.policies)
@@ -73,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     thresholds = _numbers(args.thresholds, float, "--thresholds")
     ratios = _numbers(args.pruning_ratios, float, "--pruning-ratios")
     modes = [m.strip() for m in args.pruning_modes.split(",") if m.strip()]
-    if any(not 0 < r <= 1 for r in ratios) or any(m not in ("stride", "topk_norm") for m in modes) or not modes:
-        raise InputError(f"--pruning-ratios / --pruning-modes: expected ratios in (0, 1] and modes among stride, "
-                         f"topk_norm, found {args.pruning_ratios!r} / {args.pruning_modes!r}")
+    if any(not 0 < r <= 1 for r in ratios) or any(m not in PRUNING_MODES for m in modes) or not modes:
+        raise InputError(f"--pruning-ratios / --pruning-modes: expected ratios in (0, 1] and modes among "
+                         f"{', '.join(PRUNING_MODES)}, found {args.pruning_ratios!r} / {args.pruning_modes!r}")
     heads = _head_dirs(args.lambda_heads, "--lambda-heads")
     others = _head_dirs(args.heads, "--heads")
     sweeps = Sweeps(lambda_heads=heads, heads=others, thresholds=thresholds, pruning_ratios=ratios, pruning_modes=modes,
