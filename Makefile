@@ -25,9 +25,10 @@ demo: $(STAMP)
 		--sample $(DEMO_DIR)/bench/text_only/synth_test_00007.json --force-action full \
 		--search.max_nodes=12 --trace-dir $(DEMO_DIR)/trace_full
 	# a small target: the learned policy tries the coarse view, whose answer ("brown") is unsure (option
-	# margin 0.04 < 0.5), so it escalates to full vision and V* searches; the search model's crop
-	# matcher rejects ten confident near misses (check 0.00), accepts the dotted cross at node 27 and
-	# one comparison node follows (28 nodes); with its crop the answer becomes the right "yellow"
+	# margin 0.04 < 0.5), so it escalates to full vision and V* searches: the root's expansion jumps to
+	# level 2 (16 patches in one call), the crop matcher reads their confident boxes in one pass and
+	# accepts the dotted cross on the first level-2 node visited (2 nodes); with its crop the answer
+	# becomes the right "yellow"
 	$(PY) -m seal ask --image $(DEMO_DIR)/bench/direct_attributes/synth_test_00002.jpg \
 		--sample $(DEMO_DIR)/bench/direct_attributes/synth_test_00002.json \
 		--trace-dir $(DEMO_DIR)/trace_search
