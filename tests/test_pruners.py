@@ -260,3 +260,19 @@ def test_block_slots_count_each_images_positions_from_zero():
     vision = torch.zeros(1, 9, dtype=torch.bool)
     vision[0, 1:4] = vision[0, 5:8] = True
     assert block_slots(vision).tolist() == [[0, 0, 1, 2, 0, 0, 1, 2, 0]]
+
+
+def test_the_sigmoid_training_mask_gives_every_vision_token_gradient(vqa, enc):
+    vision = (enc["input_ids"] == vqa.image_token_id)[0]
+    grads, kept = {}, {}
+    for mode in ("straight_through", "sigmoid"):
+        torch.manual_seed(0)
+        cfg = PrunerConfig(layers=[1], keep_ratios=[0.25], train_mask=mode, gumbel_scale=0.0)
+        pruners = LayerPruners(cfg, vqa.hidden_size).train()
+        out = PrunedLM(vqa.model, pruners).soft_forward(enc, training=True)
+        out.keep_logits[1].retain_grad()
+        out.logits[0, -1].logsumexp(-1).backward()
+        grads[mode], kept[mode] = out.keep_logits[1].grad[0].abs(), out.keep[1][0]
+    st, dropped = grads["straight_through"], vision & ~kept["straight_through"]
+    assert float(st[dropped].max()) < 1e-6 < float(st[kept["straight_through"]].max())
+    assert bool((grads["sigmoid"][vision] > 0).all()) and bool(kept["sigmoid"][vision].all())  # none dropped

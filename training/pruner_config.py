@@ -43,6 +43,9 @@ class PrunerTrainConfig:
     """Weight of the answer's cross-entropy in the pruners' loss (the seed's 25)."""
     adv_weight: float = 1.0
     """Weight of the adversarial term (BCE of the discriminator calling the pruned states real)."""
+    keep_budget_weight: float = 1.0
+    """``pruners.train_mask: sigmoid`` only: weight of ``(mean keep probability - keep ratio)^2`` per
+    pruning layer in the pruners' loss (the relaxed mask would otherwise keep everything)."""
     disc_layers: list[int] = field(default_factory=lambda: [-1, -2])
     """LLM layers (negative: from the last) whose hidden states the discriminator reads, mean-pooled
     over the text positions (prompt text and answer)."""
@@ -56,7 +59,7 @@ class PrunerTrainConfig:
     """Where the trained heads (``pruners.safetensors``, ``pruners.json``), log and summary go."""
 
     def __post_init__(self) -> None:
-        for name in ("task_weight", "adv_weight"):
+        for name in ("task_weight", "adv_weight", "keep_budget_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"pruner_train.{name}: expected a finite value >= 0, found {value}")

@@ -110,11 +110,16 @@ def make_loss_fn(cfg: PrunerTrainConfig) -> Callable[[PrunerTrainModel, dict], d
                 + F.binary_cross_entropy_with_logits(d_fake_det, torch.zeros_like(d_fake_det)))
         task = answer_loss(fake.logits, labels)
         pruners = cfg.task_weight * task + cfg.adv_weight * adv
+        budget = keep_budget(model.pruners, fake, inputs["input_ids"] == plm.image_token_id)
+        if budget is not None:
+            pruners = pruners + cfg.keep_budget_weight * budget
         with torch.no_grad():
             task_unpruned = answer_loss(real.logits, batch["labels"])
         out = {"total": pruners + disc, "pruners": pruners, "discriminator": disc, "task": task,
                "task_unpruned": task_unpruned, "adv": adv, "d_real": torch.sigmoid(d_real_det).mean(),
                "d_fake": torch.sigmoid(d_fake_det).mean()}
+        if budget is not None:
+            out["keep_budget"] = budget
         if sparsity is not None:
             out["merger"] = pruners + cfg.merge_sparsity_weight * sparsity
             out["sparsity"] = sparsity
@@ -122,6 +127,18 @@ def make_loss_fn(cfg: PrunerTrainConfig) -> Callable[[PrunerTrainModel, dict], d
         return out
 
     return loss_fn
+
+
+def keep_budget(pruners: LayerPruners, fake, vision: torch.Tensor) -> torch.Tensor | None:
+    """``train_mask: sigmoid``: the sum over the pruning layers of ``(mean keep probability over the
+    vision positions - that layer's keep ratio)^2``; None with the straight-through mask."""
+    cfg = pruners.cfg
+    if cfg.train_mask != "sigmoid" or not pruners.training:
+        return None
+    w = vision.float()
+    terms = [((torch.sigmoid(fake.keep_logits[layer] / cfg.temperature) * w).sum() / w.sum().clamp_min(1)
+              - cfg.ratio_at(layer)).pow(2) for layer in cfg.layers]
+    return torch.stack(terms).sum()
 
 
 def _merged(model: PrunerTrainModel, batch: dict, ratio: float) -> tuple[dict, torch.Tensor]:

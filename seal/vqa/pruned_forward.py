@@ -179,6 +179,10 @@ class PrunedLM:
         cfg = self.pruners.cfg
         logits = self.pruners.head(layer)(seq.hidden, seq.hidden, seq.text, seq.slot)  # (B, L)
         candidates = seq.vision & seq.alive
+        if training and cfg.train_mask == "sigmoid" and not hard:  # relaxed: every token stays, attenuated
+            noise = cfg.gumbel_scale * gumbel_like(logits) if cfg.gumbel_scale > 0 else 0.0
+            seq.st = seq.st + F.logsigmoid((logits + noise) / cfg.temperature) * seq.vision
+            return seq, candidates, logits
         if masks is not None and layer in masks:
             chosen = candidates & masks[layer].to(candidates.device).bool()
         else:

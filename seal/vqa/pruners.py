@@ -56,6 +56,13 @@ class PrunerConfig:
     slot); 0 = the heads see content only."""
     temperature: float = 1.0
     """Temperature of the soft keep probability ``sigmoid(logit / temperature)`` (its gradient)."""
+    train_mask: Literal["straight_through", "sigmoid"] = "straight_through"
+    """The soft mask of training. ``straight_through``: the forward drops the top-k's losers as
+    inference does (their keys masked), the gradient flows through ``log sigmoid`` of the logits (a
+    dropped token gets almost none: its attention weight is ~0). ``sigmoid``: no token is dropped,
+    each vision key's bias is ``log sigmoid((logit + Gumbel noise) / temperature)`` (every token gets
+    gradient; the recipe's ``keep_budget_weight`` holds the mean keep probability at the ratio);
+    inference keeps the top-k of the logits either way."""
     gumbel_scale: float = 1.0
     """Training only: scale of the Gumbel noise added to the logits before the top-k (exploration;
     0 = the deterministic top-k of inference)."""
@@ -75,6 +82,8 @@ class PrunerConfig:
         if self.hidden_dim < 1 or self.num_heads < 1 or self.hidden_dim % self.num_heads:
             raise ConfigError(f"pruners.hidden_dim: expected a positive multiple of pruners.num_heads "
                               f"({self.num_heads}), found {self.hidden_dim}")
+        if self.train_mask not in ("straight_through", "sigmoid"):
+            raise ConfigError(f"pruners.train_mask: expected straight_through or sigmoid, found {self.train_mask!r}")
         if self.queries not in ("text", "learned"):
             raise ConfigError(f"pruners.queries: expected text or learned, found {self.queries!r}")
         if self.position_slots < 0:
