@@ -9,7 +9,8 @@ in transformers is patched. Before each layer of ``pruners.layers`` the layer's
 - **soft** (:meth:`PrunedLM.soft_forward`, training): every position stays in the sequence; a
   dropped vision position gets a large negative bias on its key in this and every later layer (the
   additive log of the 0/1 keep mask), straight-through: the gradient reaches the heads through
-  ``log sigmoid(logit / temperature)`` of every vision key;
+  ``log sigmoid(logit / temperature)`` of every vision key (``pruners.train_mask: sigmoid``: in
+  training nothing is dropped, that log-probability itself is every vision key's bias);
 - **hard** (:meth:`PrunedLM.prefill` with ``hard=True``, inference): the dropped positions leave the
   hidden-state sequence, so this and every later layer compute, attend and cache only the kept ones
   (the KV cache has per-layer lengths); the kept positions keep their original RoPE positions
