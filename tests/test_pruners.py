@@ -204,8 +204,6 @@ def test_the_recipe_trains_three_steps_and_exports_loadable_heads(tmp_path, vqa)
     assert state.vision_read[1] == keep_counts([[state.vision_read[0]]], 0.5)[0] < state.vision_read[0]
 
 
-@pytest.mark.skipif("train-pruners" not in __import__("seal.config").config.COMMANDS,
-                    reason="seal.config.COMMANDS has no train-pruners entry yet (the lead's file)")
 def test_seal_train_pruners_cli(tmp_path):
     from seal.cli.main import main
 
