@@ -142,3 +142,34 @@ def test_the_ledger_books_the_merged_tokens(tmp_path, capsys):
         booked[mode] = record["cost"]["vision_tokens_global"]
         assert booked[mode] == answer["prompt_image_tokens"]
     assert booked["merger"] == math.ceil(booked["none"] * 0.25) < booked["none"]
+
+
+def test_the_ledger_books_what_the_pruned_layers_read(tmp_path, capsys):
+    """``pruning_mode: pruners`` (the shipped pruners inside the shipped VQA model): every token enters, the
+    layers from the head's on read ``ceil(N * ratio)``; the ledger books the mean over the layers, which is
+    what the hard-pruned forward's layers really read."""
+    from seal.vqa.pruners import keep_counts
+
+    image, ann = write_scene(tmp_path)
+    booked = {}
+    for mode in ("none", "pruners"):
+        trace = tmp_path / mode
+        argv = ["ask", "--image", image, "--annotation", ann, "--localizer", "oracle", "--question", QUESTION,
+                "--options", *OPTIONS, "--policy", "always_coarse", "--force-action", "coarse", "--quiet",
+                f"--vision_budget.pruning_mode={mode}", "--vision_budget.pruning_ratio=0.25", "--trace-dir", trace]
+        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+        record = json.loads((trace / "trace.json").read_text())
+        (answer,) = [e for e in record["events"] if e["type"] == "answer"]
+        booked[mode] = record["cost"]["vision_tokens_global"]
+        assert booked[mode] == answer["prompt_image_tokens"]
+    n = booked["none"]
+    assert booked["pruners"] == math.ceil((n + 3 * keep_counts([[n]], 0.25)[0]) / 4) < n  # head before layer 1 of 4
+    # ... and that is what the hard-pruned forward's layers read
+    vqa = VQAModel.load("checkpoints/vqa_tiny")
+    vqa.keep_tokens(TokenKeep("pruners", 0.25, pruners_path="checkpoints/pruners_tiny"))
+    from PIL import Image
+
+    enc = vqa.encode(QUESTION, vqa.memory(Image.open(image).convert("RGB"), None))
+    state = vqa.pruned.prefill(enc)
+    assert state.vision_read[0] == n and set(state.vision_read[1:]) == {keep_counts([[n]], 0.25)[0]}
+    assert vqa.last_image_tokens == math.ceil(sum(state.vision_read) / len(state.vision_read))

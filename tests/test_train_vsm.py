@@ -37,10 +37,11 @@ TINY = {
 }
 # Golden behaviour of the shipped model on TEST sample 3 (seed 0, vstar suite), target GOLDEN_TARGET.
 GOLDEN_SAMPLE = 3
-GOLDEN = {"target": "green ring", "found": True, "nodes_visited": 8, "box_xyxy": [1009.49, 1859.75, 1055.52, 1904.24]}
-"""Recorded from checkpoints/vsm_tiny (2026-12-07, the one-run model with its search profile: stop
-above 0.3, one comparison node): a checked hit (0.55) on the ground truth (xywh [1010, 1858, 49, 48])
-after 8 nodes; the found rate is measured by eval.bench_vsm."""
+GOLDEN = {"target": "green ring", "found": True, "nodes_visited": 12, "box_xyxy": [1007.96, 1863.34, 1055.29, 1909.09]}
+"""Recorded from checkpoints/vsm_tiny (2026-12-07, with the search profile of issue 29: the root's
+expansion jumps to level 2, the root check, no cue, no zoom, no comparison node): a checked hit (1.00)
+on the ground truth (xywh [1010, 1858, 49, 48]) after 12 nodes and 7 model calls (before that
+profile: 8 nodes); the found rate is measured by eval.bench_vsm."""
 
 
 # ---------------------------------------------------------------- data rows

@@ -14,7 +14,8 @@
    (no merger, no gradient) gives the real hidden states, the (merged and) soft-pruned forward
    (:meth:`seal.vqa.pruned_forward.PrunedLM.soft_forward`, straight-through top-k with Gumbel noise)
    the fake ones and the answer's logits;
-4. export the heads into ``pruner_train.export_dir`` (``pruners.safetensors``, ``pruners.json``,
+4. export the heads into ``pruner_train.export_dir`` (``pruners.safetensors``, ``pruners.json``, a
+   ``manifest.json`` of kind ``pruners``,
    ``recipe.json``: the command, git revision and the VQA model they were trained against with its
    fingerprint; the training log and summary).
 """
@@ -166,7 +167,8 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def export(pruners: LayerPruners, cfg: TrainPrunersConfig, command: list[str] | None, merger=None) -> Path:
     """Write the heads, ``recipe.json`` and the training log into ``pruner_train.export_dir`` (and the
     trained merger, when one trained along, into its ``merger/`` folder)."""
-    from seal.core.manifest import fingerprint
+    from seal.core.manifest import fingerprint, write_manifest
+    from seal.vqa.pruners import CONFIG, WEIGHTS
     from training.recipe_common import copy_train_log, recipe_record
 
     out = pruners.eval().save(cfg.pruner_train.export_dir)
@@ -175,6 +177,8 @@ def export(pruners: LayerPruners, cfg: TrainPrunersConfig, command: list[str] | 
               "recipe": recipe_record(command, trained_with={"pruner_train": asdict(cfg.pruner_train),
                                                              "train": asdict(cfg.train), "seed": cfg.seed})}
     (out / "recipe.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    write_manifest(out, "pruners", json.loads((out / CONFIG).read_text(encoding="utf-8")), [WEIGHTS, CONFIG],
+                   trained_against={"vqa": vqa}, recipe=record["recipe"])
     if merger is not None:
         from seal.vqa.merger import save_merger
 

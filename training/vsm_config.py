@@ -97,7 +97,8 @@ class VSMTrainConfig:
             if "hit_check" in self.search_defaults:
                 from search.hit_check.config import HitCheckConfig
 
-                from_dict(HitCheckConfig, self.search_defaults["hit_check"], prefix="vsm_train.search_defaults.hit_check.")
+                from_dict(HitCheckConfig, self.search_defaults["hit_check"],
+                          prefix="vsm_train.search_defaults.hit_check.")
         if self.vsm.attribute_classes and not self.data.attribute_maps:
             raise ConfigError("vsm.attribute_classes is set but vsm_train.data.attribute_maps is off: the "
                               "attribute head would have no targets")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from PIL import Image
 
@@ -37,17 +37,21 @@ class VisionBudgetConfig:
     full_max_pixels: int = 1344 * 1344
     patch_size: int = 14
     """Patch side of the fallback token heuristic ``ceil(w / p) * ceil(h / p)``."""
-    pruning_mode: Literal["none", "stride", "topk_norm", "entropy", "merger"] = "none"
+    pruning_mode: Literal["none", "stride", "topk_norm", "entropy", "merger", "pruners"] = "none"
     """How each image's vision tokens are cut (the issue's ``vwm.budget.method``): ``stride`` and
     ``topk_norm`` keep ``pruning_ratio`` of them, every k-th or those with the largest feature norm
     (the pruning proxy); ``merger`` merges them into ``pruning_ratio`` as many with a trained merger
-    (seed 002, ``merger_path``); ``entropy`` merges low-entropy regions into single tokens (seed 003,
+    (seed 002, ``merger_path``); ``pruners`` lets trained heads drop all but ``pruning_ratio`` of them
+    inside the LLM from their layer on (seed 002, ``pruners_path``; booked: the mean over the LLM's
+    layers of the tokens each reads); ``entropy`` merges low-entropy regions into single tokens (seed 003,
     :mod:`vwm.entropy`, settings in ``entropy``). The VQA model reads only the tokens left
     (:mod:`seal.vqa.token_keep`), and the ledger books them."""
     pruning_ratio: float = 1.0
     """Share of each image's vision tokens kept (``0 < ratio <= 1``; ``ceil(N * ratio)``, at least 1)."""
     merger_path: str = "checkpoints/merger_tiny"
     """``pruning_mode: merger``: the trained merger's folder (``seal train merger``)."""
+    pruners_path: str = "checkpoints/pruners_tiny"
+    """``pruning_mode: pruners``: the trained layer pruners' folder (``seal train pruners``)."""
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
     """``pruning_mode: entropy``: the cascade's mode, alpha, thresholds and bins."""
 
@@ -67,9 +71,13 @@ class VisionBudgetConfig:
 class VisionBudget:
     """Resizes images to a budget level and counts the vision tokens they cost."""
 
-    def __init__(self, cfg: VisionBudgetConfig, processor: Any | None = None) -> None:
+    def __init__(self, cfg: VisionBudgetConfig, processor: Any | None = None,
+                 tokens_read: Callable[[int], int] | None = None) -> None:
         self.cfg = cfg
         self.processor = processor
+        self.tokens_read = tokens_read
+        """``pruning_mode: pruners``: the tokens the model reads of an image of ``n`` (mean over its
+        layers), from the VQA model (:meth:`seal.vqa.VQAModel.vision_tokens_read`)."""
         self._token_cache: dict[tuple[int, int], int] = {}
 
     def target_size(self, width: int, height: int, level: Level) -> tuple[int, int]:
@@ -111,6 +119,10 @@ class VisionBudget:
         a number that depends on the pixels: see :meth:`tokens_for`)."""
         if self.cfg.pruning_mode in ("none", "entropy"):
             return n_tokens
+        if self.cfg.pruning_mode == "pruners":
+            if self.tokens_read is None:
+                raise ConfigError("vision_budget.pruning_mode: pruners: the budget needs the VQA model's count")
+            return self.tokens_read(n_tokens)
         return max(1, math.ceil(n_tokens * self.cfg.pruning_ratio))
 
     def _entropy_tokens(self, image: Image.Image) -> int:

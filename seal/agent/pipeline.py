@@ -156,7 +156,8 @@ class Agent:
             img, path = image.open_image(self.cfg.image.max_pixels), str(image)
         else:
             img, path = load_image(image, self.cfg.image.max_pixels), str(image)
-        views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path, vwm_config=self.vqa.vwm_config)
+        views = ImageViews(img, self.cfg.vision_budget, self.vqa.processor, path, vwm_config=self.vqa.vwm_config,
+                           tokens_read=self.vqa.vision_tokens_read)
         localizer = self._localizer_for(annotation)
         check = build_hit_check(self.cfg.hit_check, localizer, self._hit_check_model, self.cfg.vision_budget)
         self.session = SearchSession(localizer, views.source, self.cfg.search, check, self.cfg.hit_check, self.cfg.seed)
@@ -437,4 +438,5 @@ def token_keep(budget: "VisionBudgetConfig", processor: Any = None) -> "TokenKee
         norm = {} if ip is None else {"pixel_mean": tuple(ip.image_mean), "pixel_std": tuple(ip.image_std)}
         return TokenKeep("entropy", entropy=budget.entropy, **norm)
     return TokenKeep(budget.pruning_mode, budget.pruning_ratio,
-                     merger_path=budget.merger_path if budget.pruning_mode == "merger" else None)
+                     merger_path=budget.merger_path if budget.pruning_mode == "merger" else None,
+                     pruners_path=budget.pruners_path if budget.pruning_mode == "pruners" else None)

@@ -15,7 +15,7 @@ the same in both. :meth:`to_view_xyxy` maps full-image boxes into a view.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from PIL import Image
 
@@ -35,12 +35,15 @@ class ImageViews:
         path: where the image came from (for traces), or None.
         vwm_config: the VQA prompt's layout (its :meth:`~vwm.layout.VWMConfig.view_side` is the square
             a view is letterboxed to and counted at); None: the view's own size, unpadded.
+        tokens_read: ``vision_budget.pruning_mode: pruners``: the VQA model's count of the tokens it
+            reads of an image of ``n`` (:meth:`seal.vqa.VQAModel.vision_tokens_read`).
     """
 
     def __init__(self, image: Image.Image, budget_cfg: VisionBudgetConfig, processor: Any | None = None,
-                 path: str | None = None, vwm_config: VWMConfig | None = None) -> None:
+                 path: str | None = None, vwm_config: VWMConfig | None = None,
+                 tokens_read: Callable[[int], int] | None = None) -> None:
         self.source = ImageSource(image, path)
-        self.budget = VisionBudget(budget_cfg, processor)
+        self.budget = VisionBudget(budget_cfg, processor, tokens_read)
         self.vwm_config = vwm_config
         self._views: dict[str, Image.Image] = {}
 

@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(the others removed from the model's input)")
     p.add_argument("--pruning-modes", default="stride", metavar="M,M",
                    help="how the pruning sweep cuts the tokens: stride, topk_norm (the proxies), merger (the trained "
-                        "token merger, vision_budget.merger_path), entropy (the entropy cascade with alpha = ratio)")
+                        "token merger, vision_budget.merger_path), pruners (the trained layer pruners, "
+                        "vision_budget.pruners_path), entropy (the entropy cascade with alpha = ratio)")
     p.add_argument("--search-table", action="store_true",
                    help="also the search alone per strategy (vstar, bfs) on each suite's targets with the "
                         "search model: found@IoU0.5, nodes, model calls (search_only.csv)")

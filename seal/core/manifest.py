@@ -5,7 +5,7 @@ A manifest says what the directory holds and what it was made against::
     {
       "format": "seal-checkpoint",
       "format_version": 1,
-      "kind": "vqa" | "vsm" | "crop_matcher" | "policy_head" | "merger",
+      "kind": "vqa" | "vsm" | "crop_matcher" | "policy_head" | "merger" | "pruners",
       "config": {...},                   # the model's own config (not the whole command tree)
       "files": {"model.safetensors": "sha256:...", ...},   # every file the model needs
       "fingerprint": "sha256:...",       # of the files above: the checkpoint's identity
@@ -39,7 +39,7 @@ from seal.core.errors import InputError
 MANIFEST = "manifest.json"
 FORMAT = "seal-checkpoint"
 FORMAT_VERSION = 1
-KINDS = ("vqa", "vsm", "crop_matcher", "policy_head", "merger")
+KINDS = ("vqa", "vsm", "crop_matcher", "policy_head", "merger", "pruners")
 FULL_HASH_BYTES = 256 * 2**20
 EDGE_BYTES = 4 * 2**20
 _MODEL_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt")

@@ -85,6 +85,9 @@ class VQAModel:
         self.token_keep: TokenKeep | None = None
         self.merger = None
         """The token merger of ``token_keep``'s ``merger`` mode (loaded by :meth:`keep_tokens`)."""
+        self.pruned = None
+        """``token_keep``'s ``pruners`` mode: the model run layer by layer with its pruners
+        (:class:`seal.vqa.pruned_forward.PrunedLM`, hard mode), for every prompt with an image."""
         """The pruning proxy (:meth:`keep_tokens`): each image keeps only these of its vision tokens."""
         self.object_projector: "ObjectProjector | None" = None
         """A converted SEAL VQA model's object projector (manifest ``vwm_layout: seal_objects``): its
@@ -141,13 +144,38 @@ class VQAModel:
                 raise ConfigError("vision_budget.pruning_mode: a converted SEAL VQA model lays its images out in "
                                   "its own token counts (vwm_layout seal_objects); set pruning_mode: none")
         self.token_keep = keep
-        self.merger = None
+        self.merger = self.pruned = None
+        if keep is not None and keep.mode == "pruners":
+            from seal.core.paths import resolve_dir
+            from seal.vqa.pruned_forward import PrunedLM
+            from seal.vqa.pruners import LayerPruners
+
+            path = resolve_dir(keep.pruners_path, "vision_budget.pruners_path")
+            layers = LayerPruners.load(path).cfg.layers
+            heads = LayerPruners.load(path, keep_ratios=[keep.ratio] * len(layers))  # each keeps ``ratio``
+            self.pruned = PrunedLM(self.model, heads.to(self.model.device))
         if keep is not None and keep.mode == "merger":
             from seal.core.paths import resolve_dir
             from seal.vqa.merger import load_merger
 
             path = resolve_dir(keep.merger_path, "vision_budget.merger_path")
             self.merger = load_merger(path, device=self.model.device)
+
+    def vision_tokens_read(self, n_tokens: int) -> int:
+        """Vision tokens the LLM reads of an image of ``n_tokens``: with the ``pruners`` mode the mean
+        over its layers (all of them before the first pruned layer, then each head's keep count), rounded
+        up; else ``n_tokens``."""
+        if self.pruned is None:
+            return n_tokens
+        from seal.vqa.pruners import keep_counts
+
+        cfg = self.pruned.pruners.cfg
+        n_layers = len(self.pruned.lm.layers)
+        read = []
+        for layer in range(n_layers):
+            ratios = [r for first, r in zip(cfg.layers, cfg.keep_ratios) if first <= layer]
+            read.append(keep_counts([[n_tokens]], ratios[-1])[0] if ratios else n_tokens)
+        return max(1, math.ceil(sum(read) / n_layers - 1e-9))
 
     def crop_image_tokens(self, tokens: int, n_crops: int) -> int:
         """Image tokens the model reads for one VWM crop that its processor expands into ``tokens``, in a
@@ -208,9 +236,12 @@ class VQAModel:
             n = int((enc["input_ids"] == self.image_token_id).sum()) // int(enc["pixel_values"].shape[0])
             enc = merged_prompt(self.model, self.merger, enc, self.image_token_id,
                                 max(1, math.ceil(n * self.token_keep.ratio)))  # type: ignore[union-attr]
-        elif self.token_keep is not None and enc.get("pixel_values") is not None:
+        elif self.token_keep is not None and self.pruned is None and enc.get("pixel_values") is not None:
             enc = keep_vision_tokens(self.model, enc, self.image_token_id, self.token_keep)
         self.last_image_tokens = int((enc["input_ids"] == self.image_token_id).sum())
+        if self.pruned is not None and enc.get("pixel_values") is not None:  # what the layers read, on average
+            n = int(enc["pixel_values"].shape[0])
+            self.last_image_tokens = n * self.vision_tokens_read(self.last_image_tokens // n)
         limit, n = self.context_tokens, int(enc["input_ids"].shape[1])
         if limit is not None and n >= limit:
             own = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -246,10 +277,29 @@ class VQAModel:
             forced = torch.tensor([encode_reply(self.tokenizer, prefix, add_eos=False)],
                                   dtype=inputs["input_ids"].dtype, device=self.model.device)  # (1, T)
             inputs = extend_prompt(inputs, forced)
+        if self._pruned(enc):
+            reply = self.pruned.generate(inputs, max_new_tokens, self.chat.stop_ids)  # type: ignore[union-attr]
+            return self.tokenizer.decode(reply, skip_special_tokens=True).strip()
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                       eos_token_id=self.chat.stop_ids, pad_token_id=self.pad_id)
         return self.tokenizer.decode(out[0, start:], skip_special_tokens=True).strip()
+
+    def _pruned(self, enc: dict) -> bool:
+        """Whether ``enc`` runs through the layer pruners (their mode is on and it shows an image)."""
+        return self.pruned is not None and enc.get("pixel_values") is not None
+
+    def _last_logits(self, enc: dict) -> "torch.Tensor":
+        """(V,) logits of the token after the prompt ``enc`` (through the pruners when they apply)."""
+        if self._pruned(enc):
+            return self.pruned.last_logits(enc)  # type: ignore[union-attr]
+        return prompt_state(self.model, enc)[1]
+
+    def _reply_logprobs(self, enc: dict, replies: list[list[int]]) -> list["torch.Tensor"]:
+        """Per-token log-probabilities of each reply after ``enc`` (through the pruners when they apply)."""
+        if self._pruned(enc):
+            return self.pruned.reply_logprobs(enc, replies, self.pad_id)  # type: ignore[union-attr]
+        return reply_token_logprobs(self.model, enc, replies, self.pad_id)
 
     def refusal_probability(self, image: Image.Image | None, question: str,
                             vwm: VisualWorkingMemory | None = None) -> float:
@@ -258,7 +308,7 @@ class VQAModel:
         import torch
 
         enc = self.encode(question, self.memory(image, vwm))
-        _, last_logits = prompt_state(self.model, enc)
+        last_logits = self._last_logits(enc)
         first = encode_reply(self.tokenizer, REFUSAL_PREFIX, add_eos=False)[0]
         return float(torch.softmax(last_logits, dim=-1)[first])
 
@@ -284,7 +334,7 @@ class VQAModel:
             raise ValueError("score_options needs at least one option")
         enc = self.encode(question, self.memory(image, vwm))
         replies = [encode_reply(self.tokenizer, str(opt)) for opt in options]
-        logps = reply_token_logprobs(self.model, enc, replies, self.pad_id)
+        logps = self._reply_logprobs(enc, replies)
         return [float(lp.mean() if reduce == "mean" else lp.sum()) for lp in logps]
 
     def choose_letter(self, image: Image.Image | None, question: str, options: Sequence[str],
@@ -296,7 +346,7 @@ class VQAModel:
             of each option's letter, renormalised over the ``len(options)`` letters.
         """
         enc = self.encode(letter_question(question, options), self.memory(image, vwm))
-        probs = self._letter_probs(enc, len(options), prompt_state(self.model, enc)[1])
+        probs = self._letter_probs(enc, len(options), self._last_logits(enc))
         best = max(range(len(probs)), key=probs.__getitem__)
         return OPTION_LETTERS[best], probs
 
@@ -309,7 +359,7 @@ class VQAModel:
         if all(len(ids) == 1 for ids in letters) and len({ids[0] for ids in letters}) == n_options:
             scores = last_logits.float()[[ids[0] for ids in letters]]
         else:
-            logps = reply_token_logprobs(self.model, enc, letters, self.pad_id)
+            logps = self._reply_logprobs(enc, letters)
             scores = torch.stack([lp.sum() for lp in logps])
         return torch.softmax(scores.cpu(), dim=-1).tolist()
 

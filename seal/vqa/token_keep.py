@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from vwm.entropy import EntropyConfig, PatchSelection
 
-MODES = ("stride", "topk_norm", "entropy", "merger")
+MODES = ("stride", "topk_norm", "entropy", "merger", "pruners")
 """How the kept tokens are chosen."""
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -56,12 +56,14 @@ FAMILIES = ("llava",)
 class TokenKeep:
     """Which vision tokens the model keeps (``vision_budget.pruning_mode`` / ``pruning_ratio``)."""
 
-    mode: Literal["stride", "topk_norm", "entropy", "merger"]
+    mode: Literal["stride", "topk_norm", "entropy", "merger", "pruners"]
     ratio: float = 1.0
-    """Share kept by ``stride`` / ``topk_norm``, or merged into by ``merger`` (``M = ceil(N * ratio)``);
-    unused by ``entropy``, whose ``alpha`` sets it."""
+    """Share kept by ``stride`` / ``topk_norm``, merged into by ``merger`` (``M = ceil(N * ratio)``), or
+    kept by the ``pruners`` from their layer on; unused by ``entropy``, whose ``alpha`` sets it."""
     merger_path: str | None = None
     """``merger``: the trained token merger's folder (:mod:`seal.vqa.merger`, ``seal train merger``)."""
+    pruners_path: str | None = None
+    """``pruners``: the trained layer pruners' folder (:mod:`seal.vqa.pruners`, ``seal train pruners``)."""
     entropy: "EntropyConfig | None" = None
     """The patch selection of the ``entropy`` mode (required there)."""
     pixel_mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
@@ -74,6 +76,8 @@ class TokenKeep:
             raise ConfigError(f"vision_budget.pruning_mode: expected one of {', '.join(MODES)}, found {self.mode!r}")
         if not 0.0 < self.ratio <= 1.0:
             raise ConfigError(f"vision_budget.pruning_ratio: expected 0 < ratio <= 1, found {self.ratio}")
+        if self.mode == "pruners" and not self.pruners_path:
+            raise ConfigError("vision_budget.pruners_path: the pruners mode needs trained layer pruners' folder")
         if self.mode == "merger" and not self.merger_path:
             raise ConfigError("vision_budget.merger_path: the merger mode needs a trained merger's folder")
         if self.mode == "entropy" and self.entropy is None:
@@ -112,6 +116,9 @@ def keep_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKe
 
     from vwm.budget import prune_token_indices
 
+    if keep.mode not in ("stride", "topk_norm", "entropy"):
+        raise ValueError(f"keep_vision_tokens: the {keep.mode} mode has its own forward (seal.vqa.merged_forward, "
+                         "seal.vqa.pruned_forward)")
     device = model.device
     with torch.no_grad():
         out = model.model.get_image_features(pixel_values=enc["pixel_values"].to(device, model.dtype),

@@ -54,8 +54,8 @@ def build_hit_check(cfg: HitCheckConfig, localizer: Localizer, load_vqa: VQALoad
         members.append(CropMatcherCheck(matcher))
     if load_vqa is not None and uses_vqa(cfg, localizer):
         vqa, settings = load_vqa(cfg.vqa_path)
-        members.append(VQAWordCheck(vqa, cfg.asked_as(settings), VisionBudget(budget or VisionBudgetConfig(),
-                                                                              vqa.processor)))
+        members.append(VQAWordCheck(vqa, cfg.asked_as(settings), VisionBudget(
+            budget or VisionBudgetConfig(), vqa.processor, getattr(vqa, "vision_tokens_read", None))))
     if not members:
         return None
     return members[0] if len(members) == 1 else AllChecks(members, cfg.threshold)
