@@ -252,7 +252,7 @@ def head_names(heads: Sequence[Path]) -> list[str]:
     return names
 
 
-PRUNING_MODES = ("stride", "topk_norm", "merger", "pruners", "entropy")
+PRUNING_MODES = ("stride", "topk_norm", "merger", "pruners", "merger+pruners", "entropy")
 """The token cuts a pruning sweep compares (``vision_budget.pruning_mode``)."""
 
 

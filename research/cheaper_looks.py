@@ -58,9 +58,10 @@ def main() -> None:
     rows += [r for r in csv.DictReader((args.experiment / "sweeps.csv").open(newline="")) if r["sweep"] == "pruning"]
     points = []
     for r in rows:
-        m = re.fullmatch(r"sweep_pruning:(\w+)_r([0-9.]+)", r["policy"])
+        m = re.fullmatch(r"sweep_pruning:([\w+]+)_r([0-9.]+)", r["policy"])
         method, ratio = (m.group(1), float(m.group(2))) if m else ("all tokens", 1.0)
         share = {"pruners": (1 + 3 * ratio) / 4,  # the shipped heads prune before layer 1 of 4
+                 "merger+pruners": ratio * (1 + 3 * 0.5) / 4,  # then keep their trained half
                  "entropy": None}.get(method, ratio)
         if method == "entropy":
             share = entropy_share(args.suites_root / r["suite"], ratio, args.limit)

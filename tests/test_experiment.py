@@ -209,7 +209,7 @@ def test_pruning_sweep_modes_and_their_overrides(tmp_path, capsys):
     from eval.experiment import pruning_overrides
     from seal.config import AskConfig, load
 
-    for mode in ("stride", "topk_norm", "merger", "pruners", "entropy"):
+    for mode in ("stride", "topk_norm", "merger", "pruners", "merger+pruners", "entropy"):
         cfg = load(overrides=list(pruning_overrides(mode, 0.25)), cls=AskConfig, search_profile=False)
         assert cfg.vision_budget.pruning_mode == mode
         if mode == "entropy":
@@ -221,4 +221,4 @@ def test_pruning_sweep_modes_and_their_overrides(tmp_path, capsys):
     argv = ["experiment", "--suite", str(empty), "--out", str(tmp_path / "exp"), "--pruning-ratios=0.5",
             "--pruning-modes=stride,pruned"]
     assert main(argv) == 2  # one line naming the modes it knows
-    assert "stride, topk_norm, merger, pruners, entropy" in capsys.readouterr().err
+    assert "stride, topk_norm, merger, pruners, merger+pruners, entropy" in capsys.readouterr().err

@@ -173,3 +173,21 @@ def test_the_ledger_books_what_the_pruned_layers_read(tmp_path, capsys):
     state = vqa.pruned.prefill(enc)
     assert state.vision_read[0] == n and set(state.vision_read[1:]) == {keep_counts([[n]], 0.25)[0]}
     assert vqa.last_image_tokens == math.ceil(sum(state.vision_read) / len(state.vision_read))
+
+
+def test_merger_then_pruners_book_what_the_layers_read(tmp_path, capsys):
+    """``merger+pruners``: the merger to ``ceil(N * ratio)``, then the pruners keep their trained half of
+    those from layer 1 of 4; booked = the mean over the layers = what the answer's prompt reports."""
+    from seal.vqa.pruners import keep_counts
+
+    image, ann = write_scene(tmp_path)
+    argv = ["ask", "--image", image, "--annotation", ann, "--localizer", "oracle", "--question", QUESTION,
+            "--options", *OPTIONS, "--policy", "always_coarse", "--force-action", "coarse", "--quiet",
+            "--vision_budget.pruning_mode=merger+pruners", "--vision_budget.pruning_ratio=0.5",
+            "--trace-dir", tmp_path / "t"]
+    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "t" / "trace.json").read_text())
+    (answer,) = [e for e in record["events"] if e["type"] == "answer"]
+    m = math.ceil(64 * 0.5)  # the shipped VQA model: 64 tokens per image
+    expected = math.ceil((m + 3 * keep_counts([[m]], 0.5)[0]) / 4)
+    assert record["cost"]["vision_tokens_global"] == answer["prompt_image_tokens"] == expected

@@ -37,13 +37,14 @@ class VisionBudgetConfig:
     full_max_pixels: int = 1344 * 1344
     patch_size: int = 14
     """Patch side of the fallback token heuristic ``ceil(w / p) * ceil(h / p)``."""
-    pruning_mode: Literal["none", "stride", "topk_norm", "entropy", "merger", "pruners"] = "none"
+    pruning_mode: Literal["none", "stride", "topk_norm", "entropy", "merger", "pruners", "merger+pruners"] = "none"
     """How each image's vision tokens are cut (the issue's ``vwm.budget.method``): ``stride`` and
     ``topk_norm`` keep ``pruning_ratio`` of them, every k-th or those with the largest feature norm
     (the pruning proxy); ``merger`` merges them into ``pruning_ratio`` as many with a trained merger
     (seed 002, ``merger_path``); ``pruners`` lets trained heads drop all but ``pruning_ratio`` of them
     inside the LLM from their layer on (seed 002, ``pruners_path``; booked: the mean over the LLM's
-    layers of the tokens each reads); ``entropy`` merges low-entropy regions into single tokens (seed 003,
+    layers of the tokens each reads); ``merger+pruners``: the merger to ``pruning_ratio``, then the
+    pruners keep their trained share of those; ``entropy`` merges low-entropy regions into single tokens (seed 003,
     :mod:`vwm.entropy`, settings in ``entropy``). The VQA model reads only the tokens left
     (:mod:`seal.vqa.token_keep`), and the ledger books them."""
     pruning_ratio: float = 1.0
@@ -119,11 +120,12 @@ class VisionBudget:
         a number that depends on the pixels: see :meth:`tokens_for`)."""
         if self.cfg.pruning_mode in ("none", "entropy"):
             return n_tokens
-        if self.cfg.pruning_mode == "pruners":
+        kept = n_tokens if self.cfg.pruning_mode == "pruners" else max(1, math.ceil(n_tokens * self.cfg.pruning_ratio))
+        if "pruners" in self.cfg.pruning_mode:
             if self.tokens_read is None:
                 raise ConfigError("vision_budget.pruning_mode: pruners: the budget needs the VQA model's count")
-            return self.tokens_read(n_tokens)
-        return max(1, math.ceil(n_tokens * self.cfg.pruning_ratio))
+            return self.tokens_read(kept)
+        return kept
 
     def _entropy_tokens(self, image: Image.Image) -> int:
         """Tokens the ``entropy`` selection keeps of ``image`` as the processor presents it (the same

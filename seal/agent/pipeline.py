@@ -438,5 +438,5 @@ def token_keep(budget: "VisionBudgetConfig", processor: Any = None) -> "TokenKee
         norm = {} if ip is None else {"pixel_mean": tuple(ip.image_mean), "pixel_std": tuple(ip.image_std)}
         return TokenKeep("entropy", entropy=budget.entropy, **norm)
     return TokenKeep(budget.pruning_mode, budget.pruning_ratio,
-                     merger_path=budget.merger_path if budget.pruning_mode == "merger" else None,
-                     pruners_path=budget.pruners_path if budget.pruning_mode == "pruners" else None)
+                     merger_path=budget.merger_path if "merger" in budget.pruning_mode else None,
+                     pruners_path=budget.pruners_path if "pruners" in budget.pruning_mode else None)

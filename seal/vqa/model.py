@@ -145,20 +145,22 @@ class VQAModel:
                                   "its own token counts (vwm_layout seal_objects); set pruning_mode: none")
         self.token_keep = keep
         self.merger = self.pruned = None
-        if keep is not None and keep.mode == "pruners":
+        modes = keep.mode.split("+") if keep is not None else []
+        if "pruners" in modes:
             from seal.core.paths import resolve_dir
             from seal.vqa.pruned_forward import PrunedLM
             from seal.vqa.pruners import LayerPruners
 
-            path = resolve_dir(keep.pruners_path, "vision_budget.pruners_path")
+            path = resolve_dir(keep.pruners_path, "vision_budget.pruners_path")  # type: ignore[union-attr]
             layers = LayerPruners.load(path).cfg.layers
-            heads = LayerPruners.load(path, keep_ratios=[keep.ratio] * len(layers))  # each keeps ``ratio``
-            self.pruned = PrunedLM(self.model, heads.to(self.model.device))
-        if keep is not None and keep.mode == "merger":
+            # alone each head keeps ``ratio``; after the merger (which spends ``ratio``) their trained share
+            ratios = [keep.ratio] * len(layers) if keep.mode == "pruners" else None  # type: ignore[union-attr]
+            self.pruned = PrunedLM(self.model, LayerPruners.load(path, keep_ratios=ratios).to(self.model.device))
+        if "merger" in modes:
             from seal.core.paths import resolve_dir
             from seal.vqa.merger import load_merger
 
-            path = resolve_dir(keep.merger_path, "vision_budget.merger_path")
+            path = resolve_dir(keep.merger_path, "vision_budget.merger_path")  # type: ignore[union-attr]
             self.merger = load_merger(path, device=self.model.device)
 
     def vision_tokens_read(self, n_tokens: int) -> int:
@@ -239,8 +241,8 @@ class VQAModel:
         elif self.token_keep is not None and self.pruned is None and enc.get("pixel_values") is not None:
             enc = keep_vision_tokens(self.model, enc, self.image_token_id, self.token_keep)
         self.last_image_tokens = int((enc["input_ids"] == self.image_token_id).sum())
-        if self.pruned is not None and enc.get("pixel_values") is not None:  # what the layers read, on average
-            n = int(enc["pixel_values"].shape[0])
+        if self._pruned(enc):  # what the layers read, on average
+            n = _n_images(enc)
             self.last_image_tokens = n * self.vision_tokens_read(self.last_image_tokens // n)
         limit, n = self.context_tokens, int(enc["input_ids"].shape[1])
         if limit is not None and n >= limit:
@@ -287,7 +289,7 @@ class VQAModel:
 
     def _pruned(self, enc: dict) -> bool:
         """Whether ``enc`` runs through the layer pruners (their mode is on and it shows an image)."""
-        return self.pruned is not None and enc.get("pixel_values") is not None
+        return self.pruned is not None and _n_images(enc) > 0
 
     def _last_logits(self, enc: dict) -> "torch.Tensor":
         """(V,) logits of the token after the prompt ``enc`` (through the pruners when they apply)."""
@@ -382,6 +384,15 @@ class VQAModel:
         return TextPassOutput(pooled=hidden.mean(dim=0).cpu(), last_hidden=hidden[-1].cpu(),
                               next_token_logits=logits.cpu(), entropy=entropy, margin=margin,
                               letter_probs=letter_probs)
+
+
+def _n_images(enc: dict) -> int:
+    """Images in the prompt ``enc``: its ``pixel_values`` rows, or the pre-encoded ones a token cut left
+    in ``mm_encoder_outputs``."""
+    if enc.get("pixel_values") is not None:
+        return int(enc["pixel_values"].shape[0])
+    encoded = (enc.get("mm_encoder_outputs") or {}).get("image")
+    return 0 if encoded is None else len(encoded.pooler_output)
 
 
 def extend_prompt(inputs: dict, ids: "torch.Tensor") -> dict:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from vwm.entropy import EntropyConfig, PatchSelection
 
-MODES = ("stride", "topk_norm", "entropy", "merger", "pruners")
+MODES = ("stride", "topk_norm", "entropy", "merger", "pruners", "merger+pruners")
 """How the kept tokens are chosen."""
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -56,10 +56,11 @@ FAMILIES = ("llava",)
 class TokenKeep:
     """Which vision tokens the model keeps (``vision_budget.pruning_mode`` / ``pruning_ratio``)."""
 
-    mode: Literal["stride", "topk_norm", "entropy", "merger", "pruners"]
+    mode: Literal["stride", "topk_norm", "entropy", "merger", "pruners", "merger+pruners"]
     ratio: float = 1.0
     """Share kept by ``stride`` / ``topk_norm``, merged into by ``merger`` (``M = ceil(N * ratio)``), or
-    kept by the ``pruners`` from their layer on; unused by ``entropy``, whose ``alpha`` sets it."""
+    kept by the ``pruners`` from their layer on (``merger+pruners``: the merger's, the pruners then keep
+    their trained share); unused by ``entropy``, whose ``alpha`` sets it."""
     merger_path: str | None = None
     """``merger``: the trained token merger's folder (:mod:`seal.vqa.merger`, ``seal train merger``)."""
     pruners_path: str | None = None
@@ -76,9 +77,9 @@ class TokenKeep:
             raise ConfigError(f"vision_budget.pruning_mode: expected one of {', '.join(MODES)}, found {self.mode!r}")
         if not 0.0 < self.ratio <= 1.0:
             raise ConfigError(f"vision_budget.pruning_ratio: expected 0 < ratio <= 1, found {self.ratio}")
-        if self.mode == "pruners" and not self.pruners_path:
+        if "pruners" in self.mode and not self.pruners_path:
             raise ConfigError("vision_budget.pruners_path: the pruners mode needs trained layer pruners' folder")
-        if self.mode == "merger" and not self.merger_path:
+        if "merger" in self.mode and not self.merger_path:
             raise ConfigError("vision_budget.merger_path: the merger mode needs a trained merger's folder")
         if self.mode == "entropy" and self.entropy is None:
             raise ConfigError("vision_budget.entropy: the entropy mode needs its settings (mode, alpha, ...)")
