@@ -326,7 +326,7 @@ class _Search:
     def _result(self, stop: str) -> SearchResult:
         box, score, instances, fallback = self._answer()
         b, seconds = self.budget, self.budget.elapsed()
-        calls = self.checks.calls + self.checks.root_calls if self.checks is not None else 0
+        calls = self.checks.calls + self.checks.unbudgeted_calls if self.checks is not None else 0
         final = -1.0 if self.final_check is None else float(self.final_check)
         self.trace.set_summary(
             target=self.target, strategy=self.cfg.strategy, found=box is not None,

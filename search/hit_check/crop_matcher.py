@@ -40,20 +40,12 @@ class CropMatcherCheck:
         self._stats = HitCheckStats()
 
     def check(self, target: str, box_xyxy: Sequence[float]) -> float | None:
-        if self._image is None:
-            raise RuntimeError("CropMatcherCheck.check before set_image")
-        self._stats.calls += 1
-        if not self.matcher.known(target):
-            self._stats.abstained += 1
-            return None
-        crops = self.matcher.crop_images(self._image, [box_xyxy])
-        self._stats.forwards += 1
-        return float(self.matcher.phrase_probability(crops, target)[0])
+        return self.check_many(target, [box_xyxy])[0]
 
     def check_many(self, target: str, boxes: Sequence[Sequence[float]]) -> list[float | None]:
         """:meth:`check` of every box in one forward of the matcher."""
         if self._image is None:
-            raise RuntimeError("CropMatcherCheck.check_many before set_image")
+            raise RuntimeError("CropMatcherCheck.check before set_image")
         self._stats.calls += len(boxes)
         if not self.matcher.known(target):
             self._stats.abstained += len(boxes)

@@ -54,7 +54,7 @@ class HitCheckState:
         self.accepted: list[CheckedBox] = []  # confident hits accepted (or trusted), in visit order
         self.compared: list[CheckedBox] = []  # compare_rejected: rejected confident hits above the floor
         self.calls = 0
-        self.root_calls = 0  # boxes the root check and prefetch read (outside max_calls)
+        self.unbudgeted_calls = 0  # boxes the root check and prefetch read (outside max_calls)
         self.batched = hasattr(hit_check, "check_many")  # reads many boxes in one pass
         self.read: dict[BoxXYXY, float | None] = {}  # batched verdicts by box, read before the visit
         self.seconds = 0.0
@@ -73,19 +73,14 @@ class HitCheckState:
         verdicts instead of a pass each. Rejected confident boxes are remembered at once."""
         if not self.batched:
             return
-        fresh: dict[BoxXYXY, float] = {}
+        pairs: dict[BoxXYXY, float] = {}
         for boxes, scores in detections:
-            confident = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)
-                         if s > self.cfg.confidence_high][:self.hcfg.per_node]
-            fresh.update((b, s) for b, s in confident if b not in self.read)  # type: ignore[misc]
-        remember = list(fresh)
+            pairs.update([(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)  # type: ignore[misc]
+                          if s > self.cfg.confidence_high][:self.hcfg.per_node])
+        confident = set(pairs)
         for boxes, scores in extra:
-            fresh.update(((tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)  # type: ignore[misc]
-                          if tuple(float(v) for v in b) not in self.read))
-        if fresh:
-            pairs = list(fresh.items())
-            probs = self._ask_batch(pairs, budgeted=False, remember=set(remember))  # type: ignore[arg-type]
-            self.read.update(zip((b for b, _ in pairs), probs))
+            pairs.update((tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores))  # type: ignore[misc]
+        self._read(list(pairs.items()), budgeted=False, remember=confident)  # type: ignore[arg-type]
 
     def root_hits(self, boxes: Iterable[BoxXYXY], scores: Iterable[float]) -> list[CheckedBox]:
         """``search.root_check``: the root's first ``root_check`` boxes (best first) read in one batch;
@@ -94,18 +89,9 @@ class HitCheckState:
         rules), and the batch is outside ``hit_check.max_calls``, which keeps its calls for them;
         its boxes count in ``calls`` all the same."""
         pairs = [(tuple(float(v) for v in b), float(s)) for b, s in zip(boxes, scores)][:self.cfg.root_check]
-        fresh = [(b, s) for b, s in pairs if b not in self.read]  # (prefetch may have read them)
-        if fresh:
-            t0 = time.perf_counter()
-            try:
-                probs = check_many(self.hit_check, self.target, [b for b, _ in fresh])  # type: ignore[arg-type]
-            finally:
-                self.seconds += time.perf_counter() - t0
-            self.root_calls += len(fresh)
-            self.read.update(zip((b for b, _ in fresh), (None if p is None else _probability(p, self.hit_check)
-                                                         for p in probs)))  # type: ignore[misc]
-        hits = [CheckedBox(b, s, self.read[b]) for b, s in pairs  # type: ignore[index]
-                if self.read[b] is not None and self.read[b] >= self.cfg.root_check_threshold]  # type: ignore
+        probs = self._read(pairs, budgeted=False, remember=set())  # type: ignore[arg-type]  (prefetch may have)
+        hits = [CheckedBox(b, s, p) for (b, s), p in zip(pairs, probs)  # type: ignore[arg-type]
+                if p is not None and p >= self.cfg.root_check_threshold]
         hits.sort(key=lambda v: -rank(v, self.hcfg.threshold))
         self.accepted += hits[:1]
         return hits[:1]
@@ -140,9 +126,7 @@ class HitCheckState:
         if self.batched:
             pending = [(b, s) for b, s in confident if b in self.read or (
                 not self._near(b, self.rejected) and not self._near(b, self.accepted))][:self.hcfg.per_node]  # type: ignore
-            fresh = [(b, s) for b, s in pending if b not in self.read]
-            self.read.update(zip((b for b, _ in fresh), self._ask_batch(fresh)))  # type: ignore[arg-type]
-            yield from ((b, s, self.read[b]) for b, s in pending)  # type: ignore[misc]
+            yield from ((b, s, p) for (b, s), p in zip(pending, self._read(pending)))  # type: ignore[misc]
             return
         asked = 0
         for box, score in confident:
@@ -176,10 +160,7 @@ class HitCheckState:
                 if p is None or p >= self.hcfg.threshold:
                     return CheckedBox(box, score, p)  # type: ignore[arg-type]
         if self.batched:  # the same boxes (distinct objects: one's rejection never skips another), one pass
-            fresh = [(b, s) for b, s in tried if b not in self.read]
-            self.read.update(zip((b for b, _ in fresh), self._ask_batch(fresh)))  # type: ignore[arg-type]
-            for box, score in tried:
-                p = self.read[box]
+            for (box, score), p in zip(tried, self._read(tried)):
                 if p is None or p >= self.hcfg.threshold:
                     return CheckedBox(box, score, p)  # type: ignore[arg-type]
         return self.best_rejected()
@@ -195,31 +176,30 @@ class HitCheckState:
         """Whether ``box`` is the object of one of ``verdicts`` (IoU ``> nms_iou``)."""
         return _overlaps(box, [v.box_xyxy for v in verdicts], self.cfg.nms_iou)
 
-    def _ask_batch(self, pending: list[tuple[BoxXYXY, float]], budgeted: bool = True,
-                   remember: set | None = None) -> list[float | None]:
-        """:meth:`_ask` of every ``(box, score)`` in one batched pass of a check that has
-        ``check_many`` (``budgeted``: the boxes past ``hit_check.max_calls`` get None, as there; else
-        they count in ``root_calls``, outside the budget). A rejected box is remembered (only those in
-        ``remember`` when given)."""
-        n = max(0, min(len(pending), self.hcfg.max_calls - self.calls)) if budgeted else len(pending)
-        if not n:
-            return [None] * len(pending)
-        t0 = time.perf_counter()
-        try:
-            probs = check_many(self.hit_check, self.target, [b for b, _ in pending[:n]])
-        finally:
-            self.seconds += time.perf_counter() - t0
-        if budgeted:
-            self.calls += n
-        else:
-            self.root_calls += n
-        out: list[float | None] = []
-        for (box, score), p in zip(pending[:n], probs):
-            p = None if p is None else _probability(p, self.hit_check)
-            if p is not None and p < self.hcfg.threshold and (remember is None or box in remember):
-                self.rejected.append(CheckedBox(box, score, p))
-            out.append(p)
-        return out + [None] * (len(pending) - n)
+    def _read(self, pairs: list[tuple[BoxXYXY, float]], budgeted: bool = True,
+              remember: set | None = None) -> list[float | None]:
+        """The verdicts of ``(box, score)`` pairs from a check that has ``check_many``: the boxes not read
+        yet in this search in one pass, the others from :attr:`read`. ``budgeted``: a box past
+        ``hit_check.max_calls`` gets None (as in :meth:`_ask`; not stored); else the boxes count in
+        ``unbudgeted_calls``. A rejected box is remembered (only those in ``remember`` when given)."""
+        fresh = list({b: s for b, s in pairs if b not in self.read}.items())
+        n = max(0, min(len(fresh), self.hcfg.max_calls - self.calls)) if budgeted else len(fresh)
+        if n:
+            t0 = time.perf_counter()
+            try:
+                probs = check_many(self.hit_check, self.target, [b for b, _ in fresh[:n]])
+            finally:
+                self.seconds += time.perf_counter() - t0
+            if budgeted:
+                self.calls += n
+            else:
+                self.unbudgeted_calls += n
+            for (box, score), p in zip(fresh[:n], probs):
+                p = None if p is None else _probability(p, self.hit_check)
+                if p is not None and p < self.hcfg.threshold and (remember is None or box in remember):
+                    self.rejected.append(CheckedBox(box, score, p))
+                self.read[box] = p
+        return [self.read.get(b) for b, _ in pairs]
 
     def _ask(self, box: BoxXYXY, score: float) -> float | None:
         """One hit-check call (None once the budget is spent); a rejection is remembered."""
