@@ -131,17 +131,12 @@ class VisionBudget:
         """Tokens the ``entropy`` selection keeps of ``image`` as the processor presents it (the same
         pixels :mod:`seal.vqa.token_keep` selects from): the processor's pixels read back as grey
         levels, one smallest patch per tower token."""
-        from vwm.entropy import levels_from_pixels, select_image_patches
+        from vwm.entropy import select_token_grid
 
-        n = self.tokens_for_size(*image.size)
-        pixels = self.processor.image_processor(images=[image.convert("RGB")], return_tensors="np")["pixel_values"][0]
-        side, g = pixels.shape[-1], math.isqrt(n)
-        if g * g != n or g % 4 or side % g or pixels.shape[-2] != side:
-            raise ConfigError(f"vision_budget.pruning_mode: entropy needs a square token grid with a side that is a "
-                              f"multiple of 4 over a square image; found {n} tokens over {side} px")
         ip = self.processor.image_processor
-        levels = levels_from_pixels(pixels.transpose(1, 2, 0), ip.image_mean, ip.image_std)
-        return select_image_patches(levels, side // g, self.cfg.entropy).stats.kept_tokens
+        pixels = ip(images=[image.convert("RGB")], return_tensors="np")["pixel_values"][0]  # (3, S, S)
+        n = self.tokens_for_size(*image.size)
+        return select_token_grid(pixels, n, self.cfg.entropy, ip.image_mean, ip.image_std).stats.kept_tokens
 
     def _exact_tokens(self, image: Image.Image) -> int:
         """Count the image tokens the processor expands one image placeholder (``<image>``,

@@ -33,6 +33,7 @@ groups of ``L1`` cells each kept patch covers (what a fixed-grid vision tower's 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
@@ -227,6 +228,26 @@ def levels_from_pixels(pixels_hwc: np.ndarray, mean: Sequence[float], std: Seque
 def select_image_patches(rgb: np.ndarray, patch: int, cfg: EntropyConfig) -> PatchSelection:
     """:func:`select_patches` of an (H, W, 3) RGB image (0..255, ``H`` and ``W`` multiples of ``4 * patch``)."""
     return select_patches(patch_entropy(grey_levels(rgb), patch, cfg.bins), cfg)
+
+
+def select_token_grid(pixels_chw: np.ndarray, n_tokens: int, cfg: EntropyConfig, mean: Sequence[float],
+                      std: Sequence[float]) -> PatchSelection:
+    """The selection over a vision tower's square token grid: one smallest patch per output token.
+
+    Args:
+        pixels_chw: (3, S, S) a processor's normalised pixels (its ``image_mean`` / ``image_std``).
+        n_tokens: the tower's output tokens for them, ``g * g`` with ``g`` a multiple of 4 dividing ``S``.
+
+    Raises:
+        ConfigError: a grid the cascade cannot cover.
+    """
+    side, g = pixels_chw.shape[-1], math.isqrt(n_tokens)
+    if g * g != n_tokens or g % 4 or side % g or pixels_chw.shape[-2] != side:
+        raise ConfigError(f"vision_budget.pruning_mode: entropy needs a square token grid with a side that is a "
+                          f"multiple of 4 over a square image; found {n_tokens} tokens over {pixels_chw.shape[-1]}x"
+                          f"{pixels_chw.shape[-2]} px")
+    levels = levels_from_pixels(np.asarray(pixels_chw).transpose(1, 2, 0), mean, std)
+    return select_image_patches(levels, side // g, cfg)
 
 
 def token_groups(selection: PatchSelection) -> list[np.ndarray]:

@@ -154,28 +154,11 @@ def entropy_selections(pixel_values: "torch.Tensor", n_tokens: list[int], keep: 
     Raises:
         ConfigError: a token grid the cascade cannot cover (not square, or ``g`` not a multiple of 4).
     """
-    import math
-
-
-    from vwm.entropy import select_image_patches
+    from vwm.entropy import select_token_grid
 
     pixels = pixel_values.detach().float().cpu().numpy()  # (n, 3, S, S)
-    out = []
-    for image, n in zip(pixels, n_tokens):
-        side, g = image.shape[-1], math.isqrt(n)
-        if g * g != n or g % 4 or side % g or image.shape[-2] != side:
-            raise ConfigError(f"vision_budget.pruning_mode: entropy needs a square token grid with a side that is a "
-                              f"multiple of 4 over a square image; found {n} tokens over {image.shape[-1]}x"
-                              f"{image.shape[-2]} px")
-        out.append(select_image_patches(_levels(image.transpose(1, 2, 0), keep), side // g, keep.entropy))
-    return out
-
-
-def _levels(image, keep: TokenKeep):
-    """(H, W, 3) float64 0..255 levels of normalised pixels ``image`` (H, W, 3)."""
-    from vwm.entropy import levels_from_pixels
-
-    return levels_from_pixels(image, keep.pixel_mean, keep.pixel_std)
+    return [select_token_grid(image, n, keep.entropy, keep.pixel_mean, keep.pixel_std)  # type: ignore[arg-type]
+            for image, n in zip(pixels, n_tokens)]
 
 
 def keep_mrope_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKeep) -> dict:
@@ -200,7 +183,7 @@ def keep_mrope_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: T
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from vwm.entropy import select_image_patches, token_groups
+    from vwm.entropy import levels_from_pixels, select_image_patches, token_groups
 
     device = model.device
     ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
@@ -225,7 +208,8 @@ def keep_mrope_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: T
         # patches are stored (t, gh, gw, m, m, C, T, p, p): the first frame, laid back out as (h * p, w * p, C)
         block = pixels[start:start + t * h * w].reshape(t, gh, gw, m, m, 3, temporal, p, p)[0, ..., 0, :, :]
         image = block.transpose(0, 2, 5, 1, 3, 6, 4).reshape(h * p, w * p, 3)
-        selection = select_image_patches(_levels(image, keep), m * p, keep.entropy)
+        selection = select_image_patches(levels_from_pixels(image, keep.pixel_mean, keep.pixel_std), m * p,
+                                         keep.entropy)
         groups = token_groups(selection)
         kept.append(merge_token_groups(feats, selection))
         keep_rows.update(image_rows[cursor + int(g.min())] for g in groups)  # top-left cell's row
