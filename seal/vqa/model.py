@@ -152,10 +152,9 @@ class VQAModel:
             from seal.vqa.pruners import LayerPruners
 
             path = resolve_dir(keep.pruners_path, "vision_budget.pruners_path")  # type: ignore[union-attr]
-            layers = LayerPruners.load(path).cfg.layers
             # alone each head keeps ``ratio``; after the merger (which spends ``ratio``) their trained share
-            ratios = [keep.ratio] * len(layers) if keep.mode == "pruners" else None  # type: ignore[union-attr]
-            self.pruned = PrunedLM(self.model, LayerPruners.load(path, keep_ratios=ratios).to(self.model.device))
+            ratio = keep.ratio if keep.mode == "pruners" else None  # type: ignore[union-attr]
+            self.pruned = PrunedLM(self.model, LayerPruners.load(path, keep_ratios=ratio).to(self.model.device))
         if "merger" in modes:
             from seal.core.paths import resolve_dir
             from seal.vqa.merger import load_merger

@@ -165,8 +165,9 @@ class LayerPruners(nn.Module):
         return out
 
     @classmethod
-    def load(cls, path: str | Path, keep_ratios: list[float] | None = None) -> "LayerPruners":
-        """The heads saved in ``path`` (strict), in eval mode; ``keep_ratios`` replaces the trained ones.
+    def load(cls, path: str | Path, keep_ratios: list[float] | float | None = None) -> "LayerPruners":
+        """The heads saved in ``path`` (strict), in eval mode; ``keep_ratios`` replaces the trained ones
+        (one float: the same ratio at every head).
 
         Raises:
             InputError: the folder holds no pruners or weights that do not fit their config.
@@ -177,6 +178,8 @@ class LayerPruners(nn.Module):
         if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
             raise InputError(f"not a pruners folder (expected {CONFIG} and {WEIGHTS})", path)
         meta = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        if isinstance(keep_ratios, (int, float)):
+            keep_ratios = [float(keep_ratios)] * len(meta["pruners"]["layers"])
         cfg = PrunerConfig(**{**meta["pruners"], **({"keep_ratios": keep_ratios} if keep_ratios else {})})
         pruners = cls(cfg, int(meta["width"]))
         try:
