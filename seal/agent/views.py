@@ -46,6 +46,7 @@ class ImageViews:
         self.budget = VisionBudget(budget_cfg, processor, tokens_read)
         self.vwm_config = vwm_config
         self._views: dict[str, Image.Image] = {}
+        self._tokens: dict[str, int] = {}
 
     @property
     def image(self) -> Image.Image:
@@ -63,16 +64,17 @@ class ImageViews:
         return self._views[level]
 
     def tokens(self, level: Level) -> int:
-        """Vision tokens the VQA LLM spends on the ``level`` view (after the pruning proxy), as its
-        prompt holds it (the layout's square when set)."""
-        if self.vwm_config is not None:
-            side = self.vwm_config.view_side(*self.view(level).size)
-            if self.budget.cfg.pruning_mode == "entropy":  # the count depends on the pixels the model gets
+        """Vision tokens the VQA LLM spends on the ``level`` view (after the token cut), counted on the
+        image its prompt holds (letterboxed to the layout's square when set: a cut such as ``entropy``
+        counts its pixels, the others its size); counted once per level."""
+        if level not in self._tokens:
+            shown = self.view(level)
+            if self.vwm_config is not None:
                 from seal.core.crops import letterbox
 
-                return self.budget.tokens_for(letterbox(self.view(level), side)[0])
-            return self.budget.tokens_for_size(side, side)
-        return self.budget.tokens_for(self.view(level))
+                shown, _ = letterbox(shown, self.vwm_config.view_side(*shown.size))
+            self._tokens[level] = self.budget.tokens_for(shown)
+        return self._tokens[level]
 
     def image_tokens(self, image: Image.Image) -> int:
         """Vision tokens of any other image fed to the VQA LLM (a VWM crop)."""
