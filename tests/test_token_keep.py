@@ -77,20 +77,27 @@ def test_generation_and_option_scoring_run_on_the_pruned_prompt(vqa):
         vqa.keep_tokens(None)
 
 
-def test_the_ledger_books_the_tokens_in_the_input(tmp_path, capsys):
+def _ask(tmp_path, capsys, name: str, *flags: str, action: str = "coarse", tiny_llava: bool = True):
+    """``seal ask`` on the test scene with the forced ``action`` and ``flags``; ``(cost, answer events)``
+    of its trace (``tiny_llava``: the cached tiny LLaVA and its layout, else the shipped models)."""
     image, ann = write_scene(tmp_path)
+    trace = tmp_path / name
+    model = [f"--models.vqa_path={cached_tiny_vlm('llava')}", f"--vwm.crop_side_px={VWM['crop_side_px']}",
+             f"--vwm.view_side_px={VWM['view_side_px']}", "--agent.max_new_tokens=4"] if tiny_llava else []
+    argv = ["ask", "--image", image, "--annotation", ann, *model, "--localizer", "oracle", "--question", QUESTION,
+            "--options", *OPTIONS, "--policy", f"always_{action}", "--force-action", action, "--quiet", *flags,
+            "--trace-dir", trace]
+    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    record = json.loads((trace / "trace.json").read_text())
+    return record["cost"], [e for e in record["events"] if e["type"] == "answer"]
+
+
+def test_the_ledger_books_the_tokens_in_the_input(tmp_path, capsys):
     booked = {}
     for ratio in (1.0, 0.25):
-        trace = tmp_path / f"r{ratio}"
-        argv = ["ask", "--image", image, "--annotation", ann, f"--models.vqa_path={cached_tiny_vlm('llava')}",
-                "--localizer", "oracle", f"--vwm.crop_side_px={VWM['crop_side_px']}",
-                f"--vwm.view_side_px={VWM['view_side_px']}", "--question", QUESTION, "--options", *OPTIONS,
-                "--policy", "always_coarse", "--force-action", "coarse", "--agent.max_new_tokens=4", "--quiet",
-                "--vision_budget.pruning_mode=stride", f"--vision_budget.pruning_ratio={ratio}", "--trace-dir", trace]
-        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
-        record = json.loads((trace / "trace.json").read_text())
-        (answer,) = [e for e in record["events"] if e["type"] == "answer"]
-        booked[ratio] = record["cost"]["vision_tokens_global"]
+        cost, (answer,) = _ask(tmp_path, capsys, f"r{ratio}", "--vision_budget.pruning_mode=stride",
+                               f"--vision_budget.pruning_ratio={ratio}")
+        booked[ratio] = cost["vision_tokens_global"]
         assert booked[ratio] == answer["prompt_image_tokens"]
     assert booked[0.25] == math.ceil(booked[1.0] * 0.25) < booked[1.0]
 
@@ -107,19 +114,10 @@ def test_a_family_whose_tokens_cannot_be_removed_is_refused():
 def test_the_ledger_books_the_entropy_selections_tokens(tmp_path, capsys, action):
     """``pruning_mode: entropy`` keeps a number of tokens that depends on the pixels: the ledger books what
     the model read, for the global view and for each crop."""
-    image, ann = write_scene(tmp_path)
     booked = {}
     for alpha in (1.0, 0.3):
-        trace = tmp_path / f"{action}{alpha}"
-        argv = ["ask", "--image", image, "--annotation", ann, f"--models.vqa_path={cached_tiny_vlm('llava')}",
-                "--localizer", "oracle", f"--vwm.crop_side_px={VWM['crop_side_px']}",
-                f"--vwm.view_side_px={VWM['view_side_px']}", "--question", QUESTION, "--options", *OPTIONS,
-                "--policy", f"always_{action}", "--force-action", action, "--agent.max_new_tokens=4", "--quiet",
-                "--vision_budget.pruning_mode=entropy", f"--vision_budget.entropy.alpha={alpha}", "--trace-dir", trace]
-        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
-        record = json.loads((trace / "trace.json").read_text())
-        answers = [e for e in record["events"] if e["type"] == "answer"]
-        cost = record["cost"]
+        cost, answers = _ask(tmp_path, capsys, f"{action}{alpha}", "--vision_budget.pruning_mode=entropy",
+                             f"--vision_budget.entropy.alpha={alpha}", action=action)
         booked[alpha] = cost["vision_tokens_global"] + cost["vision_tokens_crops"]
         assert booked[alpha] == answers[-1]["prompt_image_tokens"]
     assert booked[0.3] < booked[1.0]
@@ -128,18 +126,11 @@ def test_the_ledger_books_the_entropy_selections_tokens(tmp_path, capsys, action
 def test_the_ledger_books_the_merged_tokens(tmp_path, capsys):
     """``pruning_mode: merger`` (the shipped merger of the shipped VQA model): the model reads
     ``ceil(N * ratio)`` merged tokens per image, as booked."""
-    image, ann = write_scene(tmp_path)
     booked = {}
     for mode, ratio in (("none", 1.0), ("merger", 0.25)):
-        trace = tmp_path / mode
-        argv = ["ask", "--image", image, "--annotation", ann, "--localizer", "oracle", "--question", QUESTION,
-                "--options", *OPTIONS, "--policy", "always_coarse", "--force-action", "coarse", "--quiet",
-                f"--vision_budget.pruning_mode={mode}", f"--vision_budget.pruning_ratio={ratio}",
-                "--trace-dir", trace]
-        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
-        record = json.loads((trace / "trace.json").read_text())
-        (answer,) = [e for e in record["events"] if e["type"] == "answer"]
-        booked[mode] = record["cost"]["vision_tokens_global"]
+        cost, (answer,) = _ask(tmp_path, capsys, mode, f"--vision_budget.pruning_mode={mode}",
+                               f"--vision_budget.pruning_ratio={ratio}", tiny_llava=False)
+        booked[mode] = cost["vision_tokens_global"]
         assert booked[mode] == answer["prompt_image_tokens"]
     assert booked["merger"] == math.ceil(booked["none"] * 0.25) < booked["none"]
 
@@ -150,17 +141,11 @@ def test_the_ledger_books_what_the_pruned_layers_read(tmp_path, capsys):
     what the hard-pruned forward's layers really read."""
     from seal.vqa.pruners import keep_counts
 
-    image, ann = write_scene(tmp_path)
     booked = {}
     for mode in ("none", "pruners"):
-        trace = tmp_path / mode
-        argv = ["ask", "--image", image, "--annotation", ann, "--localizer", "oracle", "--question", QUESTION,
-                "--options", *OPTIONS, "--policy", "always_coarse", "--force-action", "coarse", "--quiet",
-                f"--vision_budget.pruning_mode={mode}", "--vision_budget.pruning_ratio=0.25", "--trace-dir", trace]
-        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
-        record = json.loads((trace / "trace.json").read_text())
-        (answer,) = [e for e in record["events"] if e["type"] == "answer"]
-        booked[mode] = record["cost"]["vision_tokens_global"]
+        cost, (answer,) = _ask(tmp_path, capsys, mode, f"--vision_budget.pruning_mode={mode}",
+                               "--vision_budget.pruning_ratio=0.25", tiny_llava=False)
+        booked[mode] = cost["vision_tokens_global"]
         assert booked[mode] == answer["prompt_image_tokens"]
     n = booked["none"]
     assert booked["pruners"] == math.ceil((n + 3 * keep_counts([[n]], 0.25)[0]) / 4) < n  # head before layer 1 of 4
@@ -169,6 +154,7 @@ def test_the_ledger_books_what_the_pruned_layers_read(tmp_path, capsys):
     vqa.keep_tokens(TokenKeep("pruners", 0.25, pruners_path="checkpoints/pruners_tiny"))
     from PIL import Image
 
+    image, _ = write_scene(tmp_path)
     enc = vqa.encode(QUESTION, vqa.memory(Image.open(image).convert("RGB"), None))
     state = vqa.pruned.prefill(enc)
     assert state.vision_read[0] == n and set(state.vision_read[1:]) == {keep_counts([[n]], 0.25)[0]}
@@ -180,14 +166,8 @@ def test_merger_then_pruners_book_what_the_layers_read(tmp_path, capsys):
     those from layer 1 of 4; booked = the mean over the layers = what the answer's prompt reports."""
     from seal.vqa.pruners import keep_counts
 
-    image, ann = write_scene(tmp_path)
-    argv = ["ask", "--image", image, "--annotation", ann, "--localizer", "oracle", "--question", QUESTION,
-            "--options", *OPTIONS, "--policy", "always_coarse", "--force-action", "coarse", "--quiet",
-            "--vision_budget.pruning_mode=merger+pruners", "--vision_budget.pruning_ratio=0.5",
-            "--trace-dir", tmp_path / "t"]
-    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
-    record = json.loads((tmp_path / "t" / "trace.json").read_text())
-    (answer,) = [e for e in record["events"] if e["type"] == "answer"]
+    cost, (answer,) = _ask(tmp_path, capsys, "t", "--vision_budget.pruning_mode=merger+pruners",
+                           "--vision_budget.pruning_ratio=0.5", tiny_llava=False)
     m = math.ceil(64 * 0.5)  # the shipped VQA model: 64 tokens per image
     expected = math.ceil((m + 3 * keep_counts([[m]], 0.5)[0]) / 4)
-    assert record["cost"]["vision_tokens_global"] == answer["prompt_image_tokens"] == expected
+    assert cost["vision_tokens_global"] == answer["prompt_image_tokens"] == expected
