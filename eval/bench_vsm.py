@@ -168,7 +168,10 @@ def target_size(target: BenchTarget, image: Any) -> float:
 
 
 def _time_locate(localizer: Any, images: list, calls: int) -> float:
-    """Median seconds of ``locate`` on 4 fresh regions (``set_image`` clears the feature cache)."""
+    """Median seconds of ``locate`` on 4 fresh regions (``set_image`` clears the feature cache); nan
+    for ``calls`` 0."""
+    if calls < 1:
+        return float("nan")
     rng = np.random.default_rng(0)
     times = []
     for i in range(calls):
