@@ -130,11 +130,17 @@ class VisionBudget:
     def _entropy_tokens(self, image: Image.Image) -> int:
         """Tokens the ``entropy`` selection keeps of ``image`` as the processor presents it (the same
         pixels :mod:`seal.vqa.token_keep` selects from): the processor's pixels read back as grey
-        levels, one smallest patch per tower token."""
-        from vwm.entropy import select_token_grid
+        levels, one smallest patch per tower token (a Qwen2.5-VL style processor, which returns an
+        ``image_grid_thw``: per merged token, :func:`vwm.entropy.select_merged_grid`)."""
+        from vwm.entropy import select_merged_grid, select_token_grid
 
         ip = self.processor.image_processor
-        pixels = ip(images=[image.convert("RGB")], return_tensors="np")["pixel_values"][0]  # (3, S, S)
+        out = ip(images=[image.convert("RGB")], return_tensors="np")
+        if out.get("image_grid_thw") is not None:  # (1, 3); pixel_values (t * h * w, 3 * T * p * p)
+            return select_merged_grid(out["pixel_values"], out["image_grid_thw"][0], self.cfg.entropy, ip.image_mean,
+                                      ip.image_std, int(ip.patch_size), int(ip.merge_size),
+                                      int(ip.temporal_patch_size)).stats.kept_tokens
+        pixels = out["pixel_values"][0]  # (3, S, S)
         n = self.tokens_for_size(*image.size)
         return select_token_grid(pixels, n, self.cfg.entropy, ip.image_mean, ip.image_std).stats.kept_tokens
 

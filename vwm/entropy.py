@@ -28,7 +28,9 @@ splits some of them into their four ``L2`` children, and some split ``L2`` patch
 
 :class:`BudgetStats` records the arithmetic per image. :func:`token_groups` turns a selection into the
 groups of ``L1`` cells each kept patch covers (what a fixed-grid vision tower's keep-mask needs,
-:mod:`seal.vqa.token_keep`). numpy only (no torch).
+:mod:`seal.vqa.token_keep`). :func:`select_token_grid` selects over a fixed-grid tower's square token grid
+(LLaVA's CLIP), :func:`select_merged_grid` over a Qwen2.5-VL style merged-token grid, each from the
+processor's own pixels (the VQA model's cut and the cost ledger call the same function). numpy only (no torch).
 """
 
 from __future__ import annotations
@@ -248,6 +250,34 @@ def select_token_grid(pixels_chw: np.ndarray, n_tokens: int, cfg: EntropyConfig,
                           f"{pixels_chw.shape[-2]} px")
     levels = levels_from_pixels(np.asarray(pixels_chw).transpose(1, 2, 0), mean, std)
     return select_image_patches(levels, side // g, cfg)
+
+
+def select_merged_grid(patches: np.ndarray, grid_thw: Sequence[int], cfg: EntropyConfig, mean: Sequence[float],
+                       std: Sequence[float], patch: int, merge: int, temporal: int) -> PatchSelection:
+    """The selection over one image's merged-token grid of a Qwen2.5-VL style tower (patches of ``patch`` px,
+    ``merge x merge`` of them merged into one token): one smallest patch per merged token, ``merge * patch`` px.
+
+    Args:
+        patches: (t * h * w, 3 * temporal * patch * patch) the image's rows of the processor's flattened
+            ``pixel_values`` (normalised with its ``image_mean`` / ``image_std``), stored in the order
+            (t, h / merge, w / merge, merge, merge) with each row laid out (C, temporal, patch, patch).
+        grid_thw: the image's ``(t, h, w)`` in patches (its ``image_grid_thw`` row); the first frame is read.
+
+    Returns:
+        the selection over the ``(h / merge) x (w / merge)`` grid, raster order = the merged tokens' order.
+
+    Raises:
+        ConfigError: a merged grid whose sides are not multiples of 4 (the cascade's ``L3`` patch).
+    """
+    t, h, w = (int(v) for v in grid_thw)
+    gh, gw = h // merge, w // merge
+    if gh % 4 or gw % 4 or gh == 0 or gw == 0:
+        raise ConfigError(f"vision_budget.pruning_mode: entropy needs a merged-token grid with sides that are "
+                          f"multiples of 4 (views of multiples of {4 * merge * patch} px); an image has {gh}x{gw}")
+    rows = np.asarray(patches)[:t * h * w].reshape(t, gh, gw, merge, merge, 3, temporal, patch, patch)
+    first = rows[0, ..., 0, :, :]  # (gh, gw, m, m, C, p, p): the first frame
+    image = first.transpose(0, 2, 5, 1, 3, 6, 4).reshape(h * patch, w * patch, 3)  # (gh, m, p, gw, m, p, C)
+    return select_image_patches(levels_from_pixels(image, mean, std), merge * patch, cfg)
 
 
 def token_groups(selection: PatchSelection) -> list[np.ndarray]:

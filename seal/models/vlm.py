@@ -143,8 +143,15 @@ def uses_mrope(model: Any) -> bool:
 def rope_delta(model: Any, prompt: Any) -> int:
     """How far the next position after ``prompt`` (batch of one) lies from its length: 0 for 1-D
     positions and text-only prompts; under M-RoPE an image's tokens share positions, so the text
-    after it continues from ``max position + 1`` (``delta = max + 1 - length``)."""
-    if not uses_mrope(model) or prompt.get("image_grid_thw") is None:
+    after it continues from ``max position + 1`` (``delta = max + 1 - length``). A prompt with explicit
+    ``position_ids`` (3, 1, P) (a token cut that keeps some image tokens at their own grid positions,
+    :func:`seal.vqa.token_keep.keep_mrope_vision_tokens`) takes its delta from them."""
+    if not uses_mrope(model):
+        return 0
+    positions = prompt.get("position_ids")
+    if positions is not None:
+        return int(positions.max()) + 1 - int(prompt["input_ids"].shape[1])
+    if prompt.get("image_grid_thw") is None:
         return 0
     import torch
 

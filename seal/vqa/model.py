@@ -139,7 +139,7 @@ class VQAModel:
             ConfigError: a model family whose tokens cannot be removed.
         """
         if keep is not None:
-            check_family(self.model)
+            check_family(self.model, keep.mode)
             if self.object_projector is not None:
                 raise ConfigError("vision_budget.pruning_mode: a converted SEAL VQA model lays its images out in "
                                   "its own token counts (vwm_layout seal_objects); set pruning_mode: none")
@@ -281,6 +281,8 @@ class VQAModel:
         if self._pruned(enc):
             reply = self.pruned.generate(inputs, max_new_tokens, self.chat.stop_ids)  # type: ignore[union-attr]
             return self.tokenizer.decode(reply, skip_special_tokens=True).strip()
+        # explicit M-RoPE positions (Qwen2.5-VL's entropy cut): generate counts on from the last prompt
+        # token's (text, so max + 1), not from image_grid_thw (tests/test_qwen_entropy.py)
         with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                       eos_token_id=self.chat.stop_ids, pad_token_id=self.pad_id)
@@ -396,7 +398,8 @@ def _n_images(enc: dict) -> int:
 
 def extend_prompt(inputs: dict, ids: "torch.Tensor") -> dict:
     """``inputs`` (batch of one) with the token ids ``ids`` (1, T) appended: ``input_ids`` grows, the
-    attention mask with ones, per-token type ids (Qwen2.5-VL's ``mm_token_type_ids``: text) with zeros."""
+    attention mask with ones, per-token type ids (Qwen2.5-VL's ``mm_token_type_ids``: text) with zeros,
+    explicit M-RoPE ``position_ids`` (3, 1, P) with text positions ``max + 1 ...`` (the prompt's rope delta)."""
     import torch
 
     out = dict(inputs)
@@ -407,4 +410,8 @@ def extend_prompt(inputs: dict, ids: "torch.Tensor") -> dict:
         if value is not None and value.dim() == 2 and value.shape[1] == length:
             fill = torch.ones_like(ids) if key == "attention_mask" else torch.zeros_like(ids)
             out[key] = torch.cat([value, fill.to(value.dtype)], dim=1)
+    positions = inputs.get("position_ids")
+    if positions is not None:  # (3, 1, P)
+        after = positions.max() + 1 + torch.arange(ids.shape[1], device=positions.device, dtype=positions.dtype)
+        out["position_ids"] = torch.cat([positions, after.view(1, 1, -1).expand(positions.shape[0], 1, -1)], dim=-1)
     return out

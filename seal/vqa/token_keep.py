@@ -19,15 +19,17 @@ features of the cells it covers, placed at its top-left cell's place in the grid
 (:func:`entropy_selections` gives the per-image :class:`vwm.entropy.BudgetStats`), and the grid side
 ``g`` must be a multiple of 4 (8 x 8 for the shipped tiny model, 24 x 24 for LLaVA-1.5-336).
 
-Families: ``llava`` (LLaVA-1.5: one contiguous block of ``N`` tokens per image, 1-D positions). The
-any-resolution families pack tiles and newline tokens (OneVision) or position images on a 3-D grid
-(Qwen2.5-VL), where removing tokens changes what the positions mean; they are refused by
-:func:`check_family`. For Qwen2.5-VL the entropy mode has its own function,
-:func:`keep_mrope_vision_tokens`: the cascade runs over the merged-token grid (one smallest patch =
-one token after the 2 x 2 merger, 28 px in the real model) and the prompt carries explicit M-RoPE
-``position_ids``: text keeps its own positions, a kept token the (t, h, w) position of its top-left
-cell. It is not wired into :class:`seal.vqa.VQAModel` yet (a cached continuation must then take its
-rope delta from these positions, not from ``image_grid_thw``).
+Families (:func:`check_family`): ``llava`` (LLaVA-1.5: one contiguous block of ``N`` tokens per image,
+1-D positions) takes every mode. Qwen2.5-VL (``qwen2_5_vl``) takes the ``entropy`` mode, where the
+selection drives the patch sizes (:func:`keep_mrope_vision_tokens`, reached through
+:func:`keep_vision_tokens`): the cascade runs over each image's merged-token grid (one smallest patch =
+one token after the 2 x 2 merger, 28 px in the real model; :func:`vwm.entropy.select_merged_grid`), a
+1 x 1, 2 x 2 or 4 x 4 patch is one token, and the prompt carries explicit M-RoPE ``position_ids``: text
+keeps its own positions, a kept token takes the (t, h, w) position of its top-left cell. Every later
+token continues from those positions (rope delta ``max(position) + 1 - P'``,
+:func:`seal.models.vlm.rope_delta`), in generation, option scoring and letters alike; the stride /
+top-k proxies are refused for it (its positions would lose their grid). LLaVA-OneVision packs tiles and
+row-newline tokens, where removing tokens changes what the rest means: every mode is refused.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 """CLIP's pixel normalisation (``transformers.image_utils.OPENAI_CLIP_MEAN`` / ``_STD``), LLaVA's default."""
 
 FAMILIES = ("llava",)
-"""``model_type`` of the checkpoints whose vision tokens can be removed."""
+"""``model_type`` of the checkpoints whose vision tokens every mode can remove."""
+ENTROPY_FAMILIES = ("llava", "qwen2_5_vl")
+"""``model_type`` of the checkpoints the ``entropy`` mode works for (Qwen2.5-VL: :func:`keep_mrope_vision_tokens`)."""
 
 
 @dataclass(frozen=True)
@@ -85,23 +89,28 @@ class TokenKeep:
             raise ConfigError("vision_budget.entropy: the entropy mode needs its settings (mode, alpha, ...)")
 
 
-def check_family(model: Any) -> None:
-    """Refuse a model whose vision tokens this proxy cannot remove.
+def check_family(model: Any, mode: str | None = None) -> None:
+    """Refuse a model whose vision tokens the cut ``mode`` cannot remove (None: a cut of any mode).
 
     Raises:
         ConfigError: naming ``vision_budget.pruning_mode`` and the model type.
     """
     model_type = getattr(model.config, "model_type", None)
-    if model_type not in FAMILIES:
-        raise ConfigError(f"vision_budget.pruning_mode: removing vision tokens works for {', '.join(FAMILIES)} "
-                          f"checkpoints; this VQA model is {model_type!r} (set pruning_mode: none)")
+    families = ENTROPY_FAMILIES if mode == "entropy" else FAMILIES
+    if model_type in families:
+        return
+    what = "entropy removes vision tokens of" if mode == "entropy" else "removing vision tokens works for"
+    fix = "it takes pruning_mode: entropy only, or none" if model_type == "qwen2_5_vl" else "set pruning_mode: none"
+    raise ConfigError(f"vision_budget.pruning_mode: {what} {' and '.join(families)} checkpoints; this VQA model "
+                      f"is {model_type!r} ({fix})")
 
 
 def keep_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKeep) -> dict:
     """The prompt ``enc`` (batch of one, with ``pixel_values``) with only the kept vision tokens.
 
     Args:
-        model: the VQA model (a ``LlavaForConditionalGeneration``).
+        model: the VQA model (a ``LlavaForConditionalGeneration``; a ``Qwen2_5_VLForConditionalGeneration``
+            takes the ``entropy`` mode only, through :func:`keep_mrope_vision_tokens`).
         enc: ``input_ids`` (1, P) with ``n * N`` image tokens (``n`` images), ``attention_mask``
             (1, P), ``pixel_values`` (n, 3, S, S).
         image_token_id: id of the image tokens in ``input_ids``.
@@ -110,7 +119,10 @@ def keep_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKe
     Returns:
         ``input_ids`` / ``attention_mask`` (1, P - n * (N - K)) on the model's device and
         ``mm_encoder_outputs`` holding the kept features, one (K, D) tensor per image in prompt order
-        (their original order kept).
+        (their original order kept); for Qwen2.5-VL also the explicit ``position_ids`` (3, 1, P').
+
+    Raises:
+        ConfigError: a Qwen2.5-VL model with another mode than ``entropy``, or a grid the cascade cannot cover.
     """
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -120,6 +132,9 @@ def keep_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKe
     if keep.mode not in ("stride", "topk_norm", "entropy"):
         raise ValueError(f"keep_vision_tokens: the {keep.mode} mode has its own forward (seal.vqa.merged_forward, "
                          "seal.vqa.pruned_forward)")
+    if getattr(model.config, "model_type", None) == "qwen2_5_vl":  # 3-D positions: its own cut
+        check_family(model, keep.mode)
+        return keep_mrope_vision_tokens(model, enc, image_token_id, keep)
     device = model.device
     with torch.no_grad():
         out = model.model.get_image_features(pixel_values=enc["pixel_values"].to(device, model.dtype),
@@ -183,37 +198,32 @@ def keep_mrope_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: T
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from vwm.entropy import levels_from_pixels, select_image_patches, token_groups
+    from vwm.entropy import select_merged_grid, token_groups
 
     device = model.device
     ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
     thw = enc["image_grid_thw"].to(device)
     types = enc.get("mm_token_type_ids")
     types = (ids == image_token_id).int() if types is None else types.to(device)
+    vision = model.config.vision_config
+    m, p, temporal = int(vision.spatial_merge_size), int(vision.patch_size), int(vision.temporal_patch_size)
+    pixels = enc["pixel_values"].detach().float().cpu().numpy()  # (sum t * h * w, 3 * T * p * p)
+    selections, start = [], 0
+    for grid in enc["image_grid_thw"].tolist():  # select first: an impossible grid fails before any forward
+        selections.append(select_merged_grid(pixels[start:], grid, keep.entropy, keep.pixel_mean,  # type: ignore[arg-type]
+                                             keep.pixel_std, p, m, temporal))
+        start += grid[0] * grid[1] * grid[2]
     with torch.no_grad():
         out = model.model.get_image_features(pixel_values=enc["pixel_values"].to(device, model.dtype),
                                              image_grid_thw=thw, return_dict=True)
         positions, _ = model.model.get_rope_index(ids, types, image_grid_thw=thw, attention_mask=mask)  # (3, 1, P)
-    vision = model.config.vision_config
-    m, p, temporal = int(vision.spatial_merge_size), int(vision.patch_size), int(vision.temporal_patch_size)
-    pixels = enc["pixel_values"].detach().float().cpu().numpy()
     image_rows = torch.nonzero(ids[0] == image_token_id).flatten().tolist()
     keep_rows = set(torch.nonzero(ids[0] != image_token_id).flatten().tolist())
-    kept, start, cursor = [], 0, 0
-    for (t, h, w), feats in zip(enc["image_grid_thw"].tolist(), out.pooler_output):
-        gh, gw = h // m, w // m
-        if gh % 4 or gw % 4:
-            raise ConfigError(f"vision_budget.pruning_mode: entropy needs a merged-token grid with sides that are "
-                              f"multiples of 4; an image has {gh}x{gw}")
-        # patches are stored (t, gh, gw, m, m, C, T, p, p): the first frame, laid back out as (h * p, w * p, C)
-        block = pixels[start:start + t * h * w].reshape(t, gh, gw, m, m, 3, temporal, p, p)[0, ..., 0, :, :]
-        image = block.transpose(0, 2, 5, 1, 3, 6, 4).reshape(h * p, w * p, 3)
-        selection = select_image_patches(levels_from_pixels(image, keep.pixel_mean, keep.pixel_std), m * p,
-                                         keep.entropy)
-        groups = token_groups(selection)
+    kept, cursor = [], 0
+    for (t, h, w), feats, selection in zip(enc["image_grid_thw"].tolist(), out.pooler_output, selections):
         kept.append(merge_token_groups(feats, selection))
-        keep_rows.update(image_rows[cursor + int(g.min())] for g in groups)  # top-left cell's row
-        start, cursor = start + t * h * w, cursor + t * gh * gw
+        keep_rows.update(image_rows[cursor + int(g.min())] for g in token_groups(selection))  # top-left cell's row
+        cursor += t * (h // m) * (w // m)
     index = torch.as_tensor(sorted(keep_rows), device=device, dtype=torch.long)
     return {"input_ids": ids[:, index], "attention_mask": mask[:, index], "position_ids": positions[:, :, index],
             "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=kept)}}
