@@ -19,6 +19,7 @@ from seal.cli.main import main
 from seal.core.errors import ConfigError
 from seal.vqa import VQAModel
 from seal.vqa.model import extend_prompt
+from seal.vqa.prompts import letter_question
 from seal.vqa.refusal import REFUSAL_PREFIX
 from seal.vqa.token_keep import TokenKeep
 from tests.test_agent_fixtures import OPTIONS, QUESTION, STAR_XYWH, VWM, scene, write_scene
@@ -61,6 +62,16 @@ def _greedy_without_cache(vqa, enc, steps: int) -> list[int]:
             if tokens[-1] in vqa.chat.stop_ids:
                 break
     return tokens
+
+
+def _uncached_logprobs(vqa, enc, reply: list[int]) -> "torch.Tensor":
+    """log p of each ``reply`` token after the prompt ``enc``: one full forward of prompt + reply, no cache,
+    the reply at :func:`extend_prompt`'s positions."""
+    ids = torch.tensor([reply])
+    with torch.no_grad():
+        logits = vqa.model(**extend_prompt(dict(enc), ids)).logits[0].float()
+    p = enc["input_ids"].shape[1]
+    return torch.log_softmax(logits[p - 1:-1], -1).gather(-1, ids[0, :, None]).squeeze(-1)
 
 
 def _all_paths(vqa, vwm=None):
@@ -128,23 +139,34 @@ def test_cached_continuations_follow_the_explicit_positions(qwen):
     no-cache forward on those positions (and a continuation counted from the prompt's length would not)."""
     vwm = _memory(qwen)
     qwen.keep_tokens(TokenKeep("entropy", entropy=HALF))
+    read = []  # image tokens each path's prompt held
     try:
         enc = qwen.encode(QUESTION, vwm)
+        letter_enc = qwen.encode(letter_question(QUESTION, OPTIONS), vwm)
         answer = qwen.answer(None, QUESTION, vwm, max_new_tokens=6)
+        read.append(qwen.last_image_tokens)
         scores = qwen.score_options(None, QUESTION, OPTIONS, vwm, reduce="sum")
+        read.append(qwen.last_image_tokens)
+        _, letters = qwen.choose_letter(None, QUESTION, OPTIONS, vwm)
+        read.append(qwen.last_image_tokens)
         refusal = qwen.refusal_probability(None, QUESTION, vwm)
+        read.append(qwen.last_image_tokens)
     finally:
         qwen.keep_tokens(None)
+    assert read == [21] * 4  # 3 images x 7 kept tokens, in every path
     length, reach = enc["input_ids"].shape[1], int(enc["position_ids"].max()) + 1
     assert reach < length  # the delta is not zero: positions matter
     tokens = _greedy_without_cache(qwen, enc, 6)
     assert answer == qwen.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+    with torch.no_grad():
+        cached = qwen.model.generate(**enc, max_new_tokens=6, do_sample=False, eos_token_id=qwen.chat.stop_ids,
+                                     pad_token_id=qwen.pad_id)
+    assert cached[0, length:].tolist() == tokens
     for option, score in zip(OPTIONS, scores):
-        reply = torch.tensor([qwen.reply_ids(option)])
-        with torch.no_grad():
-            logits = qwen.model(**extend_prompt(dict(enc), reply)).logits[0].float()
-        reference = torch.log_softmax(logits[length - 1:-1], -1).gather(-1, reply[0, :, None]).sum()
-        assert abs(score - float(reference)) < 1e-4
+        assert abs(score - float(_uncached_logprobs(qwen, enc, qwen.reply_ids(option)).sum())) < 1e-4
+    letter_scores = torch.stack([_uncached_logprobs(qwen, letter_enc, qwen.reply_ids(letter, add_eos=False)).sum()
+                                 for letter in "AB"])
+    torch.testing.assert_close(torch.tensor(letters), torch.softmax(letter_scores, -1), atol=1e-4, rtol=0)
     with torch.no_grad():
         last = qwen.model(**enc).logits[0, -1].float()
     first = qwen.reply_ids(REFUSAL_PREFIX, add_eos=False)[0]
