@@ -17,7 +17,12 @@ holds none), for the first ``n_targets`` (sample, target) pairs:
   (the localizer's), ``search_confidence_ece`` over their :attr:`SearchResult.confidence`;
 - **speed**: median seconds of one ``locate`` call on a batch of 4 patches never seen before
   (vision encoding included), over ``timing_calls`` calls;
-- **memory**: peak resident set size of this process (``ru_maxrss``), MB.
+- **memory**: peak resident set size of this process (``ru_maxrss``), MB;
+- **image tokens** (a localizer that counts them, the ``vsm`` one; ``search.token_cut``): per search
+  row ``lm_image_tokens`` (image tokens its LM rows read, cached patches included) and
+  ``vision_tokens`` (kept tokens of the patches it encoded: what the cost ledger books; a later
+  strategy reuses the first one's cached patches), summarised as ``mean_lm_image_tokens`` /
+  ``mean_vision_tokens``; ``image_tokens``: kept tokens per encoded patch over the whole run.
 
 The report (with the command line) is printed and written as JSON (:func:`run_bench_vsm`).
 """
@@ -90,6 +95,7 @@ def run_bench(localizer: Any, targets: list[BenchTarget], cfg: Any, timing_calls
     cal_scores: list[float] = []
     cal_correct: list[bool] = []
     images: dict[Path, ImageSource] = {}
+    encoded = {"patches": 0, "vision_tokens": 0.0}
     by_image: dict[Path, list] = {}
     for t in targets:
         by_image.setdefault(t.image, []).append(t)
@@ -100,13 +106,18 @@ def run_bench(localizer: Any, targets: list[BenchTarget], cfg: Any, timing_calls
         session = SearchSession(localizer, image, cfg.search, hit_check, cfg.hit_check, cfg.seed)
         for t in group:
             for strategy in strategies:
+                before = localizer.stats()
                 result = session.search(t.name, cfg=replace(cfg.search, strategy=strategy))
-                rows.append({**search_row(t, strategy, result), "size": target_size(t, image)})
+                rows.append({**search_row(t, strategy, result), "size": target_size(t, image),
+                             **tokens_read(before, localizer.stats())})
             regions = [box for _, box in tree_boxes(image.width, image.height, cfg.search)]
             for det in localizer.locate(t.name, regions) if patch_calibration else ():
                 box = det.best_box
                 cal_scores.append(det.best_score)
                 cal_correct.append(bool(box is not None and float(iou_xyxy(box, t.boxes_xyxy).max()) >= 0.5))
+        done = localizer.stats()  # this image's counts (set_image reset them)
+        encoded["patches"] += done.patches_encoded
+        encoded["vision_tokens"] += done.extra.get("vision_tokens", float("nan"))
         log(f"image {k}/{len(by_image)}: {len(rows) // len(strategies)} targets, "
             f"{time.perf_counter() - started:.0f} s")
     search = {s: _summarize([r for r in rows if r["strategy"] == s]) for s in strategies}
@@ -121,10 +132,19 @@ def run_bench(localizer: Any, targets: list[BenchTarget], cfg: Any, timing_calls
         "search_score_ece": search_cal["ece"],
         "search_confidence_ece": calibration([r["confidence"] for r in rows if r["strategy"] == "vstar"],
                                              [r["hit"] for r in rows if r["strategy"] == "vstar"])["ece"],
+        "image_tokens": {"patches_encoded": encoded["patches"],
+                         "per_patch": encoded["vision_tokens"] / max(encoded["patches"], 1)},
         "locate_batch4_median_s": _time_locate(localizer, list(images.values()), timing_calls),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rows": rows,
     }
+
+
+def tokens_read(before: Any, after: Any) -> dict[str, float]:
+    """``vision_tokens`` / ``lm_image_tokens`` the localizer counted between two stats snapshots
+    (:meth:`search.vsm.predictor.VSMPredictor.stats`); empty for a localizer that does not count them."""
+    return {k: after.extra[k] - before.extra.get(k, 0.0) for k in ("vision_tokens", "lm_image_tokens")
+            if k in after.extra}
 
 
 def _summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -154,6 +174,8 @@ def _summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_model_calls": sum(r["model_calls"] for r in rows) / n,
         "mean_hit_check_calls": sum(r["hit_check_calls"] for r in rows) / n,
         "mean_seconds": sum(r["seconds"] for r in rows) / n,
+        **{f"mean_{k}": sum(r[k] for r in rows) / n for k in ("vision_tokens", "lm_image_tokens")
+           if rows and all(k in r for r in rows)},
     }
 
 
@@ -209,6 +231,15 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{name:<9} {m['mean_forwards']:>8.2f} {m['mean_hit_check_forwards']:>8.2f} "
                      f"{m['mean_nodes_scored']:>7.2f} {by['small']:>7} {by['medium']:>7} {by['large']:>7} "
                      f"{m['large_found_at_root_or_children']:>9.2f}")
+    for name, m in report["search"].items():
+        if "mean_lm_image_tokens" in m:
+            lines.append(f"{name:<9} image tokens per target: the LM read {m['mean_lm_image_tokens']:.0f}, newly "
+                         f"encoded {m['mean_vision_tokens']:.0f}")
+    tokens = report.get("image_tokens") or {}
+    if tokens.get("patches_encoded"):
+        cut = report.get("token_cut") or {}
+        lines.append(f"image tokens per encoded patch: {tokens['per_patch']:.1f} over {tokens['patches_encoded']} "
+                     f"patches (token cut: {cut.get('mode', 'none')})")
     lines += [f"vstar / bfs nodes: {'-' if ratio is None else f'{ratio:.2f}'}",
               f"found-score calibration over {c['n']} patches ({c['positives']} correct boxes): ECE {c['ece']:.3f}, "
               f"Brier {c['brier']:.3f}, accuracy@0.5 {c['accuracy_at_0.5']:.3f}; search-score ECE "
@@ -279,6 +310,8 @@ def run_bench_vsm(cfg: Any, localizer: Any, hit_check: Any, targets: list[BenchT
         threads: torch threads the caller set, recorded in the report.
         log: progress lines (one per image).
     """
+    from dataclasses import asdict
+
     from seal.core.runs import command_line
 
     measured = run_bench(localizer, targets, cfg, timing_calls, log=log, hit_check=hit_check,
@@ -287,6 +320,7 @@ def run_bench_vsm(cfg: Any, localizer: Any, hit_check: Any, targets: list[BenchT
     report = {"command": command_line(),
               "model": str(Path(cfg.models.vsm_path)), "search_profile": _search_defaults(cfg.models.vsm_path),
               "stops": {k: getattr(cfg.search, k) for k in stops},
+              "token_cut": asdict(cfg.search.token_cut),
               "bench": str(bench), "threads": threads, "hit_check": hit_check_label(hit_check, cfg),
               **measured}
     print(format_report(report))

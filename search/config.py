@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from search.vsm.config import TokenCutConfig
 from seal.core.errors import ConfigError
 
 Strategy = Literal["vstar", "bfs", "dfs", "random-bfs", "random-dfs"]
@@ -101,6 +102,11 @@ class SearchConfig:
     is a candidate too (and opens the comparison), so the check ranks the hits instead of gating them:
     for a check that reads an attribute well enough to order boxes but sometimes rejects the target
     (a shape reader). An accepted box still outranks a rejected one of the same score."""
+
+    token_cut: TokenCutConfig = field(default_factory=TokenCutConfig)
+    """The search model's token cut: which of a patch's image tokens its LM reads (``none``: all;
+    :class:`search.vsm.config.TokenCutConfig`). Read by the ``vsm`` localizer, not by the search
+    algorithm."""
 
     def selection(self, checked: bool) -> str:
         """``select`` with ``auto`` decided: ``best`` when a hit check judges the hits (``checked``)."""

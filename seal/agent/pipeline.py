@@ -53,7 +53,7 @@ from vwm.layout import VisualWorkingMemory, VWMEntry
 from vwm.ledger import CostLedger
 
 if TYPE_CHECKING:
-    from search.localizer import Localizer
+    from search.localizer import Localizer, LocalizerStats
     from search.result import SearchResult
     from search.session import SearchSession
     from seal.agent.config import AskConfig
@@ -108,12 +108,14 @@ class Agent:
         vqa.keep_tokens(token_keep(cfg.vision_budget, vqa.processor))
         localizer = None
         if mcfg.localizer == "vsm":
+            from search.vsm.config import VSMPredictorConfig
             from search.vsm.localizer import load_vsm_localizer
 
             from seal.models.vlm import torch_dtype
 
             localizer = load_vsm_localizer(resolve_dir(mcfg.vsm_path, "models.vsm_path"), device=mcfg.device,
-                                           dtype=torch_dtype(mcfg.dtype))
+                                           dtype=torch_dtype(mcfg.dtype),
+                                           cfg=VSMPredictorConfig(token_cut=cfg.search.token_cut))
         return cls(vqa, policy, cfg, localizer)
 
     def _hit_check_model(self, path: str | None) -> tuple:
@@ -358,7 +360,7 @@ class Agent:
     def _search(self, q: "_Question", targets: Sequence[str]) -> list["SearchResult"]:
         """Search each target in the session's image; books calls, nodes and newly encoded patches."""
         session = self.session
-        encoded_before = session.stats().patches_encoded
+        before = session.stats()
         checked_before = session.hit_check.stats() if session.hit_check is not None else None
         results = []
         with q.ledger.stage("search"):
@@ -368,8 +370,7 @@ class Agent:
                 q.ledger.search_calls += result.model_calls
                 q.ledger.search_nodes += result.nodes_visited
                 results.append(result)
-        new_patches = session.stats().patches_encoded - encoded_before
-        q.ledger.vision_tokens_search += new_patches * self.tokens_per_patch()
+        q.ledger.vision_tokens_search += self.search_tokens(before, session.stats())
         if checked_before is not None:  # the hit checks: boxes judged, VQA LLM prompts, search-model calls
             checked = session.hit_check.stats()
             q.ledger.hit_checks += checked.calls - checked_before.calls
@@ -378,8 +379,17 @@ class Agent:
             q.ledger.search_calls += checked.localizer_calls - checked_before.localizer_calls
         return results
 
+    def search_tokens(self, before: "LocalizerStats", after: "LocalizerStats") -> int:
+        """Vision tokens the search model read for the patches it encoded between two snapshots of its
+        stats: the VSM's own count (``extra["vision_tokens"]``: each patch's image tokens after
+        ``search.token_cut``), else the new patches x :meth:`tokens_per_patch`."""
+        if "vision_tokens" in after.extra:
+            return int(round(after.extra["vision_tokens"] - before.extra.get("vision_tokens", 0.0)))
+        return (after.patches_encoded - before.patches_encoded) * self.tokens_per_patch()
+
     def tokens_per_patch(self) -> int:
-        """Vision tokens one search patch costs: the VSM's image tokens, else ``agent.oracle_tokens_per_patch``."""
+        """Vision tokens one search patch costs without a count of its own: the VSM's image tokens, else
+        ``agent.oracle_tokens_per_patch``."""
         loc = self.session.localizer
         if loc.name == "vsm":
             return int(loc.model.image_tokens)

@@ -46,13 +46,15 @@ def _oracle_localizer(args: argparse.Namespace, cfg: Config) -> Any:
 
 
 def _vsm_localizer(args: argparse.Namespace, cfg: Config) -> Any:
+    from search.vsm.config import VSMPredictorConfig
     from search.vsm.localizer import load_vsm_localizer
     from seal.core.paths import resolve_dir
 
     from seal.models.vlm import torch_dtype
 
     return load_vsm_localizer(resolve_dir(cfg.models.vsm_path, "models.vsm_path"), device=cfg.models.device,
-                              dtype=torch_dtype(cfg.models.dtype))
+                              dtype=torch_dtype(cfg.models.dtype),
+                              cfg=VSMPredictorConfig(token_cut=cfg.search.token_cut))
 
 
 LOCALIZERS: dict[str, Callable[[argparse.Namespace, Config], Any]] = {"oracle": _oracle_localizer,

@@ -4,7 +4,8 @@
   weights, so a checkpoint rebuilds exactly the modules its weights were trained in.
 - :class:`VSMLossConfig`: loss weights (a dict, one entry per named term of
   :class:`search.vsm.losses.VSMCriterion`), Hungarian matching costs and the focal/Dice constants.
-- :class:`VSMPredictorConfig`: inference-time knobs (batch size, feature cache).
+- :class:`VSMPredictorConfig`: inference-time knobs (batch size, feature cache) and the
+  :class:`TokenCutConfig` (``search.token_cut``: which image tokens the LM reads per patch).
 
 No torch here: this module is imported by the CLI and the config layer.
 """
@@ -214,14 +215,75 @@ class VSMLossConfig:
             raise ConfigError(f"vsm_loss.presence_miss_iou: expected 0 < iou < 1, found {self.presence_miss_iou}")
 
 
+TOKEN_CUT_MODES: tuple[str, ...] = ("none", "stride", "topk_norm", "entropy")
+"""How the search model's image tokens are cut (:class:`TokenCutConfig`)."""
+
+
+@dataclass
+class TokenCutConfig:
+    """Which of a search patch's image tokens the VSM's language model reads (``search.token_cut``;
+    :mod:`search.vsm.token_cut`). The decoders read the vision tower's full grid either way; only the
+    LM's input (and so the ``<LOC>`` state) changes."""
+
+    mode: Literal["none", "stride", "topk_norm", "entropy"] = "none"
+    """``none``: all N tokens (the trained behaviour); ``stride``: every k-th token; ``topk_norm``: the
+    tokens with the largest projected-feature norm (both keep ``ceil(N * ratio)``,
+    :func:`vwm.budget.prune_token_indices`); ``entropy``: one token per patch of the seed-003 cascade
+    over the token grid (:func:`vwm.entropy.select_token_grid`; a coarse patch = the mean of the tokens
+    it covers), so the count varies per patch."""
+    ratio: float = 1.0
+    """``stride`` / ``topk_norm``: share of the N tokens kept (``0 < ratio <= 1``)."""
+    entropy_mode: Literal["v1", "v2", "budget"] = "budget"
+    """``entropy``: the cascade's mode (:class:`vwm.entropy.EntropyConfig` ``mode``)."""
+    alpha: float = 0.5
+    """``entropy``: ``budget`` share of the grid's cells kept as tokens (``0 < alpha <= 1``); ``v2``
+    multiple of the patch's mean entropy under which a patch stays coarse (``> 0``)."""
+    thresholds: tuple[float, float] = (3.0, 2.0)
+    """``entropy`` ``v1``: entropy (bits) under which an ``L2`` / an ``L3`` patch stays whole."""
+    bins: int = 256
+    """``entropy``: histogram bins over the grey levels 0..255."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in TOKEN_CUT_MODES:
+            raise ConfigError(f"search.token_cut.mode: expected one of {', '.join(TOKEN_CUT_MODES)}, "
+                              f"found {self.mode!r}")
+        if not 0.0 < self.ratio <= 1.0:
+            raise ConfigError(f"search.token_cut.ratio: expected 0 < ratio <= 1, found {self.ratio}")
+        self.thresholds = tuple(float(t) for t in self.thresholds)  # type: ignore[assignment]
+        self.entropy_config()  # the cascade's own checks, under this section's field names
+
+    @property
+    def active(self) -> bool:
+        """False for ``none``: the LM reads every image token, exactly as without a cut."""
+        return self.mode != "none"
+
+    def entropy_config(self):
+        """The :class:`vwm.entropy.EntropyConfig` of the ``entropy`` mode.
+
+        Raises:
+            ConfigError: naming ``search.token_cut.entropy_mode`` / ``alpha`` / ``thresholds`` / ``bins``.
+        """
+        from vwm.entropy import EntropyConfig
+
+        try:
+            return EntropyConfig(mode=self.entropy_mode, alpha=self.alpha, thresholds=self.thresholds,
+                                 bins=self.bins)
+        except ConfigError as exc:
+            message = str(exc).replace("vision_budget.entropy.mode", "search.token_cut.entropy_mode")
+            raise ConfigError(message.replace("vision_budget.entropy.", "search.token_cut.")) from None
+
+
 @dataclass
 class VSMPredictorConfig:
-    """Inference knobs of :class:`search.vsm.predictor.VSMPredictor` (no effect on results)."""
+    """Inference knobs of :class:`search.vsm.predictor.VSMPredictor`."""
 
     max_batch: int = 16
-    """Regions per forward pass; a larger ``locate`` call runs in chunks of this size."""
+    """Regions per forward pass; a larger ``locate`` call runs in chunks of this size (no effect on results)."""
     cache_size: int = 256
-    """Regions whose vision features are kept per image (least recently used are dropped)."""
+    """Regions whose vision features are kept per image (least recently used are dropped; no effect on
+    results)."""
+    token_cut: TokenCutConfig = field(default_factory=TokenCutConfig)
+    """The image tokens the LM reads per patch (``search.token_cut``; ``none``: all, the trained behaviour)."""
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.cache_size < 1:

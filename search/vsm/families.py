@@ -93,8 +93,10 @@ class VisionFamily:
         raise NotImplementedError
 
     def hidden_states(self, backbone: "nn.Module", input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      projected: torch.Tensor) -> torch.Tensor:
-        """(B, T) prompts with N image tokens each + (B, N, D_text) -> (B, T, D_text) last hidden states."""
+                      projected: "torch.Tensor | Sequence[torch.Tensor]") -> torch.Tensor:
+        """(B, T) prompts with N image tokens each + (B, N, D_text) -> (B, T, D_text) last hidden states.
+        ``projected`` may also be B tensors (K_i, D_text) for prompts holding K_i image tokens each (a
+        token cut, :mod:`search.vsm.token_cut`; 1-D positions only, the ``llava`` family)."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         images = BaseModelOutputWithPooling(pooler_output=list(projected))

@@ -30,7 +30,7 @@ def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtyp
         path: the checkpoint directory (local files only; loaded strictly).
         device: torch device of the model.
         dtype: parameter dtype of the backbone (default float32); decoders run in float32.
-        cfg: predictor knobs (batch size, feature cache).
+        cfg: predictor knobs (batch size, feature cache) and the token cut (``search.token_cut``).
 
     Returns:
         A :class:`search.vsm.predictor.VSMPredictor` (``name == "vsm"``), with the crop matcher its
@@ -41,6 +41,8 @@ def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtyp
         InputError: the directory is missing, is a plain base VLM (the message names the command that
             trains a search model on it), has no ``manifest.json`` of kind ``vsm``, or a file the
             manifest lists (its second stage's included) is missing or damaged.
+        ConfigError: a token cut the model cannot take (:func:`search.vsm.token_cut.check_cut`; any cut for
+            a converted SEAL VSM).
     """
     from seal.core.manifest import read_manifest
     from search.vsm.crop_matcher import CropMatcher
@@ -59,6 +61,11 @@ def load_vsm_localizer(path: str | Path, device: str = "cpu", dtype: "torch.dtyp
     if manifest.config.get("backend") == SEAL_VSM:  # a converted SEAL VSM (seal convert seal-vsm)
         from search.seal_vsm.localizer import load_seal_vsm_localizer
 
+        if cfg is not None and cfg.token_cut.active:
+            from seal.core.errors import ConfigError
+
+            raise ConfigError(f"search.token_cut.mode: {cfg.token_cut.mode} cuts a trained VSM's image tokens; a "
+                              "converted SEAL VSM has no cut (set mode: none)")
         return load_seal_vsm_localizer(path, device=device, dtype=dtype)
     stage = manifest.second_stage
     matcher = None if stage is None else CropMatcher.from_pretrained(Path(path) / stage["path"])

@@ -386,15 +386,18 @@ class VSMModel(nn.Module):
         """(S, S, 3) uint8 RGB patches -> (B, 3, S, S) normalised ``pixel_values`` on the model device."""
         return self.pixel_batch(patches).to(self.device, self.backbone.dtype)
 
-    def prompt_batch(self, kinds: Sequence[PromptKind], targets: Sequence[str],
-                     with_reply: bool) -> dict[str, torch.Tensor]:
+    def prompt_batch(self, kinds: Sequence[PromptKind], targets: Sequence[str], with_reply: bool,
+                     image_tokens: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """Prompt batch (``input_ids``, ``attention_mask``, ``labels``; (B, T) int64) on the CPU, in the
-        base's chat template with :attr:`image_tokens` image tokens per row."""
-        return encode_prompts(self.chat, kinds, targets, self.image_tokens, with_reply, self.family.image_token)
+        base's chat template with :attr:`image_tokens` image tokens per row (``image_tokens``: one count
+        per row instead, after a token cut, :mod:`search.vsm.token_cut`)."""
+        counts = self.image_tokens if image_tokens is None else image_tokens
+        return encode_prompts(self.chat, kinds, targets, counts, with_reply, self.family.image_token)
 
-    def prompts(self, kinds: Sequence[PromptKind], targets: Sequence[str], with_reply: bool) -> dict[str, torch.Tensor]:
+    def prompts(self, kinds: Sequence[PromptKind], targets: Sequence[str], with_reply: bool,
+                image_tokens: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """:meth:`prompt_batch` on the model device."""
-        return {k: v.to(self.device) for k, v in self.prompt_batch(kinds, targets, with_reply).items()}
+        return {k: v.to(self.device) for k, v in self.prompt_batch(kinds, targets, with_reply, image_tokens).items()}
 
     # ---- forward -------------------------------------------------------------------------------
     def encode_images(self, pixel_values: torch.Tensor) -> ImageFeatures:
@@ -410,12 +413,17 @@ class VSMModel(nn.Module):
         return ImageFeatures(vision=vision, projected=projected)
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      features: ImageFeatures) -> torch.Tensor:
+                      features: ImageFeatures, tokens: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """(B, T, D_text) last-layer (normed) hidden states of the prompts with their patches spliced in
-        (each row's :attr:`image_tokens` image-token positions take its patch's projected tokens)."""
+        (each row's :attr:`image_tokens` image-token positions take its patch's projected tokens).
+
+        ``tokens``: B tensors (K_i, D_text), the image tokens each row reads after a token cut
+        (:mod:`search.vsm.token_cut`; row i's prompt then holds K_i image tokens); None: every row reads
+        its patch's N projected tokens."""
         if len(features) != input_ids.shape[0]:
             raise ValueError(f"{input_ids.shape[0]} prompt rows but {len(features)} encoded patches")
-        return self.family.hidden_states(self.backbone, input_ids, attention_mask, features.projected)
+        projected = features.projected if tokens is None else list(tokens)
+        return self.family.hidden_states(self.backbone, input_ids, attention_mask, projected)
 
     def loc_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """(B, D_text) the query of each row's decoders: the hidden state standing for its ``<LOC>``

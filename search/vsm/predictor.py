@@ -10,6 +10,12 @@ Frames: decoder boxes (``cxcywh`` in [0, 1] of the model input) are mapped back 
 ``xyxy`` with the region's :class:`~seal.core.geometry.Frame` and clipped to the region; heatmaps are
 resized to the model input and cropped to the region's content (letterbox padding removed), so
 row 0 is the region's top and the map covers exactly the region.
+
+Token cut (``cfg.token_cut``, :mod:`search.vsm.token_cut`): each patch's kept image tokens are chosen
+once, when it is encoded, and cached with its features; every LM row for that patch then reads them
+(a prompt row with K image tokens). :meth:`stats` counts ``extra["vision_tokens"]`` (the kept tokens
+of the patches encoded: what the cost ledger books) and ``extra["lm_image_tokens"]`` (image tokens
+over all LM rows run, cached patches included).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from search.localizer import BoxXYXY, Detection, LocalizerStats
 from search.vsm.config import VSMPredictorConfig
 from search.vsm.model import ImageFeatures, VSMModel
 from search.vsm.prompts import PromptKind
+from search.vsm.token_cut import check_cut, cut_tokens
 
 RegionKey = tuple[float, float, float, float]
 
@@ -40,11 +47,13 @@ class VSMPredictor:
     def __init__(self, model: VSMModel, cfg: VSMPredictorConfig | None = None, crop_matcher=None) -> None:
         self.model = model.eval()
         self.cfg = cfg or VSMPredictorConfig()
+        check_cut(model, self.cfg.token_cut)
         self.crop_matcher = crop_matcher
         """The model's second stage (:class:`search.vsm.crop_matcher.CropMatcher`), when its checkpoint
         has one: the hit check reads confident boxes with it (:mod:`search.hit_check.crop_matcher`)."""
         self.image: ImageSource | None = None
-        self._cache: OrderedDict[RegionKey, tuple[ImageFeatures, Frame]] = OrderedDict()
+        self._cache: OrderedDict[RegionKey, tuple[ImageFeatures, torch.Tensor, Frame]] = OrderedDict()
+        """Per region: its features, the (K, D_text) image tokens the LM reads after the cut, its frame."""
         self._stats = _fresh_stats()
 
     # ---- Localizer protocol --------------------------------------------------------------------
@@ -71,9 +80,9 @@ class VSMPredictor:
         """Context cue: (h, w) float32 logits over ``region`` for where ``target`` is likely to be
         (the heatmap decoder under the "most likely location" prompt)."""
         started = time.perf_counter()
-        features, frames = self._features([region])
+        features, tokens, frames = self._features([region])
         with torch.no_grad():
-            _, loc = self._loc_states("context", target, features)
+            _, loc = self._loc_states("context", target, features, tokens)
             heatmap, _ = self.model.heatmap_decoder(features.vision, loc)
         result = self._region_heatmap(heatmap[0], frames[0])
         self._stats.extra["seconds"] += time.perf_counter() - started
@@ -81,15 +90,16 @@ class VSMPredictor:
 
     def stats(self) -> LocalizerStats:
         """Patches encoded / served from the cache since :meth:`set_image` (+ ``extra``: LM rows run,
-        forward passes, seconds spent in this predictor); a snapshot."""
+        forward passes, seconds spent in this predictor, ``vision_tokens``: image tokens kept for the
+        patches encoded, ``lm_image_tokens``: image tokens the LM rows read); a snapshot."""
         return self._stats.snapshot()
 
     # ---- internals -----------------------------------------------------------------------------
     def _locate_chunk(self, target: str, regions: list[BoxXYXY]) -> list[Detection]:
         started = time.perf_counter()
-        features, frames = self._features(regions)
+        features, tokens, frames = self._features(regions)
         with torch.no_grad():
-            enc, loc = self._loc_states("detect", target, features)
+            enc, loc = self._loc_states("detect", target, features, tokens)
             heatmaps, _ = self.model.heatmap_decoder(features.vision, loc)  # (B, H', W')
             boxes, logits = self.model.detect(features.vision, loc, enc["input_ids"], enc["attention_mask"])
         scores = logits.sigmoid().cpu().double().numpy()
@@ -102,19 +112,26 @@ class VSMPredictor:
         self._stats.extra["seconds"] += time.perf_counter() - started
         return detections
 
-    def _loc_states(self, kind: PromptKind, target: str,
-                    features: ImageFeatures) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One LM forward over ``len(features)`` rows of the same prompt -> (the encoded prompts,
-        (B, D_text) ``<LOC>`` states)."""
+    def _loc_states(self, kind: PromptKind, target: str, features: ImageFeatures,
+                    tokens: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One LM forward over ``len(features)`` rows of the same prompt, row i reading ``tokens[i]``
+        (K_i, D_text) -> (the encoded prompts, (B, D_text) ``<LOC>`` states)."""
         n = len(features)
-        enc = self.model.prompts([kind] * n, [target] * n, with_reply=False)
-        hidden = self.model.hidden_states(enc["input_ids"], enc["attention_mask"], features)
+        counts = [int(t.shape[0]) for t in tokens]
+        if not self.cfg.token_cut.active:  # the uncut path, exactly as trained
+            enc = self.model.prompts([kind] * n, [target] * n, with_reply=False)
+            hidden = self.model.hidden_states(enc["input_ids"], enc["attention_mask"], features)
+        else:
+            enc = self.model.prompts([kind] * n, [target] * n, with_reply=False, image_tokens=counts)
+            hidden = self.model.hidden_states(enc["input_ids"], enc["attention_mask"], features, tokens)
         self._stats.extra["lm_rows"] += n
+        self._stats.extra["lm_image_tokens"] += sum(counts)
         self._stats.extra["forwards"] += 1
         return enc, self.model.loc_states(enc["input_ids"], enc["attention_mask"], hidden)
 
-    def _features(self, regions: Sequence[BoxXYXY]) -> tuple[ImageFeatures, list[Frame]]:
-        """Vision features of each region (encoding the uncached ones in one batch) and its frame."""
+    def _features(self, regions: Sequence[BoxXYXY]) -> tuple[ImageFeatures, list[torch.Tensor], list[Frame]]:
+        """Vision features of each region (encoding the uncached ones in one batch), the (K, D_text) image
+        tokens its LM rows read (after the token cut) and its frame."""
         if self.image is None:
             raise RuntimeError("VSMPredictor: call set_image() before locate() / suggest_region()")
         keys = [self._key(r) for r in regions]
@@ -133,16 +150,21 @@ class VSMPredictor:
                 patches.append(patch)
                 frames.append(frame)
             with torch.no_grad():
-                encoded = self.model.encode_images(self.model.preprocess(patches))
+                pixels = self.model.preprocess(patches)  # (B, 3, S, S)
+                encoded = self.model.encode_images(pixels)
+                image_processor = self.model.processor.image_processor
+                kept = cut_tokens(encoded.projected, pixels, self.cfg.token_cut, image_processor.image_mean,
+                                  image_processor.image_std)  # B x (K, D_text)
             for j, (key, frame) in enumerate(zip(missing, frames)):
-                self._cache[key] = (encoded.rows([j]), frame)
+                self._cache[key] = (encoded.rows([j]), kept[j], frame)
             self._stats.patches_encoded += len(missing)
+            self._stats.extra["vision_tokens"] += sum(int(t.shape[0]) for t in kept)
         for key in keys:
             self._cache.move_to_end(key)
         while len(self._cache) > max(self.cfg.cache_size, len(set(keys))):
             self._cache.popitem(last=False)
         items = [self._cache[k] for k in keys]
-        return ImageFeatures.stack([f for f, _ in items]), [fr for _, fr in items]
+        return ImageFeatures.stack([f for f, _, _ in items]), [t for _, t, _ in items], [fr for _, _, fr in items]
 
     def _key(self, region: BoxXYXY) -> RegionKey:
         x0, y0, x1, y1 = (float(v) for v in region)
@@ -169,4 +191,5 @@ class VSMPredictor:
 
 
 def _fresh_stats() -> LocalizerStats:
-    return LocalizerStats(extra={"lm_rows": 0.0, "forwards": 0.0, "seconds": 0.0})
+    return LocalizerStats(extra={"lm_rows": 0.0, "forwards": 0.0, "seconds": 0.0, "vision_tokens": 0.0,
+                                 "lm_image_tokens": 0.0})

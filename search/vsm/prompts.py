@@ -130,10 +130,12 @@ def row_token_ids(chat: "ChatFormat | PreTrainedTokenizerBase", kind: PromptKind
 
 
 def encode_prompts(chat: "ChatFormat | PreTrainedTokenizerBase", kinds: Sequence[PromptKind], targets: Sequence[str],
-                   n_image_tokens: int, with_reply: bool, image_token: str = IMAGE_TOKEN) -> dict[str, "torch.Tensor"]:
+                   n_image_tokens: int | Sequence[int], with_reply: bool,
+                   image_token: str = IMAGE_TOKEN) -> dict[str, "torch.Tensor"]:
     """A right-padded batch of prompt rows, one per ``(kind, target)`` (``chat`` / ``image_token``: as
     for :func:`row_token_ids`; a VSM's are ``model.chat`` and ``model.family.image_token``, and
-    :meth:`VSMModel.prompt_batch` passes them).
+    :meth:`VSMModel.prompt_batch` passes them). ``n_image_tokens``: image tokens of every row, or one
+    count per row (a token cut, :mod:`search.vsm.token_cut`).
 
     Returns:
         ``input_ids`` (B, T) int64, ``attention_mask`` (B, T) int64 (0 on padding) and ``labels``
@@ -143,8 +145,11 @@ def encode_prompts(chat: "ChatFormat | PreTrainedTokenizerBase", kinds: Sequence
 
     if len(kinds) != len(targets) or not targets:
         raise ValueError(f"expected as many prompt kinds as targets (>= 1), found {len(kinds)} and {len(targets)}")
+    counts = [int(n_image_tokens)] * len(targets) if isinstance(n_image_tokens, int) else list(n_image_tokens)
+    if len(counts) != len(targets):
+        raise ValueError(f"expected one image-token count per row ({len(targets)}), found {len(counts)}")
     chat = as_chat(chat)
-    rows = [row_token_ids(chat, k, t, n_image_tokens, with_reply, image_token) for k, t in zip(kinds, targets)]
+    rows = [row_token_ids(chat, k, t, n, with_reply, image_token) for k, t, n in zip(kinds, targets, counts)]
     width = max(len(ids) for ids, _ in rows)
     pad = chat.tokenizer.pad_token_id
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
