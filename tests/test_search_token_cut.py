@@ -199,3 +199,30 @@ def test_a_family_whose_tokens_cannot_be_cut_is_refused():
     with pytest.raises(ConfigError, match="search.token_cut.mode.*qwen2_5_vl"):
         _predictor(qwen, mode="stride", ratio=0.5)
     VSMPredictor(qwen)  # no cut: fine
+
+
+def test_seal_bench_vsm_reports_the_tokens_read(vsm, tmp_path):
+    """``run_bench`` (``seal bench vsm``) per search row: the image tokens the LM read and those of the newly
+    encoded patches, from the predictor's own counts; K per encoded patch over the run."""
+    from eval.bench_targets import BenchTarget
+    from eval.bench_vsm import format_report, run_bench
+    from seal.config import SearchCommandConfig
+
+    path = tmp_path / "scene.png"
+    scene().save(path)
+    target = BenchTarget(path, tmp_path / "scene.json", "red square", np.array([[40.0, 30.0, 80.0, 70.0]]))
+    predictor = _predictor(vsm, mode="stride", ratio=0.5)
+    read = LMInputs(vsm)
+    try:
+        report = run_bench(predictor, [target], SearchCommandConfig(), timing_calls=0, log=lambda _: None,
+                           strategies=("vstar",), patch_calibration=False)
+    finally:
+        read.close()
+    (row,) = report["rows"]
+    k = math.ceil(N * 0.5)
+    assert row["lm_image_tokens"] == sum(sum(counts) for _, counts in read.calls) > 0
+    assert row["vision_tokens"] == k * report["image_tokens"]["patches_encoded"] == sum(
+        int(t.shape[0]) for t in read.tensors.values())
+    assert report["image_tokens"]["per_patch"] == k
+    assert report["search"]["vstar"]["mean_lm_image_tokens"] == row["lm_image_tokens"]
+    assert f"image tokens per encoded patch: {k:.1f}" in format_report({**report, "token_cut": {"mode": "stride"}})
