@@ -37,9 +37,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from seal.core.errors import ConfigError
 
@@ -291,6 +294,19 @@ def token_groups(selection: PatchSelection) -> list[np.ndarray]:
         blocks = idx.reshape(h1 // f, f, w1 // f, f).transpose(0, 2, 1, 3).reshape(h1 // f, w1 // f, f * f)
         groups += list(blocks[mask])
     return sorted(groups, key=lambda g: int(g.min()))
+
+
+def merge_token_groups(feats: "torch.Tensor", selection: PatchSelection) -> "torch.Tensor":
+    """(K, D) one token per kept patch of ``selection`` (over the grid of ``feats``, (N, D) tokens in
+    raster order): the mean of the rows its cells cover (a kept smallest patch: its own row,
+    unchanged), in the order of :func:`token_groups`. Shared by the VQA model's cut
+    (:mod:`seal.vqa.token_keep`) and the search model's (:mod:`search.vsm.token_cut`)."""
+    import torch
+
+    rows = [feats[int(group[0])] if len(group) == 1 else
+            feats[torch.as_tensor(group, device=feats.device)].float().mean(0).to(feats.dtype)
+            for group in token_groups(selection)]
+    return torch.stack(rows)
 
 
 def _top_splits(score2: np.ndarray, score3: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -128,6 +128,7 @@ def keep_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: TokenKe
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     from vwm.budget import prune_token_indices
+    from vwm.entropy import merge_token_groups
 
     if keep.mode not in ("stride", "topk_norm", "entropy"):
         raise ValueError(f"keep_vision_tokens: the {keep.mode} mode has its own forward (seal.vqa.merged_forward, "
@@ -198,7 +199,7 @@ def keep_mrope_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: T
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from vwm.entropy import select_merged_grid, token_groups
+    from vwm.entropy import merge_token_groups, select_merged_grid, token_groups
 
     device = model.device
     ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
@@ -227,23 +228,6 @@ def keep_mrope_vision_tokens(model: Any, enc: dict, image_token_id: int, keep: T
     index = torch.as_tensor(sorted(keep_rows), device=device, dtype=torch.long)
     return {"input_ids": ids[:, index], "attention_mask": mask[:, index], "position_ids": positions[:, :, index],
             "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=kept)}}
-
-
-def merge_token_groups(feats: "torch.Tensor", selection: "PatchSelection") -> "torch.Tensor":
-    """(K, D) one token per kept patch of ``selection``: the mean of the rows of ``feats`` (N, D, the
-    tower's projected tokens in raster order) its cells cover (a kept smallest patch: its own row,
-    unchanged), in the order of :func:`vwm.entropy.token_groups`."""
-    import torch
-
-    from vwm.entropy import token_groups
-
-    rows = []
-    for group in token_groups(selection):
-        if len(group) == 1:
-            rows.append(feats[int(group[0])])
-        else:
-            rows.append(feats[torch.as_tensor(group, device=feats.device)].float().mean(0).to(feats.dtype))
-    return torch.stack(rows)
 
 
 def resize_image_blocks(ids: "torch.Tensor", mask: "torch.Tensor", image_token_id: int,

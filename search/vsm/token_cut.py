@@ -87,24 +87,9 @@ def cut_tokens(projected: "torch.Tensor", pixel_values: "torch.Tensor", cut: Tok
             chosen = prune_token_indices(feats.float().norm(dim=-1), cut.ratio, cut.mode)  # (K,) ascending
             out.append(feats[torch.as_tensor(chosen, device=feats.device)])
         return out
-    from vwm.entropy import select_token_grid
+    from vwm.entropy import merge_token_groups, select_token_grid
 
     entropy = cut.entropy_config()
     pixels = pixel_values.detach().float().cpu().numpy()  # (B, 3, S, S)
-    return [group_means(feats, select_token_grid(image, int(feats.shape[0]), entropy, pixel_mean, pixel_std))
+    return [merge_token_groups(feats, select_token_grid(image, int(feats.shape[0]), entropy, pixel_mean, pixel_std))
             for feats, image in zip(projected, pixels)]
-
-
-def group_means(feats: "torch.Tensor", selection) -> "torch.Tensor":
-    """(K, D) one row per kept patch of ``selection`` (a :class:`vwm.entropy.PatchSelection` over the
-    grid of ``feats`` (N, D)): the mean of the rows its cells cover, a kept smallest patch's own row
-    unchanged, in :func:`vwm.entropy.token_groups` order. (The VQA cut's ``merge_token_groups`` does the
-    same above this layer, in :mod:`seal.vqa.token_keep`.)"""
-    import torch
-
-    from vwm.entropy import token_groups
-
-    rows = [feats[int(g[0])] if len(g) == 1 else
-            feats[torch.as_tensor(g, device=feats.device)].float().mean(0).to(feats.dtype)
-            for g in token_groups(selection)]
-    return torch.stack(rows)
