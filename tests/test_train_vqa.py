@@ -19,7 +19,8 @@ from seal.models.backbone import TinyBackboneConfig, build_tiny_llava
 from seal.models.tokenizer import IMAGE_TOKEN, encode_reply, train_tokenizer
 from seal.vqa import IGNORE_INDEX, VQAModel, format_refusal
 from training.tokenizer_corpus import corpus_texts
-from training.vqa_data import VQADataConfig, probe_specs, render_scene, scene_examples, scene_specs
+from training.vqa_data import (VQADataConfig, letter_drill_specs, probe_specs, render_scene, scene_examples,
+                               scene_specs)
 from vwm.layout import VWMConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +142,31 @@ def test_probe_questions_ask_about_other_objects_from_their_crops(scenes):
                 assert spec.view == "global" and spec.reply == format_refusal([spec.reply.rsplit(": ", 1)[1][:-1]])
     assert seen_kinds == {"spatial", "attribute"}
     assert probe_specs(scenes["search"][1], np.random.default_rng(0), VQADataConfig(probe_objects=0)) == []
+
+
+def test_letter_drills_are_text_only_letter_questions_whose_statement_holds_the_answer(scenes):
+    import re
+
+    cfg = VQADataConfig(letter_drills=8)
+    kinds = set()
+    for _, sample in scenes.values():
+        drills = letter_drill_specs(sample, np.random.default_rng(5), cfg)
+        assert 0 < len(drills) <= 8
+        for spec in drills:
+            assert spec.kind == "letter_drill" and spec.view == "none" and spec.targets == ()
+            lines = spec.question.split("\n")
+            options = dict(re.fullmatch(r"\(([A-D])\) (.*)", line).groups() for line in lines[1:-1])
+            assert spec.reply in options and len(options) in (2, 4)
+            chosen = options[spec.reply]
+            value = chosen.split(" side ")[0].rstrip(".").rsplit(" ", 1)[-1]  # "red", "The ... is red."
+            assert value in lines[0].split("?")[0]  # the statement before the question names the answer
+            kinds.add("spatial" if value in ("left", "right") else "attribute")
+    assert kinds == {"spatial", "attribute"}
+    # off by default, and the other examples' draws do not depend on it
+    sample = scenes["search"][1]
+    assert letter_drill_specs(sample, np.random.default_rng(0), VQADataConfig()) == []
+    with pytest.raises(ConfigError, match="letter_drills"):
+        VQADataConfig(letter_drills=-1)
 
 
 def test_large_probe_objects_are_answered_on_the_global_view_and_small_ones_refused(scenes):

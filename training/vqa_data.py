@@ -113,6 +113,13 @@ class VQADataConfig:
     it takes precedence. False keeps earlier recipes' examples the same."""
     probe_letter_prob: float = 0.3
     """Probability that a probe is asked in the letter format instead of as an open question."""
+    letter_drills: int = 0
+    """Text-only letter questions per scene (kind ``letter_drill``, no image): a statement that holds
+    the answer, the question, the shuffled options, the letter as the reply, about other objects of
+    the scene (colour, pattern or left / right, as the ``text`` questions are asked). They cost no
+    vision tokens, and they teach the step a letter answer adds to an option answer: finding the
+    option that says what the model knows and replying with its letter. 0 draws nothing, so earlier
+    recipes' examples stay the same."""
     probe_spatial_prob: float = 0.3
     """Probability that a probe is a left / right question about two objects (both crops shown)."""
     probe_check_prob: float = 0.0
@@ -134,8 +141,9 @@ class VQADataConfig:
     box's, as at inference. 0 draws nothing, so earlier recipes' examples stay the same."""
 
     def __post_init__(self) -> None:
-        if self.probe_objects < 0:
-            raise ConfigError(f"vqa_train.data.probe_objects: expected >= 0, found {self.probe_objects}")
+        for name in ("probe_objects", "letter_drills"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"vqa_train.data.{name}: expected >= 0, found {getattr(self, name)}")
         for name in ("letter_short_prob", "not_found_prob", "letter_refusal_prob", "probe_refusal_prob",
                      "probe_letter_prob", "probe_spatial_prob", "probe_global_prob", "probe_global_min",
                      "probe_check_prob", "probe_check_shape_prob"):
@@ -297,6 +305,32 @@ def probe_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataCon
     return specs
 
 
+def letter_drill_specs(sample: "SynthSample", rng: np.random.Generator, cfg: VQADataConfig) -> list[ExampleSpec]:
+    """``cfg.letter_drills`` text-only letter examples (see :attr:`VQADataConfig.letter_drills`) about
+    objects of the scene drawn at random, named uniquely by the benchmark's rule; a left / right
+    drill pairs two such objects apart along x."""
+    from eval.synth.questions import attribute_question, spatial_question
+
+    specs: list[ExampleSpec] = []
+    for _ in range(4 * cfg.letter_drills):
+        if len(specs) >= cfg.letter_drills:
+            break
+        objs = [sample.objects[int(i)] for i in rng.permutation(len(sample.objects))[:2]]
+        kind = ("color", "pattern", "spatial")[int(rng.integers(3))]
+        if kind == "spatial":
+            a, b = (_named(sample, o, "spatial") for o in objs)
+            if a is None or b is None or abs(a.cx - b.cx) < 1.0:
+                continue
+            q = spatial_question(rng, a, b, text_only=True)
+        else:
+            named = _named(sample, objs[0], kind)
+            if named is None:
+                continue
+            q = attribute_question(rng, kind, named, sample.objects, text_only=True)
+        specs.append(_letter_spec("letter_drill", q, rng, cfg, "none"))
+    return specs
+
+
 def _check_probe(rng: np.random.Generator, obj, cfg: VQADataConfig) -> ExampleSpec:
     """A hit-check question about ``obj`` (half of them its shape), answered from its crop; the VWM
     entry carries the question's name, as the VQA hit check lays it out."""
@@ -396,7 +430,10 @@ def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADa
     examples, images, maps = [], [], []
     global_view = None  # the scene's letterboxed global view, made by its first example and shared
     jitter_rng = np.random.default_rng([seed, index, 1])  # its own stream: the other draws stay put
-    for spec in scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg, synth.min_spatial_gap):
+    specs = scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg, synth.min_spatial_gap)
+    if cfg.letter_drills:  # after the others, from the same stream: earlier recipes' draws stay put
+        specs += letter_drill_specs(sample, rng, cfg)
+    for spec in specs:
         if cfg.box_jitter > 0:
             spec = jittered(spec, jitter_rng, cfg.box_jitter, sample.image.size)
         vwm = spec_memory(spec, sample.image, vwm_config, global_view)
