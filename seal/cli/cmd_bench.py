@@ -22,6 +22,11 @@
 [--out REPORT.json]``
     the VQA LLM with ground-truth crops and on the global view (:mod:`eval.bench_vqa`).
 
+``seal bench answer-cost [--model checkpoints/vqa_tiny] --data DIR [--cuts none,stride:0.5,...] [--repeats 5]
+[--limit N] [--threads 1] --out REPORT.json``
+    accuracy, image tokens read, FLOPs and wall time of the answering forward under each vision-token
+    cut, and their ratios to the uncut forward (:mod:`eval.answer_cost`).
+
 ``search`` and ``vsm`` take ``--config`` files and ``--section.field=value`` overrides of the
 ``seal search`` config (:class:`seal.config.SearchCommandConfig`); their report is JSON.
 """
@@ -50,13 +55,15 @@ VSM_STRATEGIES = ("vstar", "bfs")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: synth (write SynthVStar), search (oracle search), "
-                                     "vsm (search model), vqa (VQA LLM)")
+                                     "vsm (search model), vqa (VQA LLM), answer-cost (cost of the "
+                                     "answering forward per token cut)")
     actions = p.add_subparsers(dest="bench_command", metavar="ACTION")
     actions.required = True
     _register_synth(actions)
     _register_search(actions)
     _register_vsm(actions)
     _register_vqa(actions)
+    _register_answer_cost(actions)
 
 
 # --------------------------------------------------------------------------- synth
@@ -284,4 +291,40 @@ def run_vqa(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     with write_errors(out.parent, "--out"):
         run_bench_vqa(model, args.data, out, n=args.n, seed=args.seed, limit=args.limit)
+    return 0
+
+
+# --------------------------------------------------------------------------- answer-cost
+def _register_answer_cost(actions: argparse._SubParsersAction) -> None:
+    s = actions.add_parser("answer-cost", help="accuracy, tokens, FLOPs and wall time of the answering forward "
+                                               "under each vision-token cut")
+    s.add_argument("--model", type=Path, default=Path("checkpoints/vqa_tiny"), metavar="DIR",
+                   help="VQA checkpoint directory")
+    s.add_argument("--data", type=Path, required=True, metavar="DIR",
+                   help="SynthVStar benchmark folder (seal bench synth; ground-truth crops are used)")
+    s.add_argument("--cuts", help="comma-separated MODE:RATIO (entropy: entropy:ALPHA; none alone); default: "
+                                  "none and every mode at 0.5 and 0.25 (merger+pruners at 0.5)")
+    s.add_argument("--merger", default="checkpoints/merger_tiny", metavar="DIR", help="trained token merger")
+    s.add_argument("--pruners", default="checkpoints/pruners_tiny", metavar="DIR", help="trained layer pruners")
+    s.add_argument("--repeats", type=int, default=5, help="timed calls per question and cut (after a warm-up)")
+    s.add_argument("--limit", type=int, help="only the first LIMIT questions")
+    s.add_argument("--threads", type=int, default=1, help="torch threads")
+    s.add_argument("--out", type=Path, required=True, metavar="JSON", help="report JSON")
+    s.set_defaults(func=run_answer_cost)
+
+
+def run_answer_cost(args: argparse.Namespace) -> int:
+    import torch
+
+    from eval.answer_cost import DEFAULT_CUTS, bench_answer_cost, parse_cuts
+
+    if args.overrides:
+        raise InputError(f"seal bench answer-cost takes no config overrides, found --{args.overrides[0]}")
+    if args.repeats < 0:
+        raise InputError(f"--repeats: expected >= 0, found {args.repeats}")
+    cuts = parse_cuts(args.cuts or DEFAULT_CUTS)
+    writable_dir(args.out.parent, "--out")
+    torch.set_num_threads(args.threads)
+    with write_errors(args.out.parent, "--out"):
+        bench_answer_cost(args.model, args.data, args.out, cuts, args.repeats, args.limit, args.merger, args.pruners)
     return 0
