@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from eval.timing import wall_times
 from seal.core.errors import ConfigError
 
 CUT_MODES = ("none", "stride", "topk_norm", "entropy", "merger", "pruners", "merger+pruners")
@@ -123,17 +124,6 @@ def tower_flops(vqa, question: str, vwm) -> int:
         vqa.keep_tokens(keep)
     with torch.no_grad():
         return count_flops(lambda: vqa.model.model.get_image_features(pixel_values=pixels, return_dict=True))[1]
-
-
-def wall_times(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` calls of ``fn`` after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def measure_question(vqa, sample: dict, vwm, repeats: int) -> dict:

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from eval.timing import wall_times
+
 
 def _argmax(values) -> int:
     return max(range(len(values)), key=lambda i: float(values[i]))
@@ -109,12 +111,12 @@ def bench_pruners(vqa_path: str | Path, pruners_dir: str | Path, data: Path, out
             vqa.keep_tokens(None)
             for prompt, part in ((enc, ""), (encoded, "_llm_only")):
                 timings[f"unpruned{part}"].append(
-                    _time(lambda p=prompt: reply_token_logprobs(vqa.model, p, replies, vqa.pad_id), repeats))
+                    wall_times(lambda p=prompt: reply_token_logprobs(vqa.model, p, replies, vqa.pad_id), repeats))
                 timings[f"wrapper_unpruned{part}"].append(
-                    _time(lambda p=prompt: bare.reply_logprobs(p, replies, vqa.pad_id), repeats))
+                    wall_times(lambda p=prompt: bare.reply_logprobs(p, replies, vqa.pad_id), repeats))
                 for r in ratios:
                     timings[f"pruners@{r}{part}"].append(
-                        _time(lambda r=r, p=prompt: trained[r].reply_logprobs(p, replies, vqa.pad_id), repeats))
+                        wall_times(lambda r=r, p=prompt: trained[r].reply_logprobs(p, replies, vqa.pad_id), repeats))
         rows.append(row)
         if (k + 1) % 25 == 0:
             log(f"{k + 1}/{len(samples)} samples, {time.time() - started:.0f} s")
@@ -171,14 +173,3 @@ def stride_mask(vision, ratio: float):
         mask[0, positions[start + chosen]] = True
         start += size
     return mask
-
-
-def _time(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` calls of ``fn`` (one untimed warm-up call first)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
