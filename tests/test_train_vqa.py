@@ -169,6 +169,20 @@ def test_letter_drills_are_text_only_letter_questions_whose_statement_holds_the_
         VQADataConfig(letter_drills=-1)
 
 
+def test_only_kinds_keeps_those_examples_drawn_as_without_the_filter(processor, scenes):
+    index, _ = scenes["search"]
+    cfg = dict(letter_drills=5, probe_objects=2)
+    every, _, _ = scene_examples(processor, SMALL_SYNTH, VQADataConfig(**cfg), VWMConfig(), index, seed=3)
+    drills, images, _ = scene_examples(processor, SMALL_SYNTH, VQADataConfig(only_kinds=["letter_drill"], **cfg),
+                                       VWMConfig(), index, seed=3)
+    kept = [ex for ex in every if ex["kind"] == "letter_drill"]
+    assert 0 < len(drills) == len(kept) < len(every) and images == []
+    for got, want in zip(drills, kept):
+        assert np.array_equal(got["input_ids"], want["input_ids"]) and np.array_equal(got["labels"], want["labels"])
+    with pytest.raises(ConfigError, match="only_kinds: unknown kinds \\['drill'\\]"):
+        VQADataConfig(only_kinds=["drill"])
+
+
 def test_large_probe_objects_are_answered_on_the_global_view_and_small_ones_refused(scenes):
     cfg = VQADataConfig(probe_objects=40, probe_spatial_prob=0.0, probe_refusal_prob=1.0, probe_global_prob=1.0,
                         probe_global_min=0.05)

@@ -61,6 +61,10 @@ if TYPE_CHECKING:
 VIEWS = ("none", "global", "crops")
 """What an example shows: nothing (text-only pass), the global view, or the global view + VWM targets."""
 
+EXAMPLE_KINDS = ("refusal", "answer", "letter", "not_found", "probe", "probe_refusal", "probe_global",
+                 "probe_check", "letter_drill")
+"""Every :attr:`ExampleSpec.kind` a scene can yield."""
+
 
 @dataclass
 class VQADataConfig:
@@ -139,6 +143,9 @@ class VQADataConfig:
     boxes learns their exact framing (the stage-5 shape reader accepted 80% of targets on the true
     box, 48% with the edges moved by up to 10%). The coordinates written in the prompt are the moved
     box's, as at inference. 0 draws nothing, so earlier recipes' examples stay the same."""
+    only_kinds: list[str] = field(default_factory=list)
+    """Keep only the examples of these kinds (:data:`EXAMPLE_KINDS`), e.g. ``[letter_drill]`` for a
+    text-only letter stage; every choice is drawn as without the filter. [] keeps every kind."""
 
     def __post_init__(self) -> None:
         for name in ("probe_objects", "letter_drills"):
@@ -155,6 +162,10 @@ class VQADataConfig:
         unknown = sorted(set(self.probe_focus_shapes) - set(SHAPES))
         if unknown:
             raise ConfigError(f"vqa_train.data.probe_focus_shapes: unknown shapes {unknown}; known: {list(SHAPES)}")
+        self.only_kinds = [str(v) for v in self.only_kinds]
+        unknown = sorted(set(self.only_kinds) - set(EXAMPLE_KINDS))
+        if unknown:
+            raise ConfigError(f"vqa_train.data.only_kinds: unknown kinds {unknown}; known: {list(EXAMPLE_KINDS)}")
         if not 0.0 <= self.box_jitter <= 0.4:
             raise ConfigError(f"vqa_train.data.box_jitter: expected 0..0.4 of the box side, found {self.box_jitter}")
         if self.workers < 1 or self.bucket_batches < 1:
@@ -167,7 +178,7 @@ class ExampleSpec:
     """One training example before tokenisation.
 
     Attributes:
-        kind: ``refusal`` | ``answer`` | ``letter`` | ``not_found`` (for logging and tests).
+        kind: one of :data:`EXAMPLE_KINDS` (for logging, tests and ``only_kinds``).
         question: the user text (for letter examples: question, option lines and instruction).
         reply: the assistant reply to learn.
         view: one of :data:`VIEWS`.
@@ -433,6 +444,8 @@ def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADa
     specs = scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg, synth.min_spatial_gap)
     if cfg.letter_drills:  # after the others, from the same stream: earlier recipes' draws stay put
         specs += letter_drill_specs(sample, rng, cfg)
+    if cfg.only_kinds:
+        specs = [spec for spec in specs if spec.kind in cfg.only_kinds]
     for spec in specs:
         if cfg.box_jitter > 0:
             spec = jittered(spec, jitter_rng, cfg.box_jitter, sample.image.size)
