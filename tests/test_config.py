@@ -91,8 +91,9 @@ def test_the_shipped_policy_heads_are_their_recipes(name, folder):
     assert head == asdict(cfg.head) and cfg.policy_train.export_dir == f"checkpoints/{folder}"
     trained = manifest.recipe["trained_with"]
     assert trained["lambda_cost"] == cfg.policy_train.lambda_cost
-    assert trained["stage1_steps"] + trained["stage2_steps"] == cfg.train.max_steps
-    assert trained["escalation_margin_threshold"] == cfg.policy.escalation_margin_threshold
+    assert trained["stage1_steps"] == cfg.policy_train.stage1_steps
+    assert trained["train"]["max_steps"] == cfg.train.max_steps  # stage 1's steps, then stage 2's
+    assert trained["policy"]["escalation_margin_threshold"] == cfg.policy.escalation_margin_threshold
     assert (cfg.synth.n, cfg.synth.long_side, cfg.synth.split, cfg.synth.suite) == (300, 1600, "train", "mixed")
 
 
