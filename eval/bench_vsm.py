@@ -40,6 +40,7 @@ import numpy as np
 
 from eval.bench_targets import BenchTarget, list_targets, search_row
 from seal.core.errors import InputError
+from seal.policy.calibration import expected_calibration_error
 
 STRATEGIES = ("vstar", "bfs")
 
@@ -54,25 +55,11 @@ def ensure_bench(folder: Path, n_samples: int, seed: int = 0) -> Path:
     return folder
 
 
-def expected_calibration_error(scores: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    """ECE: bin-size-weighted mean |accuracy - mean score| over ``bins`` equal-width score bins."""
-    scores, correct = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=np.float64)
-    if len(scores) == 0:
-        return float("nan")
-    which = np.minimum((scores * bins).astype(int), bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            ece += sel.mean() * abs(correct[sel].mean() - scores[sel].mean())
-    return float(ece)
-
-
 def calibration(scores: list[float], correct: list[bool]) -> dict[str, float]:
     s, c = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=np.float64)
     if not len(s):
         return {"n": 0, "ece": float("nan"), "brier": float("nan"), "accuracy_at_0.5": float("nan"), "positives": 0}
-    return {"n": int(len(s)), "ece": expected_calibration_error(s, c), "brier": float(np.mean((s - c) ** 2)),
+    return {"n": int(len(s)), "ece": expected_calibration_error(s, c, n_bins=10), "brier": float(np.mean((s - c) ** 2)),
             "accuracy_at_0.5": float(np.mean((s > 0.5) == (c > 0.5))), "positives": int(c.sum())}
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from eval.bench_targets import BenchTarget
-from eval.bench_vsm import check_strategies, expected_calibration_error, format_report, run_bench
+from eval.bench_vsm import calibration, check_strategies, format_report, run_bench
 from seal.config import SearchCommandConfig
 from seal.core.errors import InputError
 from tests.fakes import FakeHitCheck, FakeLocalizer
@@ -61,8 +61,8 @@ def test_strategies_must_include_vstar_and_ece_is_the_weighted_gap():
     for bad in ((), ("bfs",), ("vstar", "dfs")):
         with pytest.raises(InputError, match="--strategies"):
             check_strategies(bad)
-    # two bins: scores 0.15 (right 0 of 2) and 0.95 (right 2 of 2): |0 - 0.15| and |1 - 0.95|, half each
-    assert expected_calibration_error(np.array([0.15, 0.15, 0.95, 0.95]), np.array([0, 0, 1, 1])) == \
+    # ten bins; scores 0.15 (right 0 of 2) and 0.95 (right 2 of 2): |0 - 0.15| and |1 - 0.95|, half each
+    assert calibration([0.15, 0.15, 0.95, 0.95], [False, False, True, True])["ece"] == \
         pytest.approx(0.5 * 0.15 + 0.5 * 0.05)
 
 
