@@ -24,8 +24,7 @@ demo: $(STAMP)
 	$(PY) -m seal ask --image $(DEMO_DIR)/bench/text_only/synth_test_00007.jpg \
 		--sample $(DEMO_DIR)/bench/text_only/synth_test_00007.json --force-action full \
 		--search.max_nodes=12 --trace-dir $(DEMO_DIR)/trace_full
-	# a small target: the learned policy tries the coarse view, whose answer ("brown") is unsure (option
-	# margin 0.04 < 0.5), so it escalates to full vision and V* searches: the root's expansion jumps to
+	# a small target: the learned policy sends it to full vision at once (p(full) 1.00) and V* searches: the root's expansion jumps to
 	# level 2 (16 patches in one call), the crop matcher reads their confident boxes in one pass and
 	# accepts the dotted cross on the first level-2 node visited (2 nodes); with its crop the answer
 	# becomes the right "yellow"
