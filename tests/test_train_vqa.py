@@ -171,7 +171,7 @@ def test_letter_drills_are_text_only_letter_questions_whose_statement_holds_the_
 
 def test_only_kinds_keeps_those_examples_drawn_as_without_the_filter(processor, scenes):
     index, _ = scenes["search"]
-    cfg = dict(letter_drills=5, probe_objects=2)
+    cfg = dict(letter_drills=5, probe_objects=2, box_jitter=0.2)
     every, _, _ = scene_examples(processor, SMALL_SYNTH, VQADataConfig(**cfg), VWMConfig(), index, seed=3)
     drills, images, _ = scene_examples(processor, SMALL_SYNTH, VQADataConfig(only_kinds=["letter_drill"], **cfg),
                                        VWMConfig(), index, seed=3)
@@ -179,6 +179,11 @@ def test_only_kinds_keeps_those_examples_drawn_as_without_the_filter(processor, 
     assert 0 < len(drills) == len(kept) < len(every) and images == []
     for got, want in zip(drills, kept):
         assert np.array_equal(got["input_ids"], want["input_ids"]) and np.array_equal(got["labels"], want["labels"])
+    # with boxes jittered the kept probes keep their boxes (the dropped examples' draws still happen)
+    probes, _, _ = scene_examples(processor, SMALL_SYNTH, VQADataConfig(only_kinds=["probe"], **cfg), VWMConfig(),
+                                  index, seed=3)
+    want = [ex["input_ids"] for ex in every if ex["kind"] == "probe"]
+    assert len(probes) == len(want) > 0 and all(np.array_equal(p["input_ids"], w) for p, w in zip(probes, want))
     with pytest.raises(ConfigError, match="only_kinds: unknown kinds \\['drill'\\]"):
         VQADataConfig(only_kinds=["drill"])
 

@@ -444,11 +444,11 @@ def scene_examples(processor: "LlavaProcessor", synth: "SynthConfig", cfg: VQADa
     specs = scene_specs(sample, rng, cfg) + probe_specs(sample, rng, cfg, synth.min_spatial_gap)
     if cfg.letter_drills:  # after the others, from the same stream: earlier recipes' draws stay put
         specs += letter_drill_specs(sample, rng, cfg)
-    if cfg.only_kinds:
-        specs = [spec for spec in specs if spec.kind in cfg.only_kinds]
     for spec in specs:
         if cfg.box_jitter > 0:
             spec = jittered(spec, jitter_rng, cfg.box_jitter, sample.image.size)
+        if cfg.only_kinds and spec.kind not in cfg.only_kinds:  # dropped after its draws
+            continue
         vwm = spec_memory(spec, sample.image, vwm_config, global_view)
         if vwm is not None:
             global_view = vwm.view()
