@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from eval.bench_vqa import ground_truth_memory
 from eval.timing import wall_times
 from seal.core.errors import ConfigError
 
@@ -89,18 +90,6 @@ def parse_cuts(text: str | Sequence[str]) -> list[Cut]:
     if not cuts:
         raise ConfigError("--cuts: expected at least one cut")
     return cuts
-
-
-def answering_memory(vqa, sample: dict, max_pixels: int):
-    """The VWM of one benchmark sample: its global view + a ground-truth crop of every target."""
-    from seal.core.geometry import xywh_to_xyxy
-    from seal.core.image_io import load_image
-    from vwm.layout import VisualWorkingMemory
-
-    vwm = VisualWorkingMemory(global_image=load_image(sample["image_path"], max_pixels), config=vqa.vwm_config)
-    for name, box in zip(sample["target_object"], sample["bbox"]):
-        vwm.add_target(name, xywh_to_xyxy(box), 1.0)
-    return vwm
 
 
 def count_flops(fn: Callable[[], object]) -> tuple[object, int]:
@@ -179,7 +168,7 @@ def run_answer_cost(vqa, samples: Sequence[dict], cuts: Sequence[Cut], repeats: 
     from seal.agent.pipeline import token_keep
     from seal.core.image_io import DEFAULT_MAX_PIXELS
 
-    memories = [answering_memory(vqa, s, max_pixels or DEFAULT_MAX_PIXELS) for s in samples]
+    memories = [ground_truth_memory(vqa, s, max_pixels or DEFAULT_MAX_PIXELS) for s in samples]
     tower = [tower_flops(vqa, s["question"], m) for s, m in zip(samples, memories)]
     rows: dict[str, list[dict]] = {}
     started = time.time()

@@ -50,17 +50,12 @@ PROXIES = ("stride", "topk_norm")
 def sample_scores(vqa, merger, sample: dict, tokens: Sequence[int], max_pixels: int) -> dict[str, bool]:
     """Whether each variant ranks the correct option first on one sample (keys ``full``,
     ``merger@M`` and ``<proxy>@M`` for each of :data:`PROXIES`)."""
-    from seal.core.geometry import xywh_to_xyxy
-    from seal.core.image_io import load_image
+    from eval.bench_vqa import ground_truth_memory
     from seal.vqa.merged_forward import merged_prompt
     from seal.vqa.scoring import reply_token_logprobs
     from seal.vqa.token_keep import TokenKeep
-    from vwm.layout import VisualWorkingMemory
 
-    image = load_image(sample["image_path"], max_pixels)
-    vwm = VisualWorkingMemory(global_image=image, config=vqa.vwm_config)
-    for name, box in zip(sample["target_object"], sample["bbox"]):
-        vwm.add_target(name, xywh_to_xyxy(box), 1.0)
+    vwm = ground_truth_memory(vqa, sample, max_pixels)
     replies = [vqa.reply_ids(str(o)) for o in sample["options"]]
 
     def right(enc) -> bool:

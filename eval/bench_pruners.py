@@ -47,16 +47,14 @@ def bench_pruners(vqa_path: str | Path, pruners_dir: str | Path, data: Path, out
     """Measure and write the report JSON to ``out`` (see the module docstring); returns it."""
     import torch
 
-    from eval.bench_vqa import ensure_benchmark, read_samples
+    from eval.bench_vqa import ensure_benchmark, ground_truth_memory, read_samples
     from eval.metrics import bootstrap_ci
-    from seal.core.geometry import xywh_to_xyxy
-    from seal.core.image_io import DEFAULT_MAX_PIXELS, load_image
+    from seal.core.image_io import DEFAULT_MAX_PIXELS
     from seal.vqa import VQAModel
     from seal.vqa.pruned_forward import PrunedLM
     from seal.vqa.pruners import LayerPruners
     from seal.vqa.scoring import reply_token_logprobs
     from seal.vqa.token_keep import TokenKeep
-    from vwm.layout import VisualWorkingMemory
 
     ensure_benchmark(data, n, seed)
     samples = read_samples(data, limit)
@@ -80,10 +78,7 @@ def bench_pruners(vqa_path: str | Path, pruners_dir: str | Path, data: Path, out
     rows, timings = [], {f"{name}{part}": [] for name in timed for part in ("", "_llm_only")}
     started = time.time()
     for k, s in enumerate(samples):
-        image = load_image(s["image_path"], DEFAULT_MAX_PIXELS)
-        vwm = VisualWorkingMemory(global_image=image, config=vqa.vwm_config)
-        for name, box in zip(s["target_object"], s["bbox"]):
-            vwm.add_target(name, xywh_to_xyxy(box), 1.0)
+        vwm = ground_truth_memory(vqa, s, DEFAULT_MAX_PIXELS)
         replies = [vqa.reply_ids(o) for o in s["options"]]
         vqa.keep_tokens(None)
         enc = vqa.encode(s["question"], vwm)

@@ -67,18 +67,27 @@ def read_samples(data: Path, limit: int | None = None) -> list[dict]:
     return samples
 
 
-def check_sample(vqa, sample: dict, max_pixels: int) -> dict:
-    """Every measurement of one sample (see the module docstring)."""
+def ground_truth_memory(vqa, sample: dict, max_pixels: int):
+    """The visual working memory of one sample (:func:`read_samples`) in ``vqa``'s layout: its image
+    (loaded under ``max_pixels``, ``vwm.global_image``) as the global view and a ground-truth crop of
+    every target (score 1), as the agent lays out found targets."""
     from seal.core.geometry import xywh_to_xyxy
     from seal.core.image_io import load_image
-    from seal.vqa import is_refusal, parse_missing_targets
     from vwm.layout import VisualWorkingMemory
 
-    image = load_image(sample["image_path"], max_pixels)
-    q, options = sample["question"], sample["options"]
-    vwm = VisualWorkingMemory(global_image=image, config=vqa.vwm_config)
+    vwm = VisualWorkingMemory(global_image=load_image(sample["image_path"], max_pixels), config=vqa.vwm_config)
     for name, box in zip(sample["target_object"], sample["bbox"]):
         vwm.add_target(name, xywh_to_xyxy(box), 1.0)
+    return vwm
+
+
+def check_sample(vqa, sample: dict, max_pixels: int) -> dict:
+    """Every measurement of one sample (see the module docstring)."""
+    from seal.vqa import is_refusal, parse_missing_targets
+
+    vwm = ground_truth_memory(vqa, sample, max_pixels)
+    image = vwm.global_image
+    q, options = sample["question"], sample["options"]
     crops = vqa.score_options(None, q, options, vwm=vwm)
     letter, _ = vqa.choose_letter(None, q, sample["short_options"], vwm=vwm)
     glob = vqa.score_options(image, q, options)

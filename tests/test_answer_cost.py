@@ -10,7 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from eval.answer_cost import Cut, answering_memory, measure_question, parse_cuts, run_answer_cost
+from eval.answer_cost import Cut, measure_question, parse_cuts, run_answer_cost
+from eval.bench_vqa import ground_truth_memory as answering_memory
 from seal.agent.pipeline import token_keep
 from seal.cli.main import main
 from seal.core.errors import ConfigError
