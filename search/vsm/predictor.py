@@ -117,13 +117,9 @@ class VSMPredictor:
         """One LM forward over ``len(features)`` rows of the same prompt, row i reading ``tokens[i]``
         (K_i, D_text) -> (the encoded prompts, (B, D_text) ``<LOC>`` states)."""
         n = len(features)
-        counts = [int(t.shape[0]) for t in tokens]
-        if not self.cfg.token_cut.active:  # the uncut path, exactly as trained
-            enc = self.model.prompts([kind] * n, [target] * n, with_reply=False)
-            hidden = self.model.hidden_states(enc["input_ids"], enc["attention_mask"], features)
-        else:
-            enc = self.model.prompts([kind] * n, [target] * n, with_reply=False, image_tokens=counts)
-            hidden = self.model.hidden_states(enc["input_ids"], enc["attention_mask"], features, tokens)
+        counts = [int(t.shape[0]) for t in tokens]  # uncut: N each, the prompts and inputs as trained
+        enc = self.model.prompts([kind] * n, [target] * n, with_reply=False, image_tokens=counts)
+        hidden = self.model.hidden_states(enc["input_ids"], enc["attention_mask"], features, tokens)
         self._stats.extra["lm_rows"] += n
         self._stats.extra["lm_image_tokens"] += sum(counts)
         self._stats.extra["forwards"] += 1
